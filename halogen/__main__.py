@@ -1,0 +1,3 @@
+from halogen.cli import main
+
+main()

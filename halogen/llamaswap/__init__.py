@@ -1,0 +1,1 @@
+"""The llama-swap config contract: written by `halogen build`, read by `halogen serve`."""

@@ -1,0 +1,121 @@
+"""Read a llama-swap config file the way llama-swap does; write one the way halogen promises."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from halogen import yamlio
+from halogen.diagnostics import Diagnostic, Invalid, errors
+from halogen.llamaswap.config import (
+    UNSUPPORTED_FILTERS,
+    UNSUPPORTED_MODEL,
+    UNSUPPORTED_TOP,
+    Config,
+)
+from halogen.llamaswap.resolve import Resolved, Unresolvable, resolve
+from halogen.typed import parse
+
+ENV_REF = re.compile(r"\$\{env\.([a-zA-Z_][a-zA-Z0-9_]*)\}")
+
+
+def substitute_env(doc: yamlio.Document, environ: Mapping[str, str]) -> list[Diagnostic]:
+    """Replace `${env.NAME}` in every string value. llama-swap does this on the raw text, minus
+    comments; doing it on parsed values gives the same result for every string field without
+    letting a variable's value change the YAML's structure."""
+    problems: list[Diagnostic] = []
+
+    def visit(value: Any, path: yamlio.Path_) -> Any:
+        if isinstance(value, str):
+            def repl(match: re.Match[str]) -> str:
+                found = environ.get(match.group(1))
+                if found is None:
+                    problems.append(doc.diagnostic(path, f"environment variable {match.group(1)} is not set", "export it before starting, or remove the reference"))
+                    return ""
+                if any(c in found for c in "\n\r\x00"):
+                    problems.append(doc.diagnostic(path, f"environment variable {match.group(1)} holds a newline or NUL"))
+                return found
+
+            return ENV_REF.sub(repl, value)
+        if isinstance(value, dict):
+            return {k: visit(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [visit(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    doc.data = visit(doc.data, ())
+    return problems
+
+
+def _known_keys(cls: Any) -> set[str]:
+    return set(cls.model_fields)
+
+
+def _screen(doc: yamlio.Document) -> list[Diagnostic]:
+    """Refuse what halogen serve does not implement; drop (with a warning) what llama-swap
+    itself ignores, so the pydantic model sees only keys it knows."""
+    from halogen.llamaswap.config import Filters, Model
+
+    out: list[Diagnostic] = []
+    data = doc.data
+    if not isinstance(data, dict):
+        return [doc.diagnostic((), "the config must be a mapping with a `models` key")]
+
+    def sweep(mapping: dict[str, Any], path: yamlio.Path_, known: set[str], unsupported: dict[str, Any]) -> None:
+        for key in list(mapping):
+            if key in unsupported:
+                if mapping[key] in (unsupported[key], None, {}, []):
+                    del mapping[key]
+                    continue
+                out.append(doc.diagnostic((*path, key), f"halogen serve does not support the llama-swap key {key!r}", "remove it, or run this config under llama-swap itself"))
+            elif key not in known:
+                out.append(doc.diagnostic((*path, key), f"unknown key {key!r} is ignored, as llama-swap ignores it", "remove it", severity="warning"))
+                del mapping[key]
+
+    sweep(data, (), _known_keys(Config), UNSUPPORTED_TOP)
+    for mid, model in (data.get("models") or {}).items() if isinstance(data.get("models"), dict) else []:
+        if isinstance(model, dict):
+            sweep(model, ("models", mid), _known_keys(Model), UNSUPPORTED_MODEL)
+            if isinstance(model.get("filters"), dict):
+                sweep(model["filters"], ("models", mid, "filters"), _known_keys(Filters), UNSUPPORTED_FILTERS)
+    hooks = data.get("hooks")
+    if isinstance(hooks, dict) and isinstance(hooks.get("on_startup"), dict) and hooks["on_startup"].get("preload", []) is None:
+        hooks["on_startup"]["preload"] = []
+        out.append(doc.diagnostic(("hooks", "on_startup", "preload"), "preload is null", "write a list, or remove the key", severity="warning"))
+    for gid, group in (data.get("groups") or {}).items() if isinstance(data.get("groups"), dict) else []:
+        if isinstance(group, dict) and "members" not in group:
+            out.append(doc.diagnostic(("groups", gid), f"group {gid!r} has no members", "add `members: []` (llama-swap's schema requires it)", severity="warning"))
+    return out
+
+
+def positioned(doc: yamlio.Document, exc: Unresolvable) -> list[Diagnostic]:
+    return [doc.diagnostic(p.path, p.message, p.hint) for p in exc.problems]
+
+
+def load(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Resolved, list[Diagnostic]]:
+    """Load, check and resolve a llama-swap config; return it with any warnings."""
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise Invalid([Diagnostic(name, 0, 0, "", f"cannot read config: {exc.strerror or exc}")]) from None
+    doc = yamlio.load(raw, name)
+    found = _screen(doc)
+    if not errors(found):
+        found += substitute_env(doc, os.environ if environ is None else environ)
+    if errors(found):
+        raise Invalid(found)
+    config, problems = parse(Config, doc)
+    if config is None:
+        raise Invalid(found + problems)
+    try:
+        return resolve(config), found
+    except Unresolvable as exc:
+        raise Invalid(found + positioned(doc, exc)) from None
+
+
+def dump(config: Config, header: str) -> str:
+    return yamlio.dump(config.document(), header=header)

@@ -1,0 +1,80 @@
+"""Plain YAML data into pydantic models, with every error positioned and a hint where one helps."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from halogen.diagnostics import Diagnostic
+from halogen.yamlio import Document, Path_
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names the model accepts at `loc`, for did-you-mean hints."""
+    current: Any = cls
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return []
+            current = info.annotation
+        else:
+            args = typing.get_args(current)
+            current = args[-1] if args else None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Optional[X] and X | None to X."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        real = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(real) == 1:
+            return real[0]
+    return tp
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+def parse(cls: type[M], doc: Document, data: Any = None, prefix: Path_ = ()) -> tuple[M | None, list[Diagnostic]]:
+    """Validate `data` (default: the whole document) as `cls`."""
+    payload = doc.data if data is None else data
+    try:
+        return cls.model_validate(payload), []
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+            path: Path_ = (*prefix, *loc)
+            hint = ""
+            if err["type"] == "extra_forbidden":
+                known = _fields_at(cls, loc[:-1])
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else (f"known keys: {', '.join(known)}" if known else "")
+            elif err["type"] == "missing":
+                hint = f"add {loc[-1]!r}" if loc else ""
+            out.append(doc.diagnostic(path, _message(err), hint))
+        # A union failing on every branch reports once per branch; keep one line per path.
+        unique: dict[tuple[str, int, int], Diagnostic] = {}
+        for d in out:
+            unique.setdefault((d.field, d.line, d.column), d)
+        return None, list(unique.values())

@@ -1,0 +1,215 @@
+"""YAML in with positions, YAML out that reads back the same under YAML 1.1 and 1.2.
+
+Input goes through ruamel.yaml's round-trip parser only to learn where each key and item
+stands; what the rest of halogen sees is plain data (dict, list, str, int, float, bool, None)
+plus a `Positions` index from field path to (line, column).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halogen.diagnostics import Diagnostic, Invalid
+
+Path_ = tuple[str | int, ...]
+
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+_STANDARD_TAGS = {
+    None,
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+
+@dataclass
+class Document:
+    """A loaded file: its plain data and where each field path was written."""
+
+    name: str
+    data: Any
+    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: Path_) -> tuple[int, int]:
+        """The position of the deepest prefix of `path` that was written (so a missing key
+        points at its parent mapping)."""
+        for end in range(len(path), -1, -1):
+            pos = self.positions.get(tuple(path[:end]))
+            if pos:
+                return pos
+        return (1, 1)
+
+    def diagnostic(self, path: Path_, message: str, hint: str = "", *, severity: str = "error") -> Diagnostic:
+        line, column = self.where(path)
+        return Diagnostic(
+            self.name, line, column, dotted(path), message, hint, severity  # type: ignore[arg-type]
+        )
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _decode(raw: bytes, name: str) -> str:
+    if len(raw) > MAX_BYTES:
+        raise Invalid([Diagnostic(name, 0, 0, "", f"file is {len(raw)} bytes, over the {MAX_BYTES} byte limit", "split it or remove what is not configuration")])
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise Invalid([Diagnostic(name, line, column, "", "file is not valid UTF-8", "save it as UTF-8")]) from None
+    if "\x00" in text:
+        offset = text.index("\x00")
+        line = text.count("\n", 0, offset) + 1
+        raise Invalid([Diagnostic(name, line, offset - text.rfind("\n", 0, offset), "", "file contains a NUL byte", "remove it; YAML files are text")])
+    return text.replace("\r\n", "\n")
+
+
+def _mark(exc: Exception) -> tuple[int, int]:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return (0, 0)
+    return (mark.line + 1, mark.column + 1)
+
+
+def load(raw: bytes, name: str) -> Document:
+    """Parse one YAML document, raising `Invalid` with a positioned diagnostic on any problem."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    text = _decode(raw, name)
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        node = yaml.load(io.StringIO(text))
+    except MarkedYAMLError as exc:
+        line, column = _mark(exc)
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        hint = "each key may appear once per mapping" if "duplicate" in problem else ""
+        if "\t" in problem or "'\\t'" in problem or "tab" in problem.lower():
+            hint = "indent with spaces, not tabs"
+        raise Invalid([Diagnostic(name, line, column, "", problem, hint)]) from None
+    except (YAMLError, RecursionError) as exc:
+        raise Invalid([Diagnostic(name, 0, 0, "", f"invalid YAML: {exc}".strip())]) from None
+    doc = Document(name, None)
+    budget = [MAX_NODES]
+    doc.data = _plain(node, (), doc, budget, (1, 1))
+    return doc
+
+
+def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[int, int]) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Invalid([doc.diagnostic(path, f"document expands to more than {MAX_NODES} nodes", "remove anchors and aliases that multiply content")])
+    if len(path) > MAX_DEPTH:
+        raise Invalid([doc.diagnostic(path, f"nesting deeper than {MAX_DEPTH} levels")])
+    doc.positions.setdefault(path, pos)
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if isinstance(node, TaggedScalar) or tag not in _STANDARD_TAGS:
+        raise Invalid([doc.diagnostic(path, f"YAML tag {tag or getattr(node, 'tag', '')!s} is not allowed", "remove the tag; halogen reads plain YAML only")])
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            kpos = node.lc.key(key)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise Invalid([doc.diagnostic(path, f"mapping key {key!r} is not a scalar")])
+            skey = str(key) if not isinstance(key, bool) else str(key).lower()
+            out[skey] = _plain(value, (*path, skey), doc, budget, (kpos[0] + 1, kpos[1] + 1))
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, value in enumerate(node):
+            ipos = node.lc.item(index)
+            items.append(_plain(value, (*path, index), doc, budget, (ipos[0] + 1, ipos[1] + 1)))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    raise Invalid([doc.diagnostic(path, f"value of type {type(node).__name__} is not allowed here", "use a string, number, boolean, list or mapping")])
+
+
+def read(path: Path, name: str | None = None) -> Document:
+    label = name or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise Invalid([Diagnostic(label, 0, 0, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    return load(raw, label)
+
+
+# --- output -------------------------------------------------------------------------------
+
+# Plain scalars that YAML 1.1 (PyYAML, Kubernetes) or YAML 1.2 (ruamel.yaml) would read as
+# something other than the string: they get quoted, so every reader sees the same value.
+_AMBIGUOUS = re.compile(
+    r"""^(?:
+        ~|null|Null|NULL|
+        y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|
+        [-+]?(?:0|[1-9][0-9_]*)|0[0-7_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+|
+        [-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|
+        [-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|
+        [-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|
+        [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*|<<|=
+    )$""",
+    re.VERBOSE,
+)
+
+
+def needs_quotes(value: str) -> bool:
+    return bool(_AMBIGUOUS.match(value)) or value == "" or value != value.strip()
+
+
+def _prepare(value: Any) -> Any:
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
+    if isinstance(value, Mapping):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _prepare(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [_prepare(v) for v in value]
+    if isinstance(value, str):
+        if "\n" in value and value == value.rstrip("\n") + "\n" and not value.startswith((" ", "\n")):
+            return LiteralScalarString(value)
+        if needs_quotes(value) or "\n" in value:
+            return DoubleQuotedScalarString(value)
+    return value
+
+
+def dump(data: Any, header: str = "") -> str:
+    """Block-style YAML: mappings in the given order, multi-line strings as literal blocks."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    stream = io.StringIO()
+    stream.write(header)
+    yaml.dump(_prepare(data), stream)
+    return stream.getvalue()
