@@ -55,26 +55,62 @@ def _message(err: Any) -> str:
     return msg[0].lower() + msg[1:] if msg else msg
 
 
-def parse(cls: type[M], doc: Document, data: Any = None, prefix: Path_ = ()) -> tuple[M | None, list[Diagnostic]]:
-    """Validate `data` (default: the whole document) as `cls`."""
+def parse(
+    cls: type[M], doc: Document, data: Any = None, prefix: Path_ = ()
+) -> tuple[M | None, list[Diagnostic]]:
+    """Validate `data` (default: the whole document) as `cls`.
+
+    On errors, also try again without the top-level keys that failed, so later checks can
+    still run on the rest of the file and report its other problems in the same run."""
     payload = doc.data if data is None else data
     try:
         return cls.model_validate(payload), []
     except ValidationError as exc:
-        out = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-            path: Path_ = (*prefix, *loc)
-            hint = ""
-            if err["type"] == "extra_forbidden":
-                known = _fields_at(cls, loc[:-1])
-                close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else (f"known keys: {', '.join(known)}" if known else "")
-            elif err["type"] == "missing":
-                hint = f"add {loc[-1]!r}" if loc else ""
-            out.append(doc.diagnostic(path, _message(err), hint))
-        # A union failing on every branch reports once per branch; keep one line per path.
-        unique: dict[tuple[str, int, int], Diagnostic] = {}
-        for d in out:
-            unique.setdefault((d.field, d.line, d.column), d)
-        return None, list(unique.values())
+        diagnostics = _diagnostics(cls, doc, exc, prefix)
+        partial = None
+        if isinstance(payload, dict):
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            try:
+                partial = cls.model_validate({k: v for k, v in payload.items() if k not in bad})
+            except ValidationError:
+                partial = None
+        return partial, diagnostics
+
+
+PATTERN_HINTS = {
+    r"^[A-Z_][A-Z0-9_]*$": "environment variable names are upper-case letters, digits and '_'",
+    r"^[^\n\r\x00]*$": "one line, without NUL bytes",
+}
+
+
+def _diagnostics(
+    cls: type[BaseModel], doc: Document, exc: ValidationError, prefix: Path_
+) -> list[Diagnostic]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+        )
+        path: Path_ = (*prefix, *loc)
+        hint = ""
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(cls, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else (f"known keys: {', '.join(known)}" if known else "")
+            )
+        elif err["type"] == "missing":
+            hint = f"add {loc[-1]!r}" if loc else ""
+        elif err["type"] == "string_pattern_mismatch":
+            pattern = str(err.get("ctx", {}).get("pattern", ""))
+            hint = PATTERN_HINTS.get(pattern, "")
+        out.append(doc.diagnostic(path, _message(err), hint))
+    # A union failing on every branch reports once per branch; keep one line per path.
+    unique: dict[tuple[str, int, int], Diagnostic] = {}
+    for d in out:
+        unique.setdefault((d.field, d.line, d.column), d)
+    return list(unique.values())

@@ -1,0 +1,75 @@
+"""The command line: thin wrappers over plain functions in halogen.commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from halogen import __version__
+
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
+    help="How to print diagnostics: for people, for programs, or as GitHub Actions annotations.",
+)
+SRC = click.option(
+    "--src", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+    help="The site: the folder with halogen.yaml and models.d/.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="halogen")
+def main() -> None:
+    """Compile models.d/ and halogen.yaml into a Flux-ready llama-swap deployment in out/,
+    and serve it: a lean proxy with llama-swap's semantics and the OpenAI and Ollama APIs.
+
+    Exit codes: 0 ok, 1 invalid input or stale out/, 2 usage error.
+    """
+
+
+@main.command()
+@SRC
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Where to write [default: <src>/out].")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff when out/ differs from what build would write.")
+@FORMAT
+def build(src: Path, out: Path | None, check: bool, fmt: str) -> None:
+    """Validate the site and write out/: config.yaml, its ConfigMap, the Deployment, the
+    Service and kustomization.yaml. out/ is replaced whole, or left as it was."""
+    from halogen.commands import build as command
+
+    sys.exit(command.run(src, out or src / "out", check=check, fmt=fmt))  # type: ignore[arg-type]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@FORMAT
+def validate(paths: tuple[Path, ...], fmt: str) -> None:
+    """Check the site that PATHS belong to (default: the current folder) without writing.
+    Fast enough for a pre-commit hook; every rule of build but the manifest checks."""
+    from halogen.commands import validate as command
+
+    sys.exit(command.run(list(paths), fmt=fmt))  # type: ignore[arg-type]
+
+
+@main.command()
+@SRC
+@click.option("--check", is_flag=True, help="Exit 1 when schemas/ differs from what would be written.")
+def schema(src: Path, check: bool) -> None:
+    """(Re)write schemas/: JSON Schemas for halogen.yaml and for model files, for editors
+    (the YAML files carry a `yaml-language-server: $schema=` line)."""
+    from halogen.commands import schema as command
+
+    sys.exit(command.run(src, check=check))
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("out/config.yaml"), show_default=True, help="A llama-swap config.yaml.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to bind; the image passes 0.0.0.0:8080.")
+def serve(config_path: Path, listen: str) -> None:
+    """Run the proxy: start, stop and swap llama-server processes on demand, with the
+    OpenAI and Ollama APIs on one port."""
+    from halogen.commands import serve as command
+
+    sys.exit(command.run(config_path, listen))

@@ -1,0 +1,84 @@
+"""The compiler as one flow: load, check, render, verify. Pure but for reading the inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from halogen.diagnostics import Diagnostic, Invalid, errors
+from halogen.llamaswap import io as llamaswap_io
+from halogen.llamaswap.resolve import Resolved, Unresolvable, resolve
+from halogen.spec import checks
+from halogen.spec.load import Site, load
+
+
+@dataclass(frozen=True)
+class Compiled:
+    site: Site
+    config_text: str
+    resolved: Resolved
+    warnings: tuple[Diagnostic, ...]
+
+
+def _problem_position(site: Site, exc: Unresolvable) -> list[Diagnostic]:
+    """Map a config-level problem back to the input file that caused it."""
+    out = []
+    for p in exc.problems:
+        if len(p.path) >= 2 and p.path[0] == "models" and p.path[1] in site.models:
+            model = site.models[str(p.path[1])]
+            out.append(model.doc.diagnostic(tuple(p.path[2:]), p.message, p.hint))
+        else:
+            out.append(site.doc.diagnostic((), f"{'.'.join(map(str, p.path))}: {p.message}", p.hint))
+    return out
+
+
+def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
+    """Every -m path, raw `cmd` included, must lie under the models mount."""
+    from pathlib import PurePosixPath
+
+    mount = PurePosixPath(site.spec.deployment.models.mountPath)
+    out = []
+    for model_id, runnable in resolved.models.items():
+        argv = list(runnable.argv)
+        for i, arg in enumerate(argv[:-1]):
+            if arg in ("-m", "--model"):
+                path = PurePosixPath(argv[i + 1])
+                if ".." in path.parts or mount not in path.parents:
+                    out.append(site.models[model_id].doc.diagnostic(("cmd",), f"model path {path} is not under the models mount {mount}", "the pod sees only that mount"))
+    return out
+
+
+def compile_config(root: Path) -> Compiled:
+    """Everything `halogen validate` checks; raises `Invalid` with every error found."""
+    from halogen.render import config as render_config
+    from halogen.render.manifests import HEADER
+
+    site, found = load(root)
+    if site is None:
+        raise Invalid(found)
+    found += checks.check(site)
+    if errors(found):
+        raise Invalid(found)
+    config = render_config.render(site)
+    try:
+        resolved = resolve(config)
+    except Unresolvable as exc:
+        raise Invalid(found + _problem_position(site, exc)) from None
+    found += _mount_problems(site, resolved)
+    if errors(found):
+        raise Invalid(found)
+    text = llamaswap_io.dump(config, HEADER + "\n")
+    return Compiled(site, text, resolved, tuple(found))
+
+
+def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
+    """The bytes of every file in out/, checked with strict kubernetes-validate."""
+    from halogen.render import kube, manifests
+
+    compiled = compile_config(root)
+    files = manifests.render(compiled.site, compiled.config_text)
+    problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion)
+    if problems:
+        raise Invalid(list(compiled.warnings) + problems)
+    out = {manifests.CONFIG_FILE: compiled.config_text, **files}
+    return {name: text.encode("utf-8") for name, text in sorted(out.items())}, compiled.warnings

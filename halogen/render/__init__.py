@@ -1,0 +1,1 @@
+"""From a checked `Site` to the bytes of `out/`."""

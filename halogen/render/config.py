@@ -1,0 +1,97 @@
+"""The site as a llama-swap config: backends become macros, model files become models."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from halogen.llamaswap import config as ls
+from halogen.spec.checks import backend_of, model_file
+from halogen.spec.inputs import Backend
+from halogen.spec.load import Model, Site
+
+
+def _join(args: Sequence[str]) -> str:
+    # ${...} macros are kept readable; anything else shlex would split is quoted.
+    return " ".join(a if a.startswith("${") and a.endswith("}") else shlex.quote(a) for a in args)
+
+
+def backend_command(backend: Backend) -> str:
+    return _join([backend.binary, "--port", "${PORT}", "--host", backend.host, *backend.args])
+
+
+def _cmd(site: Site, model: Model, backend_id: str) -> str:
+    spec = model.spec
+    if spec.cmd is not None:
+        return spec.cmd if spec.cmd.endswith("\n") else spec.cmd + "\n"
+    lines = [f"${{{backend_id}}}"]
+    path = model_file(site, model)
+    mount = site.spec.deployment.models.mountPath.rstrip("/")
+    lines.append(_join(["-m", f"{mount}/{path}"]))
+    if spec.contextSize is not None:
+        lines.append(f"--ctx-size {spec.contextSize}")
+    if spec.args:
+        lines.append(_join(spec.args))
+    return "\n".join(lines) + "\n"
+
+
+def _metadata(model: Model) -> dict[str, object]:
+    meta: dict[str, object] = dict(sorted(model.spec.metadata.model_dump(exclude_none=True).items()))
+    if model.spec.capabilities:
+        meta["capabilities"] = list(model.spec.capabilities)
+    return dict(sorted(meta.items()))
+
+
+def _model(site: Site, model: Model) -> ls.Model:
+    spec = model.spec
+    backend_id = backend_of(site, model) or ""
+    backend = site.spec.backends[backend_id]
+    env = {**backend.env, **spec.env}
+    fields: dict[str, object] = {
+        "cmd": _cmd(site, model, backend_id),
+        "name": spec.name,
+        "description": spec.description,
+        "env": [f"{k}={v}" for k, v in sorted(env.items())],
+        "aliases": sorted(spec.aliases),
+        "unlisted": spec.unlisted,
+        "metadata": _metadata(model),
+        "filters": ls.Filters(stripParams=", ".join(spec.filters.stripParams), setParams=dict(sorted(spec.filters.setParams.items()))),
+    }
+    optional = {
+        "ttl": spec.ttl,
+        "cmdStop": spec.cmdStop,
+        "checkEndpoint": spec.checkEndpoint,
+        "useModelName": spec.useModelName,
+        "concurrencyLimit": spec.concurrencyLimit,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return ls.Model.model_validate(fields)
+
+
+def render(site: Site) -> ls.Config:
+    spec = site.spec
+    used_backends = sorted({backend_of(site, m) or "" for m in site.models.values() if m.spec.cmd is None})
+    macros: dict[str, ls.MacroValue] = dict(spec.macros)
+    for bid in used_backends:
+        macros[bid] = backend_command(spec.backends[bid])
+    groups = {}
+    for gid in sorted(spec.groups):
+        members = sorted(mid for mid, m in site.models.items() if m.spec.group == gid)
+        if members:
+            g = spec.groups[gid]
+            groups[gid] = ls.Group(swap=g.swap, exclusive=g.exclusive, persistent=g.persistent, members=members)
+    swap = spec.llamaSwap
+    return ls.Config(
+        healthCheckTimeout=swap.healthCheckTimeout,
+        logLevel=swap.logLevel,
+        logToStdout=swap.logToStdout,
+        metricsMaxInMemory=swap.metricsMaxInMemory,
+        startPort=swap.startPort,
+        globalTTL=swap.globalTTL,
+        unloadTimeout=swap.unloadTimeout,
+        includeAliasesInList=swap.includeAliasesInList,
+        macros=macros,
+        models={mid: _model(site, site.models[mid]) for mid in sorted(site.models)},
+        groups=groups,
+        hooks=ls.Hooks(on_startup=ls.OnStartup(preload=list(swap.preload))),
+    )

@@ -1,0 +1,1 @@
+"""What the user writes: `halogen.yaml` (the site) and one file per model in `models.d/`."""

@@ -1,0 +1,180 @@
+"""The input files as pydantic models. Unknown keys are errors (with did-you-mean hints);
+the JSON Schemas in `schemas/` are generated from these classes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from halogen import __version__
+
+DEFAULT_IMAGE = "ghcr.io/halogen-project/halogen"
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+OneLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]*$")]
+Arg = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]*$", min_length=1)]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY)]
+Capability = Literal["completion", "tools", "insert", "vision", "embedding", "thinking"]
+MacroValue = Annotated[str, StringConstraints(max_length=1023)] | int | float | bool
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Image(_Input):
+    """The proxy's image. The default is this project's image at the package version."""
+
+    repository: OneLine = DEFAULT_IMAGE
+    tag: Annotated[str, StringConstraints(pattern=r"^[\w][\w.-]{0,127}$")] | None = None
+    digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    pullPolicy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+
+    @model_validator(mode="after")
+    def _pinned(self) -> Image:
+        if self.tag == "latest":
+            raise ValueError("tag 'latest' is not allowed: pin a version or a digest")
+        return self
+
+    @property
+    def reference(self) -> str:
+        if self.digest:
+            return f"{self.repository}@{self.digest}"
+        return f"{self.repository}:{self.tag or __version__}"
+
+
+class ModelsMount(_Input):
+    hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
+    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = "/models"
+
+
+class Resources(_Input):
+    requests: dict[str, Quantity] = {}
+    limits: dict[str, Quantity] = {}
+
+
+class Service(_Input):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    address: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F:.]+$")] | None = Field(
+        None, description="A LoadBalancer address, requested from MetalLB by annotation."
+    )
+    annotations: dict[str, OneLine] = {}
+    externalTrafficPolicy: Literal["Cluster", "Local"] | None = None
+
+
+class Deployment(_Input):
+    name: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=52)]
+    namespace: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=63)] = "default"
+    image: Image = Image()
+    port: int = Field(8080, ge=1, le=65535)
+    kubernetesVersion: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]+$")] = "1.32"
+    strategy: Literal["auto", "RollingUpdate", "Recreate"] = Field(
+        "auto",
+        description="auto: Recreate when models are preloaded (two pods would each hold them "
+        "in memory during a rollout), else RollingUpdate with maxSurge 1, maxUnavailable 0.",
+    )
+    terminationGracePeriodSeconds: int = Field(60, ge=1)
+    models: ModelsMount
+    resources: Resources = Resources()
+    service: Service = Service()
+    env: dict[EnvName, OneLine] = {}
+    runAsUser: int = Field(10001, ge=1)
+
+
+class Globals(_Input):
+    """llama-swap's top-level settings that halogen passes through."""
+
+    healthCheckTimeout: int = Field(120, ge=15)
+    globalTTL: int = Field(0, ge=0)
+    unloadTimeout: int = Field(10, ge=1)
+    startPort: int = Field(5800, ge=1024, le=65000)
+    logLevel: Literal["debug", "info", "warn", "error"] = "info"
+    logToStdout: Literal["proxy", "upstream", "both", "none"] = "proxy"
+    metricsMaxInMemory: int = Field(1000, ge=1)
+    includeAliasesInList: bool = False
+    preload: list[str] = []
+
+
+class Group(_Input):
+    swap: bool = True
+    exclusive: bool = True
+    persistent: bool = False
+
+
+class Backend(_Input):
+    """How one kind of llama-server runs: written once, applied to every model that names it."""
+
+    binary: Annotated[str, StringConstraints(pattern=r"^/[^\s\x00]*$")] = "/usr/local/bin/llama-server"
+    host: OneLine = "127.0.0.1"
+    args: list[Arg] = []
+    env: dict[EnvName, OneLine] = {}
+    devices: list[Annotated[str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9._/-]+$")]] = Field(
+        [], description="Host device paths the pod mounts for this backend, e.g. /dev/dri, /dev/kfd."
+    )
+    supplementalGroups: list[int] = Field([], description="Group ids that own those devices (video, render).")
+    resources: dict[str, Quantity] = Field(
+        {}, description="Extended resources, e.g. amd.com/gpu: 1 with the AMD device plugin."
+    )
+
+
+class SiteFile(_Input):
+    """`halogen.yaml`."""
+
+    deployment: Deployment
+    llamaSwap: Globals = Globals()
+    macros: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,63}$")], MacroValue] = {}
+    groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}
+    backends: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")], Backend] = Field(min_length=1)
+
+
+class Metadata(_Input):
+    """What the Ollama API reports about a model."""
+
+    architecture: OneLine | None = None
+    family: OneLine | None = None
+    parameterSize: OneLine | None = None
+    quantizationLevel: OneLine | None = None
+    contextLength: int | None = Field(None, gt=0)
+
+
+class Filters(_Input):
+    stripParams: list[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_]+$")]] = []
+    setParams: dict[str, object] = {}
+
+
+class ModelFile(_Input):
+    """One file in `models.d/`; the model id is the file name without `.yaml`."""
+
+    name: Annotated[str, StringConstraints(max_length=128)] = ""
+    description: Annotated[str, StringConstraints(max_length=1024)] = ""
+    file: OneLine | None = Field(None, description="GGUF path, relative to the models mount.")
+    backend: str | None = None
+    group: str | None = None
+    contextSize: int | None = Field(None, gt=0)
+    args: list[Arg] = Field([], description="Extra llama-server arguments.")
+    cmd: str | None = Field(None, min_length=1, description="A raw command line instead of file/backend/args.")
+    cmdStop: str | None = None
+    checkEndpoint: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$|^none$")] | None = None
+    env: dict[EnvName, OneLine] = {}
+    aliases: list[Annotated[str, StringConstraints(pattern=r"^[^\s\x00]{1,128}$")]] = []
+    ttl: int | None = Field(None, ge=0, description="Idle seconds before unload; 0 = never; unset = llamaSwap.globalTTL.")
+    unlisted: bool = False
+    useModelName: OneLine | None = None
+    concurrencyLimit: int | None = Field(None, ge=1)
+    filters: Filters = Filters()
+    metadata: Metadata = Metadata()
+    capabilities: list[Capability] = []
+
+    @model_validator(mode="after")
+    def _command_source(self) -> ModelFile:
+        if self.cmd is None and self.file is None:
+            raise ValueError("a model needs `file` (a GGUF under the models mount) or a raw `cmd`")
+        if self.cmd is not None and (self.file or self.args or self.contextSize):
+            raise ValueError("`cmd` replaces `file`, `args` and `contextSize`: use one or the other")
+        return self
