@@ -10,11 +10,18 @@ import click
 from halogen import __version__
 
 FORMAT = click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
     help="How to print diagnostics: for people, for programs, or as GitHub Actions annotations.",
 )
 SRC = click.option(
-    "--src", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+    "--src",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
     help="The site: the folder with halogen.yaml and models.d/.",
 )
 
@@ -31,8 +38,17 @@ def main() -> None:
 
 @main.command()
 @SRC
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Where to write [default: <src>/out].")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff when out/ differs from what build would write.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write [default: <src>/out].",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 with a diff when out/ differs from what build would write.",
+)
 @FORMAT
 def build(src: Path, out: Path | None, check: bool, fmt: str) -> None:
     """Validate the site and write out/: config.yaml, its ConfigMap, the Deployment, the
@@ -65,8 +81,20 @@ def schema(src: Path, check: bool) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("out/config.yaml"), show_default=True, help="A llama-swap config.yaml.")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to bind; the image passes 0.0.0.0:8080.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("out/config.yaml"),
+    show_default=True,
+    help="A llama-swap config.yaml.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="HOST:PORT to bind; the image passes 0.0.0.0:8080.",
+)
 def serve(config_path: Path, listen: str) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
     OpenAI and Ollama APIs on one port."""

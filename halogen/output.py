@@ -26,7 +26,7 @@ def foreign_files(out: Path) -> list[str]:
             foreign.append(entry.name)
             continue
         with entry.open("rb") as fh:
-            if not fh.read(len(MARK)) == MARK:
+            if fh.read(len(MARK)) != MARK:
                 foreign.append(entry.name)
     return foreign
 
@@ -47,7 +47,16 @@ def diff(out: Path, files: Mapping[str, bytes], label: str) -> str:
             continue
         a = before.decode("utf-8", "replace").splitlines(keepends=True) if before is not None else []
         b = after.decode("utf-8", "replace").splitlines(keepends=True) if after is not None else []
-        chunks.append("".join(difflib.unified_diff(a, b, f"{label}/{name}" if before is not None else "/dev/null", f"{label}/{name}" if after is not None else "/dev/null")))
+        chunks.append(
+            "".join(
+                difflib.unified_diff(
+                    a,
+                    b,
+                    f"{label}/{name}" if before is not None else "/dev/null",
+                    f"{label}/{name}" if after is not None else "/dev/null",
+                )
+            )
+        )
     return "".join(chunks)
 
 
@@ -58,7 +67,19 @@ def write(out: Path, files: Mapping[str, bytes]) -> bool:
     or a failure leaves either the old folder or the new one, never a mix."""
     foreign = foreign_files(out)
     if foreign:
-        raise Invalid([Diagnostic(f"{out.name}/{name}", 0, 0, "", "halogen did not write this file and will not replace it", f"move it out of {out.name}/, or build into another folder with --out") for name in foreign])
+        raise Invalid(
+            [
+                Diagnostic(
+                    f"{out.name}/{name}",
+                    0,
+                    0,
+                    "",
+                    "halogen did not write this file and will not replace it",
+                    f"move it out of {out.name}/, or build into another folder with --out",
+                )
+                for name in foreign
+            ]
+        )
     if current(out) == dict(files):
         return False
     parent = out.parent
@@ -79,7 +100,8 @@ def write(out: Path, files: Mapping[str, bytes]) -> bool:
             except OSError:
                 os.rename(retired / out.name, out)
                 raise
-            shutil.rmtree(retired, ignore_errors=True)
+            finally:
+                shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(staging, out)
     finally:

@@ -44,7 +44,13 @@ def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
             if arg in ("-m", "--model"):
                 path = PurePosixPath(argv[i + 1])
                 if ".." in path.parts or mount not in path.parents:
-                    out.append(site.models[model_id].doc.diagnostic(("cmd",), f"model path {path} is not under the models mount {mount}", "the pod sees only that mount"))
+                    out.append(
+                        site.models[model_id].doc.diagnostic(
+                            ("cmd",),
+                            f"model path {path} is not under the models mount {mount}",
+                            "the pod sees only that mount",
+                        )
+                    )
     return out
 
 

@@ -89,9 +89,7 @@ def _diagnostics(
     out = []
     for err in exc.errors():
         loc = tuple(
-            p
-            for p in err["loc"]
-            if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+            p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
         )
         path: Path_ = (*prefix, *loc)
         hint = ""

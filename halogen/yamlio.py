@@ -53,7 +53,13 @@ class Document:
     def diagnostic(self, path: Path_, message: str, hint: str = "", *, severity: str = "error") -> Diagnostic:
         line, column = self.where(path)
         return Diagnostic(
-            self.name, line, column, dotted(path), message, hint, severity  # type: ignore[arg-type]
+            self.name,
+            line,
+            column,
+            dotted(path),
+            message,
+            hint,
+            severity,  # type: ignore[arg-type]
         )
 
 
@@ -66,7 +72,18 @@ def dotted(path: Path_) -> str:
 
 def _decode(raw: bytes, name: str) -> str:
     if len(raw) > MAX_BYTES:
-        raise Invalid([Diagnostic(name, 0, 0, "", f"file is {len(raw)} bytes, over the {MAX_BYTES} byte limit", "split it or remove what is not configuration")])
+        raise Invalid(
+            [
+                Diagnostic(
+                    name,
+                    0,
+                    0,
+                    "",
+                    f"file is {len(raw)} bytes, over the {MAX_BYTES} byte limit",
+                    "split it or remove what is not configuration",
+                )
+            ]
+        )
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -74,11 +91,24 @@ def _decode(raw: bytes, name: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise Invalid([Diagnostic(name, line, column, "", "file is not valid UTF-8", "save it as UTF-8")]) from None
+        raise Invalid(
+            [Diagnostic(name, line, column, "", "file is not valid UTF-8", "save it as UTF-8")]
+        ) from None
     if "\x00" in text:
         offset = text.index("\x00")
         line = text.count("\n", 0, offset) + 1
-        raise Invalid([Diagnostic(name, line, offset - text.rfind("\n", 0, offset), "", "file contains a NUL byte", "remove it; YAML files are text")])
+        raise Invalid(
+            [
+                Diagnostic(
+                    name,
+                    line,
+                    offset - text.rfind("\n", 0, offset),
+                    "",
+                    "file contains a NUL byte",
+                    "remove it; YAML files are text",
+                )
+            ]
+        )
     return text.replace("\r\n", "\n")
 
 
@@ -119,13 +149,29 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
 
     budget[0] -= 1
     if budget[0] < 0:
-        raise Invalid([doc.diagnostic(path, f"document expands to more than {MAX_NODES} nodes", "remove anchors and aliases that multiply content")])
+        raise Invalid(
+            [
+                doc.diagnostic(
+                    path,
+                    f"document expands to more than {MAX_NODES} nodes",
+                    "remove anchors and aliases that multiply content",
+                )
+            ]
+        )
     if len(path) > MAX_DEPTH:
         raise Invalid([doc.diagnostic(path, f"nesting deeper than {MAX_DEPTH} levels")])
     doc.positions.setdefault(path, pos)
     tag = getattr(getattr(node, "tag", None), "value", None)
     if isinstance(node, TaggedScalar) or tag not in _STANDARD_TAGS:
-        raise Invalid([doc.diagnostic(path, f"YAML tag {tag or getattr(node, 'tag', '')!s} is not allowed", "remove the tag; halogen reads plain YAML only")])
+        raise Invalid(
+            [
+                doc.diagnostic(
+                    path,
+                    f"YAML tag {tag or getattr(node, 'tag', '')!s} is not allowed",
+                    "remove the tag; halogen reads plain YAML only",
+                )
+            ]
+        )
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
@@ -149,7 +195,15 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
         return float(node)
     if isinstance(node, str):
         return str(node)
-    raise Invalid([doc.diagnostic(path, f"value of type {type(node).__name__} is not allowed here", "use a string, number, boolean, list or mapping")])
+    raise Invalid(
+        [
+            doc.diagnostic(
+                path,
+                f"value of type {type(node).__name__} is not allowed here",
+                "use a string, number, boolean, list or mapping",
+            )
+        ]
+    )
 
 
 def read(path: Path, name: str | None = None) -> Document:

@@ -4,23 +4,32 @@ import json
 from pathlib import Path
 
 import click
+from pydantic import BaseModel
 
 from halogen.spec.inputs import ModelFile, SiteFile
 
-SCHEMAS = {"halogen.schema.json": SiteFile, "model.schema.json": ModelFile}
+SCHEMAS: dict[str, type[BaseModel]] = {"halogen.schema.json": SiteFile, "model.schema.json": ModelFile}
 
 
 def documents() -> dict[str, bytes]:
     out = {}
     for name, cls in SCHEMAS.items():
-        schema = {"$schema": "http://json-schema.org/draft-07/schema#", "$id": name, **cls.model_json_schema()}
+        schema = {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "$id": name,
+            **cls.model_json_schema(),
+        }
         out[name] = (json.dumps(schema, indent=2, sort_keys=False) + "\n").encode()
     return out
 
 
 def run(src: Path, *, check: bool) -> int:
     folder = src / "schemas"
-    stale = [name for name, data in documents().items() if not (folder / name).is_file() or (folder / name).read_bytes() != data]
+    stale = [
+        name
+        for name, data in documents().items()
+        if not (folder / name).is_file() or (folder / name).read_bytes() != data
+    ]
     if check:
         for name in stale:
             click.echo(f"halogen: schemas/{name} is stale: run `halogen schema`", err=True)

@@ -25,7 +25,16 @@ def run(paths: Sequence[Path], *, fmt: Format) -> int:
     for path in paths or [Path(".")]:
         root = site_root(path)
         if root is None:
-            found.append(Diagnostic(str(path), 0, 0, "", f"no {SITE_FILE} here or above", "run inside a halogen site, or pass --src"))
+            found.append(
+                Diagnostic(
+                    str(path),
+                    0,
+                    0,
+                    "",
+                    f"no {SITE_FILE} here or above",
+                    "run inside a halogen site, or pass --src",
+                )
+            )
         elif root not in roots:
             roots.append(root)
     for root in roots:

@@ -30,13 +30,22 @@ def substitute_env(doc: yamlio.Document, environ: Mapping[str, str]) -> list[Dia
 
     def visit(value: Any, path: yamlio.Path_) -> Any:
         if isinstance(value, str):
+
             def repl(match: re.Match[str]) -> str:
                 found = environ.get(match.group(1))
                 if found is None:
-                    problems.append(doc.diagnostic(path, f"environment variable {match.group(1)} is not set", "export it before starting, or remove the reference"))
+                    problems.append(
+                        doc.diagnostic(
+                            path,
+                            f"environment variable {match.group(1)} is not set",
+                            "export it before starting, or remove the reference",
+                        )
+                    )
                     return ""
                 if any(c in found for c in "\n\r\x00"):
-                    problems.append(doc.diagnostic(path, f"environment variable {match.group(1)} holds a newline or NUL"))
+                    problems.append(
+                        doc.diagnostic(path, f"environment variable {match.group(1)} holds a newline or NUL")
+                    )
                 return found
 
             return ENV_REF.sub(repl, value)
@@ -64,15 +73,30 @@ def _screen(doc: yamlio.Document) -> list[Diagnostic]:
     if not isinstance(data, dict):
         return [doc.diagnostic((), "the config must be a mapping with a `models` key")]
 
-    def sweep(mapping: dict[str, Any], path: yamlio.Path_, known: set[str], unsupported: dict[str, Any]) -> None:
+    def sweep(
+        mapping: dict[str, Any], path: yamlio.Path_, known: set[str], unsupported: dict[str, Any]
+    ) -> None:
         for key in list(mapping):
             if key in unsupported:
                 if mapping[key] in (unsupported[key], None, {}, []):
                     del mapping[key]
                     continue
-                out.append(doc.diagnostic((*path, key), f"halogen serve does not support the llama-swap key {key!r}", "remove it, or run this config under llama-swap itself"))
+                out.append(
+                    doc.diagnostic(
+                        (*path, key),
+                        f"halogen serve does not support the llama-swap key {key!r}",
+                        "remove it, or run this config under llama-swap itself",
+                    )
+                )
             elif key not in known:
-                out.append(doc.diagnostic((*path, key), f"unknown key {key!r} is ignored, as llama-swap ignores it", "remove it", severity="warning"))
+                out.append(
+                    doc.diagnostic(
+                        (*path, key),
+                        f"unknown key {key!r} is ignored, as llama-swap ignores it",
+                        "remove it",
+                        severity="warning",
+                    )
+                )
                 del mapping[key]
 
     sweep(data, (), _known_keys(Config), UNSUPPORTED_TOP)
@@ -82,12 +106,30 @@ def _screen(doc: yamlio.Document) -> list[Diagnostic]:
             if isinstance(model.get("filters"), dict):
                 sweep(model["filters"], ("models", mid, "filters"), _known_keys(Filters), UNSUPPORTED_FILTERS)
     hooks = data.get("hooks")
-    if isinstance(hooks, dict) and isinstance(hooks.get("on_startup"), dict) and hooks["on_startup"].get("preload", []) is None:
+    if (
+        isinstance(hooks, dict)
+        and isinstance(hooks.get("on_startup"), dict)
+        and hooks["on_startup"].get("preload", []) is None
+    ):
         hooks["on_startup"]["preload"] = []
-        out.append(doc.diagnostic(("hooks", "on_startup", "preload"), "preload is null", "write a list, or remove the key", severity="warning"))
+        out.append(
+            doc.diagnostic(
+                ("hooks", "on_startup", "preload"),
+                "preload is null",
+                "write a list, or remove the key",
+                severity="warning",
+            )
+        )
     for gid, group in (data.get("groups") or {}).items() if isinstance(data.get("groups"), dict) else []:
         if isinstance(group, dict) and "members" not in group:
-            out.append(doc.diagnostic(("groups", gid), f"group {gid!r} has no members", "add `members: []` (llama-swap's schema requires it)", severity="warning"))
+            out.append(
+                doc.diagnostic(
+                    ("groups", gid),
+                    f"group {gid!r} has no members",
+                    "add `members: []` (llama-swap's schema requires it)",
+                    severity="warning",
+                )
+            )
     return out
 
 

@@ -91,9 +91,19 @@ def check_macros(macros: Mapping[str, MacroValue], path: FieldPath) -> list[Prob
     for name, value in macros.items():
         where = (*path, name)
         if not MACRO_NAME.match(name):
-            problems.append(Problem(where, f"macro name {name!r} is invalid", "use letters, digits, '_' or '-', under 64 characters"))
+            problems.append(
+                Problem(
+                    where,
+                    f"macro name {name!r} is invalid",
+                    "use letters, digits, '_' or '-', under 64 characters",
+                )
+            )
         elif name in RESERVED:
-            problems.append(Problem(where, f"macro name {name!r} is reserved", "PORT, MODEL_ID and PID are set by llama-swap"))
+            problems.append(
+                Problem(
+                    where, f"macro name {name!r} is reserved", "PORT, MODEL_ID and PID are set by llama-swap"
+                )
+            )
         if isinstance(value, str):
             if f"${{{name}}}" in value:
                 problems.append(Problem(where, f"macro {name!r} refers to itself"))
@@ -174,7 +184,13 @@ def resolve(config: Config) -> Resolved:
             if member in seen:
                 problems.append(Problem(where, f"model {member!r} is listed twice in group {gid!r}"))
             elif member in member_of:
-                problems.append(Problem(where, f"model {member!r} is in groups {member_of[member]!r} and {gid!r}", "a model belongs to at most one group"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"model {member!r} is in groups {member_of[member]!r} and {gid!r}",
+                        "a model belongs to at most one group",
+                    )
+                )
             elif member not in config.models:
                 problems.append(Problem(where, f"group {gid!r} names model {member!r}, which is not defined"))
             seen.add(member)
@@ -196,23 +212,43 @@ def resolve(config: Config) -> Resolved:
             next_port += 1
             fields = _expand(config, model_id, model, port)
         elif "${PORT}" in fields["proxy"]:
-            problems.append(Problem((*base, "proxy"), "proxy uses ${PORT} but cmd does not", "${PORT} is assigned only to models whose cmd uses it"))
+            problems.append(
+                Problem(
+                    (*base, "proxy"),
+                    "proxy uses ${PORT} but cmd does not",
+                    "${PORT} is assigned only to models whose cmd uses it",
+                )
+            )
             continue
         bad = False
         for name, value in fields.items():
             for ref in sorted(_leftovers(value)):
                 if ref == "PID" and name == "cmdStop":
                     continue
-                problems.append(Problem((*base, *name.split(".")), f"unknown macro ${{{ref}}}", "declare it under macros before the macros that use it"))
+                problems.append(
+                    Problem(
+                        (*base, *name.split(".")),
+                        f"unknown macro ${{{ref}}}",
+                        "declare it under macros before the macros that use it",
+                    )
+                )
                 bad = True
         proxy = urlsplit(fields["proxy"])
         if proxy.scheme not in ("http", "https") or not proxy.hostname:
-            problems.append(Problem((*base, "proxy"), f"invalid proxy URL {fields['proxy']!r}", "use http://host:port"))
+            problems.append(
+                Problem((*base, "proxy"), f"invalid proxy URL {fields['proxy']!r}", "use http://host:port")
+            )
             bad = True
         env = []
         for i, entry in enumerate(model.env):
             if not ENV_NAME_VALUE.match(entry) or "\n" in entry or "\x00" in entry:
-                problems.append(Problem((*base, "env", i), f"{entry!r} is not NAME=value", "names are upper case letters, digits and '_'; values are one line"))
+                problems.append(
+                    Problem(
+                        (*base, "env", i),
+                        f"{entry!r} is not NAME=value",
+                        "names are upper case letters, digits and '_'; values are one line",
+                    )
+                )
                 bad = True
             else:
                 name, _, value = entry.partition("=")
@@ -220,7 +256,9 @@ def resolve(config: Config) -> Resolved:
         for i, alias in enumerate(fields["aliases"]):
             if alias in aliases or alias in config.models:
                 other = aliases.get(alias, alias)
-                problems.append(Problem((*base, "aliases", i), f"alias {alias!r} is already used by model {other!r}"))
+                problems.append(
+                    Problem((*base, "aliases", i), f"alias {alias!r} is already used by model {other!r}")
+                )
                 bad = True
             aliases.setdefault(alias, model_id)
         try:
@@ -252,7 +290,11 @@ def resolve(config: Config) -> Resolved:
             unload_timeout=model.unloadTimeout or config.unloadTimeout or 10,
             use_model_name=model.useModelName,
             concurrency_limit=model.concurrencyLimit or DEFAULT_CONCURRENCY,
-            strip_params=tuple(p.strip() for p in fields["filters.stripParams"].split(",") if p.strip() and p.strip() != "model"),
+            strip_params=tuple(
+                p.strip()
+                for p in fields["filters.stripParams"].split(",")
+                if p.strip() and p.strip() != "model"
+            ),
             set_params={k: v for k, v in model.filters.setParams.items() if k != "model"},
             name=fields["name"],
             description=fields["description"],
@@ -266,7 +308,12 @@ def resolve(config: Config) -> Resolved:
             continue
         target = name if name in config.models else aliases.get(name)
         if target is None:
-            problems.append(Problem(("hooks", "on_startup", "preload", i), f"preload names {name!r}, which is no model or alias"))
+            problems.append(
+                Problem(
+                    ("hooks", "on_startup", "preload", i),
+                    f"preload names {name!r}, which is no model or alias",
+                )
+            )
         else:
             preload.append(target)
     for i, key in enumerate(config.apiKeys):

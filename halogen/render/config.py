@@ -55,7 +55,10 @@ def _model(site: Site, model: Model) -> ls.Model:
         "aliases": sorted(spec.aliases),
         "unlisted": spec.unlisted,
         "metadata": _metadata(model),
-        "filters": ls.Filters(stripParams=", ".join(spec.filters.stripParams), setParams=dict(sorted(spec.filters.setParams.items()))),
+        "filters": ls.Filters(
+            stripParams=", ".join(spec.filters.stripParams),
+            setParams=dict(sorted(spec.filters.setParams.items())),
+        ),
     }
     optional = {
         "ttl": spec.ttl,
@@ -79,7 +82,9 @@ def render(site: Site) -> ls.Config:
         members = sorted(mid for mid, m in site.models.items() if m.spec.group == gid)
         if members:
             g = spec.groups[gid]
-            groups[gid] = ls.Group(swap=g.swap, exclusive=g.exclusive, persistent=g.persistent, members=members)
+            groups[gid] = ls.Group(
+                swap=g.swap, exclusive=g.exclusive, persistent=g.persistent, members=members
+            )
     swap = spec.llamaSwap
     return ls.Config(
         healthCheckTimeout=swap.healthCheckTimeout,

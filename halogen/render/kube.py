@@ -21,8 +21,26 @@ def validate(files: Mapping[str, str], version: str) -> list[Diagnostic]:
             kubernetes_validate.validate(data, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
-            out.append(Diagnostic(f"out/{name}", 0, 0, path, f"Kubernetes {version} rejects it: {exc.message}", "fix the value in halogen.yaml it comes from"))
+            out.append(
+                Diagnostic(
+                    f"out/{name}",
+                    0,
+                    0,
+                    path,
+                    f"Kubernetes {version} rejects it: {exc.message}",
+                    "fix the value in halogen.yaml it comes from",
+                )
+            )
         except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
-            out.append(Diagnostic("halogen.yaml", 0, 0, "deployment.kubernetesVersion", f"no schema for Kubernetes {version}: {exc}", "pick a version kubernetes-validate knows"))
+            out.append(
+                Diagnostic(
+                    "halogen.yaml",
+                    0,
+                    0,
+                    "deployment.kubernetesVersion",
+                    f"no schema for Kubernetes {version}: {exc}",
+                    "pick a version kubernetes-validate knows",
+                )
+            )
             break
     return out

@@ -61,8 +61,17 @@ def config_version(config_text: str) -> str:
 
 
 def _devices(site: Site) -> list[Device]:
-    paths = sorted({dev for m in site.models.values() for dev in site.spec.backends[backend_of(site, m) or ""].devices})
-    return [Device(p, "dev-" + p.removeprefix("/dev/").replace("/", "-").replace(".", "-").lower(), _DEVICE_TYPES.get(p, "CharDevice")) for p in paths]
+    paths = sorted(
+        {dev for m in site.models.values() for dev in site.spec.backends[backend_of(site, m) or ""].devices}
+    )
+    return [
+        Device(
+            p,
+            "dev-" + p.removeprefix("/dev/").replace("/", "-").replace(".", "-").lower(),
+            _DEVICE_TYPES.get(p, "CharDevice"),
+        )
+        for p in paths
+    ]
 
 
 def _used_backends(site: Site) -> list[Any]:
@@ -71,7 +80,11 @@ def _used_backends(site: Site) -> list[Any]:
 
 def _resources(site: Site) -> dict[str, dict[str, Any]]:
     d = site.spec.deployment
-    out: dict[str, dict[str, Any]] = {k: dict(sorted(v.items())) for k, v in (("requests", d.resources.requests), ("limits", d.resources.limits)) if v}
+    out: dict[str, dict[str, Any]] = {
+        k: dict(sorted(v.items()))
+        for k, v in (("requests", d.resources.requests), ("limits", d.resources.limits))
+        if v
+    }
     extended: dict[str, Any] = {}
     for backend in _used_backends(site):
         for name, amount in backend.resources.items():
@@ -102,7 +115,14 @@ def render(site: Site, config_text: str) -> dict[str, str]:
         "config_dir": CONFIG_DIR,
         "config_text": config_text,
         "config_version": config_version(config_text),
-        "command": ["halogen", "serve", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--listen", f"0.0.0.0:{d.port}"],
+        "command": [
+            "halogen",
+            "serve",
+            "--config",
+            f"{CONFIG_DIR}/{CONFIG_FILE}",
+            "--listen",
+            f"0.0.0.0:{d.port}",
+        ],
         "container_env": sorted(d.env.items()),
         "service_annotations": dict(sorted(service_annotations.items())),
         "strategy": strategy,
@@ -113,5 +133,7 @@ def render(site: Site, config_text: str) -> dict[str, str]:
     }
     env = _environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in MANIFESTS}
-    files["kustomization.yaml"] = env.get_template("kustomization.yaml.j2").render({**context, "resources": list(MANIFESTS)})
+    files["kustomization.yaml"] = env.get_template("kustomization.yaml.j2").render(
+        {**context, "resources": list(MANIFESTS)}
+    )
     return files

@@ -51,23 +51,35 @@ def check(site: Site) -> list[Diagnostic]:
 
 
 def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
-    owner: dict[str, str] = {}
+    """Ids and aliases share one namespace, compared without case (file systems and
+    clients disagree on case; llama-swap does not)."""
+    taken: dict[str, str] = {}  # lower-cased name -> what holds it, for the message
     for model_id in sorted(site.models):
         key = model_id.lower()
-        if key in owner:
-            yield site.models[model_id].doc.diagnostic((), f"model id {model_id!r} clashes with {owner[key]!r} (ids are compared without case)", "rename one of the files")
-        owner.setdefault(key, model_id)
+        if key in taken:
+            yield site.models[model_id].doc.diagnostic(
+                (),
+                f"model id {model_id!r} clashes with {taken[key]}",
+                "ids are compared without case: rename one file",
+            )
+        taken.setdefault(key, f"the id of {model_id!r}")
     for model_id in sorted(site.models):
         model = site.models[model_id]
         for i, alias in enumerate(model.spec.aliases):
             key = alias.lower()
-            other = owner.get(key)
-            if other is not None and other != f"alias of {model_id}":
-                yield model.doc.diagnostic(("aliases", i), f"alias {alias!r} is already {'the id of ' + repr(other) if not other.startswith('alias of') else 'an ' + other}", "aliases are unique across ids and aliases, without case")
-                continue
-            if alias.lower().endswith(":latest"):
-                yield model.doc.diagnostic(("aliases", i), "aliases may not end in ':latest'", "':latest' is accepted on every name already")
-            owner[key] = f"alias of {model_id}"
+            if key in taken:
+                yield model.doc.diagnostic(
+                    ("aliases", i),
+                    f"alias {alias!r} is already {taken[key]}",
+                    "aliases are unique across ids and aliases, without case",
+                )
+            elif key.endswith(":latest"):
+                yield model.doc.diagnostic(
+                    ("aliases", i),
+                    "aliases may not end in ':latest'",
+                    "':latest' is accepted on every name already",
+                )
+            taken.setdefault(key, f"an alias of {model_id!r}")
 
 
 def _references(site: Site) -> Iterator[Diagnostic]:
@@ -76,19 +88,40 @@ def _references(site: Site) -> Iterator[Diagnostic]:
         model = site.models[model_id]
         backend = backend_of(site, model)
         if backend is None:
-            yield model.doc.diagnostic(("backend",), "no backend given and the site declares several", f"set backend to one of: {', '.join(sorted(spec.backends))}")
+            yield model.doc.diagnostic(
+                ("backend",),
+                "no backend given and the site declares several",
+                f"set backend to one of: {', '.join(sorted(spec.backends))}",
+            )
         elif backend not in spec.backends:
-            yield model.doc.diagnostic(("backend",), f"backend {backend!r} is not declared in halogen.yaml", f"declared: {', '.join(sorted(spec.backends))}")
+            yield model.doc.diagnostic(
+                ("backend",),
+                f"backend {backend!r} is not declared in halogen.yaml",
+                f"declared: {', '.join(sorted(spec.backends))}",
+            )
         if model.spec.group is not None and model.spec.group not in spec.groups:
-            yield model.doc.diagnostic(("group",), f"group {model.spec.group!r} is not declared in halogen.yaml", f"declared: {', '.join(sorted(spec.groups)) or 'none'}")
-    names = {m.lower() for m in site.models} | {a.lower() for m in site.models.values() for a in m.spec.aliases}
+            yield model.doc.diagnostic(
+                ("group",),
+                f"group {model.spec.group!r} is not declared in halogen.yaml",
+                f"declared: {', '.join(sorted(spec.groups)) or 'none'}",
+            )
+    names = {m.lower() for m in site.models} | {
+        a.lower() for m in site.models.values() for a in m.spec.aliases
+    }
     for i, name in enumerate(spec.llamaSwap.preload):
         if name.lower().removesuffix(":latest") not in names:
-            yield site.doc.diagnostic(("llamaSwap", "preload", i), f"preload names {name!r}, which is no model id or alias")
+            yield site.doc.diagnostic(
+                ("llamaSwap", "preload", i), f"preload names {name!r}, which is no model id or alias"
+            )
     used = {m.spec.group for m in site.models.values()}
     for gid in sorted(spec.groups):
         if gid not in used:
-            yield site.doc.diagnostic(("groups", gid), f"group {gid!r} has no members and is left out", "set `group:` in a model file, or remove the group", severity="warning")
+            yield site.doc.diagnostic(
+                ("groups", gid),
+                f"group {gid!r} has no members and is left out",
+                "set `group:` in a model file, or remove the group",
+                severity="warning",
+            )
 
 
 def _refs(text: str) -> list[str]:
@@ -100,14 +133,26 @@ def _macros(site: Site) -> Iterator[Diagnostic]:
     order = list(spec.macros)
     for i, (name, value) in enumerate(spec.macros.items()):
         if name in RESERVED:
-            yield site.doc.diagnostic(("macros", name), f"macro name {name!r} is reserved", "PORT, MODEL_ID and PID are set by the proxy")
+            yield site.doc.diagnostic(
+                ("macros", name),
+                f"macro name {name!r} is reserved",
+                "PORT, MODEL_ID and PID are set by the proxy",
+            )
         if name in spec.backends:
-            yield site.doc.diagnostic(("macros", name), f"macro {name!r} has the name of a backend", "backends are macros in the written config: rename one")
+            yield site.doc.diagnostic(
+                ("macros", name),
+                f"macro {name!r} has the name of a backend",
+                "backends are macros in the written config: rename one",
+            )
         for ref in _refs(value) if isinstance(value, str) else []:
             if ref == name:
                 yield site.doc.diagnostic(("macros", name), f"macro {name!r} refers to itself")
             elif ref in order and order.index(ref) > i:
-                yield site.doc.diagnostic(("macros", name), f"macro {name!r} uses ${{{ref}}}, declared after it", "a macro may use only macros declared before it: move it up")
+                yield site.doc.diagnostic(
+                    ("macros", name),
+                    f"macro {name!r} uses ${{{ref}}}, declared after it",
+                    "a macro may use only macros declared before it: move it up",
+                )
             elif ref not in order and ref not in BUILTIN_MACROS:
                 yield site.doc.diagnostic(("macros", name), f"unknown macro ${{{ref}}}")
     known = set(order) | BUILTIN_MACROS
@@ -115,16 +160,26 @@ def _macros(site: Site) -> Iterator[Diagnostic]:
         for j, arg in enumerate(backend.args):
             for ref in _refs(arg):
                 if ref not in known:
-                    yield site.doc.diagnostic(("backends", bid, "args", j), f"unknown macro ${{{ref}}}", f"declare it under macros: (known: {', '.join(sorted(known))})")
+                    yield site.doc.diagnostic(
+                        ("backends", bid, "args", j),
+                        f"unknown macro ${{{ref}}}",
+                        f"declare it under macros: (known: {', '.join(sorted(known))})",
+                    )
     for model_id in sorted(site.models):
         model = site.models[model_id]
-        texts = [(("args", j), a) for j, a in enumerate(model.spec.args)]
+        texts: list[tuple[tuple[str | int, ...], str]] = [
+            (("args", j), a) for j, a in enumerate(model.spec.args)
+        ]
         if model.spec.cmd is not None:
             texts.append((("cmd",), model.spec.cmd))
         for path, text in texts:
             for ref in _refs(text):
                 if ref not in known | set(spec.backends):
-                    yield model.doc.diagnostic(path, f"unknown macro ${{{ref}}}", f"declare it under macros: in halogen.yaml (known: {', '.join(sorted(known))})")
+                    yield model.doc.diagnostic(
+                        path,
+                        f"unknown macro ${{{ref}}}",
+                        f"declare it under macros: in halogen.yaml (known: {', '.join(sorted(known))})",
+                    )
 
 
 def _models(site: Site) -> Iterator[Diagnostic]:
@@ -134,58 +189,103 @@ def _models(site: Site) -> Iterator[Diagnostic]:
         spec = model.spec
         if spec.file is not None:
             if model_file(site, model) is None:
-                yield model.doc.diagnostic(("file",), f"{spec.file!r} is not under the models mount {mount}", f"give a path relative to {mount}, without '..'")
+                yield model.doc.diagnostic(
+                    ("file",),
+                    f"{spec.file!r} is not under the models mount {mount}",
+                    f"give a path relative to {mount}, without '..'",
+                )
             elif not spec.file.endswith(".gguf"):
-                yield model.doc.diagnostic(("file",), "file does not end in .gguf", "llama-server loads GGUF files", severity="warning")
+                yield model.doc.diagnostic(
+                    ("file",),
+                    "file does not end in .gguf",
+                    "llama-server loads GGUF files",
+                    severity="warning",
+                )
         limit = spec.metadata.contextLength
         if spec.contextSize is not None and limit is not None and spec.contextSize > limit:
-            yield model.doc.diagnostic(("contextSize",), f"contextSize {spec.contextSize} is above the model's contextLength {limit}", "lower contextSize, or correct metadata.contextLength")
+            yield model.doc.diagnostic(
+                ("contextSize",),
+                f"contextSize {spec.contextSize} is above the model's contextLength {limit}",
+                "lower contextSize, or correct metadata.contextLength",
+            )
         if spec.cmd is None and spec.contextSize is None:
-            yield model.doc.diagnostic((), "contextSize is missing", "set contextSize (llama-server's default is the model's full context, which may not fit)", severity="warning")
+            yield model.doc.diagnostic(
+                (),
+                "contextSize is missing",
+                "set contextSize (llama-server's default is the model's full context, which may not fit)",
+                severity="warning",
+            )
         if "model" in spec.filters.setParams or "model" in spec.filters.stripParams:
-            yield model.doc.diagnostic(("filters",), "filters may not touch `model`", "use useModelName to rename the model upstream")
+            yield model.doc.diagnostic(
+                ("filters",), "filters may not touch `model`", "use useModelName to rename the model upstream"
+            )
+
+
+def _flag_problems(
+    args: list[str], inherited: dict[str, flags.Flag], source: str
+) -> Iterator[tuple[int, str, str]]:
+    """(index, message, hint) for each flag halogen owns or that contradicts an earlier one."""
+    seen = dict(inherited)
+    for flag in flags.parse(args):
+        earlier = seen.get(flag.name)
+        if flag.name in flags.OWNED:
+            yield flag.index, f"{flag.written} is written by halogen", flags.OWNED[flag.name]
+        elif flag.name and earlier is not None and earlier.value != flag.value:
+            where = source if flag.name in inherited else "earlier in the same list"
+            said = f"{earlier.written} {earlier.value or ''}".strip()
+            yield (
+                flag.index,
+                f"{flag.written} {flag.value or ''} contradicts {said} {where}".replace("  ", " "),
+                "give each flag once: change the backend, or declare another backend for this model"
+                if flag.name in inherited
+                else "give each flag once",
+            )
+        seen.setdefault(flag.name, flag)
 
 
 def _flags(site: Site) -> Iterator[Diagnostic]:
-    for bid, backend in site.spec.backends.items():
-        seen: dict[str, flags.Flag] = {}
-        for flag in flags.parse(backend.args):
-            path = ("backends", bid, "args", flag.index)
-            if flag.name in flags.OWNED:
-                yield site.doc.diagnostic(path, f"{flag.written} is written by halogen", flags.OWNED[flag.name])
-            elif flag.name and flag.name in seen and seen[flag.name].value != flag.value:
-                yield site.doc.diagnostic(path, f"{flag.written} {flag.value or ''} contradicts {seen[flag.name].written} {seen[flag.name].value or ''} earlier in the same list", "give each flag once")
-            seen.setdefault(flag.name, flag)
+    for backend_id, declared in site.spec.backends.items():
+        for index, message, hint in _flag_problems(declared.args, {}, ""):
+            yield site.doc.diagnostic(("backends", backend_id, "args", index), message, hint)
     for model_id in sorted(site.models):
         model = site.models[model_id]
         bid = backend_of(site, model)
         backend = site.spec.backends.get(bid or "")
-        base = {f.name: f for f in flags.parse(backend.args)} if backend and model.spec.cmd is None else {}
-        seen = {}
-        for flag in flags.parse(model.spec.args):
-            path = ("args", flag.index)
-            if flag.name in flags.OWNED:
-                yield model.doc.diagnostic(path, f"{flag.written} is written by halogen", flags.OWNED[flag.name])
-            elif flag.name in base and base[flag.name].value != flag.value:
-                b = base[flag.name]
-                yield model.doc.diagnostic(path, f"{flag.written} {flag.value or ''} contradicts {b.written} {b.value or ''} from backend {bid!r}", "a flag is given once: change the backend, or declare another backend for this model")
-            elif flag.name and flag.name in seen and seen[flag.name].value != flag.value:
-                yield model.doc.diagnostic(path, f"{flag.written} {flag.value or ''} contradicts {seen[flag.name].written} {seen[flag.name].value or ''} earlier in args", "give each flag once")
-            seen.setdefault(flag.name, flag)
+        inherited = (
+            {f.name: f for f in flags.parse(backend.args) if f.name}
+            if backend and model.spec.cmd is None
+            else {}
+        )
+        for index, message, hint in _flag_problems(model.spec.args, inherited, f"from backend {bid!r}"):
+            yield model.doc.diagnostic(("args", index), message, hint)
 
 
 def _deployment(site: Site) -> Iterator[Diagnostic]:
     d = site.spec.deployment
     swap = site.spec.llamaSwap
     if d.terminationGracePeriodSeconds < swap.unloadTimeout + 5:
-        yield site.doc.diagnostic(("deployment", "terminationGracePeriodSeconds"), f"{d.terminationGracePeriodSeconds}s leaves no time to stop llama-server (unloadTimeout is {swap.unloadTimeout}s)", f"set it to at least {swap.unloadTimeout + 5}")
+        yield site.doc.diagnostic(
+            ("deployment", "terminationGracePeriodSeconds"),
+            f"{d.terminationGracePeriodSeconds}s leaves no time to stop llama-server (unloadTimeout is {swap.unloadTimeout}s)",
+            f"set it to at least {swap.unloadTimeout + 5}",
+        )
     if d.service.address and d.service.type != "LoadBalancer":
-        yield site.doc.diagnostic(("deployment", "service", "address"), "an address needs service type LoadBalancer")
+        yield site.doc.diagnostic(
+            ("deployment", "service", "address"), "an address needs service type LoadBalancer"
+        )
     if d.image.tag and d.image.digest:
         yield site.doc.diagnostic(("deployment", "image"), "give a tag or a digest, not both")
     mount = PurePosixPath(d.models.mountPath)
     if mount == PurePosixPath("/") or str(mount).startswith(("/etc/halogen", "/tmp")):
-        yield site.doc.diagnostic(("deployment", "models", "mountPath"), f"{mount} collides with the config or scratch mounts", "use e.g. /models")
+        yield site.doc.diagnostic(
+            ("deployment", "models", "mountPath"),
+            f"{mount} collides with the config or scratch mounts",
+            "use e.g. /models",
+        )
     ports = range(swap.startPort, swap.startPort + len(site.models))
     if d.port in ports:
-        yield site.doc.diagnostic(("deployment", "port"), f"port {d.port} is inside the model port range {ports.start}-{ports.stop - 1}", "move llamaSwap.startPort")
+        yield site.doc.diagnostic(
+            ("deployment", "port"),
+            f"port {d.port} is inside the model port range {ports.start}-{ports.stop - 1}",
+            "move llamaSwap.startPort",
+        )

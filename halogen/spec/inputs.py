@@ -130,7 +130,9 @@ class SiteFile(_Input):
     llamaSwap: Globals = Globals()
     macros: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,63}$")], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}
-    backends: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")], Backend] = Field(min_length=1)
+    backends: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")], Backend] = Field(
+        min_length=1
+    )
 
 
 class Metadata(_Input):
@@ -158,12 +160,16 @@ class ModelFile(_Input):
     group: str | None = None
     contextSize: int | None = Field(None, gt=0)
     args: list[Arg] = Field([], description="Extra llama-server arguments.")
-    cmd: str | None = Field(None, min_length=1, description="A raw command line instead of file/backend/args.")
+    cmd: str | None = Field(
+        None, min_length=1, description="A raw command line instead of file/backend/args."
+    )
     cmdStop: str | None = None
     checkEndpoint: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$|^none$")] | None = None
     env: dict[EnvName, OneLine] = {}
     aliases: list[Annotated[str, StringConstraints(pattern=r"^[^\s\x00]{1,128}$")]] = []
-    ttl: int | None = Field(None, ge=0, description="Idle seconds before unload; 0 = never; unset = llamaSwap.globalTTL.")
+    ttl: int | None = Field(
+        None, ge=0, description="Idle seconds before unload; 0 = never; unset = llamaSwap.globalTTL."
+    )
     unlisted: bool = False
     useModelName: OneLine | None = None
     concurrencyLimit: int | None = Field(None, ge=1)

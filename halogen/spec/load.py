@@ -42,7 +42,11 @@ def model_paths(root: Path, found: list[Diagnostic]) -> list[Path]:
     """Model files in a stable order; symlinks that leave models.d/ are refused."""
     folder = root / MODELS_DIR
     if not folder.is_dir():
-        found.append(Diagnostic(MODELS_DIR, 0, 0, "", "folder not found", f"create {MODELS_DIR}/ with one YAML file per model"))
+        found.append(
+            Diagnostic(
+                MODELS_DIR, 0, 0, "", "folder not found", f"create {MODELS_DIR}/ with one YAML file per model"
+            )
+        )
         return []
     real_folder = folder.resolve()
     paths = []
@@ -52,10 +56,29 @@ def model_paths(root: Path, found: list[Diagnostic]) -> list[Path]:
             continue
         if path.suffix not in (".yaml", ".yml"):
             if path.is_file():
-                found.append(Diagnostic(label, 0, 0, "", "not a .yaml file", "model files end in .yaml; move other files out of models.d/", "warning"))
+                found.append(
+                    Diagnostic(
+                        label,
+                        0,
+                        0,
+                        "",
+                        "not a .yaml file",
+                        "model files end in .yaml; move other files out of models.d/",
+                        "warning",
+                    )
+                )
             continue
         if path.is_symlink() and real_folder not in path.resolve().parents:
-            found.append(Diagnostic(label, 0, 0, "", "symlink points outside models.d/", "copy the file into models.d/ instead"))
+            found.append(
+                Diagnostic(
+                    label,
+                    0,
+                    0,
+                    "",
+                    "symlink points outside models.d/",
+                    "copy the file into models.d/ instead",
+                )
+            )
             continue
         if not path.is_file():
             found.append(Diagnostic(label, 0, 0, "", "not a regular file"))
@@ -64,7 +87,9 @@ def model_paths(root: Path, found: list[Diagnostic]) -> list[Path]:
     if not paths and not any(d.file.startswith(MODELS_DIR) for d in found):
         found.append(Diagnostic(MODELS_DIR, 0, 0, "", "no model files", "add one <model-id>.yaml per model"))
     if len(paths) > MAX_MODELS:
-        found.append(Diagnostic(MODELS_DIR, 0, 0, "", f"{len(paths)} model files, over the limit of {MAX_MODELS}"))
+        found.append(
+            Diagnostic(MODELS_DIR, 0, 0, "", f"{len(paths)} model files, over the limit of {MAX_MODELS}")
+        )
         return []
     return paths
 
@@ -82,13 +107,24 @@ def load(root: Path) -> tuple[Site | None, list[Diagnostic]]:
         label = f"{MODELS_DIR}/{path.name}"
         model_id = path.name.rsplit(".", 1)[0]
         if not MODEL_ID.match(model_id):
-            found.append(Diagnostic(label, 0, 0, "", f"model id {model_id!r} (the file name) is not valid", "name the file with letters, digits, '.', '_' or '-', starting with a letter or digit"))
+            found.append(
+                Diagnostic(
+                    label,
+                    0,
+                    0,
+                    "",
+                    f"model id {model_id!r} (the file name) is not valid",
+                    "name the file with letters, digits, '.', '_' or '-', starting with a letter or digit",
+                )
+            )
             continue
         doc = _read(path, label, found)
         if doc is None:
             continue
         if doc.data is None:
-            found.append(Diagnostic(label, 1, 1, "", "file is empty", "describe the model, at least its `file`"))
+            found.append(
+                Diagnostic(label, 1, 1, "", "file is empty", "describe the model, at least its `file`")
+            )
             continue
         spec, problems = parse(ModelFile, doc)
         found += problems
