@@ -1,0 +1,1 @@
+"""`halogen serve`: run a llama-swap config: processes, swapping, routes, Ollama translation."""

@@ -1,0 +1,84 @@
+"""What can go wrong while serving a request, as data; routes turn it into an OpenAI or an
+Ollama error body at one place (`app.error_middleware`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class Refusal(Exception):
+    """A request that cannot be served, with the HTTP status and OpenAI error type to say so."""
+
+    status = 500
+    kind = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, log_tail: Sequence[str] = ()) -> None:
+        self.message = message
+        self.log_tail = tuple(log_tail)
+        super().__init__(message)
+
+    def text(self) -> str:
+        """The message with the upstream's last output lines, when there are any."""
+        if not self.log_tail:
+            return self.message
+        return self.message + "\nlast output:\n" + "\n".join(self.log_tail)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(Refusal):
+    status = 400
+    kind = "invalid_request_error"
+    code = "invalid_request"
+
+
+class MissingModel(BadRequest):
+    code = "model_missing"
+
+
+class UnknownModel(Refusal):
+    status = 404
+    kind = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} not found")
+        self.name = name
+
+
+class Unauthorized(Refusal):
+    status = 401
+    kind = "authentication_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Overloaded(Refusal):
+    status = 429
+    kind = "rate_limit_error"
+    code = "concurrency_limit"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class StartFailed(Refusal):
+    status = 502
+    kind = "upstream_error"
+    code = "start_failed"
+
+
+class UpstreamFailed(Refusal):
+    status = 502
+    kind = "upstream_error"
+    code = "upstream_failed"
+
+
+class ShuttingDown(Refusal):
+    status = 503
+    kind = "server_error"
+    code = "shutting_down"

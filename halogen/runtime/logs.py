@@ -1,0 +1,115 @@
+"""Recent output of the proxy and of every upstream, kept in memory for `/logs` and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections import deque
+from typing import TextIO
+
+
+class Ring:
+    """The last `size` lines written to it."""
+
+    def __init__(self, size: int) -> None:
+        self._lines: deque[str] = deque(maxlen=size)
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+
+    def tail(self, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        return list(self._lines)[-count:]
+
+    def lines(self) -> list[str]:
+        return list(self._lines)
+
+
+class Logs:
+    """One history for the proxy's own lines and every upstream's output, with live followers.
+
+    `echo_proxy` / `echo_upstream` mirror llama-swap's `logToStdout`.
+    """
+
+    def __init__(
+        self,
+        history: int = 2000,
+        *,
+        echo_proxy: bool = True,
+        echo_upstream: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
+        self._history = Ring(history)
+        self._followers: set[asyncio.Queue[str | None]] = set()
+        self._echo_proxy = echo_proxy
+        self._echo_upstream = echo_upstream
+        self._out = out
+        self._closed = False
+
+    @classmethod
+    def for_setting(cls, log_to_stdout: str, history: int = 2000) -> Logs:
+        return cls(
+            history,
+            echo_proxy=log_to_stdout in ("proxy", "both"),
+            echo_upstream=log_to_stdout in ("upstream", "both"),
+        )
+
+    def proxy(self, message: str) -> None:
+        self._add(f"[halogen] {message}", self._echo_proxy)
+
+    def upstream(self, model_id: str, line: str) -> None:
+        self._add(f"[{model_id}] {line}", self._echo_upstream)
+
+    def history(self) -> list[str]:
+        return self._history.lines()
+
+    def _add(self, line: str, echo: bool) -> None:
+        self._history.add(line)
+        if echo:
+            out = self._out or sys.stdout
+            print(line, file=out, flush=True)
+        for queue in list(self._followers):
+            # A follower that cannot keep up loses lines instead of holding memory.
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(line)
+
+    def follow(self) -> Follower:
+        """Every line added from now on (the subscription starts at this call), until `close`."""
+        follower = Follower(self._followers)
+        if self._closed:
+            follower.queue.put_nowait(None)
+        else:
+            self._followers.add(follower.queue)
+        return follower
+
+    def close(self) -> None:
+        self._closed = True
+        for queue in list(self._followers):
+            try:
+                queue.put_nowait(None)
+            except asyncio.QueueFull:
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+
+class Follower:
+    """A live view of the log; stops when the log closes or `close` is called."""
+
+    def __init__(self, followers: set[asyncio.Queue[str | None]]) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
+        self._followers = followers
+
+    def __aiter__(self) -> Follower:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await self.queue.get()
+        if line is None:
+            self.close()
+            raise StopAsyncIteration
+        return line
+
+    def close(self) -> None:
+        self._followers.discard(self.queue)

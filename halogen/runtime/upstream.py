@@ -1,0 +1,291 @@
+"""One model's child process, from spawn to reaped, and the pooled HTTP client that talks to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import shlex
+import signal
+from collections.abc import Callable
+
+import aiohttp
+from yarl import URL
+
+from halogen.llamaswap.resolve import Runnable
+from halogen.runtime.errors import StartFailed
+from halogen.runtime.lines import LineSplitter
+from halogen.runtime.logs import Logs, Ring
+
+FIRST_POLL = 0.01
+LAST_POLL = 0.25
+TAIL_LINES = 20
+# How long to keep reading a dead child's output for its last words: a grandchild that kept
+# the pipe open must not hold up the error.
+OUTPUT_DRAIN = 1.0
+
+
+class State(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+class Upstream:
+    """A `Runnable` as a process: spawned in its own process group, ready when its check
+    endpoint answers 200, stopped with `cmdStop` or SIGTERM, then SIGKILL after the grace time.
+
+    A child that dies while ready goes back to `stopped` and `on_exit` is called, so whoever
+    schedules models can start it again.
+    """
+
+    def __init__(
+        self,
+        runnable: Runnable,
+        *,
+        health_check_timeout: float,
+        logs: Logs | None = None,
+        on_exit: Callable[[Upstream], None] | None = None,
+        output_lines: int = 200,
+    ) -> None:
+        self.runnable = runnable
+        self.state = State.STOPPED
+        self.output = Ring(output_lines)
+        self.exit_code: int | None = None
+        self._health_check_timeout = health_check_timeout
+        self._logs = logs or Logs(echo_proxy=False)
+        self._on_exit = on_exit
+        self._proc: asyncio.subprocess.Process | None = None
+        self._exit: asyncio.Task[int] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def id(self) -> str:
+        return self.runnable.id
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one pooled client for this model's current process."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                # Bytes pass through as the upstream sent them, Content-Encoding included.
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+            )
+        return self._session
+
+    def url(self, path_qs: str) -> URL:
+        """The upstream URL for a path (with query) that starts with `/`: the proxy's scheme and
+        host always stay, whatever the path holds."""
+        if not path_qs.startswith("/"):
+            path_qs = "/" + path_qs
+        return URL(self.runnable.proxy + path_qs, encoded=True)
+
+    def tail(self, count: int = TAIL_LINES) -> list[str]:
+        return self.output.tail(count)
+
+    # --- start --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn the command and wait until it is ready; raise `StartFailed` with the log tail
+        when it exits first or is not ready within the health check timeout."""
+        if self.state is not State.STOPPED:
+            raise RuntimeError(f"cannot start {self.id!r} while {self.state}")
+        self.state = State.STARTING
+        self.exit_code = None
+        if self._session is not None:
+            # Connections pooled for a previous process are dead; do not offer them again.
+            await self._session.close()
+            self._session = None
+        try:
+            exit_task = await self._spawn()
+            await self._wait_ready(exit_task)
+        except BaseException:
+            await asyncio.shield(self._terminate())
+            self.state = State.STOPPED
+            raise
+        self.state = State.READY
+        self._logs.proxy(f"model {self.id!r} is ready (pid {self.pid})")
+
+    async def _spawn(self) -> asyncio.Task[int]:
+        argv = self.runnable.argv
+        self._logs.proxy(f"starting model {self.id!r}: {shlex.join(argv)}")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._environment(),
+                # Its own process group, so a stop reaches every process it spawned.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            message = f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
+            self._logs.proxy(message)
+            raise StartFailed(message) from None
+        self._proc = proc
+        assert proc.stdout is not None
+        self._reader = asyncio.create_task(self._read_output(proc.stdout))
+        self._exit = asyncio.create_task(self._watch(proc, self._reader))
+        return self._exit
+
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, **dict(self.runnable.env)}
+
+    async def _read_output(self, stream: asyncio.StreamReader) -> None:
+        lines = LineSplitter()
+        while chunk := await stream.read(64 * 1024):
+            for line in lines.feed(chunk):
+                self._output_line(line)
+        for line in lines.close():
+            self._output_line(line)
+
+    def _output_line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        self.output.add(line)
+        self._logs.upstream(self.id, line)
+
+    async def _watch(self, proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> int:
+        code = await proc.wait()
+        await asyncio.wait([reader], timeout=OUTPUT_DRAIN)
+        self.exit_code = code
+        if self.state in (State.STARTING, State.READY):
+            self._logs.proxy(f"model {self.id!r} exited with code {code}")
+        if self.state is State.READY:
+            self.state = State.STOPPED
+            self._proc = None
+            # The group may hold grandchildren that outlive the leader; they go with it.
+            self._kill_group(proc.pid, signal.SIGKILL)
+            if self._on_exit is not None:
+                self._on_exit(self)
+        return code
+
+    async def _wait_ready(self, exit_task: asyncio.Task[int]) -> None:
+        endpoint = self.runnable.check_endpoint
+        if not endpoint:
+            return
+        url = self.url(endpoint)
+        loop = asyncio.get_running_loop()
+        timeout = self._health_check_timeout
+        deadline = loop.time() + timeout
+        delay = FIRST_POLL
+        while True:
+            if exit_task.done():
+                raise StartFailed(
+                    f"model {self.id!r} exited with code {exit_task.result()} before it was ready",
+                    self.tail(),
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StartFailed(
+                    f"model {self.id!r} was not ready within {timeout:g} s "
+                    f"({self.runnable.proxy}{endpoint} never answered 200)",
+                    self.tail(),
+                )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                poll_timeout = aiohttp.ClientTimeout(total=min(remaining, 5.0))
+                async with self.session.get(url, timeout=poll_timeout) as response:
+                    if response.status == 200:
+                        return
+            # Sleep until the next poll, but wake at once if the child exits.
+            await asyncio.wait([exit_task], timeout=max(0.0, min(delay, deadline - loop.time())))
+            delay = min(delay * 2, LAST_POLL)
+
+    # --- stop ---------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop the process (and its group) and reap it; concurrent calls share one stop."""
+        if self._stopping is None or self._stopping.done():
+            if self._proc is None and self.state is State.STOPPED:
+                await self._close_session()
+                return
+            self.state = State.STOPPING
+            self._stopping = asyncio.create_task(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        try:
+            await self._terminate()
+        finally:
+            self.state = State.STOPPED
+            await self._close_session()
+            self._logs.proxy(f"model {self.id!r} stopped")
+
+    async def _terminate(self) -> None:
+        proc, exit_task = self._proc, self._exit
+        if proc is None or exit_task is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.runnable.unload_timeout
+        if not exit_task.done():
+            if self.runnable.stop_argv:
+                await self._run_stop_command(proc.pid, deadline)
+            else:
+                self._kill_group(proc.pid, signal.SIGTERM)
+            await asyncio.wait([exit_task], timeout=max(0.0, deadline - loop.time()))
+        # Grandchildren get the same grace as the leader, then the whole group is killed.
+        while _group_alive(proc.pid) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if not exit_task.done() or _group_alive(proc.pid):
+            self._logs.proxy(f"model {self.id!r} did not stop in time: SIGKILL")
+            self._kill_group(proc.pid, signal.SIGKILL)
+        await exit_task
+        self._proc = None
+
+    async def _run_stop_command(self, pid: int, deadline: float) -> None:
+        argv = [arg.replace("${PID}", str(pid)) for arg in self.runnable.stop_argv]
+        self._logs.proxy(f"stopping model {self.id!r}: {shlex.join(argv)}")
+        try:
+            stopper = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._environment(),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._logs.proxy(f"cmdStop of {self.id!r} failed: {exc.strerror or exc}; SIGTERM")
+            self._kill_group(pid, signal.SIGTERM)
+            return
+        assert stopper.stdout is not None
+        reader = asyncio.create_task(self._read_output(stopper.stdout))
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(stopper.wait(), remaining)
+        except TimeoutError:
+            self._kill_group(stopper.pid, signal.SIGKILL)
+            await stopper.wait()
+        await asyncio.wait([reader], timeout=OUTPUT_DRAIN)
+
+    def _kill_group(self, pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def command(self) -> str:
+        return shlex.join(self.runnable.argv)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,273 @@
+"""A llama-server stand-in, run as a real process by the runtime tests (stdlib only).
+
+It binds its port at once and answers `/health` 503 `Loading model` until `--health-delay`
+has passed, like llama-server. Every event (start, request, signal, client disconnect) is
+appended as one JSON line to `--record`, so tests can see what reached the upstream.
+
+Per-request behaviour comes from headers the proxy passes through:
+  X-Fake-Chunks: N          number of streamed content chunks
+  X-Fake-Chunk-Delay: S     seconds between chunks
+  X-Fake-Gate: PATH         after the first chunk, wait until PATH exists
+  X-Fake-Die-After: K       exit abruptly after K chunks (or before answering when 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+ARGS: argparse.Namespace
+STARTED = time.monotonic()
+RECORD_LOCK = threading.Lock()
+
+
+def record(event: str, **fields: Any) -> None:
+    if not ARGS.record:
+        return
+    line = json.dumps({"event": event, "pid": os.getpid(), **fields})
+    with RECORD_LOCK, open(ARGS.record, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+
+
+def say(message: str) -> None:
+    print(f"fake-upstream[{ARGS.name}]: {message}", flush=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _echo(self, body: bytes) -> dict[str, Any]:
+        parts = urlsplit(self.path)
+        try:
+            parsed: Any = json.loads(body) if body else None
+        except ValueError:
+            parsed = body.decode("utf-8", "replace")
+        return {
+            "method": self.command,
+            "path": parts.path,
+            "query": parts.query,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": parsed,
+        }
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        path = urlsplit(self.path).path
+        if path == "/health":
+            ready = not ARGS.never_ready and time.monotonic() - STARTED >= ARGS.health_delay
+            if ready:
+                self._json(200, {"status": "ok"})
+            else:
+                self._json(
+                    503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
+                )
+            return
+        echo = self._echo(body)
+        record("request", **echo)
+        if self.headers.get("X-Fake-Die-After") == "0":
+            say("crashing on purpose before answering")
+            os._exit(9)
+        request = echo["body"] if isinstance(echo["body"], dict) else {}
+        if path in ("/v1/chat/completions", "/v1/completions", "/completion"):
+            if request.get("stream"):
+                self._stream(path, request)
+            else:
+                self._complete(path, request, echo)
+        elif path == "/v1/embeddings":
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "model": request.get("model", ARGS.name),
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 1.0]}],
+                    "usage": {"prompt_tokens": 4, "total_tokens": 4},
+                    "echo": echo,
+                },
+            )
+        else:
+            self._json(200, {"served_by": ARGS.name, "echo": echo})
+
+    def _complete(self, path: str, request: dict[str, Any], echo: dict[str, Any]) -> None:
+        text = f"hello from {ARGS.name}"
+        if path == "/v1/chat/completions":
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+            kind = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": "stop"}
+            kind = "text_completion"
+        self._json(
+            200,
+            {
+                "object": kind,
+                "model": request.get("model", ARGS.name),
+                "served_by": ARGS.name,
+                "choices": [choice],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+                "timings": {
+                    "prompt_n": 7,
+                    "prompt_ms": 1.5,
+                    "predicted_n": 3,
+                    "predicted_ms": 2.5,
+                    "cache_n": 0,
+                },
+                "echo": echo,
+            },
+        )
+
+    def _stream(self, path: str, request: dict[str, Any]) -> None:
+        chunks = int(self.headers.get("X-Fake-Chunks") or ARGS.chunks)
+        delay = float(self.headers.get("X-Fake-Chunk-Delay") or ARGS.chunk_delay)
+        gate = self.headers.get("X-Fake-Gate")
+        die_after = self.headers.get("X-Fake-Die-After")
+        chat = path == "/v1/chat/completions"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(payload: bytes) -> None:
+            self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            self.wfile.flush()
+
+        def event(data: dict[str, Any]) -> None:
+            send(b"data: " + json.dumps(data).encode() + b"\n\n")
+
+        try:
+            for i in range(chunks):
+                if die_after is not None and i == int(die_after):
+                    say(f"crashing on purpose after {i} chunks")
+                    os._exit(9)
+                if chat:
+                    choice: dict[str, Any] = {
+                        "index": 0,
+                        "delta": {"content": f"tok{i} "},
+                        "finish_reason": None,
+                    }
+                else:
+                    choice = {"index": 0, "text": f"tok{i} ", "finish_reason": None}
+                event(
+                    {
+                        "object": "chat.completion.chunk",
+                        "model": request.get("model"),
+                        "served_by": ARGS.name,
+                        "choices": [choice],
+                    }
+                )
+                if i == 0 and gate:
+                    while not os.path.exists(gate):
+                        time.sleep(0.01)
+                elif delay:
+                    time.sleep(delay)
+            final: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            final["delta" if chat else "text"] = {} if chat else ""
+            event(
+                {
+                    "object": "chat.completion.chunk",
+                    "model": request.get("model"),
+                    "choices": [final],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": chunks, "total_tokens": 11 + chunks},
+                    "timings": {
+                        "prompt_n": 11,
+                        "prompt_ms": 1.0,
+                        "predicted_n": chunks,
+                        "predicted_ms": 2.0,
+                        "cache_n": 0,
+                    },
+                }
+            )
+            send(b"data: [DONE]\n\n")
+            send(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            record("disconnect", path=path)
+
+
+def spawn_grandchild() -> None:
+    # Same process group as this fake: only a group-wide stop reaches it.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    record("grandchild", child=child.pid)
+
+
+def main() -> None:
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="fake")
+    parser.add_argument("--record", default="")
+    parser.add_argument("--health-delay", type=float, default=0.0)
+    parser.add_argument("--never-ready", action="store_true")
+    parser.add_argument("--exit-at-start", type=int, default=None)
+    parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--grandchild", action="store_true")
+    parser.add_argument("--chunks", type=int, default=3)
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    ARGS = parser.parse_args()
+    record(
+        "start",
+        pgid=os.getpgid(0),
+        argv=sys.argv[1:],
+        env={k: v for k, v in os.environ.items() if k.startswith("FAKE_")},
+    )
+    say("loading model")
+    if ARGS.exit_at_start is not None:
+        say("error: failed to load model 'fake.gguf'")
+        sys.exit(ARGS.exit_at_start)
+
+    def on_term(signum: int, frame: Any) -> None:
+        if ARGS.ignore_sigterm:
+            record("signal-ignored", signal=signal.Signals(signum).name)
+            return
+        record("signal", signal=signal.Signals(signum).name)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    if ARGS.grandchild:
+        spawn_grandchild()
+    server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
+    server.daemon_threads = True
+    say(f"listening on 127.0.0.1:{ARGS.port}")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

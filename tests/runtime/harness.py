@@ -1,0 +1,164 @@
+"""Building blocks of the runtime tests: configs whose models are fake llama-servers run as
+real processes, and the proxy served in-process on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from halogen.llamaswap import io
+from halogen.runtime.logs import Logs
+from halogen.runtime.server import Server
+
+FAKE = Path(__file__).with_name("fake_upstream.py")
+# A bound on how long a condition may take to come true; never a measure of speed.
+PATIENCE = 30.0
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class Fake:
+    """One fake llama-server in a config, and what it recorded."""
+
+    model_id: str
+    port: int
+    record: Path
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        if not self.record.exists():
+            return []
+        rows = [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
+        return [row for row in rows if kind is None or row["event"] == kind]
+
+    def starts(self) -> int:
+        return len(self.events("start"))
+
+    def pids(self) -> list[int]:
+        return [row["pid"] for row in self.events("start")]
+
+    def last_pid(self) -> int:
+        pids = self.pids()
+        assert pids, f"{self.model_id} never started"
+        return pids[-1]
+
+
+@dataclass
+class Site:
+    """A llama-swap config under construction, written as YAML."""
+
+    root: Path
+    top: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fakes: dict[str, Fake] = field(default_factory=dict)
+
+    def fake(self, model_id: str, *flags: str, **keys: Any) -> Fake:
+        """Add a model run by the fake upstream; `keys` are extra llama-swap model keys."""
+        (port,) = free_ports(1)
+        fake = Fake(model_id, port, self.root / f"{model_id.replace('/', '_')}.events")
+        argv = [
+            sys.executable,
+            str(FAKE),
+            "--port",
+            str(port),
+            "--name",
+            model_id,
+            "--record",
+            str(fake.record),
+            *flags,
+        ]
+        self.models[model_id] = {"cmd": shlex.join(argv), "proxy": f"http://127.0.0.1:{port}", **keys}
+        self.fakes[model_id] = fake
+        return fake
+
+    def write(self, name: str = "config.yaml") -> Path:
+        path = self.root / name
+        path.write_text(yaml.safe_dump({**self.top, "models": self.models}, sort_keys=False))
+        return path
+
+
+@dataclass
+class Proxy:
+    server: Server
+    client: aiohttp.ClientSession
+
+    @property
+    def swapper(self) -> Any:
+        return self.server.swapper
+
+    async def chat(
+        self, model: str, *, headers: dict[str, str] | None = None, **body: Any
+    ) -> aiohttp.ClientResponse:
+        payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], **body}
+        return await self.client.post("/v1/chat/completions", json=payload, headers=headers)
+
+    async def running(self) -> dict[str, str]:
+        async with self.client.get("/running") as response:
+            assert response.status == 200
+            rows = (await response.json())["running"]
+        return {row["model"]: row["state"] for row in rows}
+
+
+@asynccontextmanager
+async def serving(
+    config: Path, *, health_check_timeout: float = 20.0, max_body: int | None = None
+) -> AsyncIterator[Proxy]:
+    resolved, _ = io.load(config)
+    extra = {} if max_body is None else {"max_body": max_body}
+    server = Server(
+        resolved,
+        host="127.0.0.1",
+        port=0,
+        health_check_timeout=health_check_timeout,
+        logs=Logs(echo_proxy=False),
+        **extra,
+    )
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as client:
+            yield Proxy(server, client)
+    finally:
+        await server.close()
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, patience: float = PATIENCE
+) -> None:
+    """Wait until `condition` holds; fail naming `what` if it does not within `patience`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.02)
+
+
+def process_exists(pid: int) -> bool:
+    """True while `pid` is in the process table, zombies included (a zombie is a leak too)."""
+    return os.path.exists(f"/proc/{pid}")
