@@ -1,0 +1,42 @@
+"""Where the halogen image keeps things: the contract between the Containerfile and the manifests.
+
+The Containerfile cannot import Python, so it repeats these values; tests/image/ fails when the
+two disagree. The Deployment's rendering reads them from here.
+"""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Literal
+
+CONFIG_DIR: Final = "/etc/halogen"
+"""The ConfigMap is mounted here as a directory (not with subPath, which never updates)."""
+CONFIG_PATH: Final = f"{CONFIG_DIR}/config.yaml"
+PORT: Final = 8080
+PORT_NAME: Final = "http"
+MODELS_DIR: Final = "/models"
+"""Models are mounted read-only here; every `-m` path must lie under it."""
+VENV: Final = "/opt/halogen"
+USER_ID: Final = 10001
+"""Numeric, so that the pod's `runAsNonRoot` can check it without an /etc/passwd lookup."""
+
+BaseKind = Literal["rocm", "vulkan"]
+LLAMA_SERVER: Final[Mapping[BaseKind, str]] = MappingProxyType(
+    {
+        # The kyuz0 ROCm toolboxes install llama.cpp with the default prefix, the Vulkan ones
+        # with CMAKE_INSTALL_PREFIX=/usr.
+        "rocm": "/usr/local/bin/llama-server",
+        "vulkan": "/usr/bin/llama-server",
+    }
+)
+
+ENTRYPOINT: Final = ("halogen", "serve")
+
+
+def serve_args(config_path: str = CONFIG_PATH, port: int = PORT) -> list[str]:
+    """The arguments after ENTRYPOINT; with the defaults, the image's CMD."""
+    return ["--config", config_path, "--listen", f"0.0.0.0:{port}"]
+
+
+def serve_command(config_path: str = CONFIG_PATH, port: int = PORT) -> list[str]:
+    """The container's full argv: what the Deployment sets as `command`."""
+    return [*ENTRYPOINT, *serve_args(config_path, port)]
