@@ -715,6 +715,15 @@ def test_an_error_mid_stream_ends_the_ndjson_with_an_error_line() -> None:
     assert stream.close() == []
 
 
+def test_nothing_follows_an_error_or_the_done_line_even_within_one_read() -> None:
+    after = sse_events(delta("AFTERWARDS"), delta(finish="stop"))
+    for ending in (ERROR_EVENT, b"data: [DONE]\n\n"):
+        objects = parsed(chat_stream(sse_events(delta("a"), done=False) + ending + after))
+        assert [o["message"]["content"] for o in objects if "message" in o][0] == "a"
+        assert "AFTERWARDS" not in json.dumps(objects)
+        assert len([o for o in objects if o.get("done") or "error" in o]) == 1
+
+
 def test_the_official_client_raises_the_mid_stream_error() -> None:
     sse = recorded_then_error("chat_stream.sse", 5)
     c = client(lambda request: ndjson(chat_stream(sse)))
