@@ -1,0 +1,46 @@
+"""`python -m halogen.runtime CONFIG`: the runtime without the rest of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from halogen.runtime.listen import parse_listen
+from halogen.runtime.server import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m halogen.runtime", description="Serve a llama-swap config."
+    )
+    parser.add_argument("config", help="llama-swap config.yaml")
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="host:port to bind [127.0.0.1:8080]")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body accepted"
+    )
+    parser.add_argument(
+        "--no-watch", action="store_true", help="do not reload the config when the file changes"
+    )
+    parser.add_argument(
+        "--health-check-timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for a started model, overriding the config (llama-swap's floor of 15 s does not apply)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return serve(
+        args.config,
+        host,
+        port,
+        max_body=args.max_body_bytes,
+        health_check_timeout=args.health_check_timeout,
+        watch=not args.no_watch,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

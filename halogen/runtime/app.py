@@ -1,0 +1,314 @@
+"""The HTTP surface of `halogen serve`: OpenAI routes, management routes, and the middlewares
+(API keys, error bodies) that every route shares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from halogen.llamaswap.resolve import Resolved
+from halogen.runtime import auth, multipart, proxy
+from halogen.runtime.errors import (
+    BadRequest,
+    MissingModel,
+    Refusal,
+    Unauthorized,
+    UnknownModel,
+)
+from halogen.runtime.logs import Logs
+from halogen.runtime.metrics import Metrics
+from halogen.runtime.swapper import Swapper
+from halogen.runtime.upstream import State
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+# Routes whose model is named in the request body; everything after the host goes upstream.
+OPENAI_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/rerank",
+    "/rerank",
+    "/reranking",
+    "/v1/audio/transcriptions",
+    "/infill",
+    "/completion",
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Runtime:
+    """What every route works with."""
+
+    swapper: Swapper
+    logs: Logs
+    metrics: Metrics
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def resolved(self) -> Resolved:
+        # Read through the Swapper so a config reload is seen by every route at once.
+        return self.swapper.resolved
+
+    def model_id(self, name: Any) -> str:
+        """The model id a request names; `MissingModel` or `UnknownModel` otherwise."""
+        if not isinstance(name, str) or not name.strip():
+            raise MissingModel('the request names no "model"')
+        found = self.resolved.lookup(name)
+        if found is None:
+            raise UnknownModel(name)
+        return found
+
+    async def forward(
+        self, request: web.Request, model_id: str, path_qs: str, body: bytes | None
+    ) -> web.StreamResponse:
+        """Send a request to `model_id` (started or swapped in as needed) and count it."""
+        status = 500
+        try:
+            async with self.swapper.acquire(model_id) as upstream:
+                response, outcome = await proxy.forward(
+                    request,
+                    upstream,
+                    path_qs=path_qs,
+                    body=body,
+                    drop_credentials=bool(self.resolved.api_keys),
+                )
+            status = 502 if outcome.broken else outcome.status
+            self.metrics.tokens(model_id, outcome.tokens)
+            return response
+        except Refusal as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away
+            raise
+        finally:
+            self.metrics.request(model_id, status)
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def runtime_of(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+# --- errors and keys ----------------------------------------------------------------------
+
+
+def ollama_style(path: str) -> bool:
+    return path == "/" or path.startswith("/api/")
+
+
+def error_response(
+    path: str, status: int, message: str, kind: str, code: str | int, headers: dict[str, str] | None = None
+) -> web.Response:
+    if ollama_style(path):
+        body: dict[str, Any] = {"error": message}
+    else:
+        body = {"error": {"message": message, "type": kind, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes one JSON error body, in the style of the route's API."""
+    try:
+        return await handler(request)
+    except Refusal as exc:
+        runtime_of(request).logs.proxy(f"{request.method} {request.path}: {exc.status} {exc.message}")
+        return error_response(request.path, exc.status, exc.text(), exc.kind, exc.code, exc.headers())
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = "invalid_request_error" if exc.status < 500 else "server_error"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return error_response(request.path, exc.status, exc.reason, kind, exc.status, headers)
+
+
+@web.middleware
+async def key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    keys = runtime_of(request).resolved.api_keys
+    if keys and request.path != "/health" and not auth.allowed(request.headers, keys):
+        raise Unauthorized("a valid API key is required (Authorization: Bearer <key> or x-api-key)")
+    return await handler(request)
+
+
+# --- OpenAI routes ------------------------------------------------------------------------
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+async def openai_route(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    body = await request.read()
+    content_type = request.headers.get("Content-Type", "")
+    if multipart.boundary(content_type) is not None:
+        model_id = runtime.model_id(multipart.field(body, content_type, "model"))
+        runnable = runtime.resolved.models[model_id]
+        if runnable.use_model_name:
+            body = multipart.replace_field(body, content_type, "model", runnable.use_model_name)
+    else:
+        data = parse_json(body)
+        model_id = runtime.model_id(data.get("model"))
+        rewritten = proxy.rewrite(runtime.resolved.models[model_id], data)
+        if rewritten is not None:
+            body = proxy.encode(rewritten)
+    return await runtime.forward(request, model_id, request.raw_path, body)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    resolved = runtime.resolved
+    rows = []
+    for mid, runnable in resolved.models.items():
+        if runnable.unlisted:
+            continue
+        names = [mid, *runnable.aliases] if resolved.include_aliases_in_list else [mid]
+        for name in names:
+            rows.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": runtime.created,
+                    "owned_by": "halogen",
+                    "name": runnable.name,
+                    "description": runnable.description,
+                    "meta": {"llamaswap": dict(runnable.metadata)},
+                }
+            )
+    rows.sort(key=lambda row: str(row["id"]))
+    return web.json_response({"object": "list", "data": rows})
+
+
+# --- management ---------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+async def running(request: web.Request) -> web.Response:
+    rows = [
+        {"model": r.model, "state": str(r.state), "cmd": r.cmd, "proxy": r.proxy, "ttl": r.ttl}
+        for r in runtime_of(request).swapper.running()
+    ]
+    return web.json_response({"running": rows})
+
+
+async def unload_all(request: web.Request) -> web.Response:
+    swapper = runtime_of(request).swapper
+    unloaded = [r.model for r in swapper.running()]
+    await swapper.unload_all()
+    return web.json_response({"status": "ok", "unloaded": unloaded})
+
+
+async def unload_one(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    model_id = runtime.model_id(request.match_info["model"])
+    was_running = any(r.model == model_id for r in runtime.swapper.running())
+    await runtime.swapper.unload(model_id)
+    return web.json_response({"status": "ok", "unloaded": [model_id] if was_running else []})
+
+
+def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[str, str]:
+    """(model id, path) from the raw path after `/upstream/`.
+
+    A model id may itself hold `/`, so the longest prefix that names a model wins. The rest
+    must be a plain relative path: no `.` or `..` segments, no empty segment (`//host`), no
+    encoded `/` or `\\` — it can only ever reach a path on that model's own server.
+    """
+    segments = raw.split("/")
+    for cut in range(len(segments), 0, -1):
+        model_id = lookup(unquote("/".join(segments[:cut])))
+        if model_id is None:
+            continue
+        rest = segments[cut:]
+        for index, segment in enumerate(rest):
+            decoded = unquote(segment)
+            last = index == len(rest) - 1
+            if decoded in (".", "..") or "/" in decoded or "\\" in decoded or (not decoded and not last):
+                raise BadRequest(f"upstream path {'/' + '/'.join(rest)!r} is not a plain relative path")
+        return model_id, "/" + "/".join(rest)
+    raise UnknownModel(unquote(segments[0]))
+
+
+async def upstream_route(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    raw_path, _, query = request.raw_path.partition("?")
+    model_id, path = split_upstream_path(raw_path.removeprefix("/upstream/"), runtime.resolved.lookup)
+    body = await request.read()
+    path_qs = path + ("?" + query if query else "")
+    return await runtime.forward(request, model_id, path_qs, body or None)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    running = {r.model: r.state is not State.STOPPED for r in runtime.swapper.running()}
+    text = runtime.metrics.render(running)
+    return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def logs(request: web.Request) -> web.Response:
+    lines = runtime_of(request).logs.history()
+    return web.Response(text="".join(line + "\n" for line in lines))
+
+
+async def logs_stream(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/plain; charset=utf-8", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    follow = runtime.logs.follow()
+    try:
+        history = [] if "no-history" in request.query else runtime.logs.history()
+        if history:
+            await response.write("".join(line + "\n" for line in history).encode())
+        async for line in follow:
+            await response.write((line + "\n").encode())
+    finally:
+        follow.close()
+    return response
+
+
+# --- assembly -----------------------------------------------------------------------------
+
+
+def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY, with_ollama: bool = True) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, key_middleware], client_max_size=max_body)
+    app[RUNTIME] = runtime
+    for path in OPENAI_ROUTES:
+        app.router.add_post(path, openai_route)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/running", running)
+    app.router.add_route("GET", "/unload", unload_all)
+    app.router.add_route("POST", "/unload", unload_all)
+    app.router.add_post("/unload/{model:.+}", unload_one)
+    app.router.add_route("*", "/upstream/{tail:.*}", upstream_route)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/logs", logs)
+    app.router.add_get("/logs/stream", logs_stream)
+    if with_ollama:
+        from halogen.runtime import ollama_routes
+
+        ollama_routes.register(app)
+    return app

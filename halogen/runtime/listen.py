@@ -1,0 +1,19 @@
+"""`--listen` values: `host:port`, `[v6]:port`, `:port` or `port`."""
+
+from __future__ import annotations
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep:
+        host, port_text = "", value
+    host = host.strip("[]") or DEFAULT_HOST
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"--listen {value!r}: the port must be a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--listen {value!r}: the port must be 0-65535")
+    return host, port

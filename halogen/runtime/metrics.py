@@ -1,0 +1,155 @@
+"""Per-model counters, rendered as Prometheus text, and the token counts read from responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from halogen.runtime.lines import LineSplitter
+
+# A non-streamed answer bigger than this is forwarded without being parsed for token counts.
+MAX_PARSED_BODY = 4 * 1024 * 1024
+
+
+@dataclass
+class ModelStats:
+    requests: int = 0
+    errors: int = 0
+    swaps: int = 0
+    load_seconds: float = 0.0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+
+# name, help, type, field
+_SERIES = (
+    ("halogen_requests_total", "Requests routed to the model.", "counter", "requests"),
+    ("halogen_request_errors_total", "Requests answered with an error status.", "counter", "errors"),
+    ("halogen_swaps_total", "Times the model was started.", "counter", "swaps"),
+    ("halogen_load_seconds_total", "Seconds spent starting the model.", "counter", "load_seconds"),
+    ("halogen_prompt_tokens_total", "Prompt tokens the upstream reported.", "counter", "prompt_tokens"),
+    (
+        "halogen_generated_tokens_total",
+        "Generated tokens the upstream reported.",
+        "counter",
+        "generated_tokens",
+    ),
+)
+assert {f for *_, f in _SERIES} == {f.name for f in fields(ModelStats)}
+
+
+class Metrics:
+    def __init__(self, model_ids: Iterable[str] = ()) -> None:
+        self._stats: dict[str, ModelStats] = {mid: ModelStats() for mid in model_ids}
+
+    def of(self, model_id: str) -> ModelStats:
+        return self._stats.setdefault(model_id, ModelStats())
+
+    def request(self, model_id: str, status: int) -> None:
+        stats = self.of(model_id)
+        stats.requests += 1
+        if status >= 400:
+            stats.errors += 1
+
+    def swap(self, model_id: str, seconds: float) -> None:
+        stats = self.of(model_id)
+        stats.swaps += 1
+        stats.load_seconds += seconds
+
+    def tokens(self, model_id: str, counts: tuple[int, int] | None) -> None:
+        if counts is None:
+            return
+        stats = self.of(model_id)
+        stats.prompt_tokens += counts[0]
+        stats.generated_tokens += counts[1]
+
+    def render(self, running: Mapping[str, bool]) -> str:
+        """Prometheus text exposition format 0.0.4, models in sorted order."""
+        out: list[str] = []
+        ids = sorted(set(self._stats) | set(running))
+        for name, help_text, kind, attr in _SERIES:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            for mid in ids:
+                value = getattr(self.of(mid), attr)
+                out.append(f"{name}{{model={_label(mid)}}} {_number(value)}")
+        out += [
+            "# HELP halogen_model_running 1 while the model's process runs.",
+            "# TYPE halogen_model_running gauge",
+        ]
+        out += [f"halogen_model_running{{model={_label(mid)}}} {int(running.get(mid, False))}" for mid in ids]
+        return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') + '"'
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def token_counts(event: Any) -> tuple[int, int] | None:
+    """(prompt, generated) tokens from one OpenAI-style answer or stream event: `usage` when the
+    upstream sends it, else llama-server's `timings`."""
+    if not isinstance(event, dict):
+        return None
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        prompt, generated = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+        if isinstance(prompt, int) and isinstance(generated, int):
+            return prompt, generated
+    timings = event.get("timings")
+    if isinstance(timings, dict):
+        prompt, generated = timings.get("prompt_n"), timings.get("predicted_n")
+        cached = timings.get("cache_n", 0)
+        if isinstance(prompt, int) and isinstance(generated, int):
+            return prompt + (cached if isinstance(cached, int) else 0), generated
+    return None
+
+
+class TokenReader:
+    """Watches a response as it is forwarded and keeps the last token counts it carried.
+
+    SSE is read line by line (an event can be split across reads); any other body is kept up
+    to `MAX_PARSED_BODY` and parsed once complete.
+    """
+
+    def __init__(self, event_stream: bool) -> None:
+        self._event_stream = event_stream
+        self._lines = LineSplitter()
+        self._body = bytearray()
+        self._overflow = False
+        self.counts: tuple[int, int] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._event_stream:
+            for line in self._lines.feed(chunk):
+                self._line(line)
+        elif not self._overflow:
+            self._body += chunk
+            if len(self._body) > MAX_PARSED_BODY:
+                self._overflow = True
+                self._body = bytearray()
+
+    def close(self) -> tuple[int, int] | None:
+        if self._event_stream:
+            for line in self._lines.close():
+                self._line(line)
+        elif self._body and not self._overflow:
+            self._found(bytes(self._body))
+        return self.counts
+
+    def _line(self, line: bytes) -> None:
+        # Only the events that can carry counts are parsed: the final one, usually.
+        if line.startswith(b"data:") and (b'"usage"' in line or b'"timings"' in line):
+            self._found(line[5:])
+
+    def _found(self, data: bytes) -> None:
+        try:
+            counts = token_counts(json.loads(data))
+        except ValueError:
+            return
+        if counts is not None:
+            self.counts = counts

@@ -1,0 +1,325 @@
+"""Ollama's routes: the I/O around the pure translation in `ollama.py`.
+
+Requests go through the same Swapper (groups, limits, ttl) and the same pooled upstream client
+as the OpenAI routes; errors come out as Ollama's `{"error": "..."}` (see `app.error_middleware`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from halogen.llamaswap.resolve import Runnable
+from halogen.runtime import ollama, proxy
+from halogen.runtime.app import parse_json, runtime_of
+from halogen.runtime.errors import BadRequest, Refusal, UpstreamFailed
+from halogen.runtime.metrics import TokenReader, token_counts
+from halogen.runtime.upstream import State, Upstream
+
+Json = dict[str, Any]
+Respond = Callable[[str, Mapping[str, Any], int, int], Json]
+StreamFactory = Callable[[str, int, int], "ollama.ChatStream | ollama.GenerateStream"]
+
+NDJSON = "application/x-ndjson"
+
+
+def register(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/", root)
+    router.add_get("/api/version", version)
+    router.add_get("/api/tags", tags)
+    router.add_post("/api/show", show)
+    router.add_get("/api/ps", ps)
+    router.add_post("/api/chat", chat)
+    router.add_post("/api/generate", generate)
+    router.add_post("/api/embed", embed)
+    router.add_post("/api/embeddings", embeddings)
+    for path in ("/api/pull", "/api/push", "/api/create", "/api/copy"):
+        router.add_post(path, not_supported)
+    router.add_delete("/api/delete", not_supported)
+    router.add_route("*", "/api/blobs/{digest}", not_supported)
+
+
+# --- listings -----------------------------------------------------------------------------
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="Ollama is running")
+
+
+async def version(request: web.Request) -> web.Response:
+    return web.json_response(ollama.version())
+
+
+def model_file(runnable: Runnable) -> Path | None:
+    """The GGUF file the command loads (`-m`/`--model`), when it names one."""
+    found = None
+    argv = runnable.argv
+    for index, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in ("-m", "--model"):
+            found = value if eq else (argv[index + 1] if index + 1 < len(argv) else None)
+    return Path(found) if found else None
+
+
+def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
+    """(size in bytes, modification time) of the model's file; (0, None) when unreadable."""
+    path = model_file(runnable)
+    if path is None:
+        return 0, None
+    try:
+        facts = path.stat()
+    except OSError:
+        return 0, None
+    return facts.st_size, datetime.fromtimestamp(facts.st_mtime, UTC)
+
+
+async def tags(request: web.Request) -> web.Response:
+    models = list(runtime_of(request).resolved.models.values())
+    facts = {m.id: file_facts(m) for m in models}
+    sizes = {mid: size for mid, (size, _) in facts.items()}
+    modified = {mid: when for mid, (_, when) in facts.items() if when is not None}
+    return web.json_response(ollama.tags(models, sizes, modified=modified))
+
+
+async def show(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    body = parse_json(await request.read())
+    runnable = runtime.resolved.models[runtime.model_id(ollama.model_name(body))]
+    size, modified = file_facts(runnable)
+    return web.json_response(ollama.show(runnable, size, modified_at=modified))
+
+
+async def ps(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    rows = []
+    for row in runtime.swapper.running():
+        if row.state is not State.READY:
+            continue
+        runnable = runtime.resolved.models[row.model]
+        expires = None if row.expires_at is None else datetime.fromtimestamp(row.expires_at, UTC)
+        rows.append(ollama.RunningModel(runnable, file_facts(runnable)[0], expires))
+    return web.json_response(ollama.ps(rows))
+
+
+async def not_supported(request: web.Request) -> web.Response:
+    action = request.path.removeprefix("/api/").split("/")[0]
+    message = f"{action} is not supported: halogen serves the models its config lists"
+    return web.json_response(ollama.error(message), status=501)
+
+
+# --- inference ----------------------------------------------------------------------------
+
+
+def unloads(keep_alive: Any) -> bool:
+    """Whether `keep_alive` says "unload now": 0, or a zero duration like "0", "0s", "0m"."""
+    if isinstance(keep_alive, bool):
+        return False
+    if isinstance(keep_alive, int | float):
+        return keep_alive == 0
+    if isinstance(keep_alive, str):
+        number = keep_alive.strip().rstrip("smh")
+        try:
+            return float(number) == 0
+        except ValueError:
+            return False
+    return False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+async def _load_or_unload(
+    request: web.Request, model_id: str, name: str, keep_alive: Any, empty: Json
+) -> web.Response:
+    """Ollama's way to manage memory: a request with nothing to generate loads the model, or
+    unloads it when `keep_alive` is 0."""
+    swapper = runtime_of(request).swapper
+    if unloads(keep_alive):
+        await swapper.unload(model_id)
+        reason = "unload"
+    else:
+        await swapper.ensure(model_id)
+        reason = "load"
+    return web.json_response(
+        {"model": name, "created_at": _now(), **empty, "done": True, "done_reason": reason}
+    )
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    started = time.time_ns()
+    body = parse_json(await request.read())
+    name = ollama.model_name(body)
+    model_id = runtime.model_id(name)
+    assert name is not None
+    if not body.get("messages"):
+        message = {"message": {"role": "assistant", "content": ""}}
+        return await _load_or_unload(request, model_id, name, body.get("keep_alive"), message)
+    return await _translate(
+        request,
+        model_id,
+        name,
+        "/v1/chat/completions",
+        ollama.chat_to_openai(body),
+        started,
+        ollama.ChatStream,
+        ollama.chat_response,
+    )
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    started = time.time_ns()
+    body = parse_json(await request.read())
+    name = ollama.model_name(body)
+    model_id = runtime.model_id(name)
+    assert name is not None
+    if not body.get("prompt") and not body.get("images"):
+        return await _load_or_unload(request, model_id, name, body.get("keep_alive"), {"response": ""})
+    return await _translate(
+        request,
+        model_id,
+        name,
+        "/v1/completions",
+        ollama.generate_to_openai(body),
+        started,
+        ollama.GenerateStream,
+        ollama.generate_response,
+    )
+
+
+async def embed(request: web.Request) -> web.StreamResponse:
+    return await _embed(
+        request, lambda name, data, started, load: ollama.embed_response(name, data, started, load)
+    )
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _embed(request, lambda name, data, started, load: ollama.embeddings_response(name, data))
+
+
+async def _embed(request: web.Request, respond: Respond) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    started = time.time_ns()
+    body = parse_json(await request.read())
+    name = ollama.model_name(body)
+    model_id = runtime.model_id(name)
+    assert name is not None
+    translated = ollama.embed_to_openai(body)
+    return await _translate(request, model_id, name, "/v1/embeddings", translated, started, None, respond)
+
+
+async def _translate(
+    request: web.Request,
+    model_id: str,
+    name: str,
+    path: str,
+    translated: Json,
+    started: int,
+    stream: StreamFactory | None,
+    respond: Respond,
+) -> web.StreamResponse:
+    """Send the translated request to the model and translate its answer back, streaming
+    NDJSON as SSE arrives when the request streams."""
+    runtime = runtime_of(request)
+    runnable = runtime.resolved.models[model_id]
+    # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
+    translated["model"] = model_id
+    payload = proxy.rewrite(runnable, translated) or translated
+    streaming = stream is not None and bool(payload.get("stream"))
+    status = 500
+    waited = time.monotonic_ns()
+    try:
+        async with runtime.swapper.acquire(model_id) as upstream:
+            load_ns = time.monotonic_ns() - waited
+            answer = await proxy.open_upstream(
+                upstream,
+                "POST",
+                path,
+                headers={"Content-Type": "application/json", "Accept-Encoding": "identity"},
+                body=proxy.encode(payload),
+            )
+            try:
+                if answer.status != 200:
+                    status = answer.status
+                    return web.json_response(
+                        ollama.error(await _upstream_error(answer)), status=answer.status
+                    )
+                if streaming:
+                    assert stream is not None
+                    status, response = await _stream(
+                        request, answer, stream(name, started, load_ns), upstream
+                    )
+                    return response
+                try:
+                    data = await answer.json(content_type=None)
+                except (ValueError, aiohttp.ClientPayloadError) as exc:
+                    tail = await upstream.last_words()
+                    raise UpstreamFailed(f"model {model_id!r} sent no JSON answer: {exc}", tail) from None
+                runtime.metrics.tokens(model_id, token_counts(data))
+                try:
+                    translated_answer = respond(name, data, started, load_ns)
+                except ollama.Untranslatable as exc:
+                    raise UpstreamFailed(str(exc)) from None
+                status = 200
+                return web.json_response(translated_answer)
+            except BaseException:
+                answer.close()
+                raise
+            finally:
+                answer.release()
+    except Refusal as exc:
+        status = exc.status
+        raise
+    finally:
+        runtime.metrics.request(model_id, status)
+
+
+async def _stream(
+    request: web.Request,
+    answer: aiohttp.ClientResponse,
+    translator: ollama.ChatStream | ollama.GenerateStream,
+    upstream: Upstream,
+) -> tuple[int, web.StreamResponse]:
+    runtime = runtime_of(request)
+    model_id = upstream.id
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    tokens = TokenReader(event_stream=True)
+    status = 200
+    try:
+        async for chunk in answer.content.iter_any():
+            tokens.feed(chunk)
+            lines = translator.feed(chunk)
+            if lines:
+                await response.write(b"".join(lines))
+        lines = translator.close()
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        failure = UpstreamFailed(f"model {model_id!r} failed mid-answer: {exc}", await upstream.last_words())
+        lines = [proxy.encode(ollama.error(failure.text())) + b"\n"]
+        status = 502
+    if lines:
+        await response.write(b"".join(lines))
+    runtime.metrics.tokens(model_id, tokens.close())
+    await response.write_eof()
+    return status, response
+
+
+async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
+    text = (await answer.read()).decode("utf-8", "replace")
+    try:
+        data = parse_json(text.encode())
+    except BadRequest:
+        return text.strip() or f"upstream answered {answer.status}"
+    error = data.get("error", data)
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)

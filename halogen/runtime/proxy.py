@@ -1,0 +1,198 @@
+"""Forwarding one request to an upstream and its answer back, chunk by chunk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from halogen.llamaswap.resolve import Runnable
+from halogen.runtime.errors import UpstreamFailed
+from halogen.runtime.metrics import TokenReader
+from halogen.runtime.upstream import Upstream
+
+# RFC 9110 §7.6.1 connection-specific fields, plus what aiohttp recomputes for each hop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+    }
+)
+# The proxy's own credentials, never passed on when the proxy checks them itself.
+CREDENTIALS = frozenset({"authorization", "x-api-key"})
+
+
+def rewrite(runnable: Runnable, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON body to send upstream after `useModelName` and `filters`, or None when the
+    client's bytes can go unchanged."""
+    out = dict(body)
+    if runnable.use_model_name:
+        out["model"] = runnable.use_model_name
+    for key in runnable.strip_params:
+        out.pop(key, None)
+    for key, value in runnable.set_params.items():
+        if key != "model":
+            out[key] = value
+    if out == body and list(out) == list(body):
+        return None
+    return out
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def request_headers(headers: Mapping[str, str], *, drop_credentials: bool) -> CIMultiDict[str]:
+    """The client's headers minus those that belong to one hop (and those the Connection
+    header names), minus the proxy's own API key."""
+    named = {
+        token.strip().lower()
+        for value in _all(headers, "connection")
+        for token in value.split(",")
+        if token.strip()
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            continue
+        if drop_credentials and lower in CREDENTIALS:
+            continue
+        out.add(name, value)
+    return out
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        values: list[str] = getall(name, [])
+        return values
+    value = headers.get(name)
+    return [value] if value is not None else []
+
+
+def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    named = {t.strip().lower() for v in _all(headers, "connection") for t in v.split(",")}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            continue
+        out.add(name, value)
+    return out
+
+
+@dataclass
+class Outcome:
+    """What a forwarded exchange amounted to, for the metrics."""
+
+    status: int
+    tokens: tuple[int, int] | None = None
+    broken: bool = False  # the upstream failed after its answer had begun
+
+
+def is_event_stream(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+async def open_upstream(
+    upstream: Upstream,
+    method: str,
+    path_qs: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+) -> aiohttp.ClientResponse:
+    """Send a request to the model's process on its pooled client; `UpstreamFailed` (with the
+    process's last output) when it cannot be reached or dies before answering."""
+    try:
+        return await upstream.session.request(
+            method,
+            upstream.url(path_qs),
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        )
+    except (aiohttp.ClientError, OSError) as exc:
+        message = f"model {upstream.id!r} did not answer: {exc or type(exc).__name__}"
+        raise UpstreamFailed(message, await upstream.last_words()) from None
+
+
+async def forward(
+    request: web.Request,
+    upstream: Upstream,
+    *,
+    path_qs: str,
+    body: bytes | None,
+    drop_credentials: bool,
+) -> tuple[web.StreamResponse, Outcome]:
+    """Pass the request to the upstream and stream its answer back as it arrives.
+
+    A client that goes away (the handler is cancelled, or a write fails) closes the upstream
+    connection instead of returning it to the pool, which is how llama-server learns to stop
+    generating.
+    """
+    answer = await open_upstream(
+        upstream,
+        request.method,
+        path_qs,
+        headers=request_headers(request.headers, drop_credentials=drop_credentials),
+        body=body,
+    )
+    try:
+        response = web.StreamResponse(status=answer.status, reason=answer.reason)
+        response.headers.extend(response_headers(answer.headers))
+        event_stream = is_event_stream(answer.headers.get("Content-Type", ""))
+        if event_stream:
+            response.headers["X-Accel-Buffering"] = "no"
+            response.headers.setdefault("Cache-Control", "no-cache")
+        elif "Content-Length" in answer.headers and request.method != "HEAD":
+            response.content_length = int(answer.headers["Content-Length"])
+        outcome = Outcome(answer.status)
+        readable = "Content-Encoding" not in answer.headers
+        tokens = TokenReader(event_stream) if readable else None
+        await response.prepare(request)
+        try:
+            async for chunk in answer.content.iter_any():
+                if tokens is not None:
+                    tokens.feed(chunk)
+                await response.write(chunk)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            # Only reading can raise these (writes to the client raise ConnectionResetError).
+            outcome.broken = True
+            failure = UpstreamFailed(
+                f"model {upstream.id!r} failed mid-answer: {exc or type(exc).__name__}",
+                await upstream.last_words(),
+            )
+            message = failure.text()
+            if event_stream:
+                # llama-server's own way of reporting an error after the first event.
+                error = {"error": {"message": message, "type": "upstream_error", "code": 502}}
+                await response.write(b"data: " + encode(error) + b"\n\n")
+            answer.close()
+            return response, outcome
+        if tokens is not None:
+            outcome.tokens = tokens.close()
+        await response.write_eof()
+        return response, outcome
+    except BaseException:
+        answer.close()
+        raise
+    finally:
+        answer.release()

@@ -1,0 +1,70 @@
+"""Reload the config when its file changes: a ConfigMap mounted without subPath is replaced in
+place by the kubelet (through a symlink swap, so the file's identity changes, not only its
+bytes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from pathlib import Path
+
+from halogen.diagnostics import Invalid
+from halogen.llamaswap import io
+from halogen.runtime.logs import Logs
+from halogen.runtime.swapper import Swapper
+
+POLL_SECONDS = 2.0
+
+
+def fingerprint(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Watcher:
+    """Polls the config file's content; a valid new config is handed to the Swapper, an invalid
+    one is logged and the running config kept."""
+
+    def __init__(self, path: Path, swapper: Swapper, logs: Logs, interval: float = POLL_SECONDS) -> None:
+        self._path = path
+        self._swapper = swapper
+        self._logs = logs
+        self._interval = interval
+        self._seen = fingerprint(path)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check()
+
+    async def check(self) -> bool:
+        """Reload if the file changed since the last look; True when a new config was adopted."""
+        current = fingerprint(self._path)
+        if current is None or current == self._seen:
+            return False
+        self._seen = current
+        try:
+            resolved, warnings = io.load(self._path)
+        except Invalid as exc:
+            self._logs.proxy(f"config {self._path} changed but is invalid; keeping the running config")
+            for diagnostic in exc.diagnostics:
+                self._logs.proxy(diagnostic.text())
+            return False
+        for diagnostic in warnings:
+            self._logs.proxy(diagnostic.text())
+        changed = self._swapper.reload(resolved)
+        self._logs.proxy(f"config {self._path} reloaded; restarting {sorted(changed) or 'no models'}")
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,160 @@
+"""`halogen serve` as a function: load the config, serve until SIGTERM/SIGINT, stop every child."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from halogen.diagnostics import Invalid, render
+from halogen.llamaswap import io
+from halogen.llamaswap.resolve import Resolved
+from halogen.runtime import app
+from halogen.runtime.logs import Logs
+from halogen.runtime.metrics import Metrics
+from halogen.runtime.reload import Watcher
+from halogen.runtime.swapper import Swapper
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# In-flight requests get this long to finish after the children are gone.
+SHUTDOWN_GRACE = 2.0
+
+
+def serve(
+    config_path: str | Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    max_body: int = app.DEFAULT_MAX_BODY,
+    health_check_timeout: float | None = None,
+    watch: bool = True,
+) -> int:
+    """Serve a llama-swap config; return the exit status (1 when the config is invalid or the
+    port cannot be bound). `health_check_timeout` overrides the config's (tests use it)."""
+    path = Path(config_path)
+    try:
+        resolved, warnings = io.load(path)
+    except Invalid as exc:
+        print(render(exc.diagnostics, "text"), file=sys.stderr)
+        return 1
+    if warnings:
+        print(render(warnings, "text"), file=sys.stderr)
+    return asyncio.run(
+        run(
+            resolved,
+            host=host,
+            port=port,
+            max_body=max_body,
+            health_check_timeout=health_check_timeout,
+            config_path=path if watch else None,
+        )
+    )
+
+
+class Server:
+    """The runtime on a socket: routes, Swapper and (optionally) the config watcher."""
+
+    def __init__(
+        self,
+        resolved: Resolved,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        max_body: int = app.DEFAULT_MAX_BODY,
+        health_check_timeout: float | None = None,
+        config_path: Path | None = None,
+        logs: Logs | None = None,
+    ) -> None:
+        self.logs = logs or Logs.for_setting(resolved.log_to_stdout)
+        self.swapper = Swapper(
+            resolved,
+            logs=self.logs,
+            metrics=Metrics(resolved.models),
+            health_check_timeout=health_check_timeout,
+        )
+        self.runtime = app.Runtime(swapper=self.swapper, logs=self.logs, metrics=self.swapper.metrics)
+        self.host = host
+        self.port = port
+        self._max_body = max_body
+        self._config_path = config_path
+        self._runner: web.AppRunner | None = None
+        self._watcher: Watcher | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve (OSError when the port cannot be bound); preload in the background."""
+        # handler_cancellation: a client that disconnects cancels its handler, which leaves the
+        # queue or closes the upstream connection at once.
+        runner = web.AppRunner(
+            app.build(self.runtime, max_body=self._max_body),
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_GRACE,
+        )
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = runner.addresses[0][1]
+        resolved = self.swapper.resolved
+        self.logs.proxy(f"listening on {self.url} with {len(resolved.models)} models")
+        if resolved.preload:
+            self.swapper.preload(resolved.preload)
+        if self._config_path is not None:
+            self._watcher = Watcher(self._config_path, self.swapper, self.logs)
+            self._watcher.start()
+
+    async def close(self) -> None:
+        """Stop every model (children reaped), then the HTTP server."""
+        if self._watcher is not None:
+            await self._watcher.close()
+        await self.swapper.close()
+        self.logs.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def run(
+    resolved: Resolved,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    max_body: int = app.DEFAULT_MAX_BODY,
+    health_check_timeout: float | None = None,
+    config_path: Path | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT; every child is stopped and reaped before this returns."""
+    server = Server(
+        resolved,
+        host=host,
+        port=port,
+        max_body=max_body,
+        health_check_timeout=health_check_timeout,
+        config_path=config_path,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await server.start()
+        except OSError as exc:
+            print(f"halogen serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        await stop.wait()
+        server.logs.proxy("shutting down: stopping every model")
+    finally:
+        await server.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
