@@ -72,6 +72,7 @@ class Handler(BaseHTTPRequestHandler):
             "query": parts.query,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": parsed,
+            "raw": body.decode("utf-8", "replace"),
         }
 
     def do_GET(self) -> None:

@@ -1,0 +1,310 @@
+"""The HTTP surface: listings, rewrites, keys, management routes and their errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from .harness import Proxy, Site, serving
+
+
+async def echo_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    async with response:
+        body = await response.json()
+        assert response.status == 200, body
+        echo: dict[str, Any] = body["echo"]
+        return echo
+
+
+async def raw_status(proxy: Proxy, target: str) -> int:
+    """The status for a request line sent byte for byte (clients normalise `..` away)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_the_model_list_has_the_documented_shape_sorted_without_unlisted_models(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake(
+        "zeta",
+        name="Zeta 7B",
+        description="the last one",
+        metadata={"family": "llama", "contextLength": 4096},
+    )
+    site.fake("alpha", aliases=["a"])
+    site.fake("hidden", unlisted=True)
+    async with serving(site.write()) as proxy, proxy.client.get("/v1/models") as response:
+        listing = await response.json()
+    assert listing["object"] == "list"
+    assert [row["id"] for row in listing["data"]] == ["alpha", "zeta"]
+    zeta = listing["data"][1]
+    created = zeta.pop("created")
+    assert isinstance(created, int) and created > 0
+    assert zeta == {
+        "id": "zeta",
+        "object": "model",
+        "owned_by": "halogen",
+        "name": "Zeta 7B",
+        "description": "the last one",
+        "meta": {"llamaswap": {"family": "llama", "contextLength": 4096}},
+    }
+
+
+async def test_aliases_are_listed_when_the_config_asks(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("model", aliases=["gpt-4o", "b-alias"])
+    site.top["includeAliasesInList"] = True
+    async with serving(site.write()) as proxy, proxy.client.get("/v1/models") as response:
+        ids = [row["id"] for row in (await response.json())["data"]]
+    assert ids == ["b-alias", "gpt-4o", "model"]
+
+
+async def test_a_model_answers_to_its_id_its_aliases_and_latest_and_unlisted_ones_too(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("model", aliases=["gpt-4o"])
+    site.fake("hidden", unlisted=True)
+    async with serving(site.write()) as proxy:
+        for name in ("model", "gpt-4o", "model:latest", "gpt-4o:latest"):
+            echo = await echo_of(await proxy.chat(name))
+            assert echo["body"]["model"] == name  # the client's name goes upstream unchanged
+        assert fake.starts() == 1
+        async with await proxy.chat("hidden") as response:
+            assert (await response.json())["served_by"] == "hidden"
+
+
+async def test_path_query_and_body_reach_the_upstream_byte_for_byte(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    body = b'{ "model" : "m",  "prompt":"caf\\u00e9", "n_predict": 3 ,"z":1}'
+    async with serving(site.write()) as proxy:
+        response = await proxy.client.post(
+            "/completion?slot=1&x=%20y",
+            data=body,
+            headers={"Content-Type": "application/json", "X-Trace": "abc"},
+        )
+        echo = await echo_of(response)
+    assert echo["path"] == "/completion"
+    assert echo["query"] == "slot=1&x=%20y"
+    assert echo["raw"] == body.decode()
+    assert echo["headers"]["x-trace"] == "abc"
+
+
+@pytest.mark.parametrize(
+    "route",
+    ["/v1/completions", "/v1/embeddings", "/v1/rerank", "/rerank", "/reranking", "/infill", "/completion"],
+)
+async def test_every_openai_route_reaches_the_model_it_names(tmp_path: Path, route: str) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.client.post(route, json={"model": "m", "input": "x"}))
+    assert echo["path"] == route
+
+
+async def test_use_model_name_rewrites_only_the_model_field(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m", useModelName="org/real-model:Q4")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.chat("m", temperature=0.5))
+    assert echo["body"] == {
+        "model": "org/real-model:Q4",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.5,
+    }
+
+
+async def test_filters_strip_and_force_body_keys_but_never_touch_model(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake(
+        "m",
+        filters={
+            "stripParams": "temperature, top_p, model",
+            "setParams": {"top_k": 5, "model": "other", "seed": 42},
+        },
+    )
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.chat("m", temperature=2.0, top_p=0.1, seed=1, max_tokens=8))
+    assert echo["body"] == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "seed": 42,
+        "max_tokens": 8,
+        "top_k": 5,
+    }
+
+
+async def test_audio_transcriptions_take_the_model_from_the_form(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("whisper", useModelName="whisper-large")
+    form = aiohttp.FormData()
+    form.add_field("file", b"RIFF\x00\x01binary", filename="a.wav", content_type="audio/wav")
+    form.add_field("model", "whisper")
+    form.add_field("language", "en")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.client.post("/v1/audio/transcriptions", data=form))
+    assert echo["path"] == "/v1/audio/transcriptions"
+    raw = echo["raw"]
+    assert 'name="model"\r\n\r\nwhisper-large\r\n' in raw
+    assert 'name="language"\r\n\r\nen\r\n' in raw
+    assert "RIFF\x00\x01binary" in raw
+
+
+EVERY_ROUTE = [
+    ("GET", "/v1/models", None),
+    ("POST", "/v1/chat/completions", {"model": "m"}),
+    ("POST", "/v1/embeddings", {"model": "m"}),
+    ("GET", "/running", None),
+    ("GET", "/unload", None),
+    ("POST", "/unload/m", None),
+    ("GET", "/upstream/m/props", None),
+    ("GET", "/metrics", None),
+    ("GET", "/logs", None),
+    ("GET", "/logs/stream", None),
+    ("GET", "/", None),
+    ("HEAD", "/", None),
+    ("GET", "/api/version", None),
+    ("GET", "/api/tags", None),
+    ("POST", "/api/show", {"model": "m"}),
+    ("GET", "/api/ps", None),
+    ("POST", "/api/chat", {"model": "m"}),
+    ("POST", "/api/generate", {"model": "m"}),
+    ("POST", "/api/embed", {"model": "m"}),
+    ("POST", "/api/embeddings", {"model": "m"}),
+    ("POST", "/api/pull", {"model": "m"}),
+]
+
+
+async def test_api_keys_guard_every_route_but_health(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    site.top["apiKeys"] = ["sk-first", "sk-second"]
+    async with serving(site.write()) as proxy:
+        async with proxy.client.get("/health") as response:
+            assert response.status == 200
+        for method, path, body in EVERY_ROUTE:
+            for headers in (
+                {},
+                {"Authorization": "Bearer sk-wrong"},
+                {"x-api-key": "sk-firs"},
+                {"Authorization": "sk-first"},
+            ):
+                async with proxy.client.request(method, path, json=body, headers=headers) as response:
+                    assert response.status == 401, (method, path, headers)
+                    assert response.headers["WWW-Authenticate"] == "Bearer"
+                    if method != "HEAD":
+                        error = (await response.json())["error"]
+                        ollama_route = path == "/" or path.startswith("/api/")
+                        assert (
+                            isinstance(error, str)
+                            if ollama_route
+                            else error["type"] == "authentication_error"
+                        )
+        assert fake.starts() == 0
+        for headers in ({"Authorization": "Bearer sk-second"}, {"x-api-key": "sk-first"}):
+            echo = await echo_of(await proxy.chat("m", headers=headers))
+            # The proxy's own key stays with the proxy.
+            assert "authorization" not in echo["headers"] and "x-api-key" not in echo["headers"]
+        async with proxy.client.get("/api/tags", headers={"Authorization": "Bearer sk-first"}) as response:
+            assert response.status == 200
+
+
+async def test_the_upstream_route_reaches_only_paths_of_that_models_server(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("org/model")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.client.get("/upstream/org/model/props?fields=a%20b"))
+        assert (echo["method"], echo["path"], echo["query"]) == ("GET", "/props", "fields=a%20b")
+        echo = await echo_of(await proxy.client.put("/upstream/org/model/slots/0", data=b"raw"))
+        assert (echo["method"], echo["path"], echo["raw"]) == ("PUT", "/slots/0", "raw")
+        for target in (
+            "/upstream/org/model/../../etc/passwd",
+            "/upstream/org/model/%2e%2e/x",
+            "/upstream/org/model//evil.example/x",
+            "/upstream/org/model/http://evil.example/x",
+            "/upstream/org/model/a%2Fb",
+            "/upstream/org/model/a/./b",
+            "/upstream/org/model/a%5cb",
+        ):
+            assert await raw_status(proxy, target) == 400, target
+        assert await raw_status(proxy, "/upstream/nope/props") == 404
+
+
+async def test_metrics_count_requests_errors_swaps_load_time_and_tokens_per_model(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        await echo_of(await proxy.chat("m"))
+        async with await proxy.chat("m", stream=True, headers={"X-Fake-Chunks": "4"}) as response:
+            await response.read()
+        async with proxy.client.get("/metrics") as response:
+            assert response.content_type == "text/plain"
+            text = await response.text()
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert lines['halogen_requests_total{model="m"}'] == "2"
+    assert lines['halogen_request_errors_total{model="m"}'] == "0"
+    assert lines['halogen_swaps_total{model="m"}'] == "1"
+    assert float(lines['halogen_load_seconds_total{model="m"}']) > 0
+    # 7 + 11 prompt tokens and 3 + 4 generated, as the fake reported them.
+    assert lines['halogen_prompt_tokens_total{model="m"}'] == "18"
+    assert lines['halogen_generated_tokens_total{model="m"}'] == "7"
+    assert lines['halogen_model_running{model="m"}'] == "1"
+    assert "# TYPE halogen_requests_total counter" in text
+
+
+async def test_logs_hold_proxy_and_upstream_output_and_the_stream_follows_new_lines(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        follow = await proxy.client.get("/logs/stream")
+        assert follow.status == 200
+        await echo_of(await proxy.chat("m"))
+        seen = b""
+        while b"[m] fake-upstream[m]: listening" not in seen:
+            seen += await follow.content.readany()
+        follow.close()
+        async with proxy.client.get("/logs") as response:
+            history = await response.text()
+    assert "[halogen] starting model 'm'" in history
+    assert "[m] fake-upstream[m]: loading model" in history
+
+
+async def test_a_body_over_the_size_limit_is_refused_with_413(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write(), max_body=1024) as proxy:
+        async with await proxy.chat("m", padding="x" * 2048) as response:
+            assert response.status == 413
+            assert "error" in await response.json()
+        assert fake.starts() == 0
+        await echo_of(await proxy.chat("m", padding="x" * 100))
+
+
+async def test_running_lists_state_command_proxy_and_ttl(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m", ttl=300)
+    async with serving(site.write()) as proxy:
+        await echo_of(await proxy.chat("m"))
+        async with proxy.client.get("/running") as response:
+            rows = (await response.json())["running"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["model"], row["state"], row["ttl"]) == ("m", "ready", 300)
+    assert row["proxy"] == f"http://127.0.0.1:{fake.port}"
+    assert "fake_upstream.py" in row["cmd"] and f"--port {fake.port}" in row["cmd"]
+
+
+async def test_health_answers_without_auth_and_without_starting_anything(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    site.top["apiKeys"] = ["sk-key"]
+    async with serving(site.write()) as proxy, proxy.client.get("/health") as response:
+        assert response.status == 200
+        assert await response.text() == "OK"
+    assert fake.starts() == 0
