@@ -244,7 +244,7 @@ async def _translate(
                 upstream,
                 "POST",
                 path,
-                headers={"Content-Type": "application/json", "Accept-Encoding": "identity"},
+                headers=_headers(request, bool(runtime.resolved.api_keys)),
                 body=proxy.encode(payload),
             )
             try:
@@ -281,6 +281,15 @@ async def _translate(
         raise
     finally:
         runtime.metrics.request(model_id, status)
+
+
+def _headers(request: web.Request, drop_credentials: bool) -> dict[str, str]:
+    """The client's end-to-end headers (tracing and the like), for a body that is now JSON and
+    an answer this side must be able to read."""
+    headers = proxy.request_headers(request.headers, drop_credentials=drop_credentials)
+    for name in ("Content-Type", "Content-Encoding", "Accept-Encoding", "Accept"):
+        headers.popall(name, None)
+    return {**headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
 async def _stream(

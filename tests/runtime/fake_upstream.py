@@ -233,6 +233,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="fake")
+    parser.add_argument(
+        "-m", "--model", default="", help="a model file, as llama-server takes it (never read)"
+    )
     parser.add_argument("--record", default="")
     parser.add_argument("--health-delay", type=float, default=0.0)
     parser.add_argument("--never-ready", action="store_true")

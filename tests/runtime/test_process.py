@@ -1,0 +1,140 @@
+"""`python -m halogen.runtime` as a process: exit codes, messages, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from halogen.commands import serve as serve_command
+
+from .harness import PATIENCE, Site, free_ports, process_exists
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def post(url: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=PATIENCE) as response:
+        answer: dict[str, object] = json.load(response)
+        return answer
+
+
+@contextmanager
+def halogen_serve(config: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    (port,) = free_ports(1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "halogen serve never answered /health"
+            time.sleep(0.02)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_proxy_stops_every_child_and_grandchild_before_it_exits(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    site = Site(tmp_path)
+    a = site.fake("a", "--grandchild")
+    b = site.fake("b", "--ignore-sigterm", unloadTimeout=1)
+    site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b"]}}
+    with halogen_serve(site.write(), "--no-watch") as (process, url):
+        for model in ("a", "b"):
+            assert post(url + "/v1/chat/completions", {"model": model})["served_by"] == model
+        deadline = time.monotonic() + PATIENCE
+        while not a.events("grandchild"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pids = [a.last_pid(), b.last_pid(), a.events("grandchild")[0]["child"]]
+        process.send_signal(sig)
+        output, _ = process.communicate(timeout=PATIENCE)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    # The grandchild was orphaned when `a` died; init reaps it, so allow it a moment.
+    deadline = time.monotonic() + PATIENCE
+    while any(process_exists(pid) for pid in pids):
+        assert time.monotonic() < deadline, [pid for pid in pids if process_exists(pid)]
+        time.sleep(0.02)
+    assert [e["signal"] for e in b.events("signal-ignored")] == ["SIGTERM"]
+
+
+def test_an_invalid_config_exits_1_with_positioned_diagnostics_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "models:\n  m:\n    cmd: srv --port ${PORT}\n    aliases: [x]\n  n:\n    cmd: srv ${PORT}\n    aliases: [x]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "halogen.runtime", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"{config}:7:" in result.stderr and "alias 'x' is already used" in result.stderr
+
+
+def test_a_missing_config_exits_1_with_the_reason(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "halogen.runtime", str(tmp_path / "nope.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert result.returncode == 1
+    assert "cannot read config" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_exits_1_with_the_reason(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    config = site.write()
+    with halogen_serve(config, "--no-watch") as (_, url):
+        port = url.rsplit(":", 1)[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_serve_command_refuses_a_bad_listen_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert serve_command.run(tmp_path / "config.yaml", "localhost:http") == 2
+    assert "--listen 'localhost:http'" in capsys.readouterr().err
