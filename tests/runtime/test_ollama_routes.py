@@ -94,11 +94,13 @@ async def test_generate_with_an_empty_prompt_loads_and_with_keep_alive_0_unloads
 async def test_generate_streams_completions(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m")
-    async with serving(site.write()) as proxy:
-        async with proxy.client.post(
+    async with (
+        serving(site.write()) as proxy,
+        proxy.client.post(
             "/api/generate", json={"model": "m", "prompt": "Once", "system": "Be brief."}
-        ) as response:
-            lines = await ndjson(response)
+        ) as response,
+    ):
+        lines = await ndjson(response)
     assert "".join(line["response"] for line in lines) == "tok0 tok1 tok2 "
     assert lines[-1]["done"] is True
     assert fake.events("request")[0]["path"] == "/v1/completions"
@@ -179,12 +181,14 @@ async def test_a_model_that_dies_before_answering_gives_an_ollama_error_with_its
 ) -> None:
     site = Site(tmp_path)
     site.fake("m")
-    async with serving(site.write()) as proxy:
-        async with proxy.client.post(
+    async with (
+        serving(site.write()) as proxy,
+        proxy.client.post(
             "/api/chat",
             json={"model": "m", "stream": False, "messages": [{"role": "user", "content": "x"}]},
             headers={"X-Fake-Die-After": "0"},
-        ) as response:
-            assert response.status == 502
-            error = (await response.json())["error"]
+        ) as response,
+    ):
+        assert response.status == 502
+        error = (await response.json())["error"]
     assert isinstance(error, str) and "crashing on purpose before answering" in error
