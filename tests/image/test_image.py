@@ -3,8 +3,8 @@ small Debian base standing in for the toolbox, runs `halogen serve` against a re
 
 buildah is the engine here because it needs no daemon: `--isolation chroot` with vfs storage,
 in a storage root of this test's own that is deleted afterwards. Chroot isolation shares the
-host's network and PID namespace, so the server binds 127.0.0.1 on a free port and the test can
-see (and must account for) every process the container starts.
+host's network and PID namespace (not its mount namespace), so the server binds 127.0.0.1 on a
+free port and the test can see, by their mount namespace, every process the container starts.
 """
 
 import contextlib
@@ -264,7 +264,7 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     entrypoint: int
-    rootfs: str
+    mount_namespace: str
     log: Path
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
@@ -283,12 +283,13 @@ class Server:
             return answer
 
     def processes(self) -> dict[int, str]:
-        """Every process whose root is this container's, by pid, with its command line."""
+        """Every process in this container's mount namespace, by pid, with its command line.
+        (Not by root directory: once `buildah run` exits, an orphan's root reads as "/".)"""
         found = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if os.readlink(entry / "root").startswith(self.rootfs):
+                    if os.readlink(entry / "ns" / "mnt") == self.mount_namespace:
                         found[int(entry.name)] = (
                             (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
                         )
@@ -443,7 +444,9 @@ def server(
         buildah("rm", container)
         pytest.fail(f"halogen serve did not become healthy in the container:\n{log.read_text()[-4000:]}")
     figures.append(f"halogen serve answered /health {time.monotonic() - started:.1f} s after buildah run")
-    srv = Server(url, process, entrypoint, os.readlink(f"/proc/{entrypoint}/root"), log)
+    namespace = os.readlink(f"/proc/{entrypoint}/ns/mnt")
+    assert namespace != os.readlink("/proc/self/ns/mnt"), "chroot isolation gave no mount namespace"
+    srv = Server(url, process, entrypoint, namespace, log)
     yield srv
     _, leftovers = srv.stop()
     buildah("rm", container)
