@@ -93,6 +93,13 @@ class Upstream:
     def tail(self, count: int = TAIL_LINES) -> list[str]:
         return self.output.tail(count)
 
+    async def last_words(self, patience: float = 0.5) -> list[str]:
+        """The log tail after a failed exchange. When the failure was the process dying, its
+        exit may not have been seen yet, nor its final output read: wait a little for both."""
+        if self._exit is not None and not self._exit.done():
+            await asyncio.wait([self._exit], timeout=patience)
+        return self.tail()
+
     # --- start --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -111,6 +118,7 @@ class Upstream:
             await self._wait_ready(exit_task)
         except BaseException:
             await asyncio.shield(self._terminate())
+            await self._close_session()
             self.state = State.STOPPED
             raise
         self.state = State.READY
@@ -126,8 +134,9 @@ class Upstream:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=self._environment(),
-                # Its own process group, so a stop reaches every process it spawned.
-                start_new_session=True,
+                # Its own process group, so a stop reaches every process it spawned. The
+                # session stays the proxy's: `ps`/`pgrep -s` show the children under it.
+                process_group=0,
             )
         except OSError as exc:
             message = f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
@@ -252,7 +261,7 @@ class Upstream:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=self._environment(),
-                start_new_session=True,
+                process_group=0,
             )
         except OSError as exc:
             self._logs.proxy(f"cmdStop of {self.id!r} failed: {exc.strerror or exc}; SIGTERM")

@@ -177,10 +177,11 @@ async def test_a_failed_start_answers_502_with_the_log_tail_to_every_waiting_req
 async def test_a_start_that_never_becomes_ready_fails_after_the_health_check_timeout(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m", "--never-ready", unloadTimeout=1)
-    async with serving(site.write(), health_check_timeout=0.5) as proxy, await proxy.chat("m") as response:
+    # Long enough for the fake's first line, which the error must carry.
+    async with serving(site.write(), health_check_timeout=2) as proxy, await proxy.chat("m") as response:
         assert response.status == 502
         message = (await response.json())["error"]["message"]
-        assert "not ready within 0.5 s" in message and "loading model" in message
+        assert "not ready within 2 s" in message and "loading model" in message
         assert not process_exists(fake.last_pid())
 
 

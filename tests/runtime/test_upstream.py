@@ -61,10 +61,11 @@ async def test_a_start_fails_at_once_when_the_child_exits_with_its_last_output(t
 async def test_a_start_fails_after_the_health_check_timeout_and_the_child_is_stopped(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m", "--never-ready", unloadTimeout=1)
-    up = upstream(site, "m", timeout=0.5)
+    # Long enough for the fake's first line, which the error must carry.
+    up = upstream(site, "m", timeout=2)
     with pytest.raises(StartFailed) as failure:
         await up.start()
-    assert "not ready within 0.5 s" in failure.value.message
+    assert "not ready within 2 s" in failure.value.message
     assert any("loading model" in line for line in failure.value.log_tail)
     assert not process_exists(fake.last_pid())
 
