@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,13 +27,32 @@ SRC = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Boundary(click.Group):
+    """The last line of defence: a bug prints one line and exit 3, not a traceback
+    (HALOGEN_DEBUG=1 shows it). Bad input never gets here: it is reported as diagnostics."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("HALOGEN_DEBUG"):
+                raise
+            click.echo(
+                f"halogen: internal error: {type(exc).__name__}: {exc} (please report it; HALOGEN_DEBUG=1 shows where)",
+                err=True,
+            )
+            sys.exit(3)
+
+
+@click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="halogen")
 def main() -> None:
     """Compile models.d/ and halogen.yaml into a Flux-ready llama-swap deployment in out/,
     and serve it: a lean proxy with llama-swap's semantics and the OpenAI and Ollama APIs.
 
-    Exit codes: 0 ok, 1 invalid input or stale out/, 2 usage error.
+    Exit codes: 0 ok, 1 invalid input or stale out/, 2 usage error, 3 internal error.
     """
 
 

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from halogen import image
 from halogen.diagnostics import Diagnostic
 from halogen.llamaswap.resolve import RESERVED
 from halogen.spec import flags
@@ -275,6 +276,15 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
         )
     if d.image.tag and d.image.digest:
         yield site.doc.diagnostic(("deployment", "image"), "give a tag or a digest, not both")
+    if d.image.base != "custom":
+        expected = image.LLAMA_SERVER[d.image.base]
+        for backend_id, backend in site.spec.backends.items():
+            if backend.binary != expected:
+                yield site.doc.diagnostic(
+                    ("backends", backend_id, "binary"),
+                    f"{backend.binary} is not where a {d.image.base} image has llama-server ({expected})",
+                    f"set binary to {expected}, or deployment.image.base to the image's kind (custom skips this check)",
+                )
     mount = PurePosixPath(d.models.mountPath)
     if mount == PurePosixPath("/") or str(mount).startswith(("/etc/halogen", "/tmp")):
         yield site.doc.diagnostic(

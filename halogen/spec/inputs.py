@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from halogen import __version__
+from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
 
 DEFAULT_IMAGE = "ghcr.io/halogen-project/halogen"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -35,6 +36,11 @@ class Image(_Input):
     tag: Annotated[str, StringConstraints(pattern=r"^[\w][\w.-]{0,127}$")] | None = None
     digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
     pullPolicy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    base: Literal["rocm", "vulkan", "custom"] = Field(
+        "rocm",
+        description="The kind of toolbox the image is built on, which decides where llama-server is "
+        "(rocm: /usr/local/bin, vulkan: /usr/bin); custom: no check.",
+    )
 
     @model_validator(mode="after")
     def _pinned(self) -> Image:
@@ -51,7 +57,7 @@ class Image(_Input):
 
 class ModelsMount(_Input):
     hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
-    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = "/models"
+    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = MODELS_DIR
 
 
 class Resources(_Input):
@@ -72,7 +78,7 @@ class Deployment(_Input):
     name: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=52)]
     namespace: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=63)] = "default"
     image: Image = Image()
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(PORT, ge=1, le=65535)
     kubernetesVersion: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]+$")] = "1.32"
     strategy: Literal["auto", "RollingUpdate", "Recreate"] = Field(
         "auto",
@@ -84,7 +90,7 @@ class Deployment(_Input):
     resources: Resources = Resources()
     service: Service = Service()
     env: dict[EnvName, OneLine] = {}
-    runAsUser: int = Field(10001, ge=1)
+    runAsUser: int = Field(USER_ID, ge=1, description="The image's numeric user.")
 
 
 class Globals(_Input):
@@ -110,7 +116,7 @@ class Group(_Input):
 class Backend(_Input):
     """How one kind of llama-server runs: written once, applied to every model that names it."""
 
-    binary: Annotated[str, StringConstraints(pattern=r"^/[^\s\x00]*$")] = "/usr/local/bin/llama-server"
+    binary: Annotated[str, StringConstraints(pattern=r"^/[^\s\x00]*$")] = LLAMA_SERVER["rocm"]
     host: OneLine = "127.0.0.1"
     args: list[Arg] = []
     env: dict[EnvName, OneLine] = {}

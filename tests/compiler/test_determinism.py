@@ -57,7 +57,7 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("model", "group", None),
         ("site", "backends.cpu.args", ["--threads", "3", "-ngl", "0"]),
         ("site", "backends.cpu.env", {}),
-        ("site", "backends.cpu.binary", "/usr/bin/llama-server"),
+        ("site", "backends.cpu.host", "0.0.0.0"),
         ("site", "llamaSwap.globalTTL", 5),
         ("site", "groups.main.exclusive", False),
         ("site", "deployment.models.mountPath", "/data"),

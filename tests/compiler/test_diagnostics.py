@@ -217,6 +217,13 @@ def test_a_broken_models_folder_reports_every_problem_at_once_and_leaves_out_unt
             id="grace-too-short",
         ),  # type: ignore[dict-item]
         pytest.param(
+            {**SITE, "backends": {"cpu": {"binary": "/usr/bin/llama-server"}}},
+            {"a": MODEL},
+            "halogen.yaml:",
+            "/usr/bin/llama-server is not where a rocm image has llama-server (/usr/local/bin/llama-server)",
+            id="binary-disagrees-with-image",
+        ),
+        pytest.param(
             {**SITE, "backends": {"cpu": {"args": ["--threads", "2"]}, "gpu": {}}},
             {"a": {k: v for k, v in MODEL.items()}},
             "models.d/a.yaml:",
