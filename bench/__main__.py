@@ -1,0 +1,12 @@
+"""`python -m bench`: every benchmark, writing its table to bench/results/."""
+
+from __future__ import annotations
+
+import importlib
+
+for name in ("bench.compiler", "bench.runtime"):
+    print(f"== {name}", flush=True)
+    module = importlib.import_module(name)
+    status = module.main(["--write"])
+    if status:
+        raise SystemExit(status)
