@@ -181,11 +181,14 @@ async def forward(
                 await upstream.last_words(),
             )
             message = failure.text()
+            answer.close()
             if event_stream:
                 # llama-server's own way of reporting an error after the first event.
                 error = {"error": {"message": message, "type": "upstream_error", "code": 502}}
                 await response.write(b"data: " + encode(error) + b"\n\n")
-            answer.close()
+            elif request.transport is not None:
+                # A body cut short must not look complete: drop the connection.
+                request.transport.abort()
             return response, outcome
         if tokens is not None:
             outcome.tokens = tokens.close()

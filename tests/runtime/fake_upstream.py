@@ -9,6 +9,7 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Chunk-Delay: S     seconds between chunks
   X-Fake-Gate: PATH         after the first chunk, wait until PATH exists
   X-Fake-Die-After: K       exit abruptly after K chunks (or before answering when 0)
+  X-Fake-Die-Mid-Body: 1    exit abruptly halfway through a JSON answer
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if self.headers.get("X-Fake-Die-Mid-Body"):
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            say("crashing on purpose mid-body")
+            os._exit(9)
         self.wfile.write(data)
 
     def _echo(self, body: bytes) -> dict[str, Any]:

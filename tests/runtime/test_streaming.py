@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
+import pytest
+
 from .harness import Site, eventually, process_exists, serving
 
 
@@ -65,3 +68,16 @@ async def test_an_upstream_that_dies_mid_stream_ends_it_with_an_error_event_and_
             assert again.status == 200
         assert fake.starts() == 2
         assert proxy.swapper.metrics.of("m").errors == 1
+
+
+async def test_an_answer_cut_short_by_a_dying_upstream_never_looks_complete(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        async with await proxy.chat("m", headers={"X-Fake-Die-Mid-Body": "1"}) as response:
+            assert response.status == 200  # the upstream's status was already on its way
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        async with await proxy.chat("m") as again:
+            assert again.status == 200
+        assert fake.starts() == 2
