@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from halogen.llamaswap.resolve import Resolved, Runnable
 from halogen.runtime import policy
@@ -25,7 +25,8 @@ class Slot:
     # Requests holding the model: in flight, or waiting on the start they share. A model with
     # holders is never stopped to make room.
     holders: int = 0
-    # Requests for the model waiting for room (busy models of other groups to drain).
+    # Requests for the model that do not hold it yet: waiting for room (busy models to drain)
+    # or for a stop of this model to finish.
     queued: int = 0
     start: asyncio.Task[None] | None = None
     stop: asyncio.Task[None] | None = None
@@ -34,7 +35,6 @@ class Slot:
     draining: bool = False
     idle_timer: asyncio.TimerHandle | None = None
     expires_at: float | None = None  # wall clock, while an idle ttl timer runs
-    last_used: float = field(default_factory=time.time)
 
     @property
     def runnable(self) -> Runnable:
@@ -62,7 +62,6 @@ class Running:
     cmd: str
     proxy: str
     ttl: int
-    pid: int | None
     expires_at: float | None
 
 
@@ -130,7 +129,6 @@ class Swapper:
                     cmd=slot.upstream.command(),
                     proxy=slot.runnable.proxy,
                     ttl=slot.runnable.ttl,
-                    pid=slot.upstream.pid,
                     expires_at=self._expiry(slot),
                 )
             )
@@ -253,12 +251,10 @@ class Swapper:
 
     def _hold(self, slot: Slot) -> None:
         slot.holders += 1
-        slot.last_used = time.time()
         self._disarm_ttl(slot)
 
     def _release(self, slot: Slot) -> None:
         slot.holders -= 1
-        slot.last_used = time.time()
         if slot.holders == 0:
             self._idle(slot)
         self._notify()

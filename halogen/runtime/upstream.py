@@ -208,6 +208,8 @@ class Upstream:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 poll_timeout = aiohttp.ClientTimeout(total=min(remaining, 5.0))
                 async with self.session.get(url, timeout=poll_timeout) as response:
+                    # Read the (small) body so the connection is reused, not reset.
+                    await response.read()
                     if response.status == 200:
                         return
             # Sleep until the next poll, but wake at once if the child exits.
