@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from aiohttp import web
 from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
 from halogen.llamaswap.resolve import Resolved
-from halogen.runtime import app
+from halogen.runtime import app, reaper
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
 from halogen.runtime.reload import Watcher
@@ -83,6 +84,7 @@ class Server:
         self._config_path = config_path
         self._runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -112,11 +114,15 @@ class Server:
         if self._config_path is not None:
             self._watcher = Watcher(self._config_path, self.swapper, self.logs)
             self._watcher.start()
+        if os.getpid() == 1:
+            self._reaper = asyncio.create_task(reaper.reap_forever())
 
     async def close(self) -> None:
         """Stop every model (children reaped), then the HTTP server."""
         if self._watcher is not None:
             await self._watcher.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
         await self.swapper.close()
         self.logs.close()
         if self._runner is not None:

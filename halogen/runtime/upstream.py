@@ -14,6 +14,7 @@ import aiohttp
 from yarl import URL
 
 from halogen.llamaswap.resolve import Runnable
+from halogen.runtime import reaper
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.lines import LineSplitter
 from halogen.runtime.logs import Logs, Ring
@@ -147,6 +148,7 @@ class Upstream:
             self._logs.proxy(message)
             raise StartFailed(message) from None
         self._proc = proc
+        reaper.track(proc.pid)
         assert proc.stdout is not None
         self._reader = asyncio.create_task(self._read_output(proc.stdout))
         self._exit = asyncio.create_task(self._watch(proc, self._reader))
@@ -170,6 +172,7 @@ class Upstream:
 
     async def _watch(self, proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> int:
         code = await proc.wait()
+        reaper.untrack(proc.pid)
         await asyncio.wait([reader], timeout=OUTPUT_DRAIN)
         self.exit_code = code
         if self.state in (State.STARTING, State.READY):
@@ -274,6 +277,7 @@ class Upstream:
             self._logs.proxy(f"cmdStop of {self.id!r} failed: {exc.strerror or exc}; SIGTERM")
             self._kill_group(pid, signal.SIGTERM)
             return
+        reaper.track(stopper.pid)
         assert stopper.stdout is not None
         reader = asyncio.create_task(self._read_output(stopper.stdout))
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
@@ -282,6 +286,8 @@ class Upstream:
         except TimeoutError:
             self._kill_group(stopper.pid, signal.SIGKILL)
             await stopper.wait()
+        finally:
+            reaper.untrack(stopper.pid)
         await asyncio.wait([reader], timeout=OUTPUT_DRAIN)
 
     def _kill_group(self, pgid: int, sig: signal.Signals) -> None:
