@@ -7,6 +7,7 @@ import importlib.resources
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -45,10 +46,22 @@ def gguf() -> Path:
     return path
 
 
+def free_port_pair() -> int:
+    """A port that is free, and so is the next one: `${PORT}` hands out consecutive ports."""
+    while True:
+        (port,) = free_ports(1)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 def config(tmp_path: Path, llama_server: Path, gguf: Path) -> Path:
     cmd = f"{llama_server} --port ${{PORT}} --host 127.0.0.1 -m {gguf} -c 512 -t 1 -ngl 0"
-    (start_port,) = free_ports(1)
+    start_port = free_port_pair()
     data = {
         "startPort": start_port,
         "healthCheckTimeout": 60,
