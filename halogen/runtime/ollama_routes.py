@@ -6,6 +6,7 @@ as the OpenAI routes; errors come out as Ollama's `{"error": "..."}` (see `app.e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -278,6 +279,9 @@ async def _translate(
                 answer.release()
     except Refusal as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away
         raise
     finally:
         runtime.metrics.request(model_id, status)
