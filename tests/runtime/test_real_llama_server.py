@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -142,3 +143,28 @@ def test_two_ids_on_one_gguf_swap_in_their_group_and_the_ttl_unloads(
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 0, output
+
+
+def test_a_client_that_hangs_up_mid_stream_makes_llama_server_cancel_the_generation(
+    served: tuple[subprocess.Popen[str], str],
+) -> None:
+    _, url = served
+    body = {
+        "model": "smol-a",
+        "messages": [{"role": "user", "content": "Write a long story."}],
+        "max_tokens": 400,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=PATIENCE * 4) as response:
+        assert response.status_code == 200
+        next(response.iter_lines())
+    # llama-server logs the cancellation of a task whose client went away; a generation that
+    # ran to its end would release the slot without it.
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        logs = httpx.get(url + "/logs", timeout=PATIENCE).text
+        if "[smol-a]" in logs and "cancel task" in logs:
+            break
+        assert time.monotonic() < deadline, logs[-3000:]
+        time.sleep(0.1)
