@@ -115,9 +115,22 @@ def schema(src: Path, check: bool) -> None:
     show_default=True,
     help="HOST:PORT to bind; the image passes 0.0.0.0:8080.",
 )
-def serve(config_path: Path, listen: str) -> None:
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=32 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body accepted; larger ones get 413.",
+)
+@click.option(
+    "--watch/--no-watch",
+    default=True,
+    show_default=True,
+    help="Reload the config when the file changes (a ConfigMap mounted as a folder is updated in place), keeping models whose command did not change.",
+)
+def serve(config_path: Path, listen: str, max_body_bytes: int, watch: bool) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
-    OpenAI and Ollama APIs on one port."""
+    OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
     from halogen.commands import serve as command
 
-    sys.exit(command.run(config_path, listen))
+    sys.exit(command.run(config_path, listen, max_body=max_body_bytes, watch=watch))
