@@ -262,7 +262,7 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     running = {r.model: r.state is not State.STOPPED for r in runtime.swapper.running()}
-    text = runtime.metrics.render(running)
+    text = runtime.metrics.render(running, runtime.swapper.in_flight())
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 

@@ -65,10 +65,11 @@ class Metrics:
         stats.prompt_tokens += counts[0]
         stats.generated_tokens += counts[1]
 
-    def render(self, running: Mapping[str, bool]) -> str:
+    def render(self, running: Mapping[str, bool], in_flight: Mapping[str, int] | None = None) -> str:
         """Prometheus text exposition format 0.0.4, models in sorted order."""
+        in_flight = in_flight or {}
         out: list[str] = []
-        ids = sorted(set(self._stats) | set(running))
+        ids = sorted(set(self._stats) | set(running) | set(in_flight))
         for name, help_text, kind, attr in _SERIES:
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
             for mid in ids:
@@ -79,6 +80,11 @@ class Metrics:
             "# TYPE halogen_model_running gauge",
         ]
         out += [f"halogen_model_running{{model={_label(mid)}}} {int(running.get(mid, False))}" for mid in ids]
+        out += [
+            "# HELP halogen_requests_in_flight Requests being served by the model or waiting for it.",
+            "# TYPE halogen_requests_in_flight gauge",
+        ]
+        out += [f"halogen_requests_in_flight{{model={_label(mid)}}} {in_flight.get(mid, 0)}" for mid in ids]
         return "\n".join(out) + "\n"
 
 

@@ -134,6 +134,10 @@ class Swapper:
             )
         return rows
 
+    def in_flight(self) -> dict[str, int]:
+        """Requests holding or waiting for each model."""
+        return {mid: slot.holders + slot.queued for mid, slot in self._slots.items()}
+
     def _expiry(self, slot: Slot) -> float | None:
         if slot.runnable.ttl <= 0:
             return None

@@ -198,12 +198,14 @@ def test_metrics_render_prometheus_text_with_escaped_labels() -> None:
     metrics.request("b", 200)
     metrics.request("b", 502)
     metrics.swap("b", 1.5)
-    text = metrics.render({"b": True})
+    text = metrics.render({"b": True}, {"b": 3})
     assert 'halogen_requests_total{model="b"} 2' in text
     assert 'halogen_request_errors_total{model="b"} 1' in text
     assert 'halogen_load_seconds_total{model="b"} 1.5' in text
     assert 'halogen_requests_total{model="we\\"ird\\\\"} 0' in text
     assert 'halogen_model_running{model="b"} 1' in text
+    assert 'halogen_requests_in_flight{model="b"} 3' in text
+    assert 'halogen_requests_in_flight{model="we\\"ird\\\\"} 0' in text
 
 
 @pytest.mark.parametrize(
