@@ -10,6 +10,10 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Gate: PATH         after the first chunk, wait until PATH exists
   X-Fake-Die-After: K       exit abruptly after K chunks (or before answering when 0)
   X-Fake-Die-Mid-Body: 1    exit abruptly halfway through a JSON answer
+  X-Fake-Close: 1           close the connection without answering
+  X-Fake-Chunk-Bytes: N     pad each streamed content chunk to N bytes
+  X-Fake-Report-Stall: 1    with a small send buffer, record `stalled` (bytes sent so far) the
+                            first time the reader stops taking data, and `streamed` at the end
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -98,6 +104,8 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/health":
             ready = not ARGS.never_ready and time.monotonic() - STARTED >= ARGS.health_delay
+            if ready and ARGS.ready_gate:
+                ready = os.path.exists(ARGS.ready_gate)
             if ready:
                 self._json(200, {"status": "ok"})
             else:
@@ -107,6 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         echo = self._echo(body)
         record("request", **echo)
+        if self.headers.get("X-Fake-Close"):
+            say("closing the connection without an answer")
+            self.close_connection = True
+            return
         if self.headers.get("X-Fake-Die-After") == "0":
             say("crashing on purpose before answering")
             os._exit(9)
@@ -166,13 +178,27 @@ class Handler(BaseHTTPRequestHandler):
         delay = float(self.headers.get("X-Fake-Chunk-Delay") or ARGS.chunk_delay)
         gate = self.headers.get("X-Fake-Gate")
         die_after = self.headers.get("X-Fake-Die-After")
+        pad = int(self.headers.get("X-Fake-Chunk-Bytes") or 0)
+        watch_stall = bool(self.headers.get("X-Fake-Report-Stall"))
         chat = path == "/v1/chat/completions"
+        sent = 0
+        stalled = False
+        if watch_stall:
+            # A small buffer of its own, so what the reader has not taken stays visible here.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
         def send(payload: bytes) -> None:
+            nonlocal sent, stalled
+            if watch_stall and not stalled:
+                _, writable, _ = select.select([], [self.connection], [], 0.5)
+                if not writable:
+                    stalled = True
+                    record("stalled", bytes=sent)
+            sent += len(payload)
             self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
             self.wfile.flush()
 
@@ -184,14 +210,15 @@ class Handler(BaseHTTPRequestHandler):
                 if die_after is not None and i == int(die_after):
                     say(f"crashing on purpose after {i} chunks")
                     os._exit(9)
+                text = f"tok{i} ".ljust(pad, "x")
                 if chat:
                     choice: dict[str, Any] = {
                         "index": 0,
-                        "delta": {"content": f"tok{i} "},
+                        "delta": {"content": text},
                         "finish_reason": None,
                     }
                 else:
-                    choice = {"index": 0, "text": f"tok{i} ", "finish_reason": None}
+                    choice = {"index": 0, "text": text, "finish_reason": None}
                 event(
                     {
                         "object": "chat.completion.chunk",
@@ -224,6 +251,8 @@ class Handler(BaseHTTPRequestHandler):
             )
             send(b"data: [DONE]\n\n")
             send(b"")
+            if watch_stall:
+                record("streamed", bytes=sent)
         except (BrokenPipeError, ConnectionResetError):
             record("disconnect", path=path)
 
@@ -257,6 +286,9 @@ def main() -> None:
     parser.add_argument("--grandchild", action="store_true")
     parser.add_argument("--chunks", type=int, default=3)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--hang-at-start", action="store_true", help="never bind the port")
+    parser.add_argument("--ready-gate", default="", help="/health answers 503 until this path exists")
+    parser.add_argument("--note", action="append", default=[], help="ignored; recorded with argv")
     ARGS = parser.parse_args()
     record(
         "start",
@@ -280,7 +312,17 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_term)
     if ARGS.grandchild:
         spawn_grandchild()
-    server = Server(("127.0.0.1", ARGS.port), Handler)
+    if ARGS.hang_at_start:
+        say("hanging before it binds its port")
+        while True:
+            time.sleep(60)
+    try:
+        server = Server(("127.0.0.1", ARGS.port), Handler)
+    except OSError as exc:
+        # llama-server's words when its port is taken.
+        say(f"couldn't bind HTTP server socket, hostname: 127.0.0.1, port: {ARGS.port}: {exc.strerror}")
+        record("bind-failed", error=exc.strerror)
+        sys.exit(1)
     server.daemon_threads = True
     say(f"listening on 127.0.0.1:{ARGS.port}")
     server.serve_forever()
