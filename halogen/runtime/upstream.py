@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import os
+import re
 import shlex
 import signal
 from collections.abc import Callable
@@ -29,6 +30,8 @@ TAIL_LINES = 20
 # How long to keep reading a dead child's output for its last words: a grandchild that kept
 # the pipe open must not hold up the error.
 OUTPUT_DRAIN = 1.0
+# How long to try connecting to a model's port before its start, to see whether it is taken.
+PORT_PROBE = 1.0
 
 
 class State(enum.StrEnum):
@@ -119,6 +122,7 @@ class Upstream:
             await self._session.close()
             self._session = None
         try:
+            await self._refuse_taken_port()
             exit_task = await self._spawn()
             await self._wait_ready(exit_task)
         except BaseException:
@@ -128,6 +132,31 @@ class Upstream:
             raise
         self.state = State.READY
         self._logs.proxy(f"model {self.id!r} is ready (pid {self.pid})")
+
+    async def _refuse_taken_port(self) -> None:
+        """Fail when the port the command is told to listen on already accepts connections: the
+        child could not bind it, and the readiness check would be answered by whatever holds it,
+        so requests would go to the wrong server."""
+        url = URL(self.runnable.proxy)
+        host, port = url.host, url.port
+        if host is None or port is None:
+            return
+        number = re.compile(rf"(?<![0-9]){port}(?![0-9])")
+        if not any(number.search(arg) for arg in self.runnable.argv):
+            return  # the command serves elsewhere (or the proxy URL is someone else's server)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PORT_PROBE)
+        except (OSError, TimeoutError):
+            return
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        message = (
+            f"cannot start model {self.id!r}: {host}:{port} is already in use by another process "
+            "(a leftover server?), so the model's server could not listen there"
+        )
+        self._logs.proxy(message)
+        raise StartFailed(message)
 
     async def _spawn(self) -> asyncio.Task[int]:
         argv = self.runnable.argv

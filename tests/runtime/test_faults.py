@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -132,6 +133,50 @@ async def child_never_binds_its_port(tmp_path: Path) -> None:
         assert not process_exists(fake.last_pid())
         assert await served_by(proxy, "other") == "other"
         await settled(proxy)
+
+
+async def port_taken_by_another_process(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    # Another llama-server-like process (a leftover, say) already serves on the model's port.
+    squatter_record = tmp_path / "squatter.events"
+    squatter = subprocess.Popen(
+        [
+            sys.executable,
+            str(FAKE),
+            "--port",
+            str(fake.port),
+            "--name",
+            "squatter",
+            "--record",
+            str(squatter_record),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        async with serving(site.write()) as proxy:
+
+            async def squatter_listens() -> bool:
+                try:
+                    async with proxy.client.get(f"http://127.0.0.1:{fake.port}/health") as answer:
+                        return answer.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(squatter_listens, "the squatter listens")
+            status, error = await error_of(await proxy.chat("m"))
+            assert (status, error["code"]) == (502, "start_failed")
+            assert f"127.0.0.1:{fake.port} is already in use" in error["message"]
+            # No request went to the wrong server.
+            assert not [line for line in squatter_record.read_text().splitlines() if '"request"' in line]
+            assert await proxy.running() == {}
+            squatter.terminate()
+            squatter.wait(PATIENCE)
+            assert await served_by(proxy, "m") == "m"
+            await settled(proxy)
+    finally:
+        squatter.kill()
+        squatter.wait(PATIENCE)
 
 
 # --- the child fails while it serves ------------------------------------------------------
@@ -388,6 +433,7 @@ FAULTS: list[Scenario] = [
     child_exits_at_start,
     child_hangs_loading_past_the_health_check_timeout,
     child_never_binds_its_port,
+    port_taken_by_another_process,
     child_dies_mid_stream_openai,
     child_dies_mid_stream_ollama,
     child_dies_mid_answer_openai,

@@ -160,3 +160,25 @@ async def test_an_upstream_without_check_endpoint_is_ready_at_spawn(tmp_path: Pa
     await up.start()
     assert up.state is State.READY
     await up.stop()
+
+
+async def test_a_command_that_does_not_name_the_proxy_port_may_proxy_to_a_server_already_there(
+    tmp_path: Path,
+) -> None:
+    # llama-swap's pattern for a server run elsewhere: a placeholder command, the real server
+    # at `proxy`. Only a command told to listen on the port is refused when it is taken.
+    site = Site(tmp_path)
+    server = site.fake("server")
+    site.models["m"] = {
+        "cmd": shlex.join([sys.executable, "-c", "import time; time.sleep(600)"]),
+        "proxy": f"http://127.0.0.1:{server.port}",
+    }
+    running = upstream(site, "server")
+    await running.start()
+    try:
+        placeholder = upstream(site, "m")
+        await placeholder.start()
+        assert placeholder.state is State.READY
+        await placeholder.stop()
+    finally:
+        await running.stop()
