@@ -69,24 +69,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--models", type=int, default=1000)
-    parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS.relative_to(REPO)}")
+    parser.add_argument(
+        "--write", action="store_true", help=f"write the table to {RESULTS.relative_to(REPO)}"
+    )
     args = parser.parse_args(argv)
     halogen = [sys.executable, "-m", "halogen"]
     kubectl = shutil.which("kubectl")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         shipped = Path(tmp) / "shipped"
-        shutil.copytree(REPO, shipped, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "bench", "*.egg-info"))
-        rows.append(_row("validate, shipped site (5 models)", _time([*halogen, "validate"], args.runs, shipped)))
-        rows.append(_row("build, shipped site (5 models)", _time([*halogen, "build", "--out", Path(tmp) / "o1"], args.runs, shipped)))
+        shutil.copytree(
+            REPO, shipped, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "bench", "*.egg-info")
+        )
+        rows.append(
+            _row("validate, shipped site (5 models)", _time([*halogen, "validate"], args.runs, shipped))
+        )
+        rows.append(
+            _row(
+                "build, shipped site (5 models)",
+                _time([*halogen, "build", "--out", Path(tmp) / "o1"], args.runs, shipped),
+            )
+        )
         if kubectl:
-            rows.append(_row("kubectl kustomize out/, shipped site", _time([kubectl, "kustomize", shipped / "out"], args.runs, shipped)))
+            rows.append(
+                _row(
+                    "kubectl kustomize out/, shipped site",
+                    _time([kubectl, "kustomize", shipped / "out"], args.runs, shipped),
+                )
+            )
         big = generate_site(Path(tmp) / "big", args.models)
         few = max(3, args.runs // 3)
         rows.append(_row(f"validate, {args.models} models", _time([*halogen, "validate"], few, big)))
-        rows.append(_row(f"build, {args.models} models", _time([*halogen, "build", "--out", Path(tmp) / "o2"], few, big)))
+        rows.append(
+            _row(
+                f"build, {args.models} models",
+                _time([*halogen, "build", "--out", Path(tmp) / "o2"], few, big),
+            )
+        )
         if kubectl:
-            rows.append(_row(f"kubectl kustomize out/, {args.models} models", _time([kubectl, "kustomize", Path(tmp) / "o2"], few, big)))
+            rows.append(
+                _row(
+                    f"kubectl kustomize out/, {args.models} models",
+                    _time([kubectl, "kustomize", Path(tmp) / "o2"], few, big),
+                )
+            )
     table = "\n".join(
         [
             "| what | median s | min s | max s | runs |",
