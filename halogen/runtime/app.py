@@ -273,9 +273,11 @@ async def logs(request: web.Request) -> web.Response:
 
 async def logs_stream(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/plain; charset=utf-8", "X-Accel-Buffering": "no"}
-    )
+    headers = {"Content-Type": "text/plain; charset=utf-8", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":
+        # The headers only: a stream that never ends would hold the connection for ever.
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     follow = runtime.logs.follow()
     try:

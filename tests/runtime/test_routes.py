@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .harness import Proxy, Site, serving
+from .harness import PATIENCE, Proxy, Site, serving
 
 
 async def echo_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -308,3 +308,21 @@ async def test_health_answers_without_auth_and_without_starting_anything(tmp_pat
         assert response.status == 200
         assert await response.text() == "OK"
     assert fake.starts() == 0
+
+
+async def test_a_head_of_the_log_stream_answers_its_headers_and_ends(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        # Two requests on one connection: the second is answered only if the HEAD ended.
+        writer.write(
+            b"HEAD /logs/stream HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        async with asyncio.timeout(PATIENCE):  # a bound, not a measure
+            answer = await reader.read()
+        writer.close()
+    head, health = answer.split(b"HTTP/1.1 ")[1:]
+    assert head.startswith(b"200 ") and head.endswith(b"\r\n\r\n")  # no body after the headers
+    assert health.startswith(b"200 ") and health.endswith(b"\r\n\r\nOK")
