@@ -23,7 +23,9 @@ def allowed(headers: Mapping[str, str], keys: Sequence[str]) -> bool:
     offered = presented(headers)
     if offered is None:
         return False
-    candidate = offered.encode()
+    # Header values arrive as UTF-8 with undecodable bytes escaped: encode them back to the
+    # bytes sent (a key that is not UTF-8 is simply wrong, not an error).
+    candidate = offered.encode("utf-8", "surrogateescape")
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(candidate, key.encode())

@@ -186,6 +186,26 @@ async def test_a_served_request_is_checked_with_compare_digest(
     assert calls == [b"sk-one"]
 
 
+@pytest.mark.parametrize(
+    "header",
+    [b"x-api-key: \xff\xfe", b"Authorization: Bearer sk-\xe9", b"x-api-key: sk-\xc3"],
+    ids=["latin-1 bytes", "bearer latin-1", "cut utf-8"],
+)
+async def test_a_key_that_is_not_utf_8_is_refused_with_401_not_an_error(
+    tmp_path: Path, header: bytes
+) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top["apiKeys"] = ["sk-\u00e9"]
+    async with serving(site.write()) as proxy:
+        status, _ = await raw_request(
+            proxy, "GET /v1/models HTTP/1.1\r\n" + header.decode("latin-1") + "\r\n"
+        )
+        assert status == 401
+        status, _ = await raw_request(proxy, "GET /v1/models HTTP/1.1\r\nx-api-key: sk-\u00c3\u00a9\r\n")
+        assert status == 200  # the configured key, sent as UTF-8
+
+
 # --- bodies ---------------------------------------------------------------------------------
 
 LIMIT = 1024
