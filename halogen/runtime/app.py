@@ -171,7 +171,8 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
         rewritten = proxy.rewrite(runtime.resolved.models[model_id], data)
         if rewritten is not None:
             body = proxy.encode(rewritten)
-    return await runtime.forward(request, model_id, request.raw_path, body)
+    # The path and query as sent, in origin form even when the request line held an absolute URL.
+    return await runtime.forward(request, model_id, request.rel_url.raw_path_qs, body)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -252,7 +253,9 @@ def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[
 
 async def upstream_route(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
-    raw_path, _, query = request.raw_path.partition("?")
+    # `rel_url` is the path and query as sent, also when the request line held an absolute URL
+    # (whose host names nothing here).
+    raw_path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
     model_id, path = split_upstream_path(raw_path.removeprefix("/upstream/"), runtime.resolved.lookup)
     body = await request.read()
     path_qs = path + ("?" + query if query else "")

@@ -267,6 +267,7 @@ TRICKS = [
     "/upstream/m/..;/other/x",
     "/upstream/m/%252e%252e/other/x",
     "/upstream/m%2F..%2Fother/x",
+    "http://127.0.0.1:{evil}/upstream/m/x",
 ]
 
 
@@ -305,6 +306,27 @@ async def test_the_upstream_route_reaches_only_that_models_server(tmp_path: Path
     finally:
         listener.kill()
         listener.wait(PATIENCE)
+
+
+async def test_an_absolute_form_request_target_is_routed_by_its_path_not_its_authority(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        body = json.dumps({"model": "m"})
+        status, _ = await raw_request(
+            proxy,
+            "POST http://127.0.0.1:1/v1/chat/completions?x=%20y HTTP/1.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n",
+            body=body,
+        )
+        assert status == 200
+        status, body_bytes = await raw_request(proxy, "GET http://127.0.0.1:1/upstream/m/props HTTP/1.1\r\n")
+        assert status == 200 and json.loads(body_bytes)["echo"]["path"] == "/props"
+    chat, props = fake.events("request")
+    assert (chat["path"], chat["query"]) == ("/v1/chat/completions", "x=%20y")
+    assert props["path"] == "/props"
 
 
 def upstream_at(proxy_url: str) -> Upstream:
