@@ -429,6 +429,40 @@ async def client_leaves_mid_stream_ollama(tmp_path: Path) -> None:
         assert fake.starts() == 1
 
 
+async def proxy_stops_with_requests_in_flight(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    b = site.fake("b", "--ready-gate", str(tmp_path / "never"))
+    site.fake("c")
+    site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b"]}}
+    async with aiohttp.ClientSession() as client:
+        async with serving(site.write()) as proxy:
+            url = proxy.server.url
+            headers = {"X-Fake-Gate": str(tmp_path / "never")}
+            chat = {"stream": True, **CHAT}
+            stream = await client.post(
+                url + "/v1/chat/completions", json={"model": "a", **chat}, headers=headers
+            )
+            await stream.content.readuntil(b"\n\n")
+            starting = asyncio.create_task(
+                client.post(url + "/api/chat", json={"model": "b", "stream": False, **CHAT})
+            )
+            queued = asyncio.create_task(
+                client.post(url + "/v1/chat/completions", json={"model": "c", **CHAT})
+            )
+            await eventually(
+                lambda: b.starts() == 1 and proxy.swapper.slot("c").queued == 1,
+                "a stream in flight, a start under way and a request queued",
+            )
+        # The server has stopped: each client has its answer, none hangs.
+        events = [e for e in (await stream.read()).split(b"\n\n") if e]
+        assert events[-1].startswith(b'data: {"error":')
+        stream.release()
+        for task, error in ((starting, "halogen is shutting down"), (queued, "shutting_down")):
+            async with await task as response:
+                assert response.status == 503 and error in await response.text()
+
+
 FAULTS: list[Scenario] = [
     child_exits_at_start,
     child_hangs_loading_past_the_health_check_timeout,
@@ -448,6 +482,7 @@ FAULTS: list[Scenario] = [
     client_leaves_while_its_model_starts,
     client_leaves_mid_stream_openai,
     client_leaves_mid_stream_ollama,
+    proxy_stops_with_requests_in_flight,
 ]
 
 
