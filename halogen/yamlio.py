@@ -8,7 +8,9 @@ plus a `Positions` index from field path to (line, column).
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,20 +72,24 @@ def dotted(path: Path_) -> str:
     return out
 
 
+def _too_big(name: str, size: int) -> Invalid:
+    return Invalid(
+        [
+            Diagnostic(
+                name,
+                0,
+                0,
+                "",
+                f"file is {size} bytes, over the {MAX_BYTES} byte limit",
+                "split it or remove what is not configuration",
+            )
+        ]
+    )
+
+
 def _decode(raw: bytes, name: str) -> str:
     if len(raw) > MAX_BYTES:
-        raise Invalid(
-            [
-                Diagnostic(
-                    name,
-                    0,
-                    0,
-                    "",
-                    f"file is {len(raw)} bytes, over the {MAX_BYTES} byte limit",
-                    "split it or remove what is not configuration",
-                )
-            ]
-        )
+        raise _too_big(name, len(raw))
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -207,9 +213,17 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
 
 
 def read(path: Path, name: str | None = None) -> Document:
+    """Load a regular file, reading no more than the size limit: a FIFO would block and a
+    device such as /dev/zero never ends."""
     label = name or str(path)
     try:
-        raw = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise Invalid([Diagnostic(label, 0, 0, "", "not a regular file", "halogen reads YAML from plain files only")])
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_BYTES:
+                raise _too_big(label, size)
+            raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise Invalid([Diagnostic(label, 0, 0, "", f"cannot read file: {exc.strerror or exc}")]) from None
     return load(raw, label)
