@@ -14,9 +14,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halogen.diagnostics import Diagnostic, Invalid
+
+if TYPE_CHECKING:
+    from ruamel.yaml.composer import Composer
 
 Path_ = tuple[str | int, ...]
 
@@ -125,6 +128,31 @@ def _mark(exc: Exception) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
+def _composer() -> type[Composer]:
+    """ruamel's composer, stopping at the first node past the depth or node limit: a deep or
+    huge file fails at its position, before the rest of it is parsed or Python's recursion
+    limit is reached. Aliases add no node here; `_plain` counts what they expand to."""
+    from ruamel.yaml.composer import Composer, ComposerError
+    from ruamel.yaml.events import AliasEvent
+
+    class Limited(Composer):
+        nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if not self.parser.check_event(AliasEvent):
+                self.nodes += 1
+                problem = ""
+                if self.depth >= MAX_DEPTH + 1:
+                    problem = f"nesting deeper than {MAX_DEPTH} levels"
+                elif self.nodes > MAX_NODES:
+                    problem = f"document has more than {MAX_NODES} nodes"
+                if problem:
+                    raise ComposerError(None, None, problem, self.parser.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+    return Limited
+
+
 def load(raw: bytes, name: str) -> Document:
     """Parse one YAML document, raising `Invalid` with a positioned diagnostic on any problem."""
     from ruamel.yaml import YAML
@@ -132,6 +160,7 @@ def load(raw: bytes, name: str) -> Document:
 
     text = _decode(raw, name)
     yaml = YAML(typ="rt", pure=True)
+    yaml.Composer = _composer()
     yaml.allow_duplicate_keys = False
     try:
         node = yaml.load(io.StringIO(text))
@@ -218,7 +247,13 @@ def read(path: Path, name: str | None = None) -> Document:
     label = name or str(path)
     try:
         if not stat.S_ISREG(path.stat().st_mode):
-            raise Invalid([Diagnostic(label, 0, 0, "", "not a regular file", "halogen reads YAML from plain files only")])
+            raise Invalid(
+                [
+                    Diagnostic(
+                        label, 0, 0, "", "not a regular file", "halogen reads YAML from plain files only"
+                    )
+                ]
+            )
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > MAX_BYTES:
