@@ -20,6 +20,7 @@ from halogen.diagnostics import Diagnostic, Invalid
 
 if TYPE_CHECKING:
     from ruamel.yaml.composer import Composer
+    from ruamel.yaml.constructor import RoundTripConstructor
 
 Path_ = tuple[str | int, ...]
 
@@ -153,6 +154,24 @@ def _composer() -> type[Composer]:
     return Limited
 
 
+def _constructor() -> type[RoundTripConstructor]:
+    """ruamel's round-trip constructor, refusing integers no reader of the output can hold:
+    llama-swap (Go) and Kubernetes read 64-bit integers, and Python itself will not parse
+    one of over 4300 digits."""
+    from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+
+    class Bounded(RoundTripConstructor):
+        def construct_yaml_int(self, node: Any) -> Any:
+            if len(node.value) <= 100:
+                value = super().construct_yaml_int(node)
+                if -(2**63) <= value < 2**63:
+                    return value
+            raise ConstructorError(None, None, "integer is outside the 64-bit range", node.start_mark)
+
+    Bounded.add_constructor("tag:yaml.org,2002:int", Bounded.construct_yaml_int)
+    return Bounded
+
+
 def load(raw: bytes, name: str) -> Document:
     """Parse one YAML document, raising `Invalid` with a positioned diagnostic on any problem."""
     from ruamel.yaml import YAML
@@ -161,6 +180,7 @@ def load(raw: bytes, name: str) -> Document:
     text = _decode(raw, name)
     yaml = YAML(typ="rt", pure=True)
     yaml.Composer = _composer()
+    yaml.Constructor = _constructor()
     yaml.allow_duplicate_keys = False
     try:
         node = yaml.load(io.StringIO(text))
