@@ -194,7 +194,7 @@ def load(raw: bytes, name: str) -> Document:
     except (YAMLError, RecursionError) as exc:
         raise Invalid([Diagnostic(name, 0, 0, "", f"invalid YAML: {exc}".strip())]) from None
     doc = Document(name, None)
-    budget = [MAX_NODES]
+    budget = [MAX_NODES, MAX_BYTES]  # nodes, characters: what aliases may expand to
     doc.data = _plain(node, (), doc, budget, (1, 1))
     return doc
 
@@ -202,13 +202,20 @@ def load(raw: bytes, name: str) -> Document:
 def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[int, int]) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
+    # Aliases repeat content without adding text: charge each node and its characters
+    # (keys included) against the limits, so no file expands past what it could have written.
     budget[0] -= 1
-    if budget[0] < 0:
+    if isinstance(node, str):
+        budget[1] -= len(node)
+    elif isinstance(node, CommentedMap):
+        budget[1] -= sum(len(str(key)) for key in node)
+    if min(budget) < 0:
+        over = f"{MAX_NODES} nodes" if budget[0] < 0 else f"{MAX_BYTES} characters"
         raise Invalid(
             [
                 doc.diagnostic(
                     path,
-                    f"document expands to more than {MAX_NODES} nodes",
+                    f"document expands to more than {over}",
                     "remove anchors and aliases that multiply content",
                 )
             ]
