@@ -200,7 +200,13 @@ def load(raw: bytes, name: str) -> Document:
 
 
 def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[int, int]) -> Any:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+    from ruamel.yaml.comments import (
+        CommentedMap,
+        CommentedOrderedMap,
+        CommentedSeq,
+        CommentedSet,
+        TaggedScalar,
+    )
 
     # Aliases repeat content without adding text: charge each node and its characters
     # (keys included) against the limits, so no file expands past what it could have written.
@@ -224,6 +230,14 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
         raise Invalid([doc.diagnostic(path, f"nesting deeper than {MAX_DEPTH} levels")])
     doc.positions.setdefault(path, pos)
     tag = getattr(getattr(node, "tag", None), "value", None)
+    # Types that only these tags construct, and that carry no tag of their own.
+    built: dict[type, str] = {
+        CommentedOrderedMap: "!!omap",
+        CommentedSet: "!!set",
+        bytes: "!!binary",
+        list: "!!pairs",
+    }
+    tag = built.get(type(node), tag)
     if isinstance(node, TaggedScalar) or tag not in _STANDARD_TAGS:
         raise Invalid(
             [
@@ -237,11 +251,12 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            kpos = node.lc.key(key)
+            # A key merged in by `<<: *anchor` has no position here: use the mapping's.
+            line, column = node.lc.data.get(key, (pos[0] - 1, pos[1] - 1))[:2]
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise Invalid([doc.diagnostic(path, f"mapping key {key!r} is not a scalar")])
             skey = str(key) if not isinstance(key, bool) else str(key).lower()
-            out[skey] = _plain(value, (*path, skey), doc, budget, (kpos[0] + 1, kpos[1] + 1))
+            out[skey] = _plain(value, (*path, skey), doc, budget, (line + 1, column + 1))
         return out
     if isinstance(node, CommentedSeq):
         items = []
