@@ -251,9 +251,12 @@ async def _translate(
             try:
                 if answer.status != 200:
                     status = answer.status
-                    return web.json_response(
-                        ollama.error(await _upstream_error(answer)), status=answer.status
-                    )
+                    try:
+                        message = await _upstream_error(answer)
+                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                        tail = await upstream.last_words()
+                        raise UpstreamFailed(f"model {model_id!r} failed mid-answer: {exc}", tail) from None
+                    return web.json_response(ollama.error(message), status=answer.status)
                 if streaming:
                     assert stream is not None
                     status, response = await _stream(

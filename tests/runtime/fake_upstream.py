@@ -11,6 +11,7 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Die-After: K       exit abruptly after K chunks (or before answering when 0)
   X-Fake-Die-Mid-Body: 1    exit abruptly halfway through a JSON answer
   X-Fake-Close: 1           close the connection without answering
+  X-Fake-Status: N          answer N with a llama-server error body instead
   X-Fake-Chunk-Bytes: N     pad each streamed content chunk to N bytes
   X-Fake-Report-Stall: 1    with a small send buffer, record `stalled` (bytes sent so far) the
                             first time the reader stops taking data, and `streamed` at the end
@@ -122,6 +123,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-Fake-Die-After") == "0":
             say("crashing on purpose before answering")
             os._exit(9)
+        status = int(self.headers.get("X-Fake-Status") or 200)
+        if status != 200:
+            self._json(status, {"error": {"code": status, "message": "fake failure", "type": "server_error"}})
+            return
         request = echo["body"] if isinstance(echo["body"], dict) else {}
         if path in ("/v1/chat/completions", "/v1/completions", "/completion"):
             if request.get("stream"):

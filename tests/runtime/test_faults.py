@@ -237,6 +237,24 @@ async def child_dies_mid_answer_ollama(tmp_path: Path) -> None:
         await settled(proxy)
 
 
+async def child_dies_mid_error_answer(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        dying = {"X-Fake-Status": "500", "X-Fake-Die-Mid-Body": "1"}
+        async with await proxy.chat("m", headers=dying) as response:
+            assert response.status == 500  # the upstream's status was already on its way
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        for stream in (False, True):
+            status, error = await error_of(await ollama_chat(proxy, "m", dying, stream=stream))
+            assert status == 502 and "crashing on purpose mid-body" in error
+        async with ollama_chat(proxy, "m", {}, stream=False) as response:
+            assert response.status == 200
+        assert fake.starts() == 4
+        await settled(proxy)
+
+
 async def child_is_killed_while_idle(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m")
@@ -472,6 +490,7 @@ FAULTS: list[Scenario] = [
     child_dies_mid_stream_ollama,
     child_dies_mid_answer_openai,
     child_dies_mid_answer_ollama,
+    child_dies_mid_error_answer,
     child_is_killed_while_idle,
     upstream_refuses_connections,
     upstream_closes_the_connection_without_answering,
