@@ -256,6 +256,19 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise Invalid([doc.diagnostic(path, f"mapping key {key!r} is not a scalar")])
             skey = str(key) if not isinstance(key, bool) else str(key).lower()
+            if skey in out:  # 1 and "1", or true and "true": one key once read as text
+                raise Invalid(
+                    [
+                        Diagnostic(
+                            doc.name,
+                            line + 1,
+                            column + 1,
+                            dotted((*path, skey)),
+                            f"key {skey!r} appears twice in this mapping",
+                            "each key may appear once per mapping",
+                        )
+                    ]
+                )
             out[skey] = _plain(value, (*path, skey), doc, budget, (line + 1, column + 1))
         return out
     if isinstance(node, CommentedSeq):
