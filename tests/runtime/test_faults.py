@@ -39,7 +39,8 @@ async def served_by(proxy: Proxy, model: str) -> str:
         return str(body["served_by"])
 
 
-async def error_of(response: aiohttp.ClientResponse) -> tuple[int, dict[str, Any]]:
+async def error_of(response: aiohttp.ClientResponse) -> tuple[int, Any]:
+    """The status and the `error` of an answer: an object on OpenAI routes, a string on Ollama's."""
     async with response:
         return response.status, (await response.json())["error"]
 
