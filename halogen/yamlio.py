@@ -337,26 +337,40 @@ _AMBIGUOUS = re.compile(
 )
 
 
+# Characters that a plain, single-quoted or literal scalar does not carry through every reader
+# (controls, DEL, CR, the line breaks YAML 1.1 adds: NEL, LS, PS; the BOM and non-characters):
+# a string holding one is written double-quoted, where each becomes an escape.
+SPECIAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
 def needs_quotes(value: str) -> bool:
     return bool(_AMBIGUOUS.match(value)) or value == "" or value != value.strip()
 
 
+def _scalar(value: str) -> Any:
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
+    if SPECIAL.search(value):
+        return DoubleQuotedScalarString(value)
+    if "\n" in value and value == value.rstrip("\n") + "\n" and not value.startswith((" ", "\n")):
+        return LiteralScalarString(value)
+    if needs_quotes(value) or "\n" in value:
+        return DoubleQuotedScalarString(value)
+    return value
+
+
 def _prepare(value: Any) -> Any:
     from ruamel.yaml.comments import CommentedMap
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
     if isinstance(value, Mapping):
         out = CommentedMap()
         for k, v in value.items():
-            out[k] = _prepare(v)
+            out[_scalar(k) if isinstance(k, str) else k] = _prepare(v)
         return out
     if isinstance(value, list | tuple):
         return [_prepare(v) for v in value]
     if isinstance(value, str):
-        if "\n" in value and value == value.rstrip("\n") + "\n" and not value.startswith((" ", "\n")):
-            return LiteralScalarString(value)
-        if needs_quotes(value) or "\n" in value:
-            return DoubleQuotedScalarString(value)
+        return _scalar(value)
     return value
 
 

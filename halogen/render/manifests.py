@@ -29,8 +29,10 @@ class Device:
 
 
 def _q(value: Any) -> str:
-    """A YAML flow value that YAML 1.1 and 1.2 read the same: JSON is both."""
-    return json.dumps(value, ensure_ascii=False)
+    """A YAML flow value that YAML 1.1 and 1.2 read the same: JSON is both, once the
+    characters YAML folds or refuses (and JSON leaves as they are) are escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    return yamlio.SPECIAL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _block(mapping: Mapping[str, Any], indent: int) -> str:
