@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 Path_ = tuple[str | int, ...]
 
 MAX_BYTES = 1024 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 _STANDARD_TAGS = {
@@ -208,13 +209,14 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
         TaggedScalar,
     )
 
+    doc.positions.setdefault(path, pos)
     # Aliases repeat content without adding text: charge each node and its characters
     # (keys included) against the limits, so no file expands past what it could have written.
+    text = (
+        node if isinstance(node, str) else "".join(map(str, node)) if isinstance(node, CommentedMap) else ""
+    )
     budget[0] -= 1
-    if isinstance(node, str):
-        budget[1] -= len(node)
-    elif isinstance(node, CommentedMap):
-        budget[1] -= sum(len(str(key)) for key in node)
+    budget[1] -= len(text)
     if min(budget) < 0:
         over = f"{MAX_NODES} nodes" if budget[0] < 0 else f"{MAX_BYTES} characters"
         raise Invalid(
@@ -226,9 +228,19 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
                 )
             ]
         )
+    if _SURROGATE.search(text):
+        # Only an escape such as "\ud800" makes one, and UTF-8 cannot write it out.
+        raise Invalid(
+            [
+                doc.diagnostic(
+                    path,
+                    "text holds a lone surrogate (\\ud800-\\udfff)",
+                    "escape the whole character, e.g. \\U0001F600",
+                )
+            ]
+        )
     if len(path) > MAX_DEPTH:
         raise Invalid([doc.diagnostic(path, f"nesting deeper than {MAX_DEPTH} levels")])
-    doc.positions.setdefault(path, pos)
     tag = getattr(getattr(node, "tag", None), "value", None)
     # Types that only these tags construct, and that carry no tag of their own.
     built: dict[type, str] = {
