@@ -68,18 +68,34 @@ def model_paths(root: Path, found: list[Diagnostic]) -> list[Path]:
                     )
                 )
             continue
-        if path.is_symlink() and real_folder not in path.resolve().parents:
-            found.append(
-                Diagnostic(
-                    label,
-                    0,
-                    0,
-                    "",
-                    "symlink points outside models.d/",
-                    "copy the file into models.d/ instead",
+        if path.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError) as exc:  # a link to nothing, or a loop
+                reason = exc.strerror if isinstance(exc, OSError) else "it loops"
+                found.append(
+                    Diagnostic(
+                        label,
+                        0,
+                        0,
+                        "",
+                        f"symlink cannot be followed: {reason}",
+                        "copy the file into models.d/ instead",
+                    )
                 )
-            )
-            continue
+                continue
+            if real_folder not in target.parents:
+                found.append(
+                    Diagnostic(
+                        label,
+                        0,
+                        0,
+                        "",
+                        "symlink points outside models.d/",
+                        "copy the file into models.d/ instead",
+                    )
+                )
+                continue
         if not path.is_file():
             found.append(Diagnostic(label, 0, 0, "", "not a regular file"))
             continue
