@@ -100,7 +100,7 @@ def model_paths(root: Path, found: list[Diagnostic]) -> list[Path]:
             found.append(Diagnostic(label, 0, 0, "", "not a regular file"))
             continue
         paths.append(path)
-    if not paths and not any(d.file.startswith(MODELS_DIR) for d in found):
+    if not paths and not any(d.file.startswith(MODELS_DIR) and d.severity == "error" for d in found):
         found.append(Diagnostic(MODELS_DIR, 0, 0, "", "no model files", "add one <model-id>.yaml per model"))
     if len(paths) > MAX_MODELS:
         found.append(
