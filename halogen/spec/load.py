@@ -119,9 +119,23 @@ def load(root: Path) -> tuple[Site | None, list[Diagnostic]]:
         site_spec, problems = parse(SiteFile, site_doc)
         found += problems
     models: dict[str, Model] = {}
+    files: dict[str, str] = {}  # model id -> the file that holds it
     for path in model_paths(root, found):
         label = f"{MODELS_DIR}/{path.name}"
         model_id = path.name.rsplit(".", 1)[0]
+        if model_id in files:  # x.yaml and x.yml
+            found.append(
+                Diagnostic(
+                    label,
+                    0,
+                    0,
+                    "",
+                    f"model id {model_id!r} is already defined by {files[model_id]}",
+                    "keep one file per model",
+                )
+            )
+            continue
+        files[model_id] = label
         if not MODEL_ID.match(model_id):
             found.append(
                 Diagnostic(
