@@ -49,6 +49,8 @@ def _message(err: Any) -> str:
         return "required field is missing"
     if kind == "extra_forbidden":
         return "unknown key"
+    if kind == "model_type":  # pydantic names the class, which no input file mentions
+        return "input should be a valid dictionary"
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

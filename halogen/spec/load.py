@@ -115,7 +115,11 @@ def load(root: Path) -> tuple[Site | None, list[Diagnostic]]:
     found: list[Diagnostic] = []
     site_doc = _read(root / SITE_FILE, SITE_FILE, found)
     site_spec = None
-    if site_doc is not None:
+    if site_doc is not None and site_doc.data is None:
+        found.append(
+            Diagnostic(SITE_FILE, 1, 1, "", "file is empty", "describe the deployment and its backends")
+        )
+    elif site_doc is not None:
         site_spec, problems = parse(SiteFile, site_doc)
         found += problems
     models: dict[str, Model] = {}
