@@ -83,7 +83,7 @@ def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
 
     compiled = compile_config(root)
     files = manifests.render(compiled.site, compiled.config_text)
-    problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion)
+    problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:
         raise Invalid(list(compiled.warnings) + problems)
     out = {manifests.CONFIG_FILE: compiled.config_text, **files}

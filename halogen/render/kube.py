@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from halogen.diagnostics import Diagnostic
+from halogen.yamlio import Document
 
 
-def validate(files: Mapping[str, str], version: str) -> list[Diagnostic]:
+def validate(files: Mapping[str, str], version: str, site: Document) -> list[Diagnostic]:
+    """Problems in the manifests; one for `site`'s kubernetesVersion when there is no schema
+    for it."""
     import kubernetes_validate
+    from kubernetes_validate.utils import VersionNotSupportedError
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
@@ -31,15 +35,17 @@ def validate(files: Mapping[str, str], version: str) -> list[Diagnostic]:
                     "fix the value in halogen.yaml it comes from",
                 )
             )
-        except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
+        except (
+            kubernetes_validate.SchemaNotFoundError,
+            kubernetes_validate.InvalidSchemaError,
+            VersionNotSupportedError,
+        ) as exc:
+            known = [v.rsplit(".", 1)[0] for v in kubernetes_validate.utils.all_versions()]  # 1.32.0 -> 1.32
             out.append(
-                Diagnostic(
-                    "halogen.yaml",
-                    0,
-                    0,
-                    "deployment.kubernetesVersion",
-                    f"no schema for Kubernetes {version}: {exc}",
-                    "pick a version kubernetes-validate knows",
+                site.diagnostic(
+                    ("deployment", "kubernetesVersion"),
+                    f"no schema for Kubernetes {version}{f': {exc}' if str(exc) else ''}",
+                    f"pick a version from {known[0]} to {known[-1]}",
                 )
             )
             break
