@@ -82,6 +82,7 @@ def parse(
 PATTERN_HINTS = {
     r"^[A-Z_][A-Z0-9_]*$": "environment variable names are upper-case letters, digits and '_'",
     r"^[^\n\r\x00]*$": "one line, without NUL bytes",
+    r"^[a-z0-9][a-z0-9_-]{0,62}$": "backend ids become macro names: lower-case letters, digits, '_' and '-', at most 63",
 }
 
 

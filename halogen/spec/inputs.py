@@ -136,7 +136,8 @@ class SiteFile(_Input):
     llamaSwap: Globals = Globals()
     macros: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,63}$")], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}
-    backends: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")], Backend] = Field(
+    # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
+    backends: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], Backend] = Field(
         min_length=1
     )
 
