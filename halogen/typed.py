@@ -68,7 +68,7 @@ def parse(
     try:
         return cls.model_validate(payload), []
     except ValidationError as exc:
-        diagnostics = _diagnostics(cls, doc, exc, prefix)
+        diagnostics = _diagnostics(cls, doc, exc, prefix, payload)
         partial = None
         if isinstance(payload, dict):
             bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
@@ -82,18 +82,31 @@ def parse(
 PATTERN_HINTS = {
     r"^[A-Z_][A-Z0-9_]*$": "environment variable names are upper-case letters, digits and '_'",
     r"^[^\n\r\x00]*$": "one line, without NUL bytes",
+    r"^[^\x00]*$": "without NUL bytes: no command line can hold one",
     r"^[a-z0-9][a-z0-9_-]{0,62}$": "backend ids become macro names: lower-case letters, digits, '_' and '-', at most 63",
 }
 
 
+def _data_loc(loc: tuple[Any, ...], data: Any, missing: bool) -> tuple[str | int, ...]:
+    """`loc` as a path into the data: without the labels pydantic inserts for the branches of
+    a union (`macros.x.int`, `macros.x.bool`), which name nothing in the data."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(data, dict) and (str(part) in data or (missing and i == len(loc) - 1)):
+            out.append(part)
+            data = data.get(str(part))
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            out.append(part)
+            data = data[part]
+    return tuple(out)
+
+
 def _diagnostics(
-    cls: type[BaseModel], doc: Document, exc: ValidationError, prefix: Path_
+    cls: type[BaseModel], doc: Document, exc: ValidationError, prefix: Path_, payload: Any
 ) -> list[Diagnostic]:
     out = []
     for err in exc.errors():
-        loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-        )
+        loc = _data_loc(err["loc"], payload, err["type"] == "missing")
         path: Path_ = (*prefix, *loc)
         hint = ""
         if err["type"] == "extra_forbidden":

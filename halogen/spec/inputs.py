@@ -22,7 +22,9 @@ Arg = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]*$", min_length=1)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
 Quantity = Annotated[str, StringConstraints(pattern=QUANTITY)]
 Capability = Literal["completion", "tools", "insert", "vision", "embedding", "thinking"]
-MacroValue = Annotated[str, StringConstraints(max_length=1023)] | int | float | bool
+# No NUL in what becomes part of a command line: no argv can hold one.
+NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+MacroValue = Annotated[str, StringConstraints(max_length=1023, pattern=r"^[^\x00]*$")] | int | float | bool
 
 
 class _Input(BaseModel):
@@ -167,10 +169,10 @@ class ModelFile(_Input):
     group: str | None = None
     contextSize: int | None = Field(None, gt=0)
     args: list[Arg] = Field([], description="Extra llama-server arguments.")
-    cmd: str | None = Field(
+    cmd: NoNul | None = Field(
         None, min_length=1, description="A raw command line instead of file/backend/args."
     )
-    cmdStop: str | None = None
+    cmdStop: NoNul | None = None
     checkEndpoint: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$|^none$")] | None = None
     env: dict[EnvName, OneLine] = {}
     aliases: list[Annotated[str, StringConstraints(pattern=r"^[^\s\x00]{1,128}$")]] = []
