@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from halogen.llamaswap.resolve import Runnable
+from halogen.runtime.lines import LineSplitter
 
 # A recent Ollama release: clients gate features on it (some want >= 0.6.4 for capabilities).
 OLLAMA_VERSION = "0.12.6"
@@ -325,6 +326,9 @@ def _error_message(payload: Any) -> str:
     return str(err)
 
 
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
 class _Stream(ABC):
     """llama-server SSE in, Ollama NDJSON out; reads may split events anywhere."""
 
@@ -332,23 +336,23 @@ class _Stream(ABC):
         self.model = model
         self._clock = clock
         self._metrics = _Metrics(started_ns, load_ns)
-        self._partial = b""
+        # An SSE event longer than this is cut, fails to parse, and ends the stream with an
+        # error line: a runaway upstream line must not grow memory without bound.
+        self._lines = LineSplitter(max_line=MAX_EVENT_BYTES)
         self._finished = False
         self._done_reason: str | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._finished:
             return []
-        *lines, self._partial = (self._partial + data).split(b"\n")
         out: list[bytes] = []
-        for line in lines:
-            out += self._sse_line(line.rstrip(b"\r"))
+        for line in self._lines.feed(data):
+            out += self._sse_line(line)
         return out
 
     def close(self) -> list[bytes]:
         """The end of the upstream body: flush, and answer `done` if it has not been answered."""
-        rest, self._partial = self._partial, b""
-        out = self._sse_line(rest.rstrip(b"\r")) if rest else []
+        out = [chunk for line in self._lines.close() for chunk in self._sse_line(line)]
         if not self._finished:
             out += self._finish()
         return out

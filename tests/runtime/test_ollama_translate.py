@@ -1065,3 +1065,15 @@ def test_every_translated_line_of_every_recording_validates_with_the_client_type
             assert "response" in obj
         count += 1
     assert count > 20
+
+
+def test_a_runaway_upstream_line_ends_the_stream_with_an_error_instead_of_growing_memory() -> None:
+    stream = ol.ChatStream("m", STARTED, LOAD, clock=lambda: NOW)
+    out: list[bytes] = []
+    piece = b"data: {" + b"x" * 65536
+    for _ in range(ol.MAX_EVENT_BYTES // len(piece) + 2):
+        out += stream.feed(piece)
+        assert sum(len(p) for p in out) < 1024  # nothing of the runaway line is echoed
+    out += stream.feed(b"data: [DONE]\n") + stream.close()
+    lines = [json.loads(line) for line in out]
+    assert len(lines) == 1 and "not JSON" in lines[0]["error"]
