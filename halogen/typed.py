@@ -119,6 +119,8 @@ def _diagnostics(
             )
         elif err["type"] == "missing":
             hint = f"add {loc[-1]!r}" if loc else ""
+        elif err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err.get("input"), str):
+            hint = "write true or false" if err["type"] == "bool_type" else "write the number without quotes"
         elif err["type"] == "string_pattern_mismatch":
             pattern = str(err.get("ctx", {}).get("pattern", ""))
             hint = PATTERN_HINTS.get(pattern, "")

@@ -28,7 +28,8 @@ MacroValue = Annotated[str, StringConstraints(max_length=1023, pattern=r"^[^\x00
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: YAML says what type a value is, so `contextSize: true` is an error, not 1.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Image(_Input):
