@@ -209,7 +209,7 @@ def _models(site: Site) -> Iterator[Diagnostic]:
                 f"contextSize {spec.contextSize} is above the model's contextLength {limit}",
                 "lower contextSize, or correct metadata.contextLength",
             )
-        if spec.cmd is None and spec.contextSize is None:
+        if spec.cmd is None and spec.contextSize is None and "contextSize" not in model.doc.data:
             yield model.doc.diagnostic(
                 (),
                 "contextSize is missing",
