@@ -44,9 +44,10 @@ def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
             if arg in ("-m", "--model"):
                 path = PurePosixPath(argv[i + 1])
                 if ".." in path.parts or mount not in path.parents:
+                    model = site.models[model_id]
                     out.append(
-                        site.models[model_id].doc.diagnostic(
-                            ("cmd",),
+                        model.doc.diagnostic(
+                            ("cmd",) if model.spec.cmd is not None else ("file",),
                             f"model path {path} is not under the models mount {mount}",
                             "the pod sees only that mount",
                         )

@@ -285,6 +285,13 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
                     f"{backend.binary} is not where a {d.image.base} image has llama-server ({expected})",
                     f"set binary to {expected}, or deployment.image.base to the image's kind (custom skips this check)",
                 )
+    for key in ("hostPath", "mountPath"):
+        if ".." in PurePosixPath(getattr(d.models, key)).parts:
+            yield site.doc.diagnostic(
+                ("deployment", "models", key),
+                f"{getattr(d.models, key)} contains '..'",
+                "Kubernetes refuses it: write the path without '..'",
+            )
     mount = PurePosixPath(d.models.mountPath)
     if mount == PurePosixPath("/") or str(mount).startswith(("/etc/halogen", "/tmp")):
         yield site.doc.diagnostic(
