@@ -24,7 +24,16 @@ def _problem_position(site: Site, exc: Unresolvable) -> list[Diagnostic]:
     """Map a config-level problem back to the input file that caused it."""
     out = []
     for p in exc.problems:
-        if len(p.path) >= 2 and p.path[0] == "models" and p.path[1] in site.models:
+        if p.path[2:] == ("proxy",) and p.path[1] in site.models:
+            # Model files have no `proxy`: the default one needs ${PORT} in the raw cmd.
+            out.append(
+                site.models[str(p.path[1])].doc.diagnostic(
+                    ("cmd",),
+                    "cmd does not use ${PORT}",
+                    "add --port ${PORT}: the proxy reaches the model on the port it hands out",
+                )
+            )
+        elif len(p.path) >= 2 and p.path[0] == "models" and p.path[1] in site.models:
             model = site.models[str(p.path[1])]
             out.append(model.doc.diagnostic(tuple(p.path[2:]), p.message, p.hint))
         else:
