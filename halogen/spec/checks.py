@@ -173,6 +173,8 @@ def _macros(site: Site) -> Iterator[Diagnostic]:
         ]
         if model.spec.cmd is not None:
             texts.append((("cmd",), model.spec.cmd))
+        if model.spec.file is not None:
+            texts.append((("file",), model.spec.file))
         for path, text in texts:
             for ref in _refs(text):
                 if ref not in known | set(spec.backends):
