@@ -48,6 +48,9 @@ class Flag:
 
 
 def canonical(flag: str) -> str:
+    # llama-server reads '_' as '-' in long flags: --ctx_size is --ctx-size.
+    if flag.startswith("--"):
+        flag = flag.replace("_", "-")
     return SPELLINGS.get(flag, flag)
 
 
