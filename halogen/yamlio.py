@@ -191,6 +191,9 @@ def load(raw: bytes, name: str) -> Document:
         hint = "each key may appear once per mapping" if "duplicate" in problem else ""
         if "\t" in problem or "'\\t'" in problem or "tab" in problem.lower():
             hint = "indent with spaces, not tabs"
+        if "another document" in problem:
+            problem = "a second YAML document follows the first"
+            hint = "one document per file: remove the '---' and what follows, or merge them"
         raise Invalid([Diagnostic(name, line, column, "", problem, hint)]) from None
     except (YAMLError, RecursionError) as exc:
         raise Invalid([Diagnostic(name, 0, 0, "", f"invalid YAML: {exc}".strip())]) from None
