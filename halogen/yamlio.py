@@ -8,6 +8,7 @@ plus a `Positions` index from field path to (line, column).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import stat
@@ -73,6 +74,8 @@ class Document:
 def dotted(path: Path_) -> str:
     out = ""
     for part in path:
+        if isinstance(part, str) and not part.isprintable():
+            part = json.dumps(part)  # a key holding a newline stays on the diagnostic's line
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
