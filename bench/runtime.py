@@ -843,11 +843,11 @@ them, and the Python client is itself a bottleneck at concurrency 32 and in the 
 there, a proxy's CPU comes out of the client's and the upstream's, which lowers the stream ratio
 whatever the proxy does. Read the proxies' figures against direct on this machine, not as
 capacity; the CPU-per-request and per-chunk rows are the steadier comparison. Between runs, p99
-moves by tens of percent, the stream ratio by about ten points, p50 less. llama-server's own
+moves by tens of percent, the stream ratio by ten points or more, p50 less. llama-server's own
 load time varies by ±15 ms from one spawn to the next, so a single pair can come out negative.
 LiteLLM runs one uvicorn worker (on uvloop, its default), no database, no master key, no
 callbacks, spend logs off, its access log on (its default), its look-ups of remote data pointed
-at its bundled copies; it idles at about 0.2% of a core while the others are measured. halogen
+at its bundled copies; it idles at under 1% of a core while the others are measured. halogen
 runs as deployed (config watcher on), with `concurrencyLimit: 1000` on the model: llama-swap's
 default of 10 would answer most concurrent requests with 429.
 """
