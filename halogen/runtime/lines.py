@@ -20,5 +20,5 @@ class LineSplitter:
         return [line.rstrip(b"\r") for line in lines]
 
     def close(self) -> list[bytes]:
-        rest, self._partial = self._partial, b""
-        return [rest.rstrip(b"\r")] if rest else []
+        rest, self._partial = self._partial.rstrip(b"\r"), b""
+        return [rest] if rest else []

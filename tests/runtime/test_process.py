@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,9 +57,38 @@ def halogen_serve(config: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[
             time.sleep(0.02)
         yield process, url
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_serving(process)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def stop_serving(process: subprocess.Popen[Any]) -> None:
+    """Stop the proxy the way the kubelet does, so it stops its models; SIGKILL (which it
+    cannot handle) only if it does not exit, and then its children's groups too, so a failing
+    test leaves no llama-server behind."""
+    if process.poll() is not None:
+        return
+    children = _children(process.pid)
+    process.terminate()
+    try:
+        process.wait(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from .harness import PATIENCE, Site, eventually, free_ports, process_exists
+from .test_process import stop_serving
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +71,7 @@ def proxy_process(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[by
     try:
         yield process, f"http://127.0.0.1:{port}"
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_serving(process)
 
 
 def fds(pid: int) -> int:
