@@ -7,8 +7,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from halogen.runtime.lines import LineSplitter
-
 # A non-streamed answer bigger than this is forwarded without being parsed for token counts.
 MAX_PARSED_BODY = 4 * 1024 * 1024
 
@@ -124,15 +122,24 @@ class TokenReader:
 
     def __init__(self, event_stream: bool) -> None:
         self._event_stream = event_stream
-        self._lines = LineSplitter()
+        self._partial = b""  # the SSE line still open at the end of the last chunk
         self._body = bytearray()
         self._overflow = False
         self.counts: tuple[int, int] | None = None
 
     def feed(self, chunk: bytes) -> None:
         if self._event_stream:
-            for line in self._lines.feed(chunk):
-                self._line(line)
+            # On the hot path: most chunks carry tokens, not counts, so look for the markers
+            # with one scan in C and split into lines only when one is there.
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                self._partial = (self._partial + chunk)[-MAX_PARSED_BODY:]
+                return
+            complete = self._partial + chunk[:cut]
+            self._partial = chunk[cut + 1 :]
+            if b'"usage"' in complete or b'"timings"' in complete:
+                for line in complete.split(b"\n"):
+                    self._line(line.rstrip(b"\r"))
         elif not self._overflow:
             self._body += chunk
             if len(self._body) > MAX_PARSED_BODY:
@@ -141,8 +148,8 @@ class TokenReader:
 
     def close(self) -> tuple[int, int] | None:
         if self._event_stream:
-            for line in self._lines.close():
-                self._line(line)
+            self._line(self._partial.rstrip(b"\r"))
+            self._partial = b""
         elif self._body and not self._overflow:
             self._found(bytes(self._body))
         return self.counts
