@@ -39,7 +39,11 @@ test: $(VENV)/.test
 	$(BIN)/halogen build --check
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.test
+$(VENV)/.bench: pyproject.toml $(VENV)/.test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench
 	scripts/fetch-llama-server
 	$(BIN)/python -m bench
 
