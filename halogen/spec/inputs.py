@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
@@ -15,6 +15,7 @@ DEFAULT_IMAGE = "ghcr.io/halogen-project/halogen"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MIN_KUBERNETES_MINOR = 30
 QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 OneLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]*$")]
@@ -94,6 +95,17 @@ class Deployment(_Input):
     service: Service = Service()
     env: dict[EnvName, OneLine] = {}
     runAsUser: int = Field(USER_ID, ge=1, description="The image's numeric user.")
+
+    @field_validator("kubernetesVersion")
+    @classmethod
+    def _sleeps_before_stop(cls, version: str) -> str:
+        # The pod's preStop hook is a `sleep` action: beta and on by default from 1.30.
+        if int(version.split(".")[1]) < MIN_KUBERNETES_MINOR:
+            raise ValueError(
+                f"{version} is older than 1.{MIN_KUBERNETES_MINOR}, the first Kubernetes to run "
+                "the pod's preStop sleep by default"
+            )
+        return version
 
 
 class Globals(_Input):
