@@ -652,10 +652,16 @@ CASES = [
     ),
     Case(
         "kubernetes-version-without-a-schema",
-        edit_site("  namespace: ai\n", '  namespace: ai\n  kubernetesVersion: "1.5"\n'),
+        edit_site("  namespace: ai\n", '  namespace: ai\n  kubernetesVersion: "1.99"\n'),
         in_site(4, 3),
-        "no schema for Kubernetes 1.5",
+        "no schema for Kubernetes 1.99",
         ("build",),  # a manifest check: validate does not run it
+    ),
+    Case(
+        "kubernetes-version-without-the-sleep-action",
+        edit_site("  namespace: ai\n", '  namespace: ai\n  kubernetesVersion: "1.28"\n'),
+        in_site(4, 3),
+        "1.28 is older than 1.30, the first Kubernetes to run the pod's preStop sleep by default",
     ),
 ]
 
