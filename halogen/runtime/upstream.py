@@ -9,7 +9,7 @@ import os
 import re
 import shlex
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from yarl import URL
@@ -158,20 +158,24 @@ class Upstream:
         self._logs.proxy(message)
         raise StartFailed(message)
 
+    async def _exec(self, argv: Sequence[str]) -> asyncio.subprocess.Process:
+        """Run argv (never through a shell) with the model's env and output captured, in its
+        own process group, so a stop reaches every process it spawned. The session stays the
+        proxy's: `ps`/`pgrep -s` show the children under it."""
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self._environment(),
+            process_group=0,
+        )
+
     async def _spawn(self) -> asyncio.Task[int]:
         argv = self.runnable.argv
         self._logs.proxy(f"starting model {self.id!r}: {shlex.join(argv)}")
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self._environment(),
-                # Its own process group, so a stop reaches every process it spawned. The
-                # session stays the proxy's: `ps`/`pgrep -s` show the children under it.
-                process_group=0,
-            )
+            proc = await self._exec(argv)
         except OSError as exc:
             message = f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
             self._logs.proxy(message)
@@ -294,14 +298,7 @@ class Upstream:
         argv = [arg.replace("${PID}", str(pid)) for arg in self.runnable.stop_argv]
         self._logs.proxy(f"stopping model {self.id!r}: {shlex.join(argv)}")
         try:
-            stopper = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self._environment(),
-                process_group=0,
-            )
+            stopper = await self._exec(argv)
         except OSError as exc:
             self._logs.proxy(f"cmdStop of {self.id!r} failed: {exc.strerror or exc}; SIGTERM")
             self._kill_group(pid, signal.SIGTERM)
