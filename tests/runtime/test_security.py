@@ -473,7 +473,7 @@ def test_no_code_in_halogen_runs_a_shell() -> None:
         found += [f"{path.relative_to(ROOT)}:{line}: {what}" for line, what in shell_uses(tree)]
         spawns += path.read_text().count("create_subprocess_exec(")
     assert found == []
-    assert spawns >= 2  # the scan did see the code that starts processes
+    assert spawns >= 1  # the scan did see the code that starts processes
 
 
 async def test_shell_metacharacters_in_cmd_and_cmd_stop_reach_the_process_as_literal_arguments(
