@@ -57,7 +57,7 @@ NEXT = TINY.count("\n") + 1  # the line a key appended to TINY is on
 SITE_NEXT = SITE.count("\n") + 1  # the same for SITE
 
 
-def model(text: str | bytes, model_id: str = "tiny") -> Callable[[Path], None]:
+def model(text: str | bytes, model_id: str = "tiny") -> Callable[[Path], object]:
     def write(root: Path) -> None:
         path = root / "models.d" / f"{model_id}.yaml"
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -65,11 +65,11 @@ def model(text: str | bytes, model_id: str = "tiny") -> Callable[[Path], None]:
     return write
 
 
-def site(text: str) -> Callable[[Path], None]:
+def site(text: str) -> Callable[[Path], object]:
     return lambda root: (root / "halogen.yaml").write_text(text)
 
 
-def both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
+def both(*steps: Callable[[Path], object]) -> Callable[[Path], object]:
     def run(root: Path) -> None:
         for step in steps:
             step(root)
@@ -77,21 +77,21 @@ def both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
     return run
 
 
-def edit_site(old: str, new: str) -> Callable[[Path], None]:
+def edit_site(old: str, new: str) -> Callable[[Path], object]:
     assert old in SITE, old
     return site(SITE.replace(old, new, 1))
 
 
-def edit_model(old: str, new: str) -> Callable[[Path], None]:
+def edit_model(old: str, new: str) -> Callable[[Path], object]:
     assert old in TINY, old
     return model(TINY.replace(old, new, 1))
 
 
-def symlink(name: str, target: str) -> Callable[[Path], None]:
+def symlink(name: str, target: str) -> Callable[[Path], object]:
     return lambda root: (root / "models.d" / name).symlink_to(target)
 
 
-def replace_site_file(make: Callable[[Path], None]) -> Callable[[Path], None]:
+def replace_site_file(make: Callable[[Path], object]) -> Callable[[Path], object]:
     def run(root: Path) -> None:
         (root / "halogen.yaml").unlink()
         make(root / "halogen.yaml")
@@ -120,7 +120,7 @@ def laughs(levels: int = 7) -> str:
 @dataclass(frozen=True)
 class Case:
     id: str
-    breaks: Callable[[Path], None]
+    breaks: Callable[[Path], object]
     where: str  # "file:line:column" ('*' for any number), or the file alone when it has no position
     says: str  # what the diagnostic must say (a part of it)
     commands: tuple[str, ...] = ("build", "validate")
