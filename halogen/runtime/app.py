@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -46,6 +47,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
+class Counted:
+    """The status a request to a model ends with, as /metrics counts it."""
+
+    status: int = 500  # what an unforeseen exception is counted as
+
+
+@dataclass
 class Runtime:
     """What every route works with."""
 
@@ -68,12 +76,27 @@ class Runtime:
             raise UnknownModel(name)
         return found
 
+    @contextlib.contextmanager
+    def counted(self, model_id: str) -> Iterator[Counted]:
+        """Count one request to `model_id` under the status the body sets, a refusal's own,
+        or 499 when the client goes away."""
+        counted = Counted()
+        try:
+            yield counted
+        except Refusal as exc:
+            counted.status = exc.status
+            raise
+        except asyncio.CancelledError:
+            counted.status = 499  # the client went away
+            raise
+        finally:
+            self.metrics.request(model_id, counted.status)
+
     async def forward(
         self, request: web.Request, model_id: str, path_qs: str, body: bytes | None
     ) -> web.StreamResponse:
         """Send a request to `model_id` (started or swapped in as needed) and count it."""
-        status = 500
-        try:
+        with self.counted(model_id) as counted:
             async with self.swapper.acquire(model_id) as upstream:
                 response, outcome = await proxy.forward(
                     request,
@@ -82,17 +105,9 @@ class Runtime:
                     body=body,
                     drop_credentials=bool(self.resolved.api_keys),
                 )
-            status = 502 if outcome.broken else outcome.status
+            counted.status = 502 if outcome.broken else outcome.status
             self.metrics.tokens(model_id, outcome.tokens)
             return response
-        except Refusal as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = 499  # the client went away
-            raise
-        finally:
-            self.metrics.request(model_id, status)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -6,9 +6,9 @@ as the OpenAI routes; errors come out as Ollama's `{"error": "..."}` (see `app.e
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from aiohttp import web
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime import ollama, proxy
 from halogen.runtime.app import parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, Refusal, UpstreamFailed
+from halogen.runtime.errors import BadRequest, UpstreamFailed
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.upstream import State, Upstream
 
@@ -137,61 +137,65 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-async def _load_or_unload(
-    request: web.Request, model_id: str, name: str, keep_alive: Any, empty: Json
-) -> web.Response:
+async def _load_or_unload(request: web.Request, asked: Asked, empty: Json) -> web.Response:
     """Ollama's way to manage memory: a request with nothing to generate loads the model, or
     unloads it when `keep_alive` is 0."""
     swapper = runtime_of(request).swapper
-    if unloads(keep_alive):
-        await swapper.unload(model_id)
+    if unloads(asked.body.get("keep_alive")):
+        await swapper.unload(asked.model_id)
         reason = "unload"
     else:
-        await swapper.ensure(model_id)
+        await swapper.ensure(asked.model_id)
         reason = "load"
     return web.json_response(
-        {"model": name, "created_at": _now(), **empty, "done": True, "done_reason": reason}
+        {"model": asked.name, "created_at": _now(), **empty, "done": True, "done_reason": reason}
     )
 
 
-async def chat(request: web.Request) -> web.StreamResponse:
-    runtime = runtime_of(request)
+@dataclass(frozen=True)
+class Asked:
+    """An inference request on an Ollama route: its body, the name it used for the model (the
+    answer repeats it), the model id that name resolves to, and when it arrived."""
+
+    body: Json
+    name: str
+    model_id: str
+    started: int  # time.time_ns()
+
+
+async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
     body = parse_json(await request.read())
     name = ollama.model_name(body)
-    model_id = runtime.model_id(name)
+    model_id = runtime_of(request).model_id(name)  # refuses a missing or unknown name
     assert name is not None
-    if not body.get("messages"):
+    return Asked(body, name, model_id, started)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    asked = await _asked(request)
+    if not asked.body.get("messages"):
         message = {"message": {"role": "assistant", "content": ""}}
-        return await _load_or_unload(request, model_id, name, body.get("keep_alive"), message)
+        return await _load_or_unload(request, asked, message)
     return await _translate(
         request,
-        model_id,
-        name,
+        asked,
         "/v1/chat/completions",
-        ollama.chat_to_openai(body),
-        started,
+        ollama.chat_to_openai(asked.body),
         ollama.ChatStream,
         ollama.chat_response,
     )
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
-    runtime = runtime_of(request)
-    started = time.time_ns()
-    body = parse_json(await request.read())
-    name = ollama.model_name(body)
-    model_id = runtime.model_id(name)
-    assert name is not None
-    if not body.get("prompt") and not body.get("images"):
-        return await _load_or_unload(request, model_id, name, body.get("keep_alive"), {"response": ""})
+    asked = await _asked(request)
+    if not asked.body.get("prompt") and not asked.body.get("images"):
+        return await _load_or_unload(request, asked, {"response": ""})
     return await _translate(
         request,
-        model_id,
-        name,
+        asked,
         "/v1/completions",
-        ollama.generate_to_openai(body),
-        started,
+        ollama.generate_to_openai(asked.body),
         ollama.GenerateStream,
         ollama.generate_response,
     )
@@ -208,37 +212,30 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def _embed(request: web.Request, respond: Respond) -> web.StreamResponse:
-    runtime = runtime_of(request)
-    started = time.time_ns()
-    body = parse_json(await request.read())
-    name = ollama.model_name(body)
-    model_id = runtime.model_id(name)
-    assert name is not None
-    translated = ollama.embed_to_openai(body)
-    return await _translate(request, model_id, name, "/v1/embeddings", translated, started, None, respond)
+    asked = await _asked(request)
+    translated = ollama.embed_to_openai(asked.body)
+    return await _translate(request, asked, "/v1/embeddings", translated, None, respond)
 
 
 async def _translate(
     request: web.Request,
-    model_id: str,
-    name: str,
+    asked: Asked,
     path: str,
     translated: Json,
-    started: int,
     stream: StreamFactory | None,
     respond: Respond,
 ) -> web.StreamResponse:
     """Send the translated request to the model and translate its answer back, streaming
     NDJSON as SSE arrives when the request streams."""
+    model_id, name, started = asked.model_id, asked.name, asked.started
     runtime = runtime_of(request)
     runnable = runtime.resolved.models[model_id]
     # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
     translated["model"] = model_id
     payload = proxy.rewrite(runnable, translated) or translated
     streaming = stream is not None and bool(payload.get("stream"))
-    status = 500
     waited = time.monotonic_ns()
-    try:
+    with runtime.counted(model_id) as counted:
         async with runtime.swapper.acquire(model_id) as upstream:
             load_ns = time.monotonic_ns() - waited
             answer = await proxy.open_upstream(
@@ -250,7 +247,7 @@ async def _translate(
             )
             try:
                 if answer.status != 200:
-                    status = answer.status
+                    counted.status = answer.status
                     try:
                         message = await _upstream_error(answer)
                     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
@@ -259,7 +256,7 @@ async def _translate(
                     return web.json_response(ollama.error(message), status=answer.status)
                 if streaming:
                     assert stream is not None
-                    status, response = await _stream(
+                    counted.status, response = await _stream(
                         request, answer, stream(name, started, load_ns), upstream
                     )
                     return response
@@ -273,21 +270,13 @@ async def _translate(
                     translated_answer = respond(name, data, started, load_ns)
                 except ollama.Untranslatable as exc:
                     raise UpstreamFailed(str(exc)) from None
-                status = 200
+                counted.status = 200
                 return web.json_response(translated_answer)
             except BaseException:
                 answer.close()
                 raise
             finally:
                 answer.release()
-    except Refusal as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499  # the client went away
-        raise
-    finally:
-        runtime.metrics.request(model_id, status)
 
 
 def _headers(request: web.Request, drop_credentials: bool) -> dict[str, str]:

@@ -258,6 +258,25 @@ async def test_metrics_count_requests_errors_swaps_load_time_and_tokens_per_mode
     assert "# TYPE halogen_requests_total counter" in text
 
 
+async def test_metrics_count_ollama_requests_under_the_status_they_ended_with(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    chat = {"model": "m:latest", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    async with serving(site.write()) as proxy:
+        async with proxy.client.post("/api/chat", json=chat) as response:
+            assert response.status == 200
+        async with proxy.client.post("/api/chat", json=chat, headers={"X-Fake-Status": "500"}) as response:
+            assert response.status == 500
+        async with proxy.client.post("/api/generate", json={"model": "m", "prompt": "hi"}) as response:
+            assert response.status == 200
+            await response.read()  # a stream, the Ollama default
+        async with proxy.client.get("/metrics") as response:
+            text = await response.text()
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert lines['halogen_requests_total{model="m"}'] == "3"
+    assert lines['halogen_request_errors_total{model="m"}'] == "1"
+
+
 async def test_logs_hold_proxy_and_upstream_output_and_the_stream_follows_new_lines(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.fake("m")
