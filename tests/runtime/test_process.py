@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from halogen.commands import serve as serve_command
 
-from .harness import PATIENCE, Site, free_ports, process_exists
-
-ROOT = Path(__file__).resolve().parents[2]
+from .harness import PATIENCE, Site, process_exists
+from .processes import ROOT, halogen_serve
 
 
 def post(url: str, body: dict[str, object]) -> dict[str, object]:
@@ -30,65 +24,6 @@ def post(url: str, body: dict[str, object]) -> dict[str, object]:
     with urllib.request.urlopen(request, timeout=PATIENCE) as response:
         answer: dict[str, object] = json.load(response)
         return answer
-
-
-@contextmanager
-def halogen_serve(config: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    (port,) = free_ports(1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "halogen serve never answered /health"
-            time.sleep(0.02)
-        yield process, url
-    finally:
-        stop_serving(process)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def stop_serving(process: subprocess.Popen[Any]) -> None:
-    """Stop the proxy the way the kubelet does, so it stops its models; SIGKILL (which it
-    cannot handle) only if it does not exit, and then its children's groups too, so a failing
-    test leaves no llama-server behind."""
-    if process.poll() is not None:
-        return
-    children = _children(process.pid)
-    process.terminate()
-    try:
-        process.wait(timeout=PATIENCE)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        for child in children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -99,17 +34,17 @@ def test_a_signal_to_the_proxy_stops_every_child_and_grandchild_before_it_exits(
     a = site.fake("a", "--grandchild")
     b = site.fake("b", "--ignore-sigterm", unloadTimeout=1)
     site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b"]}}
-    with halogen_serve(site.write(), "--no-watch") as (process, url):
+    with halogen_serve(site.write(), tmp_path / "serve.log", "--no-watch") as serving:
         for model in ("a", "b"):
-            assert post(url + "/v1/chat/completions", {"model": model})["served_by"] == model
+            assert post(serving.url + "/v1/chat/completions", {"model": model})["served_by"] == model
         deadline = time.monotonic() + PATIENCE
         while not a.events("grandchild"):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         pids = [a.last_pid(), b.last_pid(), a.events("grandchild")[0]["child"]]
-        process.send_signal(sig)
-        output, _ = process.communicate(timeout=PATIENCE)
-    assert process.returncode == 0, output
+        status = serving.stop(sig)
+    output = serving.output()
+    assert status == 0, output
     assert "Traceback" not in output
     # The grandchild was orphaned when `a` died; init reaps it, so allow it a moment.
     deadline = time.monotonic() + PATIENCE
@@ -152,8 +87,8 @@ def test_a_port_in_use_exits_1_with_the_reason(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.fake("m")
     config = site.write()
-    with halogen_serve(config, "--no-watch") as (_, url):
-        port = url.rsplit(":", 1)[1]
+    with halogen_serve(config, tmp_path / "serve.log", "--no-watch") as serving:
+        port = serving.url.rsplit(":", 1)[1]
         result = subprocess.run(
             [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}"],
             cwd=ROOT,

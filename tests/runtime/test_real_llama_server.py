@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from .harness import PATIENCE, free_ports
-from .test_process import halogen_serve
+from .processes import Serving, children, halogen_serve
 
 pytestmark = pytest.mark.real
 
@@ -79,33 +78,16 @@ def running(url: str) -> dict[str, str]:
         return {row["model"]: row["state"] for row in json.load(response)["running"]}
 
 
-def llama_servers_under(parent: int) -> list[int]:
-    """Live llama-server processes whose parent is `parent`, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if name == "llama-server" and int(ppid) == parent and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.fixture
-def served(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    with halogen_serve(config, "--no-watch") as (process, url):
-        yield process, url
+def served(config: Path) -> Iterator[Serving]:
+    with halogen_serve(config, config.with_name("serve.log"), "--no-watch") as serving:
+        yield serving
 
 
 def test_two_ids_on_one_gguf_swap_in_their_group_and_the_ttl_unloads(
-    served: tuple[subprocess.Popen[str], str],
+    served: Serving,
 ) -> None:
-    process, url = served
+    process, url = served.process, served.url
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused", timeout=PATIENCE * 4)
 
     stream = client.chat.completions.create(
@@ -118,7 +100,7 @@ def test_two_ids_on_one_gguf_swap_in_their_group_and_the_ttl_unloads(
     pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
     assert len(pieces) > 1 and "".join(pieces).strip()
     assert running(url) == {"smol-a": "ready"}
-    (first,) = llama_servers_under(process.pid)
+    (first,) = children(process.pid, "llama-server")
 
     answer = client.chat.completions.create(
         model="smol-b", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
@@ -126,29 +108,27 @@ def test_two_ids_on_one_gguf_swap_in_their_group_and_the_ttl_unloads(
     assert answer.choices[0].message.content is not None
     assert answer.usage is not None and answer.usage.completion_tokens > 0
     assert running(url) == {"smol-b": "ready"}
-    (second,) = llama_servers_under(process.pid)
+    (second,) = children(process.pid, "llama-server")
     assert second != first and not Path(f"/proc/{first}").exists()
 
     deadline = time.monotonic() + PATIENCE
     while running(url):
         assert time.monotonic() < deadline, "the ttl never unloaded smol-b"
         time.sleep(0.1)
-    assert llama_servers_under(process.pid) == []
+    assert children(process.pid, "llama-server") == []
 
     with urllib.request.urlopen(url + "/metrics", timeout=PATIENCE) as response:
         metrics = response.read().decode()
     assert 'halogen_swaps_total{model="smol-a"} 1' in metrics
     assert 'halogen_generated_tokens_total{model="smol-b"} 0' not in metrics
 
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=PATIENCE)
-    assert process.returncode == 0, output
+    assert served.stop() == 0, served.output()
 
 
 def test_a_client_that_hangs_up_mid_stream_makes_llama_server_cancel_the_generation(
-    served: tuple[subprocess.Popen[str], str],
+    served: Serving,
 ) -> None:
-    _, url = served
+    url = served.url
     body = {
         "model": "smol-a",
         "messages": [{"role": "user", "content": "Write a long story."}],

@@ -14,7 +14,7 @@ from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 
 from .harness import PATIENCE, Site, eventually, process_exists, serving
-from .test_process import halogen_serve
+from .processes import halogen_serve
 
 
 async def test_a_reload_keeps_unchanged_commands_running_and_restarts_changed_ones(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_the_served_process_picks_up_a_changed_file_by_itself(tmp_path: Path) ->
     site = Site(tmp_path)
     site.fake("a")
     path = site.write()
-    with halogen_serve(path) as (_, url):
+    with halogen_serve(path, tmp_path / "serve.log") as serving:
         site.fake("b")
         text = yaml.safe_dump({**site.top, "models": site.models}, sort_keys=False)
         # Replaced the way the kubelet updates a ConfigMap volume: a new file moved in place.
@@ -107,7 +107,7 @@ def test_the_served_process_picks_up_a_changed_file_by_itself(tmp_path: Path) ->
         (tmp_path / "next.yaml").replace(path)
         deadline = time.monotonic() + PATIENCE
         while True:
-            with urllib.request.urlopen(url + "/v1/models", timeout=PATIENCE) as response:
+            with urllib.request.urlopen(serving.url + "/v1/models", timeout=PATIENCE) as response:
                 ids = [row["id"] for row in json.load(response)["data"]]
             if ids == ["a", "b"]:
                 break

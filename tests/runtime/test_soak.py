@@ -9,24 +9,18 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .harness import PATIENCE, Site, eventually, free_ports, process_exists
-from .test_process import stop_serving
+from .harness import Site, eventually, process_exists
+from .processes import children, halogen_serve
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 32
 WARM_UP = 96
 REQUESTS = 1024
@@ -50,30 +44,6 @@ class Tally:
 # --- the proxy as a process ---------------------------------------------------------------
 
 
-@contextmanager
-def proxy_process(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    (port,) = free_ports(1)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "halogen.runtime",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--no-watch",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        stop_serving(process)
-
-
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -83,21 +53,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is `pid`, zombies included."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def metric(text: str, name: str) -> dict[str, float]:
@@ -199,17 +154,9 @@ async def test_a_soak_of_mixed_requests_over_swapping_models_leaks_nothing(
         "chat": {"swap": True, "exclusive": True, "members": list(CHAT_MODELS)},
         "embeddings": {"swap": True, "exclusive": False, "persistent": True, "members": [EMBED_MODEL]},
     }
-    log = tmp_path / "proxy.log"
-    with proxy_process(site.write(), log) as (process, url):
-
-        async def up() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                return await get(url, "/health") == "OK"
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await eventually(up, "the proxy answers /health")
+    # Blocks the loop until /health answers; nothing else runs on it yet.
+    with halogen_serve(site.write(), tmp_path / "proxy.log", "--no-watch") as serving:
+        process, url = serving.process, serving.url
         async with asyncio.timeout(DEADLINE):  # no deadlock
             warm = await load(url, WARM_UP, seed=1)
             await get(url, "/unload", "POST")
@@ -222,8 +169,7 @@ async def test_a_soak_of_mixed_requests_over_swapping_models_leaks_nothing(
         metrics = await get(url, "/metrics")
         history = (await get(url, "/logs")).splitlines()
         assert children(process.pid) == []  # every model was unloaded: no child, no zombie
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(PATIENCE) == 0
+        assert serving.stop() == 0, serving.output()
 
     starts = sum(fake.starts() for fake in site.fakes.values())
     swaps = sum(metric(metrics, "halogen_swaps_total").values())
@@ -252,7 +198,7 @@ async def test_a_soak_of_mixed_requests_over_swapping_models_leaks_nothing(
     # With models running, pooled connections count; they follow concurrency, not requests.
     assert fds_busy <= fds_before + 2 * CLIENTS + FD_SLACK
     assert rss_after <= rss_before + RSS_SLACK_KIB
-    output = log.read_text()
+    output = serving.output()
     assert "Traceback" not in output and "Error handling request" not in output, output[-3000:]
     pids = [pid for fake in site.fakes.values() for pid in fake.pids()]
     await eventually(lambda: not any(process_exists(pid) for pid in pids), "no model process is left")

@@ -1,0 +1,119 @@
+"""`python -m halogen.runtime` as a child of the test, and the process table under it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .harness import PATIENCE, free_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Row:
+    pid: int
+    name: str
+    state: str
+    ppid: int
+
+
+def table() -> Iterator[Row]:
+    """The live process table, from /proc (a process that ends while it is read is left out)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        yield Row(int(entry.name), name, state, int(ppid))
+
+
+def children(pid: int, name: str | None = None) -> list[int]:
+    """Processes whose parent is `pid` (named `name`, when given), zombies included."""
+    return [row.pid for row in table() if row.ppid == pid and name in (None, row.name)]
+
+
+@dataclass
+class Serving:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Send `sig` and wait for the exit status."""
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=PATIENCE)
+
+
+def listen_port(config: Path) -> int:
+    """A free port outside the ones the config's `${PORT}` hands its models, which are free
+    too until the models start."""
+    data = yaml.safe_load(config.read_text()) or {}
+    start, count = int(data.get("startPort", 5800)), len(data.get("models") or {})
+    while True:
+        (port,) = free_ports(1)
+        if not start <= port < start + count:
+            return port
+
+
+@contextlib.contextmanager
+def halogen_serve(config: Path, log: Path, *extra: str) -> Iterator[Serving]:
+    """`python -m halogen.runtime` on a free loopback port, its output in `log`, once it answers
+    /health; stopped as the kubelet stops it when the block ends."""
+    port = listen_port(config)
+    argv = [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}", *extra]
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    serving = Serving(process, f"http://127.0.0.1:{port}", log)
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            assert process.poll() is None, f"halogen serve exited:\n{serving.output()}"
+            try:
+                with urllib.request.urlopen(serving.url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, f"halogen serve never answered /health:\n{serving.output()}"
+            time.sleep(0.02)
+        yield serving
+    finally:
+        stop_serving(process)
+
+
+def stop_serving(process: subprocess.Popen[Any]) -> None:
+    """Stop the proxy the way the kubelet does, so it stops its models; SIGKILL (which it
+    cannot handle) only if it does not exit, and then its children's groups too, so a failing
+    test leaves no llama-server behind."""
+    if process.poll() is not None:
+        return
+    running = children(process.pid)
+    process.terminate()
+    try:
+        process.wait(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        for child in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
