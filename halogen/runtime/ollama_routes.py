@@ -118,21 +118,6 @@ async def not_supported(request: web.Request) -> web.Response:
 # --- inference ----------------------------------------------------------------------------
 
 
-def unloads(keep_alive: Any) -> bool:
-    """Whether `keep_alive` says "unload now": 0, or a zero duration like "0", "0s", "0m"."""
-    if isinstance(keep_alive, bool):
-        return False
-    if isinstance(keep_alive, int | float):
-        return keep_alive == 0
-    if isinstance(keep_alive, str):
-        number = keep_alive.strip().rstrip("smh")
-        try:
-            return float(number) == 0
-        except ValueError:
-            return False
-    return False
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -141,11 +126,11 @@ async def _load_or_unload(request: web.Request, asked: Asked, empty: Json) -> we
     """Ollama's way to manage memory: a request with nothing to generate loads the model, or
     unloads it when `keep_alive` is 0."""
     swapper = runtime_of(request).swapper
-    if unloads(asked.body.get("keep_alive")):
+    if asked.keep_alive == 0:
         await swapper.unload(asked.model_id)
         reason = "unload"
     else:
-        await swapper.ensure(asked.model_id)
+        await swapper.ensure(asked.model_id, asked.keep_alive)
         reason = "load"
     return web.json_response(
         {"model": asked.name, "created_at": _now(), **empty, "done": True, "done_reason": reason}
@@ -161,6 +146,7 @@ class Asked:
     name: str
     model_id: str
     started: int  # time.time_ns()
+    keep_alive: float | None  # seconds the model stays up once idle; None: the config's ttl
 
 
 async def _asked(request: web.Request) -> Asked:
@@ -169,7 +155,11 @@ async def _asked(request: web.Request) -> Asked:
     name = ollama.model_name(body)
     model_id = runtime_of(request).model_id(name)  # refuses a missing or unknown name
     assert name is not None
-    return Asked(body, name, model_id, started)
+    try:
+        keep_alive = ollama.keep_alive(body.get("keep_alive"))
+    except ollama.BadKeepAlive as exc:
+        raise BadRequest(str(exc)) from None
+    return Asked(body, name, model_id, started, keep_alive)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -236,7 +226,7 @@ async def _translate(
     streaming = stream is not None and bool(payload.get("stream"))
     waited = time.monotonic_ns()
     with runtime.counted(model_id) as counted:
-        async with runtime.swapper.acquire(model_id) as upstream:
+        async with runtime.swapper.acquire(model_id, asked.keep_alive) as upstream:
             load_ns = time.monotonic_ns() - waited
             answer = await proxy.open_upstream(
                 upstream,

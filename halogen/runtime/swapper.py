@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -35,10 +36,20 @@ class Slot:
     draining: bool = False
     idle_timer: asyncio.TimerHandle | None = None
     expires_at: float | None = None  # wall clock, while an idle ttl timer runs
+    # The last request's own idle time (Ollama's keep_alive), in seconds, until the model stops;
+    # None: the config's ttl.
+    keep_alive: float | None = None
 
     @property
     def runnable(self) -> Runnable:
         return self.upstream.runnable
+
+    @property
+    def ttl(self) -> float:
+        """Seconds an idle model stays up: `math.inf` for ever, 0 not at all."""
+        if self.keep_alive is not None:
+            return self.keep_alive
+        return float(self.runnable.ttl) if self.runnable.ttl > 0 else math.inf
 
     @property
     def phase(self) -> State:
@@ -128,7 +139,7 @@ class Swapper:
                     state=phase,
                     cmd=slot.upstream.command(),
                     proxy=slot.runnable.proxy,
-                    ttl=slot.runnable.ttl,
+                    ttl=_whole_seconds(slot.ttl),
                     expires_at=self._expiry(slot),
                 )
             )
@@ -139,26 +150,29 @@ class Swapper:
         return {mid: slot.holders + slot.queued for mid, slot in self._slots.items()}
 
     def _expiry(self, slot: Slot) -> float | None:
-        if slot.runnable.ttl <= 0:
+        if math.isinf(slot.ttl):
             return None
         if slot.expires_at is not None:
             return slot.expires_at
-        return time.time() + slot.runnable.ttl
+        return time.time() + slot.ttl
 
     # --- requests -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def acquire(self, model_id: str) -> AsyncIterator[Upstream]:
-        """Hold `model_id` ready for the duration of the block."""
+    async def acquire(self, model_id: str, keep_alive: float | None = None) -> AsyncIterator[Upstream]:
+        """Hold `model_id` ready for the duration of the block. `keep_alive` (seconds, `math.inf`
+        for ever) replaces the config's ttl until the model stops; a request that gives none
+        goes back to the config's, as each Ollama request sets its own."""
         slot = await self._claim(model_id)
+        slot.keep_alive = keep_alive
         try:
             yield slot.upstream
         finally:
             self._release(slot)
 
-    async def ensure(self, model_id: str) -> None:
+    async def ensure(self, model_id: str, keep_alive: float | None = None) -> None:
         """Start `model_id` (making room as a request would) without holding it."""
-        async with self.acquire(model_id):
+        async with self.acquire(model_id, keep_alive):
             pass
 
     async def _claim(self, model_id: str) -> Slot:
@@ -289,13 +303,17 @@ class Swapper:
             await slot.upstream.stop()
         finally:
             slot.draining = False
+            slot.keep_alive = None
             self._retiring.discard(slot)
             self._notify()
 
     def _arm_ttl(self, slot: Slot) -> None:
         self._disarm_ttl(slot)
-        ttl = slot.runnable.ttl
-        if ttl <= 0 or slot.phase is not State.READY:
+        ttl = slot.ttl
+        if math.isinf(ttl) or slot.phase is not State.READY:
+            return
+        if ttl == 0:
+            self._begin_stop(slot, "keep_alive 0")
             return
         loop = asyncio.get_running_loop()
         slot.idle_timer = loop.call_later(ttl, self._expire, slot)
@@ -311,7 +329,7 @@ class Swapper:
         slot.idle_timer = None
         slot.expires_at = None
         if slot.holders == 0 and slot.phase is State.READY:
-            self._begin_stop(slot, f"idle for {slot.runnable.ttl} s")
+            self._begin_stop(slot, f"idle for {slot.ttl:g} s")
 
     async def unload(self, model_id: str) -> None:
         """Stop `model_id`: at once when idle, else as soon as its requests are done (new
@@ -417,3 +435,8 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     # The failure reaches the requests that waited on the task; nobody else needs it logged.
     if not task.cancelled():
         task.exception()
+
+
+def _whole_seconds(ttl: float) -> int:
+    """A ttl as `/running` shows it, llama-swap's way: 0 for never, else whole seconds."""
+    return 0 if math.isinf(ttl) else max(1, math.ceil(ttl))

@@ -184,6 +184,19 @@ def test_ps_lists_the_running_model_until_its_ttl(served: Served) -> None:
     assert entry.size and entry.size > 0
 
 
+def test_keep_alive_0_unloads_the_model_once_it_has_answered(served: Served) -> None:
+    client = served.ollama()
+    answer = client.generate("smollm2", "Hi", options={"num_predict": 2}, keep_alive=0)
+    assert answer.done
+    deadline = time.monotonic() + 30
+    while "smollm2:latest" in {m.model for m in client.ps().models}:
+        assert time.monotonic() < deadline, "keep_alive=0 never unloaded smollm2"
+        time.sleep(0.05)
+    answer = client.generate("smollm2", "Hi", options={"num_predict": 2}, keep_alive="-1")
+    (entry,) = [m for m in client.ps().models if m.model == "smollm2:latest"]
+    assert entry.expires_at is not None and entry.expires_at.year == 9999  # never
+
+
 def test_generate_streams_and_answers_whole(served: Served) -> None:
     client = served.ollama()
     whole = client.generate(

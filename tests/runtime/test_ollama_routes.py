@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from .harness import Proxy, Site, serving
+from halogen.runtime.upstream import State
+
+from .harness import Proxy, Site, eventually, serving
 
 
 async def ndjson(response: aiohttp.ClientResponse) -> list[dict[str, Any]]:
@@ -20,6 +23,11 @@ async def ndjson(response: aiohttp.ClientResponse) -> list[dict[str, Any]]:
 
 async def post(proxy: Proxy, path: str, body: dict[str, Any]) -> tuple[int, Any]:
     async with proxy.client.post(path, json=body) as response:
+        return response.status, await response.json()
+
+
+async def post_get(proxy: Proxy, path: str) -> tuple[int, Any]:
+    async with proxy.client.get(path) as response:
         return response.status, await response.json()
 
 
@@ -89,6 +97,54 @@ async def test_generate_with_an_empty_prompt_loads_and_with_keep_alive_0_unloads
         status, loaded = await post(proxy, "/api/chat", {"model": "m", "messages": []})
         assert loaded["done_reason"] == "load" and loaded["message"]["content"] == ""
         assert fake.starts() == 2 and not fake.events("request")
+
+
+async def test_keep_alive_replaces_the_ttl_until_the_model_stops_and_each_request_sets_its_own(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")  # no ttl: the config keeps it up for ever
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    async with serving(site.write()) as proxy:
+        status, _ = await post(proxy, "/api/chat", {**chat, "keep_alive": "-1"})
+        assert status == 200 and proxy.swapper.slot("m").ttl == math.inf
+        status, _ = await post(proxy, "/api/generate", {"model": "m", "keep_alive": "1h30m"})
+        assert status == 200 and proxy.swapper.slot("m").ttl == 5400
+        status, ps = await post_get(proxy, "/api/ps")
+        expires = datetime.fromisoformat(ps["models"][0]["expires_at"])
+        assert timedelta(minutes=89) < expires - datetime.now(UTC) <= timedelta(minutes=90)
+        async with proxy.client.get("/running") as response:
+            assert (await response.json())["running"][0]["ttl"] == 5400
+        # An OpenAI request names no keep_alive: the config's ttl again.
+        async with await proxy.chat("m") as response:
+            assert response.status == 200
+        assert proxy.swapper.slot("m").ttl == math.inf
+        # A short keep_alive unloads the model once it is idle, and the next start forgets it.
+        status, _ = await post(proxy, "/api/chat", {**chat, "keep_alive": "300ms"})
+        assert status == 200
+        await eventually(lambda: proxy.swapper.slot("m").upstream.state is State.STOPPED, "keep_alive unload")
+        assert proxy.swapper.slot("m").keep_alive is None
+        # keep_alive 0 on a request with a prompt: answered, then unloaded.
+        status, answer = await post(
+            proxy, "/api/generate", {"model": "m", "prompt": "hi", "keep_alive": 0, "stream": False}
+        )
+        assert status == 200 and answer["done"] is True
+        await eventually(lambda: proxy.swapper.slot("m").upstream.state is State.STOPPED, "keep_alive 0")
+        assert fake.starts() == 2  # the first, and the one after the 300 ms keep_alive
+
+
+async def test_a_keep_alive_that_is_not_a_duration_is_a_400_that_says_how_to_write_one(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        for bad in ("5 minutes", True, [1], {"s": 1}):
+            status, answer = await post(
+                proxy, "/api/generate", {"model": "m", "prompt": "hi", "keep_alive": bad}
+            )
+            assert status == 400 and "keep_alive" in answer["error"], (bad, answer)
+        assert fake.starts() == 0
 
 
 async def test_generate_streams_completions(tmp_path: Path) -> None:

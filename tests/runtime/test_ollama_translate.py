@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -186,6 +187,38 @@ def test_model_is_read_from_model_or_from_the_older_name_field() -> None:
     assert ol.model_name({"model": "  "}) is None
     assert ol.model_name({"model": 3}) is None
     assert ol.model_name({}) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        (None, None),
+        (0, 0.0),
+        ("0", 0.0),
+        (300, 300.0),
+        (2.5, 2.5),
+        ("300", 300.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("300ms", 0.3),
+        ("+5m", 300.0),
+        (-1, math.inf),
+        ("-1", math.inf),
+        ("-1s", math.inf),
+        (-math.inf, math.inf),
+        (1e12, math.inf),  # longer than anyone waits: no expiry date past year 9999
+    ],
+)
+def test_keep_alive_is_read_as_ollama_reads_it(given: Any, seconds: float | None) -> None:
+    assert ol.keep_alive(given) == seconds
+
+
+@pytest.mark.parametrize("given", ["", "5 m", "5x", "1e3", "abc", True, [], {}, math.nan, math.inf])
+def test_a_keep_alive_that_is_no_duration_is_refused(given: Any) -> None:
+    with pytest.raises(ol.BadKeepAlive, match="keep_alive"):
+        ol.keep_alive(given)
 
 
 def test_errors_have_the_shape_the_client_reads() -> None:
