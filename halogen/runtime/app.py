@@ -23,7 +23,7 @@ from halogen.runtime.errors import (
     Unauthorized,
     UnknownModel,
 )
-from halogen.runtime.logs import Logs
+from halogen.runtime.logs import Level, Logs
 from halogen.runtime.metrics import Metrics
 from halogen.runtime.swapper import Swapper
 from halogen.runtime.upstream import State
@@ -44,6 +44,10 @@ OPENAI_ROUTES = (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The model a request went to, for the access log.
+MODEL = web.RequestKey("model", str)
+# Routes polled by probes and scrapers: logged at debug, not info.
+QUIET = frozenset({"/health", "/metrics"})
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Runtime:
         self, request: web.Request, model_id: str, path_qs: str, body: bytes | None
     ) -> web.StreamResponse:
         """Send a request to `model_id` (started or swapped in as needed) and count it."""
+        request[MODEL] = model_id
         with self.counted(model_id) as counted:
             async with self.swapper.acquire(model_id) as upstream:
                 response, outcome = await proxy.forward(
@@ -135,12 +140,42 @@ def error_response(
 
 
 @web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One stdout line per request once it is answered: client, method, path (no query),
+    status (499: the client went away), model, and the time to the end of the answer."""
+    began = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        logs = runtime_of(request).logs
+        level: Level = "debug" if request.path in QUIET else "info"
+        if logs.echoes(level):
+            model = request.get(MODEL)
+            logs.access(
+                f'{request.remote} "{request.method} {request.rel_url.raw_path}" {status}'
+                + (f" model={model}" if model else "")
+                + f" {1000 * (time.perf_counter() - began):.1f} ms",
+                level,
+            )
+
+
+@web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes one JSON error body, in the style of the route's API."""
     try:
         return await handler(request)
     except Refusal as exc:
-        runtime_of(request).logs.proxy(f"{request.method} {request.path}: {exc.status} {exc.message}")
+        level: Level = "error" if exc.status >= 500 else "info"
+        runtime_of(request).logs.proxy(f"{request.method} {request.path}: {exc.status} {exc.message}", level)
         return error_response(request.path, exc.status, exc.text(), exc.kind, exc.code, exc.headers())
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -313,7 +348,9 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
 
 
 def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY, with_ollama: bool = True) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, key_middleware], client_max_size=max_body)
+    app = web.Application(
+        middlewares=[access_middleware, error_middleware, key_middleware], client_max_size=max_body
+    )
     app[RUNTIME] = runtime
     for path in OPENAI_ROUTES:
         app.router.add_post(path, openai_route)

@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
-from typing import TextIO
+from typing import Literal, TextIO
+
+Level = Literal["debug", "info", "warn", "error"]
+_RANK: dict[str, int] = {"debug": 0, "info": 1, "warn": 2, "error": 3}
 
 
 class Ring:
@@ -30,7 +33,9 @@ class Ring:
 class Logs:
     """One history for the proxy's own lines and every upstream's output, with live followers.
 
-    `echo_proxy` / `echo_upstream` mirror llama-swap's `logToStdout`.
+    `echo_proxy` / `echo_upstream` mirror llama-swap's `logToStdout`; the proxy's lines below
+    `level` (llama-swap's `logLevel`) are dropped. The access log (`access`) goes to stdout
+    only: a line per request would push the models' output out of the history.
     """
 
     def __init__(
@@ -40,6 +45,7 @@ class Logs:
         echo_proxy: bool = True,
         echo_upstream: bool = False,
         out: TextIO | None = None,
+        level: str = "info",
     ) -> None:
         self._history = Ring(history)
         self._followers: set[asyncio.Queue[str | None]] = set()
@@ -47,17 +53,37 @@ class Logs:
         self._echo_upstream = echo_upstream
         self._out = out
         self._closed = False
+        self.level = level
+
+    @property
+    def level(self) -> str:
+        return self._level
+
+    @level.setter
+    def level(self, level: str) -> None:
+        self._level = level
+        self._threshold = _RANK[level]
 
     @classmethod
-    def for_setting(cls, log_to_stdout: str, history: int = 2000) -> Logs:
+    def for_setting(cls, log_to_stdout: str, level: str = "info", history: int = 2000) -> Logs:
         return cls(
             history,
             echo_proxy=log_to_stdout in ("proxy", "both"),
             echo_upstream=log_to_stdout in ("upstream", "both"),
+            level=level,
         )
 
-    def proxy(self, message: str) -> None:
-        self._add(f"[halogen] {message}", self._echo_proxy)
+    def proxy(self, message: str, level: Level = "info") -> None:
+        if _RANK[level] >= self._threshold:
+            self._add(f"[halogen] {message}", self._echo_proxy)
+
+    def echoes(self, level: Level) -> bool:
+        """Whether an access line at `level` would be printed (so it need not be made)."""
+        return self._echo_proxy and _RANK[level] >= self._threshold
+
+    def access(self, line: str, level: Level = "info") -> None:
+        if self.echoes(level):
+            print(f"[halogen] {line}", file=self._out or sys.stdout, flush=True)
 
     def upstream(self, model_id: str, line: str) -> None:
         self._add(f"[{model_id}] {line}", self._echo_upstream)

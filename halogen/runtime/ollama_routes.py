@@ -18,7 +18,7 @@ from aiohttp import web
 
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime import ollama, proxy
-from halogen.runtime.app import parse_json, runtime_of
+from halogen.runtime.app import MODEL, parse_json, runtime_of
 from halogen.runtime.errors import BadRequest, UpstreamFailed
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.upstream import State, Upstream
@@ -155,6 +155,7 @@ async def _asked(request: web.Request) -> Asked:
     name = ollama.model_name(body)
     model_id = runtime_of(request).model_id(name)  # refuses a missing or unknown name
     assert name is not None
+    request[MODEL] = model_id
     try:
         keep_alive = ollama.keep_alive(body.get("keep_alive"))
     except ollama.BadKeepAlive as exc:

@@ -53,12 +53,15 @@ class Watcher:
         try:
             resolved, warnings = io.load(self._path)
         except Invalid as exc:
-            self._logs.proxy(f"config {self._path} changed but is invalid; keeping the running config")
+            self._logs.proxy(
+                f"config {self._path} changed but is invalid; keeping the running config", "warn"
+            )
             for diagnostic in exc.diagnostics:
-                self._logs.proxy(diagnostic.text())
+                self._logs.proxy(diagnostic.text(), "warn")
             return False
         for diagnostic in warnings:
-            self._logs.proxy(diagnostic.text())
+            self._logs.proxy(diagnostic.text(), "warn")
+        self._logs.level = resolved.log_level
         changed = self._swapper.reload(resolved)
         self._logs.proxy(f"config {self._path} reloaded; restarting {sorted(changed) or 'no models'}")
         return True

@@ -70,7 +70,7 @@ class Server:
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
-        self.logs = logs or Logs.for_setting(resolved.log_to_stdout)
+        self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
         self.swapper = Swapper(
             resolved,
             logs=self.logs,

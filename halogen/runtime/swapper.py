@@ -393,7 +393,7 @@ class Swapper:
                 try:
                     await self.ensure(mid)
                 except (StartFailed, ShuttingDown, Overloaded) as exc:
-                    self.logs.proxy(f"preload of {mid!r} failed: {exc.message}")
+                    self.logs.proxy(f"preload of {mid!r} failed: {exc.message}", "error")
 
         task = asyncio.create_task(run(list(model_ids)))
         self._background.add(task)

@@ -155,7 +155,7 @@ class Upstream:
             f"cannot start model {self.id!r}: {host}:{port} is already in use by another process "
             "(a leftover server?), so the model's server could not listen there"
         )
-        self._logs.proxy(message)
+        self._logs.proxy(message, "error")
         raise StartFailed(message)
 
     async def _exec(self, argv: Sequence[str]) -> asyncio.subprocess.Process:
@@ -178,7 +178,7 @@ class Upstream:
             proc = await self._exec(argv)
         except OSError as exc:
             message = f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
-            self._logs.proxy(message)
+            self._logs.proxy(message, "error")
             raise StartFailed(message) from None
         self._proc = proc
         reaper.track(proc.pid)
@@ -209,7 +209,7 @@ class Upstream:
         await asyncio.wait([reader], timeout=OUTPUT_DRAIN)
         self.exit_code = code
         if self.state in (State.STARTING, State.READY):
-            self._logs.proxy(f"model {self.id!r} exited with code {code}")
+            self._logs.proxy(f"model {self.id!r} exited with code {code}", "warn")
         if self.state is State.READY:
             self.state = State.STOPPED
             self._proc = None
@@ -289,7 +289,7 @@ class Upstream:
         while _group_alive(proc.pid) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if not exit_task.done() or _group_alive(proc.pid):
-            self._logs.proxy(f"model {self.id!r} did not stop in time: SIGKILL")
+            self._logs.proxy(f"model {self.id!r} did not stop in time: SIGKILL", "warn")
             self._kill_group(proc.pid, signal.SIGKILL)
         await exit_task
         self._proc = None
@@ -300,7 +300,7 @@ class Upstream:
         try:
             stopper = await self._exec(argv)
         except OSError as exc:
-            self._logs.proxy(f"cmdStop of {self.id!r} failed: {exc.strerror or exc}; SIGTERM")
+            self._logs.proxy(f"cmdStop of {self.id!r} failed: {exc.strerror or exc}; SIGTERM", "warn")
             self._kill_group(pid, signal.SIGTERM)
             return
         reaper.track(stopper.pid)

@@ -122,7 +122,7 @@ class Proxy:
 
 @asynccontextmanager
 async def serving(
-    config: Path, *, health_check_timeout: float = 20.0, max_body: int | None = None
+    config: Path, *, health_check_timeout: float = 20.0, max_body: int | None = None, logs: Logs | None = None
 ) -> AsyncIterator[Proxy]:
     resolved, _ = io.load(config)
     extra = {} if max_body is None else {"max_body": max_body}
@@ -131,7 +131,7 @@ async def serving(
         host="127.0.0.1",
         port=0,
         health_check_timeout=health_check_timeout,
-        logs=Logs(echo_proxy=False),
+        logs=logs or Logs(echo_proxy=False),
         **extra,
     )
     await server.start()

@@ -105,3 +105,18 @@ def test_the_serve_command_refuses_a_bad_listen_address(
 ) -> None:
     assert serve_command.run(tmp_path / "config.yaml", "localhost:http") == 2
     assert "--listen 'localhost:http'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("level", "shown"), [("info", True), ("warn", False)])
+def test_the_configs_log_level_governs_what_the_process_prints(
+    tmp_path: Path, level: str, shown: bool
+) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top["logLevel"] = level
+    with halogen_serve(site.write(), tmp_path / "serve.log", "--no-watch") as serving:
+        assert post(serving.url + "/v1/chat/completions", {"model": "m"})["served_by"] == "m"
+        assert serving.stop() == 0
+    output = serving.output()
+    assert ("starting model 'm'" in output) == shown, output
+    assert ('"POST /v1/chat/completions" 200 model=m' in output) == shown, output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+
+from halogen.runtime.logs import Logs
 
 from .harness import PATIENCE, Proxy, Site, serving
 
@@ -292,6 +296,53 @@ async def test_logs_hold_proxy_and_upstream_output_and_the_stream_follows_new_li
             history = await response.text()
     assert "[halogen] starting model 'm'" in history
     assert "[m] fake-upstream[m]: loading model" in history
+
+
+async def test_the_access_log_has_a_stdout_line_per_request_and_stays_out_of_the_history(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    out = io.StringIO()
+    async with serving(site.write(), logs=Logs(out=out)) as proxy:
+        await echo_of(await proxy.chat("m"))
+        async with proxy.client.post("/api/chat", json={"model": "m:latest", "stream": False}) as response:
+            assert response.status == 200  # no messages: a load
+        async with await proxy.chat("nope") as response:
+            assert response.status == 404
+        async with proxy.client.get("/health?probe=1") as response:
+            assert response.status == 200
+        async with proxy.client.get("/logs") as response:
+            history = await response.text()
+    lines = [line for line in out.getvalue().splitlines() if '"' in line]
+    assert [re.sub(r" [0-9.]+ ms$", " T", line) for line in lines] == [
+        '[halogen] 127.0.0.1 "POST /v1/chat/completions" 200 model=m T',
+        '[halogen] 127.0.0.1 "POST /api/chat" 200 model=m T',
+        '[halogen] 127.0.0.1 "POST /v1/chat/completions" 404 T',
+        '[halogen] 127.0.0.1 "GET /logs" 200 T',
+    ]  # /health is a probe's: debug
+    assert "[halogen] starting model 'm'" in out.getvalue() and "starting model 'm'" in history
+    assert '"POST' not in history
+
+
+async def test_log_level_drops_the_proxys_lines_below_it_from_stdout_and_the_history(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    for level, shown in (("debug", True), ("info", True), ("warn", False), ("error", False)):
+        out = io.StringIO()
+        async with serving(site.write(), logs=Logs(out=out, level=level)) as proxy:
+            await echo_of(await proxy.chat("m"))
+            async with await proxy.chat("nope") as response:
+                assert response.status == 404
+            async with proxy.client.get("/health") as response:
+                assert response.status == 200
+            async with proxy.client.get("/logs") as response:
+                history = await response.text()
+        printed = out.getvalue()
+        assert ("starting model 'm'" in printed) == ("starting model 'm'" in history) == shown, level
+        assert ('"POST /v1/chat/completions" 200' in printed) == shown, level
+        assert ('"GET /health" 200' in printed) == (level == "debug"), level
+        assert "[m] fake-upstream" in history  # the models' output is not the proxy's to filter
 
 
 async def test_a_body_over_the_size_limit_is_refused_with_413(tmp_path: Path) -> None:
