@@ -34,6 +34,7 @@ async def test_a_reload_keeps_unchanged_commands_running_and_restarts_changed_on
         assert await watcher.check() is False  # nothing changed yet
 
         site.models["a"]["ttl"] = 1234  # a setting, not the command
+        site.top["logLevel"] = "warn"
         site.models["b"]["cmd"] += " --chunks 5"
         del site.models["gone"]
         site.top["groups"]["side"]["members"].remove("gone")
@@ -41,6 +42,7 @@ async def test_a_reload_keeps_unchanged_commands_running_and_restarts_changed_on
         site.top["groups"]["side"]["members"].append("new")
         site.write()
         assert await watcher.check() is True
+        assert logs.level == "warn"
 
         await eventually(lambda: not process_exists(old_b), "b's old process stopped")
         await eventually(lambda: not process_exists(gone.last_pid()), "the removed model stopped")
