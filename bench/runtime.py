@@ -906,7 +906,7 @@ load time varies by ±15 ms from one spawn to the next, so a single pair can com
 LiteLLM runs one uvicorn worker (on uvloop, its default), no database, no master key, no
 callbacks, spend logs off, its access log on (its default), its look-ups of remote data pointed
 at its bundled copies; it idles at under 1% of a core while the others are measured. halogen
-runs as deployed (config watcher on), with `concurrencyLimit: 1000` on the model: llama-swap's
+runs as deployed (config watcher on, an access line per request to its log file), with `concurrencyLimit: 1000` on the model: llama-swap's
 default of 10 would answer most concurrent requests with 429.
 """
 
