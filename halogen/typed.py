@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from halogen import patterns
 from halogen.diagnostics import Diagnostic
 from halogen.yamlio import Document, Path_
 
@@ -79,14 +80,6 @@ def parse(
         return partial, diagnostics
 
 
-PATTERN_HINTS = {
-    r"^[A-Z_][A-Z0-9_]*$": "environment variable names are upper-case letters, digits and '_'",
-    r"^[^\n\r\x00]*$": "one line, without NUL bytes",
-    r"^[^\x00]*$": "without NUL bytes: no command line can hold one",
-    r"^[a-z0-9][a-z0-9_-]{0,62}$": "backend ids become macro names: lower-case letters, digits, '_' and '-', at most 63",
-}
-
-
 def _data_loc(loc: tuple[Any, ...], data: Any, missing: bool) -> tuple[str | int, ...]:
     """`loc` as a path into the data: without the labels pydantic inserts for the branches of
     a union (`macros.x.int`, `macros.x.bool`), which name nothing in the data."""
@@ -123,7 +116,7 @@ def _diagnostics(
             hint = "write true or false" if err["type"] == "bool_type" else "write the number without quotes"
         elif err["type"] == "string_pattern_mismatch":
             pattern = str(err.get("ctx", {}).get("pattern", ""))
-            hint = PATTERN_HINTS.get(pattern, "")
+            hint = patterns.HINTS.get(pattern, "")
         out.append(doc.diagnostic(path, _message(err), hint))
     # A union failing on every branch reports once per branch; keep one line per path.
     unique: dict[tuple[str, int, int], Diagnostic] = {}

@@ -301,6 +301,18 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
             f"{mount} collides with the config or scratch mounts",
             "use e.g. /models",
         )
+    used = {backend_of(site, m) for m in site.models.values()}
+    for backend_id, backend in site.spec.backends.items():
+        gpu = [*backend.devices, *(r for r in backend.resources if r.endswith("/gpu"))]
+        if backend_id in used and gpu and not backend.supplementalGroups:
+            key = "devices" if backend.devices else "resources"
+            yield site.doc.diagnostic(
+                ("backends", backend_id, key),
+                f"the pod runs as uid {image.USER_ID}, which can open the GPU ({', '.join(gpu)}) only "
+                "through the host groups that own its device files, and this backend gives none",
+                "add their ids to supplementalGroups (on the node: getent group render video)",
+                severity="warning",
+            )
     ports = range(swap.startPort, swap.startPort + len(site.models))
     if d.port in ports:
         yield site.doc.diagnostic(

@@ -10,22 +10,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
+from halogen.patterns import BACKEND_ID, ENV_NAME, NO_NUL, ONE_LINE, QUANTITY
 
 DEFAULT_IMAGE = "ghcr.io/halogen-project/halogen"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MIN_KUBERNETES_MINOR = 30
-QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
-OneLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]*$")]
-Arg = Annotated[str, StringConstraints(pattern=r"^[^\n\r\x00]*$", min_length=1)]
+OneLine = Annotated[str, StringConstraints(pattern=ONE_LINE)]
+Arg = Annotated[str, StringConstraints(pattern=ONE_LINE, min_length=1)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
-Quantity = Annotated[str, StringConstraints(pattern=QUANTITY)]
+# A Kubernetes quantity: "32Gi", "500m", or a whole number (amd.com/gpu: 1).
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY)] | Annotated[int, Field(ge=0)]
 Capability = Literal["completion", "tools", "insert", "vision", "embedding", "thinking"]
 # No NUL in what becomes part of a command line: no argv can hold one.
-NoNul = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
-MacroValue = Annotated[str, StringConstraints(max_length=1023, pattern=r"^[^\x00]*$")] | int | float | bool
+NoNul = Annotated[str, StringConstraints(pattern=NO_NUL)]
+MacroValue = Annotated[str, StringConstraints(max_length=1023, pattern=NO_NUL)] | int | float | bool
 
 
 class _Input(BaseModel):
@@ -152,9 +152,7 @@ class SiteFile(_Input):
     macros: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,63}$")], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}
     # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
-    backends: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], Backend] = Field(
-        min_length=1
-    )
+    backends: dict[Annotated[str, StringConstraints(pattern=BACKEND_ID)], Backend] = Field(min_length=1)
 
 
 class Metadata(_Input):

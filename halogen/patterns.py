@@ -1,0 +1,19 @@
+"""Patterns that input strings must match, and the hint a diagnostic gives when one does not."""
+
+from __future__ import annotations
+
+from typing import Final
+
+ENV_NAME: Final = r"^[A-Z_][A-Z0-9_]*$"
+ONE_LINE: Final = r"^[^\n\r\x00]*$"
+NO_NUL: Final = r"^[^\x00]*$"
+BACKEND_ID: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+QUANTITY: Final = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+HINTS: Final = {
+    ENV_NAME: "environment variable names are upper-case letters, digits and '_'",
+    ONE_LINE: "one line, without NUL bytes",
+    NO_NUL: "without NUL bytes: no command line can hold one",
+    BACKEND_ID: "backend ids become macro names: lower-case letters, digits, '_' and '-', at most 63",
+    QUANTITY: "a Kubernetes quantity: e.g. 32Gi, 512Mi, 500m, or a whole number",
+}
