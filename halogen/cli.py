@@ -128,9 +128,16 @@ def schema(src: Path, check: bool) -> None:
     show_default=True,
     help="Reload the config when the file changes (a ConfigMap mounted as a folder is updated in place), keeping models whose command did not change.",
 )
-def serve(config_path: Path, listen: str, max_body_bytes: int, watch: bool) -> None:
+@click.option(
+    "--drain",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, stop taking requests and give those in flight this many seconds to finish before the models stop (a second signal cuts it short). The Deployment sets it from its grace period.",
+)
+def serve(config_path: Path, listen: str, max_body_bytes: int, watch: bool, drain: float) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
     OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
     from halogen.commands import serve as command
 
-    sys.exit(command.run(config_path, listen, max_body=max_body_bytes, watch=watch))
+    sys.exit(command.run(config_path, listen, max_body=max_body_bytes, watch=watch, drain=drain))

@@ -29,6 +29,18 @@ LLAMA_SERVER: Final[Mapping[BaseKind, str]] = MappingProxyType(
     }
 )
 
+PRESTOP_SECONDS: Final = 5
+"""The pod sleeps this long before SIGTERM, so that the Service stops sending it requests first."""
+SHUTDOWN_MARGIN: Final = 5
+"""What the shutdown needs after the drain, besides the models' unloadTimeout."""
+
+
+def shutdown_seconds(unload_timeout: int) -> int:
+    """The part of the pod's grace period that is not the drain: the preStop sleep, stopping
+    the models (at most `unloadTimeout`, then SIGKILL) and the margin."""
+    return PRESTOP_SECONDS + unload_timeout + SHUTDOWN_MARGIN
+
+
 ENTRYPOINT: Final = ("halogen", "serve")
 
 
@@ -37,6 +49,7 @@ def serve_args(config_path: str = CONFIG_PATH, port: int = PORT) -> list[str]:
     return ["--config", config_path, "--listen", f"0.0.0.0:{port}"]
 
 
-def serve_command(config_path: str = CONFIG_PATH, port: int = PORT) -> list[str]:
-    """The container's full argv: what the Deployment sets as `command`."""
-    return [*ENTRYPOINT, *serve_args(config_path, port)]
+def serve_command(config_path: str = CONFIG_PATH, port: int = PORT, drain: int = 0) -> list[str]:
+    """The container's full argv: what the Deployment sets as `command` (with the seconds the
+    requests in flight get on SIGTERM, when any)."""
+    return [*ENTRYPOINT, *serve_args(config_path, port), *(["--drain", str(drain)] if drain > 0 else [])]

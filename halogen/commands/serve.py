@@ -16,6 +16,7 @@ def run(
     max_body: int = DEFAULT_MAX_BODY,
     watch: bool = True,
     health_check_timeout: float | None = None,
+    drain: float = 0.0,
 ) -> int:
     """Serve until SIGTERM/SIGINT; the exit status (1: invalid config or port in use, 2: bad
     `listen`). The runtime is imported here so the compiler runs without aiohttp installed."""
@@ -34,4 +35,5 @@ def run(
         max_body=max_body,
         health_check_timeout=health_check_timeout,
         watch=watch,
+        drain=drain,
     )

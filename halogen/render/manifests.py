@@ -96,6 +96,12 @@ def _resources(site: Site) -> dict[str, dict[str, Any]]:
     return out
 
 
+def drain_seconds(site: Site) -> int:
+    """What the grace period leaves the requests in flight once the pod is told to stop."""
+    grace = site.spec.deployment.terminationGracePeriodSeconds
+    return max(0, grace - image.shutdown_seconds(site.spec.llamaSwap.unloadTimeout))
+
+
 def render(site: Site, config_text: str) -> dict[str, str]:
     """Every manifest by file name, plus the kustomization that lists them."""
     d = site.spec.deployment
@@ -117,7 +123,8 @@ def render(site: Site, config_text: str) -> dict[str, str]:
         "port_name": image.PORT_NAME,
         "config_text": config_text,
         "config_version": config_version(config_text),
-        "command": image.serve_command(f"{image.CONFIG_DIR}/{CONFIG_FILE}", d.port),
+        "command": image.serve_command(f"{image.CONFIG_DIR}/{CONFIG_FILE}", d.port, drain_seconds(site)),
+        "prestop_seconds": image.PRESTOP_SECONDS,
         "container_env": sorted(d.env.items()),
         "service_annotations": dict(sorted(service_annotations.items())),
         "strategy": strategy,

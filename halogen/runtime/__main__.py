@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-watch", action="store_true", help="do not reload the config when the file changes"
     )
     parser.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        help="on SIGTERM/SIGINT, seconds the requests in flight get to finish before the models stop",
+    )
+    parser.add_argument(
         "--health-check-timeout",
         type=float,
         default=None,
@@ -39,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         max_body=args.max_body_bytes,
         health_check_timeout=args.health_check_timeout,
         watch=not args.no_watch,
+        drain=max(0.0, args.drain),
     )
 
 

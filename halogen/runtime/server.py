@@ -33,6 +33,7 @@ def serve(
     max_body: int = app.DEFAULT_MAX_BODY,
     health_check_timeout: float | None = None,
     watch: bool = True,
+    drain: float = 0.0,
 ) -> int:
     """Serve a llama-swap config; return the exit status (1 when the config is invalid or the
     port cannot be bound). `health_check_timeout` overrides the config's (tests use it)."""
@@ -52,6 +53,7 @@ def serve(
             max_body=max_body,
             health_check_timeout=health_check_timeout,
             config_path=path if watch else None,
+            drain=drain,
         )
     )
 
@@ -117,16 +119,32 @@ class Server:
         if os.getpid() == 1:
             self._reaper = asyncio.create_task(reaper.reap_forever())
 
-    async def close(self) -> None:
-        """Stop every model (children reaped), then the HTTP server."""
+    async def close(self, drain: float = 0.0, cut: asyncio.Event | None = None) -> None:
+        """Stop every model (children reaped), then the HTTP server. With `drain`, first stop
+        listening and give the requests that hold a model up to `drain` seconds (or until `cut`
+        is set) to finish; requests that do not hold one yet get 503 at once. Closing twice
+        does nothing the second time."""
         if self._watcher is not None:
             await self._watcher.close()
+            self._watcher = None
+        if drain > 0 and self._runner is not None:
+            self.logs.close()  # a /logs/stream follower would hold the drain open
+            for site in list(self._runner.sites):
+                await site.stop()
+            waiting = self.swapper.in_flight_total()
+            self.logs.proxy(f"draining: {waiting} requests in flight, waiting up to {drain:g} s")
+            if await self.swapper.drain(drain, cut):
+                self.logs.proxy("drained: every request in flight has finished")
+            else:
+                left = self.swapper.in_flight_total()
+                self.logs.proxy(f"drain cut short with {left} requests in flight: they get an error", "warn")
         if self._reaper is not None:
             self._reaper.cancel()
         await self.swapper.close()
         self.logs.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
 
 async def run(
@@ -137,8 +155,10 @@ async def run(
     max_body: int = app.DEFAULT_MAX_BODY,
     health_check_timeout: float | None = None,
     config_path: Path | None = None,
+    drain: float = 0.0,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; every child is stopped and reaped before this returns."""
+    """Serve until SIGTERM/SIGINT; every child is stopped and reaped before this returns.
+    `drain`: seconds the requests in flight get to finish first (a second signal cuts it)."""
     server = Server(
         resolved,
         host=host,
@@ -148,6 +168,7 @@ async def run(
         config_path=config_path,
     )
     stop = asyncio.Event()
+    draining = 0.0  # no drain unless a signal asked for the stop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -158,9 +179,11 @@ async def run(
             print(f"halogen serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         await stop.wait()
-        server.logs.proxy("shutting down: stopping every model")
+        stop.clear()  # a second signal cuts the drain short
+        server.logs.proxy("shutting down")
+        draining = drain
     finally:
-        await server.close()
+        await server.close(draining, cut=stop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0

@@ -107,6 +107,7 @@ class Swapper:
         self._retiring: set[Slot] = set()
         self._changed = asyncio.Event()
         self._closing = False
+        self._refusing = False  # draining for shutdown: only requests that hold a model go on
         self._background: set[asyncio.Task[None]] = set()
 
     def _slot(self, runnable: Runnable) -> Slot:
@@ -196,7 +197,7 @@ class Swapper:
         queued = True
         try:
             while True:
-                if self._closing:
+                if self._closing or self._refusing:
                     raise ShuttingDown("halogen is shutting down")
                 if self._slots.get(slot.runnable.id) is not slot:
                     raise _Replaced
@@ -399,6 +400,32 @@ class Swapper:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def in_flight_total(self) -> int:
+        """Requests that hold a model: in flight, or waiting on a start they share."""
+        return sum(slot.holders for slot in (*self._slots.values(), *self._retiring))
+
+    async def drain(self, seconds: float, cut: asyncio.Event | None = None) -> bool:
+        """Refuse every request that does not hold a model yet (`ShuttingDown`), and wait until
+        those that do are done, for at most `seconds` or until `cut` is set. Whether they all
+        finished."""
+        self._refusing = True
+        self._notify()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.in_flight_total():
+            changed = self._changed
+            waits = [asyncio.ensure_future(changed.wait())]
+            if cut is not None:
+                waits.append(asyncio.ensure_future(cut.wait()))
+            try:
+                await asyncio.wait(waits, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            if loop.time() >= deadline or (cut is not None and cut.is_set()):
+                return not self.in_flight_total()
+        return True
 
     async def close(self) -> None:
         """Refuse new requests and stop every process, whatever it is doing."""

@@ -266,11 +266,13 @@ def _flags(site: Site) -> Iterator[Diagnostic]:
 def _deployment(site: Site) -> Iterator[Diagnostic]:
     d = site.spec.deployment
     swap = site.spec.llamaSwap
-    if d.terminationGracePeriodSeconds < swap.unloadTimeout + 5:
+    least = image.shutdown_seconds(swap.unloadTimeout)
+    if d.terminationGracePeriodSeconds < least:
         yield site.doc.diagnostic(
             ("deployment", "terminationGracePeriodSeconds"),
-            f"{d.terminationGracePeriodSeconds}s leaves no time to stop llama-server (unloadTimeout is {swap.unloadTimeout}s)",
-            f"set it to at least {swap.unloadTimeout + 5}",
+            f"{d.terminationGracePeriodSeconds}s leaves no time to stop llama-server: the preStop sleep "
+            f"takes {image.PRESTOP_SECONDS}s, stopping the models up to {swap.unloadTimeout}s (unloadTimeout)",
+            f"set it to at least {least}; what it holds beyond that, requests in flight get to finish",
         )
     if d.service.address and d.service.type != "LoadBalancer":
         yield site.doc.diagnostic(

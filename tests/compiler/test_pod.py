@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pytest
 import yaml
 
+from halogen.diagnostics import Invalid
 from halogen.pipeline import build
 
 from .conftest import REPO
@@ -131,3 +133,20 @@ def test_a_gpu_backend_without_groups_is_warned_at_its_key_and_still_builds(tmp_
     # A backend no model uses is no concern of the pod's.
     _, diagnostics = deployment(shipped_site(tmp_path / "unused"))
     assert diagnostics == []
+
+
+def test_the_proxy_drains_for_what_the_grace_period_leaves_after_the_shutdown(tmp_path: Path) -> None:
+    manifest, _ = deployment(shipped_site(tmp_path / "shipped"))
+    spec = pod(manifest)
+    (container,) = spec["containers"]
+    # 90 s of grace: 5 s preStop sleep, up to 10 s (unloadTimeout) to stop the models, 5 s margin.
+    assert spec["terminationGracePeriodSeconds"] == 90
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == 5
+    assert container["command"][-2:] == ["--drain", "70"]
+    grace = "  terminationGracePeriodSeconds: 90\n"
+    manifest, _ = deployment(shipped_site(tmp_path / "bare", site_edit=(grace, grace.replace("90", "20"))))
+    assert "--drain" not in pod(manifest)["containers"][0]["command"]
+    with pytest.raises(Invalid) as refused:
+        build(shipped_site(tmp_path / "short", site_edit=(grace, grace.replace("90", "19"))))
+    (error,) = refused.value.diagnostics
+    assert error.field == "deployment.terminationGracePeriodSeconds" and "at least 20" in error.hint

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,70 @@ def test_the_configs_log_level_governs_what_the_process_prints(
     output = serving.output()
     assert ("starting model 'm'" in output) == shown, output
     assert ('"POST /v1/chat/completions" 200 model=m' in output) == shown, output
+
+
+def _stream_until_gate(url: str, gate: Path) -> tuple[Any, Any]:
+    """A streamed chat that sends one event, then waits for `gate` to exist; the open response
+    and its first event."""
+    request = urllib.request.Request(
+        url + "/v1/chat/completions",
+        json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        {"Content-Type": "application/json", "X-Fake-Gate": str(gate), "X-Fake-Chunks": "3"},
+    )
+    response = urllib.request.urlopen(request, timeout=PATIENCE)
+    return response, response.readline()
+
+
+def _refused(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/health", timeout=1).close()
+    except urllib.error.URLError as exc:
+        return isinstance(exc.reason, ConnectionRefusedError)
+    return False
+
+
+def test_on_sigterm_the_drain_stops_listening_and_lets_a_stream_in_flight_finish(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    gate = tmp_path / "gate"
+    with halogen_serve(site.write(), tmp_path / "serve.log", "--no-watch", "--drain", "60") as serving:
+        response, first = _stream_until_gate(serving.url, gate)
+        assert first.startswith(b"data: ")
+        serving.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + PATIENCE
+        while not _refused(serving.url):  # no new connection is taken
+            assert time.monotonic() < deadline, "halogen serve kept listening while draining"
+            time.sleep(0.05)
+        assert serving.process.poll() is None and process_exists(fake.last_pid())
+        gate.touch()
+        rest = response.read()
+        response.close()
+        assert serving.process.wait(timeout=PATIENCE) == 0
+    assert b'"error"' not in rest and rest.rstrip().endswith(b"data: [DONE]")
+    output = serving.output()
+    assert "draining: 1 requests in flight" in output and "drained: every request" in output
+    assert not process_exists(fake.last_pid())
+
+
+@pytest.mark.parametrize("how", ["timeout", "second signal"])
+def test_a_drain_that_runs_out_or_is_cut_short_ends_the_stream_with_an_error(
+    tmp_path: Path, how: str
+) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    drain = "0.5" if how == "timeout" else "600"
+    with halogen_serve(site.write(), tmp_path / "serve.log", "--no-watch", "--drain", drain) as serving:
+        response, _ = _stream_until_gate(serving.url, tmp_path / "never")
+        serving.process.send_signal(signal.SIGTERM)
+        if how == "second signal":
+            deadline = time.monotonic() + PATIENCE
+            while "draining:" not in serving.output():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            serving.process.send_signal(signal.SIGINT)
+        assert serving.process.wait(timeout=PATIENCE) == 0  # long before 600 s
+        rest = response.read()
+        response.close()
+    assert b'data: {"error":' in rest
+    assert "drain cut short with 1 requests in flight" in serving.output()
+    assert not process_exists(fake.last_pid())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .harness import Proxy, Site, eventually, process_exists, serving
+from .harness import PATIENCE, Proxy, Site, eventually, process_exists, serving
 
 
 async def served_by(proxy: Proxy, model: str, **headers: str) -> str:
@@ -304,3 +304,28 @@ async def test_the_upstream_connection_pool_is_one_session_per_model(tmp_path: P
         await asyncio.gather(*(served_by(proxy, "m") for _ in range(4)))
         assert proxy.swapper.upstream("m").session is session
         assert isinstance(session, aiohttp.ClientSession)
+
+
+async def test_a_drain_refuses_requests_that_hold_no_model_and_waits_for_those_that_do(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    a = site.fake("a")
+    site.fake("b")
+    site.top["groups"] = {"one": {"swap": True, "exclusive": True, "members": ["a", "b"]}}
+    gate = tmp_path / "gate"
+    async with serving(site.write()) as proxy:
+        stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate), "X-Fake-Chunks": "3"})
+        await stream.content.readuntil(b"\n\n")
+        queued = asyncio.create_task(proxy.chat("b"))  # waits for a to finish: it holds no model
+        await eventually(lambda: proxy.swapper.slot("b").queued == 1, "b waits for room")
+        closing = asyncio.create_task(proxy.server.close(drain=PATIENCE))
+        async with await queued as refused:
+            assert refused.status == 503
+            assert (await refused.json())["error"]["code"] == "shutting_down"
+        assert not closing.done() and process_exists(a.last_pid())
+        gate.touch()
+        rest = await stream.read()
+        assert rest.rstrip().endswith(b"data: [DONE]") and b'"error"' not in rest
+        await asyncio.wait_for(closing, PATIENCE)
+        assert not process_exists(a.last_pid())
