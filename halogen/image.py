@@ -10,7 +10,9 @@ from typing import Final, Literal
 
 CONFIG_DIR: Final = "/etc/halogen"
 """The ConfigMap is mounted here as a directory (not with subPath, which never updates)."""
-CONFIG_PATH: Final = f"{CONFIG_DIR}/config.yaml"
+CONFIG_FILE: Final = "config.yaml"
+"""The ConfigMap's one key, so the file's name in CONFIG_DIR and in out/."""
+CONFIG_PATH: Final = f"{CONFIG_DIR}/{CONFIG_FILE}"
 PORT: Final = 8080
 PORT_NAME: Final = "http"
 MODELS_DIR: Final = "/models"

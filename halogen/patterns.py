@@ -7,6 +7,8 @@ from typing import Final
 ENV_NAME: Final = r"^[A-Z_][A-Z0-9_]*$"
 ONE_LINE: Final = r"^[^\n\r\x00]*$"
 NO_NUL: Final = r"^[^\x00]*$"
+MACRO_NAME: Final = r"^[a-zA-Z0-9_-]{1,63}$"
+"""llama-swap's rule for a macro name."""
 BACKEND_ID: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 QUANTITY: Final = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 

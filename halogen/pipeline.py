@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from halogen import image
 from halogen.diagnostics import Diagnostic, Invalid, errors
+from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import Resolved, Unresolvable, resolve
 from halogen.spec import checks
@@ -15,8 +17,7 @@ from halogen.spec.load import Site, load
 @dataclass(frozen=True)
 class Compiled:
     site: Site
-    config_text: str
-    resolved: Resolved
+    config: ls.Config
     warnings: tuple[Diagnostic, ...]
 
 
@@ -67,7 +68,6 @@ def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
 def compile_config(root: Path) -> Compiled:
     """Everything `halogen validate` checks; raises `Invalid` with every error found."""
     from halogen.render import config as render_config
-    from halogen.render.manifests import HEADER
 
     site, found = load(root)
     if site is None:
@@ -83,8 +83,7 @@ def compile_config(root: Path) -> Compiled:
     found += _mount_problems(site, resolved)
     if errors(found):
         raise Invalid(found)
-    text = llamaswap_io.dump(config, HEADER + "\n")
-    return Compiled(site, text, resolved, tuple(found))
+    return Compiled(site, config, tuple(found))
 
 
 def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
@@ -92,9 +91,10 @@ def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
     from halogen.render import kube, manifests
 
     compiled = compile_config(root)
-    files = manifests.render(compiled.site, compiled.config_text)
+    config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
+    files = manifests.render(compiled.site, config_text)
     problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:
         raise Invalid(list(compiled.warnings) + problems)
-    out = {manifests.CONFIG_FILE: compiled.config_text, **files}
+    out = {image.CONFIG_FILE: config_text, **files}
     return {name: text.encode("utf-8") for name, text in sorted(out.items())}, compiled.warnings

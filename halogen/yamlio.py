@@ -314,9 +314,10 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
     )
 
 
-def read(path: Path, name: str | None = None) -> Document:
+def read(path: Path, name: str | None = None, *, what: str = "file") -> Document:
     """Load a regular file, reading no more than the size limit: a FIFO would block and a
-    device such as /dev/zero never ends."""
+    device such as /dev/zero never ends. `what` names the file in the message when it
+    cannot be read."""
     label = name or str(path)
     try:
         if not stat.S_ISREG(path.stat().st_mode):
@@ -333,7 +334,7 @@ def read(path: Path, name: str | None = None) -> Document:
                 raise _too_big(label, size)
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise Invalid([Diagnostic(label, 0, 0, "", f"cannot read file: {exc.strerror or exc}")]) from None
+        raise Invalid([Diagnostic(label, 0, 0, "", f"cannot read {what}: {exc.strerror or exc}")]) from None
     return load(raw, label)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import click
 
-from halogen.diagnostics import Diagnostic, Format, render
+from halogen.diagnostics import Diagnostic, Format, errors, render
 
 
 def emit(diagnostics: Sequence[Diagnostic], fmt: Format) -> None:
@@ -17,6 +17,6 @@ def emit(diagnostics: Sequence[Diagnostic], fmt: Format) -> None:
 def summary(diagnostics: Sequence[Diagnostic], fmt: Format) -> None:
     if fmt != "text":
         return
-    count = sum(d.severity == "error" for d in diagnostics)
+    count = len(errors(diagnostics))
     if count:
         click.echo(f"halogen: {count} error{'s' * (count != 1)}; nothing was written", err=True)

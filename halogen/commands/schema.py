@@ -25,9 +25,10 @@ def documents() -> dict[str, bytes]:
 
 def run(src: Path, *, check: bool) -> int:
     folder = src / "schemas"
+    wanted = documents()
     stale = [
         name
-        for name, data in documents().items()
+        for name, data in wanted.items()
         if not (folder / name).is_file() or (folder / name).read_bytes() != data
     ]
     if check:
@@ -35,7 +36,7 @@ def run(src: Path, *, check: bool) -> int:
             click.echo(f"halogen: schemas/{name} is stale: run `halogen schema`", err=True)
         return 1 if stale else 0
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data in documents().items():
+    for name, data in wanted.items():
         (folder / name).write_bytes(data)
     click.echo(f"halogen: wrote {len(SCHEMAS)} schemas to {folder}", err=True)
     return 0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from halogen import pipeline
 from halogen.commands.report import emit, summary
-from halogen.diagnostics import Diagnostic, Format, Invalid
+from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.spec.load import SITE_FILE
 
 
@@ -32,7 +32,7 @@ def run(paths: Sequence[Path], *, fmt: Format) -> int:
                     0,
                     "",
                     f"no {SITE_FILE} here or above",
-                    "run inside a halogen site, or pass --src",
+                    "run inside a halogen site, or pass a path inside one",
                 )
             )
         elif root not in roots:
@@ -44,4 +44,4 @@ def run(paths: Sequence[Path], *, fmt: Format) -> int:
             found += exc.diagnostics
     emit(found, fmt)
     summary(found, fmt)
-    return 1 if any(d.severity == "error" for d in found) else 0
+    return 1 if errors(found) else 0

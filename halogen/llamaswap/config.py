@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 MacroValue = str | int | float | bool
 
 DEFAULT_GROUP = "(default)"
+MIN_HEALTH_CHECK_TIMEOUT = 15
+"""llama-swap waits at least this many seconds for a model to become healthy."""
 
 
 class _Strict(BaseModel):
@@ -22,9 +24,6 @@ class _Strict(BaseModel):
 class Filters(_Strict):
     stripParams: str = Field("", pattern=r"^[a-zA-Z0-9_, ]*$")
     setParams: dict[str, Any] = {}
-
-    def strip(self) -> list[str]:
-        return [p.strip() for p in self.stripParams.split(",") if p.strip() and p.strip() != "model"]
 
 
 class Model(_Strict):
@@ -53,7 +52,7 @@ class Group(_Strict):
     exclusive: bool = True
     persistent: bool = False
     # Written even when empty: llama-swap's schema requires the key.
-    members: list[str] = Field(default_factory=list, json_schema_extra={"always": True})
+    members: list[str] = []
 
 
 class OnStartup(_Strict):
@@ -82,8 +81,7 @@ class Config(_Strict):
     def document(self) -> dict[str, Any]:
         """The config as llama-swap YAML data: only what differs from llama-swap's defaults,
         with every group's `members` kept."""
-        data = self.model_dump(mode="json", exclude_defaults=True)
-        data["models"] = self.model_dump(mode="json", include={"models"}, exclude_defaults=True)["models"]
+        data = self.model_dump(mode="json", exclude_defaults=True)  # `models` has no default: always there
         if self.groups:
             data["groups"] = {
                 gid: {**group.model_dump(mode="json", exclude_defaults=True), "members": list(group.members)}

@@ -15,6 +15,8 @@ from halogen.llamaswap.config import (
     UNSUPPORTED_MODEL,
     UNSUPPORTED_TOP,
     Config,
+    Filters,
+    Model,
 )
 from halogen.llamaswap.resolve import Resolved, Unresolvable, resolve
 from halogen.typed import parse
@@ -66,8 +68,6 @@ def _known_keys(cls: Any) -> set[str]:
 def _screen(doc: yamlio.Document) -> list[Diagnostic]:
     """Refuse what halogen serve does not implement; drop (with a warning) what llama-swap
     itself ignores, so the pydantic model sees only keys it knows."""
-    from halogen.llamaswap.config import Filters, Model
-
     out: list[Diagnostic] = []
     data = doc.data
     if not isinstance(data, dict):
@@ -139,12 +139,7 @@ def positioned(doc: yamlio.Document, exc: Unresolvable) -> list[Diagnostic]:
 
 def load(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Resolved, list[Diagnostic]]:
     """Load, check and resolve a llama-swap config; return it with any warnings."""
-    name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise Invalid([Diagnostic(name, 0, 0, "", f"cannot read config: {exc.strerror or exc}")]) from None
-    doc = yamlio.load(raw, name)
+    doc = yamlio.read(path, what="config")
     found = _screen(doc)
     if not errors(found):
         found += substitute_env(doc, os.environ if environ is None else environ)

@@ -13,15 +13,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from halogen import patterns
 from halogen.llamaswap import command
-from halogen.llamaswap.config import DEFAULT_GROUP, Config, Group, MacroValue, Model
+from halogen.llamaswap.config import (
+    DEFAULT_GROUP,
+    MIN_HEALTH_CHECK_TIMEOUT,
+    Config,
+    Group,
+    MacroValue,
+    Model,
+)
 
-MACRO_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
+MACRO_NAME = re.compile(patterns.MACRO_NAME)
 MACRO_REF = re.compile(r"\$\{([a-zA-Z0-9_.-]+)\}")
 ENV_NAME_VALUE = re.compile(r"^[A-Z_][A-Z0-9_]*=.*$", re.DOTALL)
 RESERVED = ("PORT", "MODEL_ID", "PID")
 DEFAULT_CONCURRENCY = 10
-MIN_HEALTH_CHECK_TIMEOUT = 15
 
 FieldPath = tuple[str | int, ...]
 
@@ -149,7 +156,8 @@ def _leftovers(value: Any) -> set[str]:
     return set()
 
 
-def _expand(config: Config, model_id: str, model: Model, port: int | None) -> dict[str, Any]:
+def _expand(config: Config, model_id: str, model: Model) -> dict[str, Any]:
+    """The fields llama-swap expands macros in, with every macro but ${PORT} (and ${PID}) expanded."""
     fields: dict[str, Any] = {
         "cmd": command.strip_comments(model.cmd),
         "cmdStop": command.strip_comments(model.cmdStop),
@@ -164,8 +172,6 @@ def _expand(config: Config, model_id: str, model: Model, port: int | None) -> di
     for name, value in reversed(_merged(config, model_id, model)):
         slug = f"${{{name}}}"
         fields = {k: _substitute(v, slug, value) for k, v in fields.items()}
-    if port is not None:
-        fields = {k: _substitute(v, "${PORT}", port) for k, v in fields.items()}
     return fields
 
 
@@ -205,12 +211,10 @@ def resolve(config: Config) -> Resolved:
         model = config.models[model_id]
         base: FieldPath = ("models", model_id)
         problems += check_macros(model.macros, (*base, "macros"))
-        fields = _expand(config, model_id, model, None)
-        port: int | None = None
+        fields = _expand(config, model_id, model)
         if "${PORT}" in fields["cmd"]:
-            port = next_port
+            fields = {k: _substitute(v, "${PORT}", next_port) for k, v in fields.items()}
             next_port += 1
-            fields = _expand(config, model_id, model, port)
         elif "${PORT}" in fields["proxy"]:
             problems.append(
                 Problem(
@@ -270,8 +274,6 @@ def resolve(config: Config) -> Resolved:
         if not argv:
             problems.append(Problem((*base, "cmd"), "command is empty after removing comments"))
             continue
-        if model.ttl is not None and model.ttl < -1:
-            problems.append(Problem((*base, "ttl"), "ttl must be -1, 0 or more"))
         if bad:
             continue
         ttl = config.globalTTL if model.ttl is None or model.ttl == -1 else model.ttl

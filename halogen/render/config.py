@@ -36,7 +36,7 @@ def _cmd(site: Site, model: Model, backend_id: str) -> str:
 
 
 def _metadata(model: Model) -> dict[str, object]:
-    meta: dict[str, object] = dict(sorted(model.spec.metadata.model_dump(exclude_none=True).items()))
+    meta: dict[str, object] = model.spec.metadata.model_dump(exclude_none=True)
     if model.spec.capabilities:
         meta["capabilities"] = list(model.spec.capabilities)
     return dict(sorted(meta.items()))
@@ -81,20 +81,11 @@ def render(site: Site) -> ls.Config:
     for gid in sorted(spec.groups):
         members = sorted(mid for mid, m in site.models.items() if m.spec.group == gid)
         if members:
-            g = spec.groups[gid]
-            groups[gid] = ls.Group(
-                swap=g.swap, exclusive=g.exclusive, persistent=g.persistent, members=members
-            )
+            groups[gid] = ls.Group(**spec.groups[gid].model_dump(), members=members)
     swap = spec.llamaSwap
+    # Every llamaSwap setting but preload is a top-level key of the same name.
     return ls.Config(
-        healthCheckTimeout=swap.healthCheckTimeout,
-        logLevel=swap.logLevel,
-        logToStdout=swap.logToStdout,
-        metricsMaxInMemory=swap.metricsMaxInMemory,
-        startPort=swap.startPort,
-        globalTTL=swap.globalTTL,
-        unloadTimeout=swap.unloadTimeout,
-        includeAliasesInList=swap.includeAliasesInList,
+        **swap.model_dump(exclude={"preload"}),
         macros=macros,
         models={mid: _model(site, site.models[mid]) for mid in sorted(site.models)},
         groups=groups,

@@ -297,7 +297,7 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
                 "Kubernetes refuses it: write the path without '..'",
             )
     mount = PurePosixPath(d.models.mountPath)
-    if mount == PurePosixPath("/") or str(mount).startswith(("/etc/halogen", "/tmp")):
+    if mount == PurePosixPath("/") or str(mount).startswith((image.CONFIG_DIR, "/tmp")):
         yield site.doc.diagnostic(
             ("deployment", "models", "mountPath"),
             f"{mount} collides with the config or scratch mounts",
@@ -310,7 +310,7 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
             key = "devices" if backend.devices else "resources"
             yield site.doc.diagnostic(
                 ("backends", backend_id, key),
-                f"the pod runs as uid {image.USER_ID}, which can open the GPU ({', '.join(gpu)}) only "
+                f"the pod runs as uid {d.runAsUser}, which can open the GPU ({', '.join(gpu)}) only "
                 "through the host groups that own its device files, and this backend gives none",
                 "add their ids to supplementalGroups (on the node: getent group render video)",
                 severity="warning",

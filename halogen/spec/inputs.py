@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
-from halogen.patterns import BACKEND_ID, ENV_NAME, NO_NUL, ONE_LINE, QUANTITY
+from halogen.llamaswap.config import MIN_HEALTH_CHECK_TIMEOUT
+from halogen.patterns import BACKEND_ID, ENV_NAME, MACRO_NAME, NO_NUL, ONE_LINE, QUANTITY
 
 DEFAULT_IMAGE = "ghcr.io/halogen-project/halogen"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -111,7 +112,7 @@ class Deployment(_Input):
 class Globals(_Input):
     """llama-swap's top-level settings that halogen passes through."""
 
-    healthCheckTimeout: int = Field(120, ge=15)
+    healthCheckTimeout: int = Field(120, ge=MIN_HEALTH_CHECK_TIMEOUT)
     globalTTL: int = Field(0, ge=0)
     unloadTimeout: int = Field(10, ge=1)
     startPort: int = Field(5800, ge=1024, le=65000)
@@ -149,7 +150,7 @@ class SiteFile(_Input):
 
     deployment: Deployment
     llamaSwap: Globals = Globals()
-    macros: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,63}$")], MacroValue] = {}
+    macros: dict[Annotated[str, StringConstraints(pattern=MACRO_NAME)], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}
     # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
     backends: dict[Annotated[str, StringConstraints(pattern=BACKEND_ID)], Backend] = Field(min_length=1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from halogen import yamlio
-from halogen.diagnostics import Diagnostic, Invalid
+from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.spec.inputs import MODEL_ID, ModelFile, SiteFile
 from halogen.typed import parse
 
@@ -24,7 +24,6 @@ class Model:
 
 @dataclass
 class Site:
-    root: Path
     spec: SiteFile
     doc: yamlio.Document
     models: dict[str, Model] = field(default_factory=dict)
@@ -100,7 +99,7 @@ def model_paths(root: Path, found: list[Diagnostic]) -> list[Path]:
             found.append(Diagnostic(label, 0, 0, "", "not a regular file"))
             continue
         paths.append(path)
-    if not paths and not any(d.file.startswith(MODELS_DIR) and d.severity == "error" for d in found):
+    if not paths and not any(d.file.startswith(MODELS_DIR) for d in errors(found)):
         found.append(Diagnostic(MODELS_DIR, 0, 0, "", "no model files", "add one <model-id>.yaml per model"))
     if len(paths) > MAX_MODELS:
         found.append(
@@ -166,4 +165,4 @@ def load(root: Path) -> tuple[Site | None, list[Diagnostic]]:
             models[model_id] = Model(model_id, spec, doc)
     if site_spec is None or site_doc is None:
         return None, found
-    return Site(root, site_spec, site_doc, models), found
+    return Site(site_spec, site_doc, models), found
