@@ -9,7 +9,7 @@ from halogen import image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
-from halogen.llamaswap.resolve import Resolved, Unresolvable, resolve
+from halogen.llamaswap.resolve import FieldPath, Resolved, Unresolvable, resolve
 from halogen.spec import checks
 from halogen.spec.load import Site, load
 
@@ -19,6 +19,20 @@ class Compiled:
     site: Site
     config: ls.Config
     warnings: tuple[Diagnostic, ...]
+
+
+def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
+    """Where in halogen.yaml the user wrote what the config holds at `path`, if there."""
+    match path:
+        case ("hooks", "on_startup", "preload", int() as i):
+            return ("llamaSwap", "preload", i)
+        case ("macros", str() as name) if name in site.spec.backends:
+            return ("backends", name, "args")  # a backend is a macro in the written config
+        case ("macros", str() as name) if name in site.spec.macros:
+            return ("macros", name)
+        case ("groups", str() as gid, *_) if gid in site.spec.groups:
+            return ("groups", gid)  # members are not written in halogen.yaml: the group is
+    return None
 
 
 def _problem_position(site: Site, exc: Unresolvable) -> list[Diagnostic]:
@@ -37,6 +51,8 @@ def _problem_position(site: Site, exc: Unresolvable) -> list[Diagnostic]:
         elif len(p.path) >= 2 and p.path[0] == "models" and p.path[1] in site.models:
             model = site.models[str(p.path[1])]
             out.append(model.doc.diagnostic(tuple(p.path[2:]), p.message, p.hint))
+        elif (where := _site_path(site, p.path)) is not None:
+            out.append(site.doc.diagnostic(where, p.message, p.hint))
         else:
             out.append(site.doc.diagnostic((), f"{'.'.join(map(str, p.path))}: {p.message}", p.hint))
     return out

@@ -106,13 +106,16 @@ def _references(site: Site) -> Iterator[Diagnostic]:
                 f"group {model.spec.group!r} is not declared in halogen.yaml",
                 f"declared: {', '.join(sorted(spec.groups)) or 'none'}",
             )
-    names = {m.lower() for m in site.models} | {
-        a.lower() for m in site.models.values() for a in m.spec.aliases
-    }
+    # Exactly as written: llama-swap resolves a preload name without folding case or ':latest'.
+    names = set(site.models) | {a for m in site.models.values() for a in m.spec.aliases}
+    folded = {n.lower(): n for n in sorted(names, reverse=True)}
     for i, name in enumerate(spec.llamaSwap.preload):
-        if name.lower().removesuffix(":latest") not in names:
+        if name not in names:
+            near = folded.get(name.lower().removesuffix(":latest"))
             yield site.doc.diagnostic(
-                ("llamaSwap", "preload", i), f"preload names {name!r}, which is no model id or alias"
+                ("llamaSwap", "preload", i),
+                f"preload names {name!r}, which is no model id or alias",
+                f"preload names match exactly: write {near!r}" if near else "",
             )
     used = {m.spec.group for m in site.models.values()}
     for gid in sorted(spec.groups):

@@ -300,3 +300,19 @@ def test_validate_finds_the_site_from_a_file_inside_it(tree: Callable[..., SiteT
 def test_usage_errors_exit_2() -> None:
     assert halogen("build", "--format", "yaml").returncode == 2
     assert halogen("frobnicate").returncode == 2
+
+
+def test_a_preload_name_in_another_case_or_with_latest_is_reported_at_its_preload_line(
+    tree: Callable[..., SiteTree],
+) -> None:
+    # llama-swap matches preload names exactly, so halogen must refuse these before writing.
+    t = tree(site={**SITE, "llamaSwap": {"preload": ["tiny", "tiny:latest", "TINY"]}})
+    lines = (t.root / "halogen.yaml").read_text().splitlines()
+    result = halogen("validate", t.root)
+    assert result.returncode == 1, result.stderr
+    reported = result.stderr.splitlines()
+    for index, name in ((1, "tiny:latest"), (2, "TINY")):
+        line = lines.index(f"  - {name}") + 1
+        want = f"llamaSwap.preload[{index}]: preload names {name!r}, which is no model id or alias"
+        assert any(r.startswith(f"halogen.yaml:{line}:") and want in r for r in reported), result.stderr
+    assert "preload[0]" not in result.stderr
