@@ -40,7 +40,7 @@ test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.test
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 bench: $(VENV)/.bench

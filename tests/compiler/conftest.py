@@ -75,11 +75,9 @@ def tree(tmp_path: Path) -> Callable[..., SiteTree]:
     return make
 
 
-@pytest.fixture
-def shipped(tmp_path: Path) -> Path:
-    """A copy of this repo's own site (halogen.yaml, models.d/, out/)."""
-    root = tmp_path / "shipped"
-    root.mkdir()
+def copy_shipped(root: Path) -> Path:
+    """A copy of this repo's own site (halogen.yaml, models.d/, out/) at `root`."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in ("halogen.yaml", "models.d", "out"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)

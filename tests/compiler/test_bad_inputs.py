@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import halogen
+
 MEMORY_LIMIT = 1 << 30  # bytes of address space per halogen process
 TIME_LIMIT = 30  # seconds per halogen process
 
@@ -698,9 +700,7 @@ def good_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "halogen.yaml").write_text(SITE)
     (root / "models.d" / "tiny.yaml").write_text(TINY)
     (root / "models.d" / "small.yaml").write_text(SMALL)
-    result = subprocess.run(
-        [sys.executable, "-m", "halogen", "build", "--src", str(root)], capture_output=True, text=True
-    )
+    result = halogen("build", "--src", root)
     assert result.returncode == 0, result.stderr
     return root
 
@@ -739,11 +739,7 @@ def test_a_utf8_bom_is_accepted_and_builds_the_same_bytes(good_site: Path, tmp_p
     shutil.copytree(good_site, root, symlinks=True)
     for path in [root / "halogen.yaml", *(root / "models.d").iterdir()]:
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    result = subprocess.run(
-        [sys.executable, "-m", "halogen", "build", "--check", "--src", str(root)],
-        capture_output=True,
-        text=True,
-    )
+    result = halogen("build", "--check", "--src", root)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -751,9 +747,7 @@ def test_positions_in_a_file_with_a_bom_count_from_after_it(good_site: Path, tmp
     root = tmp_path / "site"
     shutil.copytree(good_site, root, symlinks=True)
     (root / "models.d" / "tiny.yaml").write_bytes(b"\xef\xbb\xbfcontextSze: 1\n" + TINY.encode())
-    result = subprocess.run(
-        [sys.executable, "-m", "halogen", "validate", str(root)], capture_output=True, text=True
-    )
+    result = halogen("validate", root)
     assert result.returncode == 1
     assert "models.d/tiny.yaml:1:1: contextSze: unknown key" in result.stderr
 
@@ -765,14 +759,8 @@ def test_crlf_line_endings_build_the_same_bytes_and_the_same_positions(
     shutil.copytree(good_site, root, symlinks=True)
     for path in [root / "halogen.yaml", *(root / "models.d").iterdir()]:
         path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
-    check = subprocess.run(
-        [sys.executable, "-m", "halogen", "build", "--check", "--src", str(root)],
-        capture_output=True,
-        text=True,
-    )
+    check = halogen("build", "--check", "--src", root)
     assert check.returncode == 0, check.stdout + check.stderr
     (root / "models.d" / "tiny.yaml").write_bytes((TINY + "contextSze: 1\n").replace("\n", "\r\n").encode())
-    result = subprocess.run(
-        [sys.executable, "-m", "halogen", "validate", str(root)], capture_output=True, text=True
-    )
+    result = halogen("validate", root)
     assert f"models.d/tiny.yaml:{NEXT}:1: contextSze: unknown key" in result.stderr

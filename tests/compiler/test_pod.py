@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from halogen.diagnostics import Invalid
 from halogen.pipeline import build
 
-from .conftest import REPO
+from .conftest import copy_shipped
 
 GROUPS = "    supplementalGroups: [109, 44]\n"
 DEVICES = "    devices: [/dev/dri, /dev/kfd]\n"
@@ -22,9 +21,7 @@ DEVICES = "    devices: [/dev/dri, /dev/kfd]\n"
 
 def shipped_site(root: Path, *, gpu_model: bool = False, site_edit: tuple[str, str] | None = None) -> Path:
     """A copy of this repo's site; `gpu_model` moves one model onto the rocm backend."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "halogen.yaml", root / "halogen.yaml")
-    shutil.copytree(REPO / "models.d", root / "models.d")
+    copy_shipped(root)
     if site_edit is not None:
         text = (root / "halogen.yaml").read_text()
         assert site_edit[0] in text

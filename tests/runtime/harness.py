@@ -8,9 +8,11 @@ import json
 import os
 import shlex
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,37 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def free_port_run(count: int = 1) -> int:
+    """The first of `count` consecutive free ports: `${PORT}` hands a config's models
+    consecutive ports from its `startPort`."""
+    while True:
+        (start,) = free_ports(1)
+        with ExitStack() as held:
+            try:
+                for port in range(start + 1, start + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except (OSError, OverflowError):  # taken, or past the last port
+                continue
+        return start
+
+
+def fake_argv(port: int, name: str, record: Path, *flags: str) -> list[str]:
+    """The command line of a fake llama-server on `port`, recording its events in `record`."""
+    return [sys.executable, str(FAKE), "--port", str(port), "--name", name, "--record", str(record), *flags]
+
+
+@contextmanager
+def fake_process(port: int, name: str, record: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A fake llama-server started by hand, outside any config (a squatter on a model's port,
+    say); killed when the block ends."""
+    process = subprocess.Popen(fake_argv(port, name, record), stdout=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(PATIENCE)
 
 
 @dataclass
@@ -77,17 +110,7 @@ class Site:
         """Add a model run by the fake upstream; `keys` are extra llama-swap model keys."""
         (port,) = free_ports(1)
         fake = Fake(model_id, port, self.root / f"{model_id.replace('/', '_')}.events")
-        argv = [
-            sys.executable,
-            str(FAKE),
-            "--port",
-            str(port),
-            "--name",
-            model_id,
-            "--record",
-            str(fake.record),
-            *flags,
-        ]
+        argv = fake_argv(port, model_id, fake.record, *flags)
         self.models[model_id] = {"cmd": shlex.join(argv), "proxy": f"http://127.0.0.1:{port}", **keys}
         self.fakes[model_id] = fake
         return fake
@@ -112,6 +135,17 @@ class Proxy:
     ) -> aiohttp.ClientResponse:
         payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], **body}
         return await self.client.post("/v1/chat/completions", json=payload, headers=headers)
+
+    async def served_by(self, model: str, **headers: str) -> str:
+        """Which fake answered a chat for `model`; the answer must be a 200."""
+        async with await self.chat(model, headers=headers or None) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            return str(body["served_by"])
+
+    async def metrics(self) -> str:
+        async with self.client.get("/metrics") as response:
+            return await response.text()
 
     async def running(self) -> dict[str, str]:
         async with self.client.get("/running") as response:
@@ -157,6 +191,29 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.02)
+
+
+def until(
+    condition: Callable[[], object],
+    what: str | Callable[[], str],
+    patience: float = PATIENCE,
+    interval: float = 0.02,
+) -> None:
+    """`eventually` for synchronous code: wait until `condition()` is true; fail naming `what`
+    (called then, when it is a function: the state at the time of failure) if it is not within
+    `patience`."""
+    deadline = time.monotonic() + patience
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def metric(text: str, name: str) -> dict[str, str]:
+    """The samples of metric `name` per model in a /metrics `text`, as written there."""
+    prefix = name + '{model="'
+    rows = [line.removeprefix(prefix).split('"} ') for line in text.splitlines() if line.startswith(prefix)]
+    return {model: value for model, value in rows}
 
 
 def process_exists(pid: int) -> bool:

@@ -7,17 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .harness import PATIENCE, free_ports
+from .harness import PATIENCE, free_ports, until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,23 +29,59 @@ class Row:
     ppid: int
 
 
+def row(pid: int) -> Row | None:
+    """`pid`'s entry in the process table, from /proc/PID/stat; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+    return Row(pid, name, state, int(ppid))
+
+
+def state(pid: int) -> str | None:
+    """`pid`'s state (R, S, Z for a zombie, ...); None once it is gone."""
+    found = row(pid)
+    return None if found is None else found.state
+
+
 def table() -> Iterator[Row]:
     """The live process table, from /proc (a process that ends while it is read is left out)."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        yield Row(int(entry.name), name, state, int(ppid))
+        if entry.name.isdigit() and (found := row(int(entry.name))) is not None:
+            yield found
 
 
 def children(pid: int, name: str | None = None) -> list[int]:
     """Processes whose parent is `pid` (named `name`, when given), zombies included."""
-    return [row.pid for row in table() if row.ppid == pid and name in (None, row.name)]
+    return [r.pid for r in table() if r.ppid == pid and name in (None, r.name)]
+
+
+def runtime(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`python -m halogen.runtime ARGS` run to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "halogen.runtime", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+
+
+def wait_healthy(process: subprocess.Popen[Any], url: str, output: Callable[[], str] = lambda: "") -> None:
+    """Wait until the proxy `process` answers `url`/health with a 200; fail with its `output()`
+    if it exits first or never does."""
+
+    def healthy() -> bool:
+        assert process.poll() is None, f"halogen serve exited:\n{output()}"
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    until(healthy, lambda: f"halogen serve never answered /health:\n{output()}")
 
 
 @dataclass
@@ -85,17 +120,7 @@ def halogen_serve(config: Path, log: Path, *extra: str) -> Iterator[Serving]:
         process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     serving = Serving(process, f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            assert process.poll() is None, f"halogen serve exited:\n{serving.output()}"
-            try:
-                with urllib.request.urlopen(serving.url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, f"halogen serve never answered /health:\n{serving.output()}"
-            time.sleep(0.02)
+        wait_healthy(process, serving.url, serving.output)
         yield serving
     finally:
         stop_serving(process)

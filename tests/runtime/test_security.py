@@ -13,9 +13,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,7 +29,8 @@ from halogen.llamaswap.resolve import Runnable
 from halogen.runtime import app, auth, server
 from halogen.runtime.upstream import Upstream
 
-from .harness import FAKE, PATIENCE, Proxy, Site, eventually, free_ports, serving
+from .harness import PATIENCE, Proxy, Site, eventually, fake_process, free_ports, serving
+from .processes import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "halogen"
@@ -278,11 +276,7 @@ async def test_the_upstream_route_reaches_only_that_models_server(tmp_path: Path
     site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["m", "other"]}}
     (evil,) = free_ports(1)
     evil_record = tmp_path / "evil.events"
-    listener = subprocess.Popen(
-        [sys.executable, str(FAKE), "--port", str(evil), "--name", "evil", "--record", str(evil_record)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with fake_process(evil, "evil", evil_record):
         async with serving(site.write()) as proxy:
             await eventually(lambda: listens(evil), "the evil listener listens")
             async with await proxy.chat("other") as response:
@@ -303,9 +297,6 @@ async def test_the_upstream_route_reaches_only_that_models_server(tmp_path: Path
         assert len(other.events("request")) == 1  # only the chat sent to it directly
         evil_requests = [line for line in evil_record.read_text().splitlines() if '"request"' in line]
         assert not evil_requests, outcomes
-    finally:
-        listener.kill()
-        listener.wait(PATIENCE)
 
 
 async def test_an_absolute_form_request_target_is_routed_by_its_path_not_its_authority(
@@ -403,15 +394,7 @@ def test_halogen_serve_given_only_a_port_listens_on_127_0_0_1_only(tmp_path: Pat
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            assert process.poll() is None
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=PATIENCE):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "halogen serve never answered"
-                time.sleep(0.02)
+        wait_healthy(process, f"http://127.0.0.1:{port}")
         assert listening_addresses(process.pid) == {("127.0.0.1", port)}
     finally:
         process.terminate()

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .harness import Site, eventually, process_exists
+from .harness import Site, eventually, metric, process_exists
 from .processes import children, halogen_serve
 
 pytestmark = pytest.mark.slow
@@ -53,12 +53,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def metric(text: str, name: str) -> dict[str, float]:
-    prefix = name + '{model="'
-    rows = [line.removeprefix(prefix).split('"} ') for line in text.splitlines() if line.startswith(prefix)]
-    return {model: float(value) for model, value in rows}
 
 
 # --- the clients --------------------------------------------------------------------------
@@ -172,7 +166,11 @@ async def test_a_soak_of_mixed_requests_over_swapping_models_leaks_nothing(
         assert serving.stop() == 0, serving.output()
 
     starts = sum(fake.starts() for fake in site.fakes.values())
-    swaps = sum(metric(metrics, "halogen_swaps_total").values())
+
+    def total(name: str) -> float:
+        return sum(map(float, metric(metrics, name).values()))
+
+    swaps = total("halogen_swaps_total")
     statuses = warm.statuses + tally.statuses
     with capsys.disabled():
         print(
@@ -190,9 +188,9 @@ async def test_a_soak_of_mixed_requests_over_swapping_models_leaks_nothing(
     assert swaps == starts >= len(CHAT_MODELS) + 1
     assert len(history) < 2000, "the log history overflowed: the count below would be short"
     assert sum("is ready" in line for line in history) == starts
-    assert not any(metric(metrics, "halogen_requests_in_flight").values())
+    assert not any(map(float, metric(metrics, "halogen_requests_in_flight").values()))
     # Requests served or refused are all counted, per model.
-    assert sum(metric(metrics, "halogen_requests_total").values()) == REQUESTS + WARM_UP
+    assert total("halogen_requests_total") == REQUESTS + WARM_UP
     # Leaks: the proxy holds as many descriptors and about as much memory as after the warm-up.
     assert fds_after <= fds_before + FD_SLACK
     # With models running, pooled connections count; they follow concurrency, not requests.

@@ -7,14 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .harness import PATIENCE, Proxy, Site, eventually, process_exists, serving
-
-
-async def served_by(proxy: Proxy, model: str, **headers: str) -> str:
-    async with await proxy.chat(model, headers=headers or None) as response:
-        body = await response.json()
-        assert response.status == 200, body
-        return str(body["served_by"])
+from .harness import PATIENCE, Site, eventually, process_exists, serving
 
 
 async def test_each_group_kind_evicts_as_the_config_contract_says(tmp_path: Path) -> None:
@@ -37,7 +30,7 @@ async def test_each_group_kind_evicts_as_the_config_contract_says(tmp_path: Path
             ("d2", {"d2", "p"}),
         ]
         for model, expected in steps:
-            assert await served_by(proxy, model) == model
+            assert await proxy.served_by(model) == model
             assert set(await proxy.running()) == expected, model
         for mid, fake in site.fakes.items():
             alive = [pid for pid in fake.pids() if process_exists(pid)]
@@ -53,10 +46,10 @@ async def test_a_busy_model_is_never_stopped_and_keeps_serving_while_the_swap_wa
         first = await stream.content.readuntil(b"\n\n")
         assert b"tok0" in first
 
-        waiting = asyncio.create_task(served_by(proxy, "b"))
+        waiting = asyncio.create_task(proxy.served_by("b"))
         await eventually(lambda: proxy.swapper.slot("b").queued == 1, "the request for b is queued")
         # Further requests for the busy model are served at once.
-        assert await served_by(proxy, "a") == "a"
+        assert await proxy.served_by("a") == "a"
         assert await proxy.running() == {"a": "ready"}
         assert b.starts() == 0 and not waiting.done()
 
@@ -73,7 +66,7 @@ async def test_requests_for_a_starting_model_share_one_start(tmp_path: Path) -> 
     site = Site(tmp_path)
     fake = site.fake("m", "--health-delay", "0.5")
     async with serving(site.write()) as proxy:
-        answers = await asyncio.gather(*(served_by(proxy, "m") for _ in range(6)))
+        answers = await asyncio.gather(*(proxy.served_by("m") for _ in range(6)))
         assert answers == ["m"] * 6
         assert fake.starts() == 1
         assert proxy.swapper.metrics.of("m").swaps == 1
@@ -83,7 +76,7 @@ async def test_an_idle_model_is_unloaded_after_its_ttl(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m", ttl=1)
     async with serving(site.write()) as proxy:
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert await proxy.running() == {"m": "ready"}
 
         async def unloaded() -> bool:
@@ -91,7 +84,7 @@ async def test_an_idle_model_is_unloaded_after_its_ttl(tmp_path: Path) -> None:
 
         await eventually(unloaded, "the ttl unloaded the model")
         assert not process_exists(fake.last_pid())
-        assert await served_by(proxy, "m") == "m"  # and the next request loads it again
+        assert await proxy.served_by("m") == "m"  # and the next request loads it again
         assert fake.starts() == 2
 
 
@@ -99,7 +92,7 @@ async def test_a_model_with_ttl_0_stays_loaded(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.fake("m", ttl=0)
     async with serving(site.write()) as proxy:
-        await served_by(proxy, "m")
+        await proxy.served_by("m")
         slot = proxy.swapper.slot("m")
         assert slot.idle_timer is None and slot.expires_at is None
 
@@ -121,7 +114,7 @@ async def test_past_the_concurrency_limit_a_request_gets_429_with_retry_after(tm
         for stream in streams:
             assert (await stream.read()).endswith(b"data: [DONE]\n\n")
             stream.release()
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert proxy.swapper.metrics.of("m").errors == 1
 
 
@@ -135,7 +128,7 @@ async def test_queued_requests_count_toward_the_limit_and_a_client_that_leaves_f
     async with serving(site.write()) as proxy:
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate)})
         await stream.content.readuntil(b"\n\n")
-        queued = asyncio.create_task(served_by(proxy, "b"))
+        queued = asyncio.create_task(proxy.served_by("b"))
         await eventually(lambda: proxy.swapper.slot("b").queued == 1, "b is queued behind a")
         async with await proxy.chat("b") as refused:
             assert refused.status == 429
@@ -146,7 +139,7 @@ async def test_queued_requests_count_toward_the_limit_and_a_client_that_leaves_f
             lambda: proxy.swapper.slot("b").queued == 0, "the disconnected client left the queue"
         )
 
-        second = asyncio.create_task(served_by(proxy, "b"))
+        second = asyncio.create_task(proxy.served_by("b"))
         await eventually(lambda: proxy.swapper.slot("b").queued == 1, "a new request takes the free place")
         gate.touch()
         await stream.read()
@@ -191,14 +184,14 @@ async def test_a_model_that_dies_while_ready_fails_its_request_with_502_and_rest
     site = Site(tmp_path)
     fake = site.fake("m")
     async with serving(site.write()) as proxy:
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         first_pid = fake.last_pid()
         async with await proxy.chat("m", headers={"X-Fake-Die-After": "0"}) as response:
             assert response.status == 502
             message = (await response.json())["error"]["message"]
         assert "crashing on purpose before answering" in message
         await eventually(lambda: not process_exists(first_pid), "the dead child is reaped")
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         assert fake.starts() == 2
 
 
@@ -208,12 +201,12 @@ async def test_unload_stops_one_model_or_all(tmp_path: Path) -> None:
     site.fake("b")
     site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b"]}}
     async with serving(site.write()) as proxy:
-        await served_by(proxy, "a")
-        await served_by(proxy, "b")
+        await proxy.served_by("a")
+        await proxy.served_by("b")
         async with proxy.client.post("/unload/a") as response:
             assert await response.json() == {"status": "ok", "unloaded": ["a"]}
         assert await proxy.running() == {"b": "ready"}
-        await served_by(proxy, "a")
+        await proxy.served_by("a")
         async with proxy.client.get("/unload") as response:
             assert await response.json() == {"status": "ok", "unloaded": ["a", "b"]}
         assert await proxy.running() == {}
@@ -258,8 +251,8 @@ async def test_shutdown_stops_every_model(tmp_path: Path) -> None:
     fakes = [site.fake("a", "--grandchild"), site.fake("b", "--ignore-sigterm", unloadTimeout=1)]
     site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b"]}}
     async with serving(site.write()) as proxy:
-        await served_by(proxy, "a")
-        await served_by(proxy, "b")
+        await proxy.served_by("a")
+        await proxy.served_by("b")
         await eventually(lambda: bool(fakes[0].events("grandchild")), "a's grandchild started")
     pids = [f.last_pid() for f in fakes] + [fakes[0].events("grandchild")[0]["child"]]
     for pid in pids[:2]:
@@ -272,10 +265,10 @@ async def test_a_request_for_a_stopping_model_waits_and_starts_it_again(tmp_path
     # SIGTERM is ignored, so the stop lasts the whole 1 s grace: a window to send a request in.
     fake = site.fake("m", "--ignore-sigterm", unloadTimeout=1)
     async with serving(site.write()) as proxy:
-        await served_by(proxy, "m")
+        await proxy.served_by("m")
         unload = asyncio.create_task(proxy.swapper.unload("m"))
         await eventually(lambda: bool(fake.events("signal-ignored")), "the stop began")
-        assert await served_by(proxy, "m") == "m"
+        assert await proxy.served_by("m") == "m"
         await unload
         assert fake.starts() == 2
 
@@ -299,9 +292,9 @@ async def test_the_upstream_connection_pool_is_one_session_per_model(tmp_path: P
     site = Site(tmp_path)
     site.fake("m")
     async with serving(site.write()) as proxy:
-        await served_by(proxy, "m")
+        await proxy.served_by("m")
         session = proxy.swapper.upstream("m").session
-        await asyncio.gather(*(served_by(proxy, "m") for _ in range(4)))
+        await asyncio.gather(*(proxy.served_by("m") for _ in range(4)))
         assert proxy.swapper.upstream("m").session is session
         assert isinstance(session, aiohttp.ClientSession)
 
