@@ -99,9 +99,8 @@ class Swapper:
         self.resolved = resolved
         self.logs = logs or Logs(echo_proxy=False)
         self.metrics = metrics or Metrics(resolved.models)
-        self._health_check_timeout = (
-            float(resolved.health_check_timeout) if health_check_timeout is None else health_check_timeout
-        )
+        # Overrides the config's healthCheckTimeout, across reloads (tests and the CLI set it).
+        self._health_check_override = health_check_timeout
         self._slots = {mid: self._slot(r) for mid, r in resolved.models.items()}
         # Slots of models a reload removed or changed, until their process has stopped.
         self._retiring: set[Slot] = set()
@@ -110,10 +109,17 @@ class Swapper:
         self._refusing = False  # draining for shutdown: only requests that hold a model go on
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def health_check_timeout(self) -> float:
+        """Seconds a starting model gets to become ready: the override, else the config's."""
+        if self._health_check_override is not None:
+            return self._health_check_override
+        return float(self.resolved.health_check_timeout)
+
     def _slot(self, runnable: Runnable) -> Slot:
         upstream = Upstream(
             runnable,
-            health_check_timeout=self._health_check_timeout,
+            health_check_timeout=self.health_check_timeout,
             logs=self.logs,
             on_exit=lambda _: self._notify(),
         )
@@ -145,6 +151,10 @@ class Swapper:
                 )
             )
         return rows
+
+    def active(self) -> set[str]:
+        """The models whose process is starting, ready or stopping."""
+        return {mid for mid, slot in self._slots.items() if slot.phase is not State.STOPPED}
 
     def in_flight(self) -> dict[str, int]:
         """Requests holding or waiting for each model."""
@@ -242,10 +252,9 @@ class Swapper:
     def _make_room_and_start(self, slot: Slot) -> bool:
         """Begin the start of `slot` if every model it evicts is idle; False if it must wait."""
         mid = slot.runnable.id
-        running = [m for m, s in self._slots.items() if s.phase is not State.STOPPED]
         victims = [
             self._slots[v]
-            for v in sorted(policy.to_stop(mid, running, self.resolved.models, self.resolved.groups))
+            for v in sorted(policy.to_stop(mid, self.active(), self.resolved.models, self.resolved.groups))
         ]
         # A process of the previous config may hold the port the new one is about to use.
         victims += self._retiring
@@ -357,16 +366,17 @@ class Swapper:
         """Adopt a new config. A model whose command (argv, env, proxy, check, stop) is the same
         keeps its process and takes the new settings; any other running model is stopped once
         its requests are done. Returns the ids of the running models that will stop."""
+        self.resolved = resolved  # first: new slots take its settings
         slots: dict[str, Slot] = {}
         for mid, runnable in resolved.models.items():
             slot = self._slots.get(mid)
             if slot is not None and same_command(slot.runnable, runnable):
                 slot.upstream.runnable = runnable
+                slot.upstream.health_check_timeout = self.health_check_timeout  # from its next start
                 slots[mid] = slot
             else:
                 slots[mid] = self._slot(runnable)
         retired = [slot for mid, slot in self._slots.items() if slots.get(mid) is not slot]
-        self.resolved = resolved
         self._slots = slots
         stopping = set()
         for slot in retired:

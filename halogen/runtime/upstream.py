@@ -62,7 +62,7 @@ class Upstream:
         self.state = State.STOPPED
         self.output = Ring(output_lines)
         self.exit_code: int | None = None
-        self._health_check_timeout = health_check_timeout
+        self.health_check_timeout = health_check_timeout  # read at each start
         self._logs = logs or Logs(echo_proxy=False)
         self._on_exit = on_exit
         self._proc: asyncio.subprocess.Process | None = None
@@ -117,10 +117,8 @@ class Upstream:
             raise RuntimeError(f"cannot start {self.id!r} while {self.state}")
         self.state = State.STARTING
         self.exit_code = None
-        if self._session is not None:
-            # Connections pooled for a previous process are dead; do not offer them again.
-            await self._session.close()
-            self._session = None
+        # Connections pooled for a previous process are dead; do not offer them again.
+        await self._close_session()
         try:
             await self._refuse_taken_port()
             exit_task = await self._spawn()
@@ -225,7 +223,7 @@ class Upstream:
             return
         url = self.url(endpoint)
         loop = asyncio.get_running_loop()
-        timeout = self._health_check_timeout
+        timeout = self.health_check_timeout
         deadline = loop.time() + timeout
         began = loop.time()
         while True:

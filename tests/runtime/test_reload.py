@@ -10,8 +10,10 @@ from pathlib import Path
 
 import yaml
 
+from halogen.llamaswap import io
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
+from halogen.runtime.swapper import Swapper
 
 from .harness import PATIENCE, Site, eventually, process_exists, serving
 from .processes import halogen_serve
@@ -115,3 +117,33 @@ def test_the_served_process_picks_up_a_changed_file_by_itself(tmp_path: Path) ->
                 break
             assert time.monotonic() < deadline, ids
             time.sleep(0.1)
+
+
+async def test_a_reload_applies_a_changed_health_check_timeout_unless_it_is_overridden(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    site.fake("kept")
+    site.fake("changed")
+    site.top["healthCheckTimeout"] = 30
+    resolved, _ = io.load(site.write())
+    by_config, overridden = Swapper(resolved), Swapper(resolved, health_check_timeout=2)
+    kept = by_config.upstream("kept")
+    assert kept.health_check_timeout == 30 and overridden.upstream("kept").health_check_timeout == 2
+
+    site.top["healthCheckTimeout"] = 90
+    site.models["changed"]["cmd"] += " --chunks 5"
+    site.fake("new")
+    resolved, _ = io.load(site.write())
+    try:
+        for swapper in (by_config, overridden):
+            swapper.reload(resolved)
+        assert by_config.upstream("kept") is kept  # same command: the same process would go on
+        ids = ("kept", "changed", "new")
+        # The next start of every model waits as long as the new config says...
+        assert {m: by_config.upstream(m).health_check_timeout for m in ids} == dict.fromkeys(ids, 90)
+        # ...unless the command line overrode the config's, for good.
+        assert {m: overridden.upstream(m).health_check_timeout for m in ids} == dict.fromkeys(ids, 2)
+    finally:
+        await by_config.close()
+        await overridden.close()
