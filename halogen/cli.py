@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from halogen import __version__
+from halogen.runtime.listen import DEFAULT_LISTEN, DEFAULT_MAX_BODY  # standard library only
 
 FORMAT = click.option(
     "--format",
@@ -111,14 +112,14 @@ def schema(src: Path, check: bool) -> None:
 )
 @click.option(
     "--listen",
-    default="127.0.0.1:8080",
+    default=DEFAULT_LISTEN,
     show_default=True,
     help="HOST:PORT to bind; the image passes 0.0.0.0:8080.",
 )
 @click.option(
     "--max-body-bytes",
     type=click.IntRange(min=1024),
-    default=32 * 1024 * 1024,
+    default=DEFAULT_MAX_BODY,
     show_default=True,
     help="Largest request body accepted; larger ones get 413.",
 )

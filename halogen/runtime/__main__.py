@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from halogen.runtime.listen import parse_listen
+from halogen.runtime.listen import DEFAULT_LISTEN, DEFAULT_MAX_BODY, parse_listen
 from halogen.runtime.server import serve
 
 
@@ -14,9 +14,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m halogen.runtime", description="Serve a llama-swap config."
     )
     parser.add_argument("config", help="llama-swap config.yaml")
-    parser.add_argument("--listen", default="127.0.0.1:8080", help="host:port to bind [127.0.0.1:8080]")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, help=f"host:port to bind [{DEFAULT_LISTEN}]")
     parser.add_argument(
-        "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body accepted"
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY, help="largest request body accepted"
     )
     parser.add_argument(
         "--no-watch", action="store_true", help="do not reload the config when the file changes"
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     return serve(
         args.config,
-        host,
-        port,
+        host=host,
+        port=port,
         max_body=args.max_body_bytes,
         health_check_timeout=args.health_check_timeout,
         watch=not args.no_watch,

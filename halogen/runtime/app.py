@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.llamaswap.resolve import Resolved
-from halogen.runtime import auth, multipart, proxy
+from halogen.runtime import auth, multipart, ollama_routes, proxy
 from halogen.runtime.errors import (
     BadRequest,
     MissingModel,
@@ -23,12 +23,11 @@ from halogen.runtime.errors import (
     Unauthorized,
     UnknownModel,
 )
+from halogen.runtime.listen import DEFAULT_MAX_BODY
 from halogen.runtime.logs import Level, Logs
 from halogen.runtime.metrics import Metrics
 from halogen.runtime.swapper import Swapper
-from halogen.runtime.upstream import State
-
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
+from halogen.runtime.upstream import State, Upstream
 
 # Routes whose model is named in the request body; everything after the host goes upstream.
 OPENAI_ROUTES = (
@@ -62,14 +61,20 @@ class Runtime:
     """What every route works with."""
 
     swapper: Swapper
-    logs: Logs
-    metrics: Metrics
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def resolved(self) -> Resolved:
         # Read through the Swapper so a config reload is seen by every route at once.
         return self.swapper.resolved
+
+    @property
+    def logs(self) -> Logs:
+        return self.swapper.logs
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.swapper.metrics
 
     def model_id(self, name: Any) -> str:
         """The model id a request names; `MissingModel` or `UnknownModel` otherwise."""
@@ -96,23 +101,32 @@ class Runtime:
         finally:
             self.metrics.request(model_id, counted.status)
 
+    @contextlib.asynccontextmanager
+    async def holding(
+        self, request: web.Request, model_id: str, keep_alive: float | None = None
+    ) -> AsyncIterator[tuple[Counted, Upstream]]:
+        """Hold `model_id` (started or swapped in as needed) for one request, counted under
+        the status the block sets (see `counted`); `keep_alive` as `Swapper.acquire` takes it."""
+        request[MODEL] = model_id
+        with self.counted(model_id) as counted:
+            async with self.swapper.acquire(model_id, keep_alive) as upstream:
+                yield counted, upstream
+
     async def forward(
         self, request: web.Request, model_id: str, path_qs: str, body: bytes | None
     ) -> web.StreamResponse:
-        """Send a request to `model_id` (started or swapped in as needed) and count it."""
-        request[MODEL] = model_id
-        with self.counted(model_id) as counted:
-            async with self.swapper.acquire(model_id) as upstream:
-                response, outcome = await proxy.forward(
-                    request,
-                    upstream,
-                    path_qs=path_qs,
-                    body=body,
-                    drop_credentials=bool(self.resolved.api_keys),
-                )
+        """Send a request to `model_id` and stream its answer back."""
+        async with self.holding(request, model_id) as (counted, upstream):
+            response, outcome = await proxy.forward(
+                request,
+                upstream,
+                path_qs=path_qs,
+                body=body,
+                drop_credentials=bool(self.resolved.api_keys),
+            )
             counted.status = 502 if outcome.broken else outcome.status
             self.metrics.tokens(model_id, outcome.tokens)
-            return response
+        return response
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -210,11 +224,13 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
     body = await request.read()
     content_type = request.headers.get("Content-Type", "")
-    if multipart.boundary(content_type) is not None:
-        model_id = runtime.model_id(multipart.field(body, content_type, "model"))
+    mark = multipart.boundary(content_type)
+    if mark is not None:
+        span = multipart.value_span(body, mark, "model")
+        model_id = runtime.model_id(multipart.value(body, span))
         runnable = runtime.resolved.models[model_id]
         if runnable.use_model_name:
-            body = multipart.replace_field(body, content_type, "model", runnable.use_model_name)
+            body = multipart.replace(body, span, runnable.use_model_name)
     else:
         data = parse_json(body)
         model_id = runtime.model_id(data.get("model"))
@@ -266,7 +282,7 @@ async def running(request: web.Request) -> web.Response:
 
 async def unload_all(request: web.Request) -> web.Response:
     swapper = runtime_of(request).swapper
-    unloaded = [r.model for r in swapper.running()]
+    unloaded = sorted(swapper.active())
     await swapper.unload_all()
     return web.json_response({"status": "ok", "unloaded": unloaded})
 
@@ -274,7 +290,7 @@ async def unload_all(request: web.Request) -> web.Response:
 async def unload_one(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     model_id = runtime.model_id(request.match_info["model"])
-    was_running = any(r.model == model_id for r in runtime.swapper.running())
+    was_running = runtime.swapper.slot(model_id).phase is not State.STOPPED
     await runtime.swapper.unload(model_id)
     return web.json_response({"status": "ok", "unloaded": [model_id] if was_running else []})
 
@@ -314,7 +330,7 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
 
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    running = {r.model: r.state is not State.STOPPED for r in runtime.swapper.running()}
+    running = dict.fromkeys(runtime.swapper.active(), True)
     text = runtime.metrics.render(running, runtime.swapper.in_flight())
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
@@ -347,7 +363,7 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
 # --- assembly -----------------------------------------------------------------------------
 
 
-def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY, with_ollama: bool = True) -> web.Application:
+def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     app = web.Application(
         middlewares=[access_middleware, error_middleware, key_middleware], client_max_size=max_body
     )
@@ -364,8 +380,5 @@ def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY, with_ollama: bo
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/logs", logs)
     app.router.add_get("/logs/stream", logs_stream)
-    if with_ollama:
-        from halogen.runtime import ollama_routes
-
-        ollama_routes.register(app)
+    ollama_routes.register(app)
     return app

@@ -45,7 +45,6 @@ class UnknownModel(Refusal):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"model {name!r} not found")
-        self.name = name
 
 
 class Unauthorized(Refusal):

@@ -19,8 +19,13 @@ def boundary(content_type: str) -> bytes | None:
     return (match.group(1) or match.group(2)).encode("latin-1")
 
 
-def _value_span(body: bytes, delimiter: bytes, name: str) -> tuple[int, int] | None:
-    """Where the value of the first part named `name` starts and ends in `body`."""
+Span = tuple[int, int]
+
+
+def value_span(body: bytes, mark: bytes, name: str) -> Span | None:
+    """Where the value of the first part named `name` starts and ends in `body`, a form whose
+    boundary is `mark`."""
+    delimiter = b"--" + mark
     wanted = name.encode()
     if body.startswith(delimiter):
         position = 0
@@ -48,21 +53,26 @@ def _value_span(body: bytes, delimiter: bytes, name: str) -> tuple[int, int] | N
         position = following + 2
 
 
+def value(body: bytes, span: Span | None) -> str | None:
+    """The text at `span` (from `value_span`), or None when there is none."""
+    return None if span is None else body[span[0] : span[1]].decode("utf-8", errors="replace")
+
+
+def replace(body: bytes, span: Span | None, text: str) -> bytes:
+    """`body` with the value at `span` (from `value_span`) replaced; unchanged without one."""
+    return body if span is None else body[: span[0]] + text.encode() + body[span[1] :]
+
+
+def _span(body: bytes, content_type: str, name: str) -> Span | None:
+    mark = boundary(content_type)
+    return None if mark is None else value_span(body, mark, name)
+
+
 def field(body: bytes, content_type: str, name: str) -> str | None:
     """The value of form field `name`, or None when the body has no such field."""
-    mark = boundary(content_type)
-    if mark is None:
-        return None
-    span = _value_span(body, b"--" + mark, name)
-    if span is None:
-        return None
-    return body[span[0] : span[1]].decode("utf-8", errors="replace")
+    return value(body, _span(body, content_type, name))
 
 
-def replace_field(body: bytes, content_type: str, name: str, value: str) -> bytes:
+def replace_field(body: bytes, content_type: str, name: str, text: str) -> bytes:
     """`body` with the value of form field `name` replaced (unchanged when there is none)."""
-    mark = boundary(content_type)
-    span = None if mark is None else _value_span(body, b"--" + mark, name)
-    if span is None:
-        return body
-    return body[: span[0]] + value.encode() + body[span[1] :]
+    return replace(body, _span(body, content_type, name), text)

@@ -351,15 +351,21 @@ class _Metrics:
         }
 
 
-def _finish_reason(reason: Any) -> str:
-    return reason if isinstance(reason, str) and reason else "stop"
+def _done(reason: Any, metrics: _Metrics, now: int) -> Json:
+    """The fields that end every answer, streamed or not, after its content."""
+    return {
+        "done_reason": reason if isinstance(reason, str) and reason else "stop",
+        "done": True,
+        **metrics.fields(now),
+    }
 
 
 def _line(obj: Json) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def _error_message(payload: Any) -> str:
+def error_message(payload: Any) -> str:
+    """The message of an OpenAI-style error body (`{"error": {"message": ...}}`, or looser)."""
     err = payload.get("error", payload) if isinstance(payload, Mapping) else payload
     if isinstance(err, Mapping):
         return str(err.get("message") or json.dumps(err))
@@ -414,7 +420,7 @@ class _Stream(ABC):
                 return self._fail(text)
             return self._fail(f"upstream sent a line that is not JSON: {text[:200]!r}")
         if field == b"error" or (isinstance(payload, Mapping) and "error" in payload):
-            return self._fail(_error_message(payload))
+            return self._fail(error_message(payload))
         if not isinstance(payload, Mapping):
             return []
         self._metrics.seen(payload)
@@ -440,11 +446,10 @@ class _Stream(ABC):
             return self._fail(str(exc))
         self._finished = True
         now = self._clock()
-        final = {**self._head(now), **self._final()}
-        final["done_reason"] = _finish_reason(self._done_reason)
-        final["done"] = True
-        final.update(self._metrics.fields(now))
-        return [*out, _line(final)]
+        return [
+            *out,
+            _line({**self._head(now), **self._final(), **_done(self._done_reason, self._metrics, now)}),
+        ]
 
     def _fail(self, message: str) -> list[bytes]:
         self._finished = True
@@ -536,17 +541,15 @@ def _first_choice(upstream: Mapping[str, Any]) -> Mapping[str, Any]:
     choices = upstream.get("choices")
     if not choices or not isinstance(choices[0], Mapping):
         if "error" in upstream:
-            raise Untranslatable(_error_message(upstream))
+            raise Untranslatable(error_message(upstream))
         raise Untranslatable("upstream answer has no choices")
     return choices[0]
 
 
-def _done(
-    upstream: Mapping[str, Any], choice: Mapping[str, Any], started_ns: int, load_ns: int, now: int
-) -> Json:
+def _answered(upstream: Mapping[str, Any], started_ns: int, load_ns: int) -> _Metrics:
     metrics = _Metrics(started_ns, load_ns)
     metrics.seen(upstream)
-    return {"done_reason": _finish_reason(choice.get("finish_reason")), "done": True, **metrics.fields(now)}
+    return metrics
 
 
 def chat_response(
@@ -574,7 +577,7 @@ def chat_response(
         "model": model,
         "created_at": _rfc3339_ns(now),
         "message": message,
-        **_done(upstream, choice, started_ns, load_ns, now),
+        **_done(choice.get("finish_reason"), _answered(upstream, started_ns, load_ns), now),
     }
 
 
@@ -587,14 +590,14 @@ def generate_response(
     answer: Json = {"model": model, "created_at": _rfc3339_ns(now), "response": choice.get("text") or ""}
     if choice.get("reasoning_content"):
         answer["thinking"] = choice["reasoning_content"]
-    return {**answer, **_done(upstream, choice, started_ns, load_ns, now)}
+    return {**answer, **_done(choice.get("finish_reason"), _answered(upstream, started_ns, load_ns), now)}
 
 
 def _vectors(upstream: Mapping[str, Any]) -> list[list[float]]:
     data = upstream.get("data")
     if not isinstance(data, list):
         raise Untranslatable(
-            _error_message(upstream) if "error" in upstream else "upstream answer has no data"
+            error_message(upstream) if "error" in upstream else "upstream answer has no data"
         )
     items = sorted((d for d in data if isinstance(d, Mapping)), key=lambda d: _int(d.get("index")) or 0)
     return [list(d.get("embedding") or []) for d in items]
@@ -652,7 +655,7 @@ def _text(metadata: Mapping[str, Any], key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _flag(argv: Sequence[str], *names: str) -> str | None:
+def flag(argv: Sequence[str], *names: str) -> str | None:
     """The last value given to any of `names` (`--flag value` or `--flag=value`)."""
     found = None
     for i, arg in enumerate(argv):
@@ -663,6 +666,11 @@ def _flag(argv: Sequence[str], *names: str) -> str | None:
             elif i + 1 < len(argv):
                 found = argv[i + 1]
     return found
+
+
+def model_file(model: Runnable) -> str | None:
+    """The GGUF file the command loads (`-m`/`--model`), when it names one."""
+    return flag(model.argv, "-m", "--model") or None
 
 
 def _family(model: Runnable) -> str:
@@ -677,8 +685,8 @@ def _context_length(model: Runnable) -> int | None:
     value = model.metadata.get("contextLength")
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    flag = _flag(model.argv, "-c", "--ctx-size")
-    return int(flag) if flag and flag.isdigit() and int(flag) > 0 else None
+    given = flag(model.argv, "-c", "--ctx-size")
+    return int(given) if given and given.isdigit() and int(given) > 0 else None
 
 
 def _details(model: Runnable) -> Json:
@@ -732,7 +740,7 @@ def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> 
     if model.name:
         info["general.basename"] = model.name
     info[f"{arch}.context_length"] = context or DEFAULT_CONTEXT
-    gguf = _flag(model.argv, "-m", "--model") or model.id
+    gguf = model_file(model) or model.id
     answer: Json = {
         "modelfile": f"# Served by halogen through llama-server: {model.id}\nFROM {gguf}\n",
         "details": _details(model),
@@ -750,7 +758,7 @@ def ps(running: Sequence[RunningModel]) -> Json:
     out = []
     for r in sorted(running, key=lambda r: r.runnable.id):
         model = r.runnable
-        gpu_layers = _flag(model.argv, "-ngl", "--n-gpu-layers", "--gpu-layers")
+        gpu_layers = flag(model.argv, "-ngl", "--n-gpu-layers", "--gpu-layers")
         entry: Json = {
             "name": ollama_name(model.id),
             "model": ollama_name(model.id),

@@ -15,10 +15,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import ollama, proxy
-from halogen.runtime.app import MODEL, parse_json, runtime_of
+from halogen.runtime import app, ollama, proxy
 from halogen.runtime.errors import BadRequest, UpstreamFailed
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.upstream import State, Upstream
@@ -30,8 +30,8 @@ StreamFactory = Callable[[str, int, int], "ollama.ChatStream | ollama.GenerateSt
 NDJSON = "application/x-ndjson"
 
 
-def register(app: web.Application) -> None:
-    router = app.router
+def register(application: web.Application) -> None:
+    router = application.router
     router.add_get("/", root)
     router.add_get("/api/version", version)
     router.add_get("/api/tags", tags)
@@ -58,31 +58,20 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response(ollama.version())
 
 
-def model_file(runnable: Runnable) -> Path | None:
-    """The GGUF file the command loads (`-m`/`--model`), when it names one."""
-    found = None
-    argv = runnable.argv
-    for index, arg in enumerate(argv):
-        name, eq, value = arg.partition("=")
-        if name in ("-m", "--model"):
-            found = value if eq else (argv[index + 1] if index + 1 < len(argv) else None)
-    return Path(found) if found else None
-
-
 def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
     """(size in bytes, modification time) of the model's file; (0, None) when unreadable."""
-    path = model_file(runnable)
+    path = ollama.model_file(runnable)
     if path is None:
         return 0, None
     try:
-        facts = path.stat()
+        facts = Path(path).stat()
     except OSError:
         return 0, None
     return facts.st_size, datetime.fromtimestamp(facts.st_mtime, UTC)
 
 
 async def tags(request: web.Request) -> web.Response:
-    models = list(runtime_of(request).resolved.models.values())
+    models = list(app.runtime_of(request).resolved.models.values())
     facts = {m.id: file_facts(m) for m in models}
     sizes = {mid: size for mid, (size, _) in facts.items()}
     modified = {mid: when for mid, (_, when) in facts.items() if when is not None}
@@ -90,15 +79,15 @@ async def tags(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    runtime = runtime_of(request)
-    body = parse_json(await request.read())
+    runtime = app.runtime_of(request)
+    body = app.parse_json(await request.read())
     runnable = runtime.resolved.models[runtime.model_id(ollama.model_name(body))]
     size, modified = file_facts(runnable)
     return web.json_response(ollama.show(runnable, size, modified_at=modified))
 
 
 async def ps(request: web.Request) -> web.Response:
-    runtime = runtime_of(request)
+    runtime = app.runtime_of(request)
     rows = []
     for row in runtime.swapper.running():
         if row.state is not State.READY:
@@ -125,7 +114,7 @@ def _now() -> str:
 async def _load_or_unload(request: web.Request, asked: Asked, empty: Json) -> web.Response:
     """Ollama's way to manage memory: a request with nothing to generate loads the model, or
     unloads it when `keep_alive` is 0."""
-    swapper = runtime_of(request).swapper
+    swapper = app.runtime_of(request).swapper
     if asked.keep_alive == 0:
         await swapper.unload(asked.model_id)
         reason = "unload"
@@ -151,11 +140,11 @@ class Asked:
 
 async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
-    body = parse_json(await request.read())
+    body = app.parse_json(await request.read())
     name = ollama.model_name(body)
-    model_id = runtime_of(request).model_id(name)  # refuses a missing or unknown name
+    model_id = app.runtime_of(request).model_id(name)  # refuses a missing or unknown name
     assert name is not None
-    request[MODEL] = model_id
+    request[app.MODEL] = model_id
     try:
         keep_alive = ollama.keep_alive(body.get("keep_alive"))
     except ollama.BadKeepAlive as exc:
@@ -193,9 +182,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 
 async def embed(request: web.Request) -> web.StreamResponse:
-    return await _embed(
-        request, lambda name, data, started, load: ollama.embed_response(name, data, started, load)
-    )
+    return await _embed(request, ollama.embed_response)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -219,64 +206,63 @@ async def _translate(
     """Send the translated request to the model and translate its answer back, streaming
     NDJSON as SSE arrives when the request streams."""
     model_id, name, started = asked.model_id, asked.name, asked.started
-    runtime = runtime_of(request)
+    runtime = app.runtime_of(request)
     runnable = runtime.resolved.models[model_id]
     # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
     translated["model"] = model_id
     payload = proxy.rewrite(runnable, translated) or translated
     streaming = stream is not None and bool(payload.get("stream"))
     waited = time.monotonic_ns()
-    with runtime.counted(model_id) as counted:
-        async with runtime.swapper.acquire(model_id, asked.keep_alive) as upstream:
-            load_ns = time.monotonic_ns() - waited
-            answer = await proxy.open_upstream(
-                upstream,
-                "POST",
-                path,
-                headers=_headers(request, bool(runtime.resolved.api_keys)),
-                body=proxy.encode(payload),
-            )
+    async with runtime.holding(request, model_id, asked.keep_alive) as (counted, upstream):
+        load_ns = time.monotonic_ns() - waited
+        answer = await proxy.open_upstream(
+            upstream,
+            "POST",
+            path,
+            headers=upstream_headers(request.headers, bool(runtime.resolved.api_keys)),
+            body=proxy.encode(payload),
+        )
+        try:
+            if answer.status != 200:
+                counted.status = answer.status
+                try:
+                    message = await _upstream_error(answer)
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    raise await proxy.failure(upstream, "failed mid-answer", exc) from None
+                return web.json_response(ollama.error(message), status=answer.status)
+            if streaming:
+                assert stream is not None
+                counted.status, response = await _stream(
+                    request, answer, stream(name, started, load_ns), upstream
+                )
+                return response
             try:
-                if answer.status != 200:
-                    counted.status = answer.status
-                    try:
-                        message = await _upstream_error(answer)
-                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                        tail = await upstream.last_words()
-                        raise UpstreamFailed(f"model {model_id!r} failed mid-answer: {exc}", tail) from None
-                    return web.json_response(ollama.error(message), status=answer.status)
-                if streaming:
-                    assert stream is not None
-                    counted.status, response = await _stream(
-                        request, answer, stream(name, started, load_ns), upstream
-                    )
-                    return response
-                try:
-                    data = await answer.json(content_type=None)
-                except (ValueError, aiohttp.ClientPayloadError) as exc:
-                    tail = await upstream.last_words()
-                    raise UpstreamFailed(f"model {model_id!r} sent no JSON answer: {exc}", tail) from None
-                runtime.metrics.tokens(model_id, token_counts(data))
-                try:
-                    translated_answer = respond(name, data, started, load_ns)
-                except ollama.Untranslatable as exc:
-                    raise UpstreamFailed(str(exc)) from None
-                counted.status = 200
-                return web.json_response(translated_answer)
-            except BaseException:
-                answer.close()
-                raise
-            finally:
-                answer.release()
+                data = await answer.json(content_type=None)
+            except (ValueError, aiohttp.ClientPayloadError) as exc:
+                raise await proxy.failure(upstream, "sent no JSON answer", exc) from None
+            runtime.metrics.tokens(model_id, token_counts(data))
+            try:
+                translated_answer = respond(name, data, started, load_ns)
+            except ollama.Untranslatable as exc:
+                raise UpstreamFailed(str(exc)) from None
+            counted.status = 200
+            return web.json_response(translated_answer)
+        except BaseException:
+            answer.close()
+            raise
+        finally:
+            answer.release()
 
 
-def _headers(request: web.Request, drop_credentials: bool) -> dict[str, str]:
-    """The client's end-to-end headers (tracing and the like), for a body that is now JSON and
-    an answer this side must be able to read."""
-    headers = proxy.request_headers(request.headers, drop_credentials=drop_credentials)
+def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMultiDict[str]:
+    """The client's end-to-end headers (tracing and the like, a repeated one with every value),
+    for a body that is now JSON and an answer this side must be able to read."""
+    out = proxy.request_headers(headers, drop_credentials=drop_credentials)
     for name in ("Content-Type", "Content-Encoding", "Accept-Encoding", "Accept"):
-        headers.popall(name, None)
-    return {**headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
+        out.popall(name, None)
+    out["Content-Type"] = "application/json"
+    out["Accept-Encoding"] = "identity"
+    return out
 
 
 async def _stream(
@@ -285,7 +271,7 @@ async def _stream(
     translator: ollama.ChatStream | ollama.GenerateStream,
     upstream: Upstream,
 ) -> tuple[int, web.StreamResponse]:
-    runtime = runtime_of(request)
+    runtime = app.runtime_of(request)
     model_id = upstream.id
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
     await response.prepare(request)
@@ -299,7 +285,7 @@ async def _stream(
                 await response.write(b"".join(lines))
         lines = translator.close()
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-        failure = UpstreamFailed(f"model {model_id!r} failed mid-answer: {exc}", await upstream.last_words())
+        failure = await proxy.failure(upstream, "failed mid-answer", exc)
         lines = [proxy.encode(ollama.error(failure.text())) + b"\n"]
         status = 502
     if lines:
@@ -310,12 +296,9 @@ async def _stream(
 
 
 async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
-    text = (await answer.read()).decode("utf-8", "replace")
+    raw = await answer.read()
     try:
-        data = parse_json(text.encode())
+        data = app.parse_json(raw)
     except BadRequest:
-        return text.strip() or f"upstream answered {answer.status}"
-    error = data.get("error", data)
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error)
+        return raw.decode("utf-8", "replace").strip() or f"upstream answered {answer.status}"
+    return ollama.error_message(data)

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import UpstreamFailed
@@ -40,15 +40,14 @@ CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 def rewrite(runnable: Runnable, body: Mapping[str, Any]) -> dict[str, Any] | None:
     """The JSON body to send upstream after `useModelName` and `filters`, or None when the
-    client's bytes can go unchanged."""
+    client's bytes can go unchanged. (The config's filters never name "model": resolving the
+    config drops it from `setParams` and `stripParams`.)"""
     out = dict(body)
     if runnable.use_model_name:
         out["model"] = runnable.use_model_name
     for key in runnable.strip_params:
         out.pop(key, None)
-    for key, value in runnable.set_params.items():
-        if key != "model":
-            out[key] = value
+    out.update(runnable.set_params)
     if out == body and list(out) == list(body):
         return None
     return out
@@ -58,44 +57,31 @@ def encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def request_headers(headers: Mapping[str, str], *, drop_credentials: bool) -> CIMultiDict[str]:
-    """The client's headers minus those that belong to one hop (and those the Connection
-    header names), minus the proxy's own API key."""
+def _end_to_end(headers: MultiMapping[str], drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    """`headers` minus those that belong to one hop (and those the Connection header names),
+    minus `drop` (lower case); a repeated header keeps every value, in order."""
     named = {
         token.strip().lower()
-        for value in _all(headers, "connection")
+        for value in headers.getall("Connection", [])
         for token in value.split(",")
         if token.strip()
     }
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named:
-            continue
-        if drop_credentials and lower in CREDENTIALS:
-            continue
-        out.add(name, value)
+        if lower not in HOP_BY_HOP and lower not in named and lower not in drop:
+            out.add(name, value)
     return out
 
 
-def _all(headers: Mapping[str, str], name: str) -> list[str]:
-    getall = getattr(headers, "getall", None)
-    if getall is not None:
-        values: list[str] = getall(name, [])
-        return values
-    value = headers.get(name)
-    return [value] if value is not None else []
+def request_headers(headers: MultiMapping[str], *, drop_credentials: bool) -> CIMultiDict[str]:
+    """The client's end-to-end headers, minus the proxy's own API key when it checks keys."""
+    return _end_to_end(headers, CREDENTIALS if drop_credentials else frozenset())
 
 
-def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
-    named = {t.strip().lower() for v in _all(headers, "connection") for t in v.split(",")}
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named:
-            continue
-        out.add(name, value)
-    return out
+def response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
+    """The upstream's end-to-end headers."""
+    return _end_to_end(headers)
 
 
 @dataclass
@@ -130,8 +116,14 @@ async def open_upstream(
             allow_redirects=False,
         )
     except (aiohttp.ClientError, OSError) as exc:
-        message = f"model {upstream.id!r} did not answer: {exc or type(exc).__name__}"
-        raise UpstreamFailed(message, await upstream.last_words()) from None
+        raise await failure(upstream, "did not answer", exc) from None
+
+
+async def failure(upstream: Upstream, what: str, exc: BaseException) -> UpstreamFailed:
+    """The error for an exchange with `upstream` that broke (`what`: how), with the process's
+    last output."""
+    message = f"model {upstream.id!r} {what}: {exc or type(exc).__name__}"
+    return UpstreamFailed(message, await upstream.last_words())
 
 
 async def forward(
@@ -176,11 +168,7 @@ async def forward(
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             # Only reading can raise these (writes to the client raise ConnectionResetError).
             outcome.broken = True
-            failure = UpstreamFailed(
-                f"model {upstream.id!r} failed mid-answer: {exc or type(exc).__name__}",
-                await upstream.last_words(),
-            )
-            message = failure.text()
+            message = (await failure(upstream, "failed mid-answer", exc)).text()
             answer.close()
             if event_stream:
                 # llama-server's own way of reporting an error after the first event.

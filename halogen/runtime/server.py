@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from aiohttp import web
 
@@ -14,29 +15,30 @@ from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
 from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
+from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
 from halogen.runtime.logs import Logs
-from halogen.runtime.metrics import Metrics
 from halogen.runtime.reload import Watcher
 from halogen.runtime.swapper import Swapper
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 # In-flight requests get this long to finish after the children are gone.
 SHUTDOWN_GRACE = 2.0
 
 
+class Options(TypedDict, total=False):
+    """`Server` settings that `serve` and `run` pass through; `health_check_timeout` (seconds)
+    overrides the config's (tests use it)."""
+
+    host: str
+    port: int
+    max_body: int
+    health_check_timeout: float | None
+
+
 def serve(
-    config_path: str | Path,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    *,
-    max_body: int = app.DEFAULT_MAX_BODY,
-    health_check_timeout: float | None = None,
-    watch: bool = True,
-    drain: float = 0.0,
+    config_path: str | Path, *, watch: bool = True, drain: float = 0.0, **options: Unpack[Options]
 ) -> int:
     """Serve a llama-swap config; return the exit status (1 when the config is invalid or the
-    port cannot be bound). `health_check_timeout` overrides the config's (tests use it)."""
+    port cannot be bound)."""
     path = Path(config_path)
     try:
         resolved, warnings = io.load(path)
@@ -45,17 +47,7 @@ def serve(
         return 1
     if warnings:
         print(render(warnings, "text"), file=sys.stderr)
-    return asyncio.run(
-        run(
-            resolved,
-            host=host,
-            port=port,
-            max_body=max_body,
-            health_check_timeout=health_check_timeout,
-            config_path=path if watch else None,
-            drain=drain,
-        )
-    )
+    return asyncio.run(run(resolved, config_path=path if watch else None, drain=drain, **options))
 
 
 class Server:
@@ -67,19 +59,14 @@ class Server:
         *,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
-        max_body: int = app.DEFAULT_MAX_BODY,
+        max_body: int = DEFAULT_MAX_BODY,
         health_check_timeout: float | None = None,
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
-        self.swapper = Swapper(
-            resolved,
-            logs=self.logs,
-            metrics=Metrics(resolved.models),
-            health_check_timeout=health_check_timeout,
-        )
-        self.runtime = app.Runtime(swapper=self.swapper, logs=self.logs, metrics=self.swapper.metrics)
+        self.swapper = Swapper(resolved, logs=self.logs, health_check_timeout=health_check_timeout)
+        self.runtime = app.Runtime(self.swapper)
         self.host = host
         self.port = port
         self._max_body = max_body
@@ -148,25 +135,11 @@ class Server:
 
 
 async def run(
-    resolved: Resolved,
-    *,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    max_body: int = app.DEFAULT_MAX_BODY,
-    health_check_timeout: float | None = None,
-    config_path: Path | None = None,
-    drain: float = 0.0,
+    resolved: Resolved, *, config_path: Path | None = None, drain: float = 0.0, **options: Unpack[Options]
 ) -> int:
     """Serve until SIGTERM/SIGINT; every child is stopped and reaped before this returns.
     `drain`: seconds the requests in flight get to finish first (a second signal cuts it)."""
-    server = Server(
-        resolved,
-        host=host,
-        port=port,
-        max_body=max_body,
-        health_check_timeout=health_check_timeout,
-        config_path=config_path,
-    )
+    server = Server(resolved, config_path=config_path, **options)
     stop = asyncio.Event()
     draining = 0.0  # no drain unless a signal asked for the stop
     loop = asyncio.get_running_loop()
@@ -176,7 +149,8 @@ async def run(
         try:
             await server.start()
         except OSError as exc:
-            print(f"halogen serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            where = f"{server.host}:{server.port}"
+            print(f"halogen serve: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         await stop.wait()
         stop.clear()  # a second signal cuts the drain short

@@ -6,17 +6,19 @@ import itertools
 import json
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import auth, multipart, proxy
+from halogen.runtime import auth, multipart, ollama_routes, proxy
 from halogen.runtime.app import split_upstream_path
 from halogen.runtime.errors import BadRequest, UnknownModel
 from halogen.runtime.lines import LineSplitter
 from halogen.runtime.listen import parse_listen
 from halogen.runtime.metrics import Metrics, TokenReader, token_counts
+from halogen.runtime.upstream import Upstream
 
 
 def runnable(**fields: object) -> Runnable:
@@ -226,3 +228,34 @@ def test_listen_addresses_default_to_loopback(value: str, expected: tuple[str, i
 def test_bad_listen_addresses_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="--listen"):
         parse_listen(value)
+
+
+async def test_a_repeated_header_reaches_the_upstream_in_full_on_openai_and_ollama_routes() -> None:
+    seen: list[list[tuple[str, str]]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append([(k, v) for k, v in request.headers.items() if k.startswith("X-") or k == "Content-Type"])
+        return web.Response(text="ok")
+
+    application = web.Application()
+    application.router.add_post("/x", record)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    upstream = Upstream(runnable(proxy=f"http://127.0.0.1:{runner.addresses[0][1]}"), health_check_timeout=1)
+    client = CIMultiDict(
+        [("X-Trace", "a"), ("Content-Type", "text/plain"), ("X-Trace", "b"), ("Authorization", "Bearer k")]
+    )
+    try:
+        for headers in (
+            proxy.request_headers(client, drop_credentials=True),
+            ollama_routes.upstream_headers(client, drop_credentials=True),
+        ):
+            answer = await proxy.open_upstream(upstream, "POST", "/x", headers=headers, body=b"{}")
+            answer.release()
+    finally:
+        await upstream.stop()
+        await runner.cleanup()
+    openai, ollama = seen
+    assert openai == [("X-Trace", "a"), ("Content-Type", "text/plain"), ("X-Trace", "b")]
+    assert ollama == [("X-Trace", "a"), ("X-Trace", "b"), ("Content-Type", "application/json")]
