@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from halogen.llamaswap.resolve import Resolved, Runnable
-from halogen.runtime import policy
 from halogen.runtime.errors import Overloaded, ShuttingDown, StartFailed, UnknownModel
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
+from halogen.runtime.router import Router, router_for
 from halogen.runtime.upstream import State, Upstream
 
 
@@ -97,6 +97,7 @@ class Swapper:
         health_check_timeout: float | None = None,
     ) -> None:
         self.resolved = resolved
+        self.router: Router = router_for(resolved)
         self.logs = logs or Logs(echo_proxy=False)
         self.metrics = metrics or Metrics(resolved.models)
         # Overrides the config's healthCheckTimeout, across reloads (tests and the CLI set it).
@@ -252,10 +253,7 @@ class Swapper:
     def _make_room_and_start(self, slot: Slot) -> bool:
         """Begin the start of `slot` if every model it evicts is idle; False if it must wait."""
         mid = slot.runnable.id
-        victims = [
-            self._slots[v]
-            for v in sorted(policy.to_stop(mid, self.active(), self.resolved.models, self.resolved.groups))
-        ]
+        victims = [self._slots[v] for v in sorted(self.router.admit(mid, sorted(self.active())).evict)]
         # A process of the previous config may hold the port the new one is about to use.
         victims += self._retiring
         if any(victim.busy for victim in victims):
@@ -367,6 +365,7 @@ class Swapper:
         keeps its process and takes the new settings; any other running model is stopped once
         its requests are done. Returns the ids of the running models that will stop."""
         self.resolved = resolved  # first: new slots take its settings
+        self.router = router_for(resolved)
         slots: dict[str, Slot] = {}
         for mid, runnable in resolved.models.items():
             slot = self._slots.get(mid)

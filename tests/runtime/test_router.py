@@ -1,4 +1,4 @@
-"""The eviction rule of the config contract, without processes."""
+"""The routers of the config contract, without processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from halogen.llamaswap.config import DEFAULT_GROUP, Config, Group
 from halogen.llamaswap.resolve import Resolved, resolve
-from halogen.runtime.policy import to_stop
+from halogen.runtime.router import router_for
 
 
 def site(groups: dict[str, dict[str, object]], loose: tuple[str, ...] = ()) -> Resolved:
@@ -17,7 +17,7 @@ def site(groups: dict[str, dict[str, object]], loose: tuple[str, ...] = ()) -> R
 
 
 def stops(resolved: Resolved, target: str, running: list[str]) -> set[str]:
-    return to_stop(target, running, resolved.models, resolved.groups)
+    return set(router_for(resolved).admit(target, running).evict)
 
 
 def test_a_swap_group_runs_one_member_at_a_time() -> None:

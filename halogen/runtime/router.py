@@ -1,0 +1,61 @@
+"""Routers: which running models must stop before a target may run. Pure: no processes, no I/O.
+
+The seam is llama-swap's `Swapper.EvictionFor(target, running)` (internal/router/scheduler/
+scheduler.go): a router is handed the complete running set (models not stopped, plus targets of
+starts already committed to) and answers with the models to evict, and the rule that admitted
+the target, which `/running` shows. The group router is llama-swap's `groupSwapper`
+(internal/router/group.go); the matrix router is its matrix solver (internal/router/matrix*.go).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from halogen.llamaswap.config import Group
+from halogen.llamaswap.resolve import Resolved, Runnable
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The router's answer for one target: stop `evict` (in this order), then the target runs
+    under `rule` (a group id, or a matrix set's name)."""
+
+    evict: tuple[str, ...]
+    rule: str
+
+
+class Router(Protocol):
+    def admit(self, target: str, running: Sequence[str]) -> Admission: ...
+
+
+@dataclass(frozen=True)
+class GroupRouter:
+    """llama-swap's groups. For every other running model M: same group with `swap` → stop; a
+    different group while the target's group is `exclusive` → stop unless M's group is
+    `persistent`; else keep. A group missing from `groups` gets llama-swap's defaults (swap,
+    exclusive, not persistent), which are also the rules of the implicit (default) group."""
+
+    models: Mapping[str, Runnable]
+    groups: Mapping[str, Group]
+
+    def admit(self, target: str, running: Sequence[str]) -> Admission:
+        target_group = self.models[target].group
+        rules = self.groups.get(target_group, Group())
+        evict: list[str] = []
+        for other in running:
+            if other == target or other not in self.models or other in evict:
+                continue
+            other_group = self.models[other].group
+            if other_group == target_group:
+                if rules.swap:
+                    evict.append(other)
+            elif rules.exclusive and not self.groups.get(other_group, Group()).persistent:
+                evict.append(other)
+        return Admission(tuple(evict), target_group)
+
+
+def router_for(resolved: Resolved) -> Router:
+    """The router a config asks for."""
+    return GroupRouter(resolved.models, resolved.groups)
