@@ -171,6 +171,33 @@ class Filters(_Input):
     setParams: dict[str, object] = {}
 
 
+HF_REPO = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class Source(_Input):
+    """Where a model's GGUF comes from: a file in a Hugging Face repository, at a revision.
+    `repo` and `file` default to the model's `file` path read as `<org>/<repo>/<file>`."""
+
+    repo: Annotated[str, StringConstraints(pattern=HF_REPO)] | None = Field(
+        None, description="The Hugging Face repository, org/name; default: the first two parts of `file`."
+    )
+    file: Annotated[str, StringConstraints(pattern=r"^[^/\n\x00][^\n\x00]*\.gguf$")] | None = Field(
+        None,
+        description="The file in the repository; default: the rest of `file`. For a split GGUF, "
+        "the first part (-00001-of-0000N.gguf): every part is fetched.",
+    )
+    revision: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")] = Field(
+        "main",
+        description="A commit (40 hex digits) pins the file in Git. A branch or tag is accepted, "
+        "and `halogen pull` warns that it can move: the sha256 in halogen.lock then pins the content.",
+    )
+
+    @property
+    def pinned(self) -> bool:
+        return bool(COMMIT.match(self.revision))
+
+
 class ModelFile(_Input):
     """One file in `models.d/`; the model id is the file name without `.yaml`."""
 
@@ -197,6 +224,11 @@ class ModelFile(_Input):
     filters: Filters = Filters()
     metadata: Metadata = Metadata()
     capabilities: list[Capability] = []
+    source: Source | None = Field(
+        None,
+        description="Where `halogen pull` fetches the GGUF from. Without it, a `file` that reads "
+        "<org>/<repo>/<file> is fetched from that Hugging Face repository at `main`.",
+    )
 
     @model_validator(mode="after")
     def _command_source(self) -> ModelFile:
@@ -204,4 +236,6 @@ class ModelFile(_Input):
             raise ValueError("a model needs `file` (a GGUF under the models mount) or a raw `cmd`")
         if self.cmd is not None and (self.file or self.args or self.contextSize):
             raise ValueError("`cmd` replaces `file`, `args` and `contextSize`: use one or the other")
+        if self.cmd is not None and self.source is not None:
+            raise ValueError("`source` says where `file` comes from: a raw `cmd` model has no `file`")
         return self
