@@ -60,14 +60,34 @@ class Image(_Input):
         return f"{self.repository}:{self.tag or __version__}"
 
 
-class ModelsMount(_Input):
-    hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
-    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = MODELS_DIR
-
-
 class Resources(_Input):
     requests: dict[str, Quantity] = {}
     limits: dict[str, Quantity] = {}
+
+
+class Pull(_Input):
+    """The Job that fetches the models' sources onto the node (`halogen pull` in the image)."""
+
+    enabled: bool = Field(True, description="Render the pull Job when a model names a source.")
+    tokenSecret: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=253)] | None = Field(
+        None,
+        description="A Secret in the deployment's namespace holding a Hugging Face token (for gated or "
+        "private repositories), passed as HF_TOKEN. Create it yourself: it never goes into out/.",
+    )
+    tokenSecretKey: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "token"
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00]+$")] | None = Field(
+        None, description="A Hub mirror, passed as HF_ENDPOINT."
+    )
+    ttlSecondsAfterFinished: int = Field(
+        3600, ge=0, description="The finished Job (and its pod, with its log) is deleted after this long."
+    )
+    resources: Resources = Resources(requests={"memory": "256Mi"}, limits={"memory": "1Gi"})
+
+
+class ModelsMount(_Input):
+    hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
+    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = MODELS_DIR
+    pull: Pull = Pull()
 
 
 class Service(_Input):
