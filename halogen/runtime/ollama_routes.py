@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import app, ollama, proxy
+from halogen.runtime import app, ollama, proxy, pull_route
 from halogen.runtime.errors import BadRequest, UpstreamFailed
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.upstream import State, Upstream
@@ -41,7 +41,8 @@ def register(application: web.Application) -> None:
     router.add_post("/api/generate", generate)
     router.add_post("/api/embed", embed)
     router.add_post("/api/embeddings", embeddings)
-    for path in ("/api/pull", "/api/push", "/api/create", "/api/copy"):
+    router.add_post("/api/pull", pull_route.pull)
+    for path in ("/api/push", "/api/create", "/api/copy"):
         router.add_post(path, not_supported)
     router.add_delete("/api/delete", not_supported)
     router.add_route("*", "/api/blobs/{digest}", not_supported)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -240,15 +239,31 @@ def test_serve_answers_a_chat_on_the_pulled_model(
     root = site(tmp_path / "site", models)
     assert pull(hub, root).returncode == 0
     config = tmp_path / "config.yaml"
-    cmd = f"{llama_server} --host 127.0.0.1 --port ${{PORT}} -m {models / REL} -c 1024 -t 1"
+    cmd = f"{llama_server} --host 127.0.0.1 --port ${{PORT}} -c 1024 -t 1 -m "
+    later = models / REPO_ID / "not-pulled-yet.gguf"
     config.write_text(
         yaml.safe_dump(
-            {"healthCheckTimeout": 60, "startPort": free_port_run(1), "models": {"smollm2": {"cmd": cmd}}}
+            {
+                "healthCheckTimeout": 60,
+                "startPort": free_port_run(2),
+                "models": {"smollm2": {"cmd": cmd + str(models / REL)}, "later": {"cmd": cmd + str(later)}},
+            }
         )
     )
     with halogen_serve(config, tmp_path / "serve.log", "--no-watch") as serving:
-        reply = ollama.Client(host=serving.url, timeout=120).chat(
+        client = ollama.Client(host=serving.url, timeout=120)
+        reply = client.chat(
             model="smollm2", messages=[{"role": "user", "content": "Say hello."}], options={"num_predict": 8}
         )
-    assert reply.message.role == "assistant" and reply.message.content
-    assert shutil.which(str(llama_server))
+        assert reply.message.role == "assistant" and reply.message.content
+        # Ollama's pull says the file is there and verified, with the sha256 pull checked.
+        progress = list(client.pull("smollm2", stream=True))
+        assert progress[-1].status == "success"
+        assert any(p.digest == f"sha256:{hub.files[(REPO_ID, NAME)].sha256}" for p in progress)
+        # A model whose file the Job has not placed yet: a 503 naming it, not a crashed llama-server.
+        with pytest.raises(ollama.ResponseError) as refused:
+            client.chat(model="later", messages=[{"role": "user", "content": "hi"}])
+        assert refused.value.status_code == 503 and str(later) in refused.value.error
+        with pytest.raises(ollama.ResponseError) as not_there:
+            list(client.pull("later", stream=True))
+        assert "the cluster fetches models from the site" in not_there.value.error
