@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,6 +210,30 @@ def test_two_pulls_of_the_same_file_at_once_leave_one_good_copy(
     assert leftovers(models) == []
 
 
+def test_the_jobs_command_pulls_what_the_built_sources_name(
+    hub: LocalHub, tmp_path: Path, models: Path
+) -> None:
+    root = site(tmp_path / "site", models)
+    built = subprocess.run(
+        [str(HALOGEN), "build", "--src", str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert built.returncode == 0, built.stderr
+    job = yaml.safe_load((root / "out" / "pull" / "job.yaml").read_text())
+    configmap = yaml.safe_load((root / "out" / "pull" / "sources.yaml").read_text())
+    sources = tmp_path / "sources.yaml"  # where the Job mounts the ConfigMap
+    sources.write_text(configmap["data"]["sources.yaml"])
+    argv = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    argv[argv.index("--sources") + 1] = str(sources)
+    argv[argv.index("--models-dir") + 1] = str(models)
+    result = subprocess.run(
+        [str(HALOGEN), *argv[1:]], env=env(hub), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert sha256(models / REL) == hub.files[(REPO_ID, NAME)].sha256
+    # The Job cannot write the site: the sources file is all it has.
+    assert not (root / "halogen.lock").exists()
+
+
 def test_dry_run_says_what_would_be_fetched_and_fetches_nothing(
     hub: LocalHub, tmp_path: Path, models: Path
 ) -> None:
@@ -217,6 +242,21 @@ def test_dry_run_says_what_would_be_fetched_and_fetches_nothing(
     assert result.returncode == 0, result.stderr
     assert f"fetch {REL} from {REPO_ID}@main: 93.8 MiB of 93.8 MiB" in result.stderr
     assert "would fetch 93.8 MiB in all" in result.stderr
+    assert hub.fetched() == 0 and not (models / REL).exists()
+
+
+def test_a_pull_without_room_for_the_file_fetches_nothing_and_says_how_much_it_needs(
+    hub: LocalHub, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from halogen.hub import download
+    from halogen.hub.wanted import Wanted
+
+    # A disk with 10 MiB free; the file is 94 MiB. (A real full disk cannot be made here.)
+    real = shutil.disk_usage(models)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda _: real._replace(free=10 << 20))
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    with pytest.raises(download.PullError, match=r"needs 93\.8 MiB more but .* has 10\.0 MiB free"):
+        download.fetch(models, Wanted(REL, REPO_ID, NAME, "main", ("smollm2",)), progress=False)
     assert hub.fetched() == 0 and not (models / REL).exists()
 
 
