@@ -67,6 +67,7 @@ def endpoint() -> str | None:
 
 def remote(w: Wanted) -> Remote:
     """HEAD the file's resolve URL through the Hub client (token from HF_TOKEN or the login)."""
+    import httpx2
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -86,12 +87,8 @@ def remote(w: Wanted) -> Remote:
         raise PullError(f"{w.file} not found in {w.repo} at {w.revision}") from exc
     except HfHubHTTPError as exc:
         raise PullError(f"the Hub refused {url}: {_first_line(exc)}") from exc
-    except OSError as exc:  # httpx's transport errors are not OSErrors; connection refused is
+    except (httpx2.TransportError, OSError) as exc:  # after the client's own retries
         raise PullError(f"cannot reach {url}: {exc}") from exc
-    except Exception as exc:
-        if type(exc).__module__.startswith(("httpx", "httpx2")):
-            raise PullError(f"cannot reach {url}: {exc}") from exc
-        raise
     if meta.size is None:
         raise PullError(f"the Hub gave no size for {w.repo}/{w.file}")
     sha = meta.etag if meta.etag and SHA256.match(meta.etag) else None
@@ -262,8 +259,10 @@ def _in_place(final: Path, w: Wanted, expected: str | None) -> Outcome | None:
 
 def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
     """Bring `w` in place under `models_dir`, verified; raises PullError with what to do."""
-    from huggingface_hub import constants
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils.tqdm import disable_progress_bars
     from huggingface_hub.utils._headers import build_hf_headers
 
     final = final_path(models_dir, w)
@@ -294,15 +293,14 @@ def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
             part.unlink()
             have = 0
         _check_space(final.parent, hub.size - have, w.path)
-        with part.open("ab") as raw:
-            pass
+        part.touch()
         with part.open("r+b") as raw:
             raw.seek(have)
             out = HashingFile(raw, hash_file(part, have) if have else hashlib.sha256(), have)
             headers = build_hf_headers()
             headers["Accept-Encoding"] = "identity"
-            saved = constants.HF_HUB_DISABLE_PROGRESS_BARS
-            constants.HF_HUB_DISABLE_PROGRESS_BARS = saved or not progress
+            if not progress:
+                disable_progress_bars()
             try:
                 http_get(
                     hub.location,
@@ -312,16 +310,12 @@ def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
                     expected_size=hub.size,
                     displayed_filename=w.path,
                 )
+            except (httpx2.TransportError, HfHubHTTPError) as exc:  # after the client's own retries
+                raise PullError(
+                    f"{w.path}: download cut ({_first_line(exc)}); run pull again to continue"
+                ) from exc
             except OSError as exc:  # the client's size check, or the disk
                 raise PullError(f"{w.path}: {_first_line(exc)}; run pull again to continue") from exc
-            except Exception as exc:
-                if type(exc).__module__.startswith(("httpx", "httpx2", "huggingface_hub")):
-                    raise PullError(
-                        f"{w.path}: download cut ({_first_line(exc)}); run pull again to continue"
-                    ) from exc
-                raise
-            finally:
-                constants.HF_HUB_DISABLE_PROGRESS_BARS = saved
             raw.flush()
             os.fsync(raw.fileno())
         digest = out.hasher.hexdigest()
