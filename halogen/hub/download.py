@@ -16,8 +16,10 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SPACE_MARGIN = 64 * 1024 * 1024
 """Left free besides the file: the node keeps running while it downloads."""
 READ_CHUNK = 8 * 1024 * 1024
+HASH_QUEUE = 8
+"""Chunks (the client's are 10 MiB) written but not yet hashed, at most."""
 
 
 class PullError(Exception):
@@ -170,38 +174,57 @@ def hash_file(path: Path, limit: int | None = None) -> Any:
 
 class HashingFile:
     """The file the Hub client writes into: every byte is hashed as it is written, so a
-    60 GB file is not read a second time. When the client rewinds (a server that ignored
-    the Range header), the hash is rebuilt from what is left on disk."""
+    60 GB file is not read a second time. The hash runs on a thread of its own (hashlib lets go
+    of the GIL on large buffers), beside the client's reading and writing, with at most
+    HASH_QUEUE chunks waiting. When the client rewinds (a server that ignored the Range
+    header), the hash is rebuilt from what is left on disk."""
 
     def __init__(self, fh: Any, hasher: Any, start: int) -> None:
         self._fh = fh
-        self.hasher = hasher
+        self._hasher = hasher
         self.position = start
         self.written = 0
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(HASH_QUEUE)
+        self._thread = threading.Thread(target=self._hash, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _hash(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._hasher.update(chunk)
+
+    def _settle(self) -> None:
+        """Wait until every chunk handed over so far is hashed."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
 
     def write(self, data: bytes) -> int:
-        self.hasher.update(data)
+        written = int(self._fh.write(data))
+        self._chunks.put(bytes(data))
         self.position += len(data)
         self.written += len(data)
-        return int(self._fh.write(data))
+        return written
+
+    def hexdigest(self) -> str:
+        self._settle()
+        return str(self._hasher.hexdigest())
+
+    def close(self) -> None:
+        self._settle()
 
     def tell(self) -> int:
         return self.position
 
     def seek(self, offset: int, whence: int = 0) -> int:
         if whence != 0 or offset != self.position:
+            self._settle()
             self._fh.flush()
             self.position = self._fh.seek(offset, whence)
-            self.hasher = hashlib.sha256()
-            self._fh.seek(0)
-            left = self.position
-            while left > 0:
-                chunk = self._fh.read(min(READ_CHUNK, left))
-                if not chunk:
-                    break
-                self.hasher.update(chunk)
-                left -= len(chunk)
+            self._hasher = hash_file(Path(self._fh.name), self.position)
             self._fh.seek(self.position)
+            self._chunks = queue.Queue(HASH_QUEUE)
+            self._thread = threading.Thread(target=self._hash, name="sha256", daemon=True)
+            self._thread.start()
         return self.position
 
     def truncate(self, size: int | None = None) -> int:
@@ -262,8 +285,8 @@ def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils.tqdm import disable_progress_bars
     from huggingface_hub.utils._headers import build_hf_headers
+    from huggingface_hub.utils.tqdm import disable_progress_bars
 
     final = final_path(models_dir, w)
     with exclusive(final):
@@ -316,9 +339,11 @@ def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
                 ) from exc
             except OSError as exc:  # the client's size check, or the disk
                 raise PullError(f"{w.path}: {_first_line(exc)}; run pull again to continue") from exc
+            finally:
+                out.close()
             raw.flush()
             os.fsync(raw.fileno())
-        digest = out.hasher.hexdigest()
+        digest = out.hexdigest()
         if digest != expected:
             part.unlink(missing_ok=True)
             raise PullError(

@@ -9,7 +9,8 @@ honouring Range. Unknown repos and revisions get the Hub's 404 with X-Error-Code
 turns into RepositoryNotFoundError / RevisionNotFoundError.
 
 Faults for tests: `throttle` (seconds per chunk), `cut_after` (close the connection after that many
-body bytes, once), `corrupt` (flip one byte of the body). Every GET is recorded with its range and
+body bytes, once), `corrupt` (flip one byte of the body), `ignore_range` (answer 200 with the
+whole file, as a CDN may). Every GET is recorded with its range and
 the body bytes it sent.
 """
 
@@ -53,6 +54,7 @@ class LocalHub:
     throttle: float = 0.0
     cut_after: int | None = None
     corrupt: bool = False
+    ignore_range: bool = False
     gets: list[Served] = field(default_factory=list)
     heads: int = 0
     endpoint: str = ""
@@ -105,7 +107,7 @@ class LocalHub:
             return web.Response(status=404)
         start = 0
         header = request.headers.get("Range", "")
-        if header.startswith("bytes=") and header.endswith("-"):
+        if header.startswith("bytes=") and header.endswith("-") and not self.ignore_range:
             start = int(header[6:-1])
         if start >= entry.size and entry.size:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{entry.size}"})

@@ -159,6 +159,24 @@ def test_a_killed_pull_resumes_where_it_stopped(hub: LocalHub, tmp_path: Path, m
     assert "resumed at" in second.stderr
 
 
+def test_a_server_that_ignores_range_still_gives_a_verified_file(
+    hub: LocalHub, tmp_path: Path, models: Path
+) -> None:
+    root = site(tmp_path / "site", models)
+    size = hub.files[(REPO_ID, NAME)].size
+    hub.throttle = 0.02
+    first = start_pull(hub, root)
+    wait_for_partial(models, size // 4, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    hub.throttle, hub.ignore_range = 0.0, True
+    hub.gets.clear()
+    second = pull(hub, root)
+    assert second.returncode == 0, second.stderr
+    assert [g.start for g in hub.gets] == [0] and hub.fetched() == size  # started over, as it had to
+    assert sha256(models / REL) == hub.files[(REPO_ID, NAME)].sha256
+
+
 def test_a_cut_connection_is_resumed_with_a_range_request(
     hub: LocalHub, tmp_path: Path, models: Path
 ) -> None:
