@@ -252,6 +252,38 @@ def test_the_jobs_command_pulls_what_the_built_sources_name(
     assert not (root / "halogen.lock").exists()
 
 
+def test_the_images_runtime_install_is_enough_for_the_jobs_pull(
+    hub: LocalHub, tmp_path: Path, models: Path
+) -> None:
+    """The image installs halogen[runtime]: pull must not need the compiler's jinja2 or
+    kubernetes-validate (the import of either fails here, as it would in the image)."""
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "files": {REL: {"repo": REPO_ID, "file": NAME, "revision": COMMIT, "models": ["m"]}},
+            }
+        )
+    )
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('jinja2', 'kubernetes_validate', 'gguf'):\n"
+        "            raise ImportError(name + ' is not in the image')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "from halogen.cli import main\n"
+        "main()\n"
+    )
+    argv = ["pull", "--sources", str(sources), "--models-dir", str(models), "--no-progress"]
+    result = subprocess.run(
+        [sys.executable, "-c", blocker, *argv], env=env(hub), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert sha256(models / REL) == hub.files[(REPO_ID, NAME)].sha256
+
+
 def test_dry_run_says_what_would_be_fetched_and_fetches_nothing(
     hub: LocalHub, tmp_path: Path, models: Path
 ) -> None:
@@ -276,6 +308,18 @@ def test_a_pull_without_room_for_the_file_fetches_nothing_and_says_how_much_it_n
     with pytest.raises(download.PullError, match=r"needs 93\.8 MiB more but .* has 10\.0 MiB free"):
         download.fetch(models, Wanted(REL, REPO_ID, NAME, "main", ("smollm2",)), progress=False)
     assert hub.fetched() == 0 and not (models / REL).exists()
+
+
+def test_pull_names_models_and_refuses_one_the_site_does_not_source(
+    hub: LocalHub, tmp_path: Path, models: Path
+) -> None:
+    root = site(tmp_path / "site", models)
+    wrong = pull(hub, root, "smollm3")
+    assert wrong.returncode == 2
+    assert "no model 'smollm3' with a source (models with one: smollm2)" in wrong.stderr
+    assert hub.heads == 0
+    right = pull(hub, root, "smollm2")
+    assert right.returncode == 0 and (models / REL).is_file()
 
 
 def test_an_unknown_revision_is_a_clear_error(hub: LocalHub, tmp_path: Path, models: Path) -> None:
