@@ -46,6 +46,51 @@ def make_file(path: Path, size: int) -> None:
             fh.write(block[i % 251 :] + block[: i % 251])  # no two MiB alike
 
 
+def _closure(name: str, seen: set[str]) -> set[str]:
+    """The distribution `name` and everything it requires (no extras), as installed here."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    key = canonicalize_name(name)
+    if key in seen:
+        return seen
+    seen.add(key)
+    for text in metadata.distribution(name).requires or []:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            _closure(requirement.name, seen)
+    return seen
+
+
+def image_cost() -> list[str]:
+    """What huggingface_hub adds to the image's venv: the installed size on disk of the files
+    (RECORD, the .pyc pip compiles included) of the distributions it brings that the rest of the
+    runtime does not."""
+    from importlib import metadata
+
+    runtime: set[str] = set()
+    for name in ("aiohttp", "click", "pydantic", "ruamel.yaml"):
+        _closure(name, runtime)
+    added = sorted(_closure("huggingface_hub", set()) - runtime)
+    sizes = {}
+    for name in added:
+        files = metadata.distribution(name).files or []
+        sizes[name] = sum(path.stat().st_size for f in files if (path := Path(str(f.locate()))).is_file())
+    total = sum(sizes.values())
+    return [
+        f"Image: `halogen[runtime]` now carries huggingface_hub for the pull Job. Installed size of what it adds "
+        f"over the rest of the runtime, the files the wheels' RECORD lists in this venv, .pyc included: **{total / 1e6:.1f} MB** "
+        f"({total / (1 << 20):.1f} MiB), the image layer's growth:",
+        "",
+        "| distribution | MB |",
+        "|---|---|",
+        *(f"| {name} | {size / 1e6:.1f} |" for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])),
+        "",
+    ]
+
+
 def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
@@ -90,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from halogen.hub.wanted import Wanted
 
         wanted = Wanted(f"{REPO_ID}/{NAME}", REPO_ID, NAME, "main", ("bench",))
-        samples: dict[str, list[float]] = {"hf": [], "pull": [], "hash": []}
+        samples: dict[str, list[float]] = {"hf": [], "pull": [], "nosync": [], "hash": []}
 
         def client() -> None:
             folder = work / "hf"
@@ -104,6 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = fetch(folder, wanted, progress=False)
             assert outcome.fetched == size and outcome.sha256 == sha
 
+        def pull_without_fsync() -> None:
+            # What the durability costs: the same pull with the fsyncs before the rename skipped.
+            from halogen.hub import download
+
+            real = download.os.fsync
+            download.os.fsync = lambda fd: None  # type: ignore[assignment]
+            try:
+                pull()
+            finally:
+                download.os.fsync = real
+
         def hash_after() -> None:
             hasher = hashlib.sha256()
             with (work / "models" / wanted.path).open("rb") as fh:
@@ -113,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         client()  # warm: connections, imports, the page cache for the served file
         for i in range(args.runs):
-            order = [("hf", client), ("pull", pull)]
+            order = [("hf", client), ("pull", pull), ("nosync", pull_without_fsync)]
             for name, action in order if i % 2 == 0 else order[::-1]:
                 samples[name].append(timed(action))
             samples["hash"].append(timed(hash_after))
@@ -127,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [
         ("hf_hub_download (the client's own)", samples["hf"]),
         ("halogen pull (hashed while written, verified, fsynced, renamed)", samples["pull"]),
+        ("the same pull without its fsyncs (what durability costs)", samples["nosync"]),
         ("sha256 of the written file afterwards (what hashing after would add)", samples["hash"]),
     ]
     lines = [
@@ -134,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"`python -m bench.pull --size-mib {args.size_mib} --runs {args.runs} --write`: one {mib:.0f} MiB file "
         "from a local Hub (its own process, loopback, redirect to a CDN port, as the Hub answers), "
-        "the two downloads alternating in one run; 2-core machine shared with other work.",
+        "the downloads alternating in one run; 2-core machine shared with other work (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), so single runs vary widely.",
         "",
         "Target: halogen pull at >= 90% of the client's own throughput.",
         "",
@@ -146,14 +204,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for what, v in rows
         ),
         "",
-        f"halogen pull throughput / hf_hub_download throughput: {med['hf'] / med['pull']:.0%} (median times).",
+        f"halogen pull throughput / hf_hub_download throughput: {med['hf'] / med['pull']:.0%} (median times); "
+        f"without the fsyncs that make a renamed file survive a power cut (the client does none): "
+        f"{med['hf'] / med['nosync']:.0%}. Best runs (min times, the least disturbed by other work on the "
+        f"machine): {min(samples['hf']) / min(samples['pull']):.0%} and "
+        f"{min(samples['hf']) / min(samples['nosync']):.0%}.",
         f"Hashing after writing instead of while writing would add {med['hash']:.3f} s "
         f"({med['hash'] / med['pull']:.0%} of the pull) for this file, read back from the page cache (a "
         f"lower bound); a 60 GB file scales it to about {med['hash'] * 60 * 1024 / mib / 60:.1f} min at "
         "this rate, more once it no longer fits in memory and is read from disk.",
         "",
     ]
-    text = "\n".join(lines)
+    text = "\n".join(lines + image_cost())
     print(text)
     if args.write:
         RESULTS.write_text(text)
