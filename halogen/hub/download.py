@@ -272,14 +272,19 @@ def human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _in_place(final: Path, w: Wanted, expected: str | None) -> Outcome | None:
-    """The outcome for a file already under its final name, or None when there is none."""
+def _in_place(final: Path, w: Wanted) -> Outcome | None:
+    """The outcome for a file already under its final name, or None when there is none. A file
+    pull verified before (its marker) is trusted as it stands; any other is read once and
+    compared with the lock's sha256, or with the Hub's when the lock has none."""
     if not final.exists():
         return None
     sha = verified(final)
-    if sha is None:  # placed by hand, or the marker is stale: read it once
+    expected = w.sha256
+    if sha is None:  # placed by hand, or changed since pull verified it
+        if expected is None:
+            expected = remote(w).sha256
         sha = hash_file(final).hexdigest()
-        if expected is None or sha == expected:
+        if sha == expected:
             _write_marker(final, sha, None, w)
     if expected is not None and sha != expected:
         raise PullError(
@@ -299,7 +304,7 @@ def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
 
     final = final_path(models_dir, w)
     with exclusive(final):
-        done = _in_place(final, w, w.sha256)
+        done = _in_place(final, w)
         if done is not None:
             return done
         hub = remote(w)

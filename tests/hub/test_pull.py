@@ -139,6 +139,21 @@ def test_a_second_pull_fetches_nothing(hub: LocalHub, tmp_path: Path, models: Pa
     assert "warning" not in again.stderr  # a commit pins it
 
 
+def test_a_file_placed_by_hand_is_checked_against_the_hub_and_never_overwritten(
+    hub: LocalHub, tmp_path: Path, models: Path, smollm2_gguf: Path
+) -> None:
+    root = site(tmp_path / "site", models)
+    (models / REPO_ID).mkdir(parents=True)
+    (models / REL).write_bytes(b"GGUF something else")
+    wrong = pull(hub, root)
+    assert wrong.returncode == 1 and "it is not the file the site names" in wrong.stderr
+    assert (models / REL).read_bytes() == b"GGUF something else" and hub.fetched() == 0
+    shutil.copyfile(smollm2_gguf, models / REL)  # the right file, copied by hand as the seed's owner did
+    right = pull(hub, root)
+    assert right.returncode == 0, right.stderr
+    assert hub.fetched() == 0 and f"have {REL} (verified)" in right.stderr
+
+
 def test_a_killed_pull_resumes_where_it_stopped(hub: LocalHub, tmp_path: Path, models: Path) -> None:
     root = site(tmp_path / "site", models)
     size = hub.files[(REPO_ID, NAME)].size
