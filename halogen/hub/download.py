@@ -20,7 +20,7 @@ import queue
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,8 +294,11 @@ def _in_place(final: Path, w: Wanted) -> Outcome | None:
     return Outcome(w.path, sha, final.stat().st_size, 0, 0, None)
 
 
-def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
-    """Bring `w` in place under `models_dir`, verified; raises PullError with what to do."""
+def fetch(
+    models_dir: Path, w: Wanted, *, progress: bool = True, announce: Callable[[str], None] | None = None
+) -> Outcome:
+    """Bring `w` in place under `models_dir`, verified; raises PullError with what to do.
+    `announce` hears one line when a download starts (a Job's log has no progress bar)."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
@@ -331,6 +334,11 @@ def fetch(models_dir: Path, w: Wanted, *, progress: bool = True) -> Outcome:
             have = 0
         _check_space(final.parent, hub.size - have, w.path)
         part.touch()
+        if announce is not None:
+            resuming = f", resuming at {human(have)}" if have else ""
+            announce(
+                f"fetching {w.path}: {human(hub.size - have)} of {human(hub.size)} from {w.repo}@{w.revision}{resuming}"
+            )
         with part.open("r+b") as raw:
             raw.seek(have)
             out = HashingFile(raw, hash_file(part, have) if have else hashlib.sha256(), have)

@@ -85,7 +85,7 @@ def pull(
     failed = 0
     for w in wanted:
         try:
-            outcome = download.fetch(models_dir, w, progress=progress)
+            outcome = download.fetch(models_dir, w, progress=progress, announce=say)
         except PullError as exc:
             say(f"error: {exc}")
             failed += 1

@@ -55,6 +55,8 @@ class LocalHub:
     cut_after: int | None = None
     corrupt: bool = False
     ignore_range: bool = False
+    token: str | None = None
+    """When set, the repositories are private: the resolve endpoint wants `Bearer <token>`."""
     gets: list[Served] = field(default_factory=list)
     heads: int = 0
     endpoint: str = ""
@@ -76,6 +78,11 @@ class LocalHub:
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         self.heads += request.method == "HEAD"
         repo = f"{request.match_info['org']}/{request.match_info['repo']}"
+        if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+            # The Hub answers a private repository without a valid token as one that does not exist.
+            return web.Response(
+                status=401, headers={"X-Error-Code": "RepoNotFound"}, text="Repository not found"
+            )
         if not any(r == repo for r, _ in self.files):
             return web.Response(
                 status=404, headers={"X-Error-Code": "RepoNotFound"}, text="Repository not found"

@@ -337,6 +337,24 @@ def test_pull_names_models_and_refuses_one_the_site_does_not_source(
     assert right.returncode == 0 and (models / REL).is_file()
 
 
+def test_a_private_repository_needs_hf_token(hub: LocalHub, tmp_path: Path, models: Path) -> None:
+    root = site(tmp_path / "site", models)
+    hub.token = "hf_test_token"
+    without = pull(hub, root)
+    assert without.returncode == 1
+    assert f"repository {REPO_ID} not found, or private without HF_TOKEN" in without.stderr
+    with_token = subprocess.run(
+        [str(HALOGEN), "pull", "--src", str(root), "--no-progress"],
+        env={**env(hub), "HF_TOKEN": "hf_test_token"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert with_token.returncode == 0, with_token.stderr
+    assert sha256(models / REL) == hub.files[(REPO_ID, NAME)].sha256
+    assert "hf_test_token" not in with_token.stderr
+
+
 def test_an_unknown_revision_is_a_clear_error(hub: LocalHub, tmp_path: Path, models: Path) -> None:
     root = site(tmp_path / "site", models, {"revision": "v9"})
     result = pull(hub, root)
