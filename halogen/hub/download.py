@@ -12,6 +12,7 @@ without reading it again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -21,7 +22,6 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,10 +195,13 @@ class HashingFile:
         while (chunk := self._chunks.get()) is not None:
             self._hasher.update(chunk)
             done += len(chunk)
-            if done - flushed >= WRITEBACK_STEP:
+            if done - flushed >= WRITEBACK_STEP and hasattr(os, "posix_fadvise"):
                 # Start writing what is hashed to disk now, not all at the fsync before the
-                # rename, and keep a 60 GB download from filling the page cache.
-                os.posix_fadvise(fd, flushed, done - flushed, os.POSIX_FADV_DONTNEED)
+                # rename, and keep a 60 GB download from filling the page cache. Advice only:
+                # a file system that refuses it changes nothing, and this thread must not die
+                # (the writer would wait on a full queue).
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, flushed, done - flushed, os.POSIX_FADV_DONTNEED)
                 flushed = done
 
     def _settle(self) -> None:
@@ -243,7 +246,7 @@ class HashingFile:
         self._fh.flush()
 
 
-@contextmanager
+@contextlib.contextmanager
 def exclusive(final: Path) -> Iterator[None]:
     """One process at a time per file; the kernel drops the lock when a process dies."""
     final.parent.mkdir(parents=True, exist_ok=True)
