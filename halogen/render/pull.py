@@ -33,8 +33,12 @@ def render(site: Site, wanted: Sequence[Wanted], base: dict[str, Any], env: Any)
     if not wanted or not d.models.pull.enabled:
         return {}
     pull = d.models.pull
+    # Not the Deployment's `app` label: the Service and the ReplicaSet select by it, and the
+    # Job's pod must never receive the proxy's traffic.
+    labels = {k: v for k, v in base["labels"].items() if k not in base["selector"]}
     context = {
         **base,
+        "labels": dict(sorted({**labels, "app.kubernetes.io/component": "pull"}.items())),
         "pull": pull,
         "sources_file": SOURCES_FILE,
         "sources_dir": SOURCES_DIR,

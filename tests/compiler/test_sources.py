@@ -119,6 +119,11 @@ def test_the_job_is_the_only_writer_and_cleans_up_after_itself(tree: Callable[..
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert "HF_TOKEN" not in {e["name"] for e in container["env"]}
+    # The Service and the Deployment select by their labels: the Job's pod must match neither.
+    selector = out["deployment"]["spec"]["selector"]["matchLabels"]
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= pod_labels.items()
+    assert pod_labels["app.kubernetes.io/component"] == "pull"
 
 
 def test_the_token_comes_from_the_secret_the_site_names_and_never_into_out(
