@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
+if TYPE_CHECKING:
+    from halogen.hub.wanted import Wanted
+
 
 def _say(line: str) -> None:
     click.echo(f"halogen: {line}", err=True)
 
 
-def _from_site(root: Path) -> tuple[list[object], Path, list[Diagnostic]]:
+def _from_site(root: Path) -> tuple[list[Wanted], Path, list[Diagnostic]]:
+    """What the site's models fetch (with halogen.lock's hashes), where, and the warnings."""
     from halogen.hub.wanted import from_sources
     from halogen.lock import LOCK_FILE, read_lock
     from halogen.spec import checks
@@ -31,7 +36,7 @@ def _from_site(root: Path) -> tuple[list[object], Path, list[Diagnostic]]:
     if errors(found):
         raise Invalid(found)
     lock = read_lock(root / LOCK_FILE)
-    return list(from_sources(files, lock)), Path(site.spec.deployment.models.hostPath), found
+    return from_sources(files, lock), Path(site.spec.deployment.models.hostPath), found
 
 
 def run(
@@ -50,12 +55,11 @@ def run(
 
     try:
         if sources_file is not None:
-            wants: list[wanted.Wanted] = wanted.read(sources_file)
+            wants = wanted.read(sources_file)
             default_dir = Path(image.MODELS_DIR)
             warnings: list[Diagnostic] = []
         else:
-            found, default_dir, warnings = _from_site(root)
-            wants = [w for w in found if isinstance(w, wanted.Wanted)]
+            wants, default_dir, warnings = _from_site(root)
     except Invalid as exc:
         emit(exc.diagnostics, fmt)
         summary(exc.diagnostics, fmt)
