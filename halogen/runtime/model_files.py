@@ -19,7 +19,7 @@ from typing import Any
 from halogen.hub.download import verified
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import StartFailed
-from halogen.runtime.ollama import model_file
+from halogen.runtime.ollama.translate import model_file
 from halogen.spec.sources import split_parts
 
 RETRY_AFTER = 30

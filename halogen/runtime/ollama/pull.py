@@ -6,7 +6,9 @@ import json
 
 from aiohttp import web
 
-from halogen.runtime import app, model_files, ollama
+from halogen.runtime import model_files
+from halogen.runtime.context import MODEL, parse_json, runtime_of
+from halogen.runtime.ollama import translate as ollama
 
 NDJSON = "application/x-ndjson"
 
@@ -15,11 +17,11 @@ async def pull(request: web.Request) -> web.StreamResponse:
     """Streamed (the default) as NDJSON progress lines, an error as a last `{"error": ...}` line;
     with `"stream": false`, the last status alone, or the error with status 503, as Ollama's
     waitForStream does with its own (server/routes.go)."""
-    runtime = app.runtime_of(request)
-    body = app.parse_json(await request.read())
+    runtime = runtime_of(request)
+    body = parse_json(await request.read())
     name = ollama.model_name(body)
     model_id = runtime.model_id(name)  # a model the config does not declare is a 404
-    request[app.MODEL] = model_id
+    request[MODEL] = model_id
     events = model_files.pull_progress(runtime.resolved.models[model_id])
     if body.get("stream") is False:
         last = events[-1]
