@@ -83,6 +83,14 @@ def test_a_model_without_a_source_has_no_pull_job(tree: Callable[..., SiteTree])
     assert not (t.out / "pull").exists()
 
 
+def test_a_site_that_places_files_itself_can_turn_the_job_off(tree: Callable[..., SiteTree]) -> None:
+    site = {**SITE, "deployment": {**SITE["deployment"]}}  # type: ignore[dict-item]
+    site["deployment"]["models"] = {"hostPath": "/srv/models", "pull": {"enabled": False}}
+    t = tree(site, {"m": {**MODEL, "file": REL}})
+    assert halogen("build", "--src", t.root).returncode == 0
+    assert not (t.out / "pull").exists()
+
+
 def test_the_lock_gives_the_job_each_files_size_and_sha256(tree: Callable[..., SiteTree]) -> None:
     t = sourced(tree)
     write_lock(t.root / "halogen.lock", Lock({REL: LockedFile(1234, "ab" * 32)}))

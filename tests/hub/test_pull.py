@@ -192,6 +192,17 @@ def test_a_server_that_ignores_range_still_gives_a_verified_file(
     assert sha256(models / REL) == hub.files[(REPO_ID, NAME)].sha256
 
 
+def test_a_partial_of_another_version_is_never_continued(hub: LocalHub, tmp_path: Path, models: Path) -> None:
+    root = site(tmp_path / "site", models)
+    (models / REPO_ID).mkdir(parents=True)
+    other = models / REPO_ID / f".{NAME}.{'e' * 16}.halogen-part"
+    other.write_bytes(b"GGUF from a revision the branch has left")
+    result = pull(hub, root)
+    assert result.returncode == 0, result.stderr
+    assert [g.start for g in hub.gets] == [0] and not other.exists()
+    assert sha256(models / REL) == hub.files[(REPO_ID, NAME)].sha256
+
+
 def test_a_cut_connection_is_resumed_with_a_range_request(
     hub: LocalHub, tmp_path: Path, models: Path
 ) -> None:
