@@ -91,6 +91,21 @@ def test_a_site_that_places_files_itself_can_turn_the_job_off(tree: Callable[...
     assert not (t.out / "pull").exists()
 
 
+def test_out_pull_is_replaced_whole_and_a_hand_written_file_in_it_is_refused(
+    tree: Callable[..., SiteTree],
+) -> None:
+    t = sourced(tree)
+    assert halogen("build", "--src", t.root).returncode == 0
+    (t.out / "pull" / "extra.yaml").write_text("kind: Secret\n")
+    refused = halogen("build", "--src", t.root)
+    assert refused.returncode == 1
+    assert "out/pull/extra.yaml: halogen did not write this file and will not replace it" in refused.stderr
+    (t.out / "pull" / "extra.yaml").unlink()
+    t.model("m", {**MODEL, "file": "local/model.gguf"})  # no source any more: out/pull/ goes
+    assert halogen("build", "--src", t.root).returncode == 0
+    assert not (t.out / "pull").exists()
+
+
 def test_the_lock_gives_the_job_each_files_size_and_sha256(tree: Callable[..., SiteTree]) -> None:
     t = sourced(tree)
     write_lock(t.root / "halogen.lock", Lock({REL: LockedFile(1234, "ab" * 32)}))
