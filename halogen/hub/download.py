@@ -35,7 +35,6 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SPACE_MARGIN = 64 * 1024 * 1024
 """Left free besides the file: the node keeps running while it downloads."""
 READ_CHUNK = 8 * 1024 * 1024
-WRITEBACK_STEP = 64 * 1024 * 1024
 HASH_QUEUE = 8
 """Chunks (the client's are 10 MiB) written but not yet hashed, at most."""
 
@@ -190,19 +189,8 @@ class HashingFile:
         self._thread.start()
 
     def _hash(self) -> None:
-        fd = self._fh.fileno()
-        done = flushed = self.position
         while (chunk := self._chunks.get()) is not None:
             self._hasher.update(chunk)
-            done += len(chunk)
-            if done - flushed >= WRITEBACK_STEP and hasattr(os, "posix_fadvise"):
-                # Start writing what is hashed to disk now, not all at the fsync before the
-                # rename, and keep a 60 GB download from filling the page cache. Advice only:
-                # a file system that refuses it changes nothing, and this thread must not die
-                # (the writer would wait on a full queue).
-                with contextlib.suppress(OSError):
-                    os.posix_fadvise(fd, flushed, done - flushed, os.POSIX_FADV_DONTNEED)
-                flushed = done
 
     def _settle(self) -> None:
         """Wait until every chunk handed over so far is hashed."""
