@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import image
+from halogen import facts, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
@@ -89,6 +89,7 @@ def compile_config(root: Path) -> Compiled:
     if site is None:
         raise Invalid(found)
     found += checks.check(site)
+    found += facts.check(site)
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site)
