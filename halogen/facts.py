@@ -9,9 +9,10 @@ import shlex
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from halogen import memory
 from halogen.diagnostics import Diagnostic
 from halogen.lock import LOCK_FILE, GgufFacts
-from halogen.spec.checks import model_file
+from halogen.spec.checks import backend_of, model_file
 from halogen.spec.load import Model, Site
 
 
@@ -42,6 +43,19 @@ def used_files(site: Site) -> dict[str, list[str]]:
         if path is not None:
             out.setdefault(path, []).append(model_id)
     return dict(sorted(out.items()))
+
+
+def server_args(site: Site, model: Model) -> list[str]:
+    """The llama-server flags a model runs with: its backend's, its context size, its own; or
+    its raw `cmd`, split."""
+    if model.spec.cmd is not None:
+        try:
+            return shlex.split(model.spec.cmd, comments=True)
+        except ValueError:
+            return []
+    backend = site.spec.backends.get(backend_of(site, model) or "")
+    context = ["--ctx-size", str(model.spec.contextSize)] if model.spec.contextSize else []
+    return [*(backend.args if backend else []), *context, *model.spec.args]
 
 
 def facts_of(site: Site, model: Model) -> GgufFacts | None:
@@ -144,6 +158,7 @@ def metadata(site: Site, model: Model) -> dict[str, object]:
         if facts.contextLength:
             meta.setdefault("contextLength", facts.contextLength)
         meta["fileSize"] = site.lock.files[path].size
+        meta["memory"] = memory.estimate(facts, server_args(site, model)).total
         meta["modelInfo"] = dict(sorted(facts.info.items()))
     if model.spec.capabilities:
         meta["capabilities"] = list(model.spec.capabilities)

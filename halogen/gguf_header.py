@@ -177,5 +177,6 @@ def read_facts(path: Path) -> GgufFacts:
         slidingWindowLayers=layers,
         expertCount=_int(a("expert_count")),
         expertUsedCount=_int(a("expert_used_count")),
+        expertFeedForwardLength=_int(a("expert_feed_forward_length")),
         info=info,
     )
