@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import facts, image
+from halogen import budget, facts, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
@@ -90,6 +90,7 @@ def compile_config(root: Path) -> Compiled:
         raise Invalid(found)
     found += checks.check(site)
     found += facts.check(site)
+    found += budget.check(site)
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site)
