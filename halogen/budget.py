@@ -20,6 +20,7 @@ from halogen.spec.load import Site
 from halogen.yamlio import Path_
 
 GiB = 1024**3
+BUDGET_ENV = "HALOGEN_MEMORY_BUDGET"  # read by halogen/runtime/observed.py
 PROXY_SHARE = 256 * 1024**2
 """What `halogen serve` itself may take: 53 MB idle, 54 MB after streams (bench/results/runtime.md),
 with room for request bodies up to --max-body-bytes."""
@@ -73,6 +74,12 @@ def budget_of(site: Site) -> Budget | None:
     if limit is not None and (amount := quantity_bytes(limit)) is not None:
         return Budget(max(0, amount - PROXY_SHARE), ("deployment", "resources", "limits", "memory"), True)
     return None
+
+
+def environment(site: Site) -> dict[str, str]:
+    """What the Deployment tells `halogen serve` about the budget, for /metrics."""
+    found = budget_of(site)
+    return {BUDGET_ENV: str(found.bytes)} if found is not None else {}
 
 
 def needs(site: Site) -> dict[str, memory.Estimate]:

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.llamaswap.resolve import Resolved
-from halogen.runtime import auth, multipart, ollama_routes, proxy
+from halogen.runtime import auth, multipart, observed, ollama_routes, proxy
 from halogen.runtime.errors import (
     BadRequest,
     MissingModel,
@@ -332,6 +332,7 @@ async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     running = dict.fromkeys(runtime.swapper.active(), True)
     text = runtime.metrics.render(running, runtime.swapper.in_flight())
+    text += request.app[observed.OBSERVER].render(runtime.swapper.upstream(m) for m in sorted(running))
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 
@@ -368,6 +369,7 @@ def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY) -> web.Applicat
         middlewares=[access_middleware, error_middleware, key_middleware], client_max_size=max_body
     )
     app[RUNTIME] = runtime
+    app[observed.OBSERVER] = observed.Observer(observed.budget_from_env(), runtime.logs.proxy)
     for path in OPENAI_ROUTES:
         app.router.add_post(path, openai_route)
     app.router.add_get("/v1/models", list_models)

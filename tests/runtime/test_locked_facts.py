@@ -105,3 +105,17 @@ def test_ps_reports_the_loaded_context_and_the_memory_estimate(served: Serving) 
         estimate or read_lock(Path(served.log).parent / "site" / "halogen.lock").files[SMOL].size
     )
     assert running.size_vram == 0  # -ngl 0: every layer on the CPU
+
+
+def test_metrics_show_the_running_models_estimate_beside_its_measured_pss(served: Serving) -> None:
+    import httpx
+
+    from .harness import metric
+
+    ollama.Client(host=served.url, timeout=120).generate("smollm2", "Hi", options={"num_predict": 1})
+    text = httpx.get(f"{served.url}/metrics").text
+    estimate = int(metric(text, "halogen_model_memory_estimate_bytes")["smollm2"])
+    measured = int(metric(text, "halogen_model_memory_pss_bytes")["smollm2"])
+    config = yaml.safe_load((Path(served.log).parent / "site" / "out" / "config.yaml").read_text())
+    assert estimate == config["models"]["smollm2"]["metadata"]["memory"]
+    assert measured > 0  # how close they are is bench/memory.py's question, not a test's
