@@ -18,6 +18,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from halogen import facts
+from halogen.diagnostics import Diagnostic
+from halogen.spec.load import Site
+
 MAX_SETS = 100
 """More sets than this is not a matrix anyone reviews; the build stops with an error instead."""
 MAX_STEPS = 2_000_000
@@ -106,3 +110,37 @@ def matrix(sets: Sequence[FitSet], load_bytes: Mapping[str, int]) -> dict[str, o
         },
         "sets": {f"fit{i}": " & ".join(names[m] for m in s.members) for i, s in enumerate(sets, 1)},
     }
+
+
+def fitted(site: Site) -> tuple[dict[str, object] | None, list[Diagnostic]]:
+    """The site's fitted routing (llama-swap's `routing:` with a matrix router), when it declares a
+    budget and no groups of its own; else None. Too many combinations is an error at the budget."""
+    from halogen import budget as budgets
+
+    found = budgets.budget_of(site)
+    if found is None or site.spec.memoryBudget is None or site.spec.groups:
+        return None, []
+    estimates = budgets.needs(site)
+    if not estimates:
+        return None, []
+    sizes = {m: e.total for m, e in estimates.items()}
+    try:
+        sets = maximal_sets(sizes, found.bytes)
+    except TooManySets:
+        return None, [
+            site.doc.diagnostic(
+                ("memoryBudget",),
+                f"{len(sizes)} models make more than {MAX_SETS} combinations that fit "
+                f"{budgets.gib(found.bytes)}: too many for a matrix anyone can review",
+                "declare groups for the models that belong together (fitted routing then stays off), "
+                "or lower memoryBudget",
+            )
+        ]
+    if not sets:
+        return None, []
+    load = {}
+    for model_id in sizes:
+        path = facts.file_of(site, site.models[model_id])
+        entry = site.lock.files.get(path) if path is not None else None
+        load[model_id] = entry.size if entry is not None else sizes[model_id]
+    return {"router": {"use": "matrix", "settings": {"matrix": matrix(sets, load)}}}, []

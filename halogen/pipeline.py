@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import budget, facts, image
+from halogen import budget, facts, fit, image, yamlio
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
-from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import FieldPath, Resolved, Unresolvable, resolve
 from halogen.spec import checks
 from halogen.spec.load import Site, load
@@ -19,6 +18,8 @@ class Compiled:
     site: Site
     config: ls.Config
     warnings: tuple[Diagnostic, ...]
+    # Fitted routing (halogen/fit.py), written beside the config until the config model has `routing`.
+    routing: dict[str, object] | None = None
 
 
 def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
@@ -91,6 +92,8 @@ def compile_config(root: Path) -> Compiled:
     found += checks.check(site)
     found += facts.check(site)
     found += budget.check(site)
+    routing, problems = fit.fitted(site)
+    found += problems
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site)
@@ -101,7 +104,7 @@ def compile_config(root: Path) -> Compiled:
     found += _mount_problems(site, resolved)
     if errors(found):
         raise Invalid(found)
-    return Compiled(site, config, tuple(found))
+    return Compiled(site, config, tuple(found), routing)
 
 
 def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
@@ -109,7 +112,10 @@ def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
     from halogen.render import kube, manifests
 
     compiled = compile_config(root)
-    config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
+    document = compiled.config.document()
+    if compiled.routing is not None:
+        document["routing"] = compiled.routing
+    config_text = yamlio.dump(document, manifests.HEADER + "\n")
     files = manifests.render(compiled.site, config_text)
     problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:

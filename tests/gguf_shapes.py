@@ -8,11 +8,15 @@ quantization the seed site names; file sizes come out within a few percent of th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
 import numpy as np
+
+from halogen.gguf_header import read_facts
+from halogen.lock import Lock, LockedFile
 
 Q = gguf.GGMLQuantizationType
 
@@ -158,3 +162,51 @@ def write_sparse(path: Path, s: Shape) -> Path:
         end = fh.seek(0, 2)
         fh.truncate(end + (-end % 32) + total)  # the data starts aligned after the header
     return path
+
+
+# The seed's five models (models.d/), by id: the synthetic shape standing in for each file, the
+# file's path under the models mount, and the contextSize the seed gives it.
+SEED: dict[str, tuple[Shape, str, int]] = {
+    "qwen2.5-coder-3b-instruct-q4_k_m": (
+        QWEN25_3B,
+        "Qwen/Qwen2.5-Coder-3B-Instruct-GGUF/qwen2.5-coder-3b-instruct-q4_k_m.gguf",
+        32768,
+    ),
+    "qwen2.5-coder-7b-instruct-q5_k_m": (
+        QWEN25_7B,
+        "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF/qwen2.5-coder-7b-instruct-q5_k_m.gguf",
+        32768,
+    ),
+    "qwen2.5-coder-32b-instruct-q5_k_m": (
+        QWEN25_32B,
+        "Qwen/Qwen2.5-Coder-32B-Instruct-GGUF/qwen2.5-coder-32b-instruct-q5_k_m.gguf",
+        32768,
+    ),
+    "deepseek-coder-v2-lite-instruct-q4_k_m": (
+        DEEPSEEK_V2_LITE,
+        "bartowski/DeepSeek-Coder-V2-Lite-Instruct-GGUF/DeepSeek-Coder-V2-Lite-Instruct-Q4_K_M.gguf",
+        16384,
+    ),
+    "gpt-oss-20b-q8_k_xl": (GPT_OSS_20B, "unsloth/gpt-oss-20b-GGUF/gpt-oss-20b-UD-Q8_K_XL.gguf", 102400),
+}
+# Not in the seed: what a site that adds the 120b sees.
+GPT_OSS_120B_MODEL = (
+    "gpt-oss-120b",
+    (GPT_OSS_120B, "unsloth/gpt-oss-120b-GGUF/gpt-oss-120b-F16.gguf", 131072),
+)
+
+
+def write_models(folder: Path, models: dict[str, tuple[Shape, str, int]]) -> dict[str, Path]:
+    """The sparse files of `models` under `folder` (the models mount)."""
+    return {mid: write_sparse(folder / rel, shape) for mid, (shape, rel, _) in models.items()}
+
+
+def sparse_lock(paths: dict[str, Path], folder: Path) -> Lock:
+    """The lock `halogen lock` would write for sparse files, facts read by the same reader; the
+    sha256 is that of the first MiB only (hashing tens of GB of holes proves nothing in a test)."""
+    files = {}
+    for path in paths.values():
+        with path.open("rb") as fh:
+            digest = hashlib.sha256(fh.read(1 << 20)).hexdigest()
+        files[str(path.relative_to(folder))] = LockedFile(path.stat().st_size, digest, read_facts(path))
+    return Lock(files)

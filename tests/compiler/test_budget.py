@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,25 +9,17 @@ import pytest
 
 from halogen import budget
 from halogen.gguf_header import read_facts
-from halogen.lock import Lock, LockedFile, write_lock
+from halogen.lock import Lock, write_lock
 from tests.compiler.conftest import SITE, SiteTree, halogen
-from tests.gguf_shapes import GPT_OSS_20B, GPT_OSS_120B, QWEN25_32B, Shape, write_sparse
+from tests.gguf_shapes import GPT_OSS_20B, GPT_OSS_120B, QWEN25_32B, Shape, sparse_lock, write_sparse
 
 SHAPES = {"qwen32b.gguf": QWEN25_32B, "gpt-oss-20b.gguf": GPT_OSS_20B, "gpt-oss-120b.gguf": GPT_OSS_120B}
 
 
 @pytest.fixture(scope="module")
 def lock(tmp_path_factory: pytest.TempPathFactory) -> Lock:
-    """The lock `halogen lock` would write for the sparse files, read by the same reader; the
-    sha256 is that of the header alone (hashing tens of GB of holes proves nothing here)."""
     folder = tmp_path_factory.mktemp("ggufs")
-    files = {}
-    for name, shape in SHAPES.items():
-        path = write_sparse(folder / name, shape)
-        with path.open("rb") as fh:
-            header = hashlib.sha256(fh.read(1 << 20)).hexdigest()
-        files[name] = LockedFile(path.stat().st_size, header, read_facts(path))
-    return Lock(files)
+    return sparse_lock({name: write_sparse(folder / name, shape) for name, shape in SHAPES.items()}, folder)
 
 
 def site_with(
