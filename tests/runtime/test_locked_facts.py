@@ -119,3 +119,18 @@ def test_metrics_show_the_running_models_estimate_beside_its_measured_pss(served
     config = yaml.safe_load((Path(served.log).parent / "site" / "out" / "config.yaml").read_text())
     assert estimate == config["models"]["smollm2"]["metadata"]["memory"]
     assert measured > 0  # how close they are is bench/memory.py's question, not a test's
+
+
+def test_v1_models_carries_the_locked_facts_through_the_openai_client(served: Serving) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", timeout=60)
+    (model,) = client.models.list().data
+    meta = (model.model_extra or {})["meta"]["llamaswap"]
+    assert (meta["architecture"], meta["parameterSize"], meta["quantizationLevel"]) == (
+        "llama",
+        "134.52M",
+        "Q4_1",
+    )
+    assert meta["contextLength"] == 8192
+    assert meta["modelInfo"]["llama.block_count"] == 30
