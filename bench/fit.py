@@ -83,8 +83,9 @@ def main(args: Sequence[str] | None = None) -> int:
                     outcome = f"stopped: over {fit.MAX_SETS} sets"
                 else:
                     assert routing is not None
-                    matrix = routing["router"]["settings"]["matrix"]  # type: ignore[index]
-                    outcome = f"{len(matrix['sets'])} sets"
+                    matrix = routing.router.settings.matrix
+                    assert matrix is not None
+                    outcome = f"{len(matrix.sets)} sets"
                 walls = []
                 for _ in range(options.runs):
                     start = time.perf_counter()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from halogen import facts
 from halogen.diagnostics import Diagnostic
+from halogen.llamaswap import config as ls
 from halogen.spec.load import Site
 
 MAX_SETS = 100
@@ -112,7 +113,7 @@ def matrix(sets: Sequence[FitSet], load_bytes: Mapping[str, int]) -> dict[str, o
     }
 
 
-def fitted(site: Site) -> tuple[dict[str, object] | None, list[Diagnostic]]:
+def fitted(site: Site) -> tuple[ls.Routing | None, list[Diagnostic]]:
     """The site's fitted routing (llama-swap's `routing:` with a matrix router), when it declares a
     budget and no groups of its own; else None. Too many combinations is an error at the budget."""
     from halogen import budget as budgets
@@ -143,4 +144,5 @@ def fitted(site: Site) -> tuple[dict[str, object] | None, list[Diagnostic]]:
         path = facts.file_of(site, site.models[model_id])
         entry = site.lock.files.get(path) if path is not None else None
         load[model_id] = entry.size if entry is not None else sizes[model_id]
-    return {"router": {"use": "matrix", "settings": {"matrix": matrix(sets, load)}}}, []
+    settings = ls.RouterSettings(matrix=ls.Matrix.model_validate(matrix(sets, load)))
+    return ls.Routing(router=ls.Router(use="matrix", settings=settings)), []

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import budget, facts, fit, image, yamlio
+from halogen import budget, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
+from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import FieldPath, Resolved, Unresolvable, resolve
 from halogen.spec import checks
 from halogen.spec.load import Site, load
@@ -18,8 +19,6 @@ class Compiled:
     site: Site
     config: ls.Config
     warnings: tuple[Diagnostic, ...]
-    # Fitted routing (halogen/fit.py), written beside the config until the config model has `routing`.
-    routing: dict[str, object] | None = None
 
 
 def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
@@ -97,6 +96,8 @@ def compile_config(root: Path) -> Compiled:
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site)
+    if routing is not None:
+        config = config.model_copy(update={"routing": routing})
     try:
         resolved = resolve(config)
     except Unresolvable as exc:
@@ -104,7 +105,7 @@ def compile_config(root: Path) -> Compiled:
     found += _mount_problems(site, resolved)
     if errors(found):
         raise Invalid(found)
-    return Compiled(site, config, tuple(found), routing)
+    return Compiled(site, config, tuple(found))
 
 
 def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
@@ -112,10 +113,7 @@ def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
     from halogen.render import kube, manifests
 
     compiled = compile_config(root)
-    document = compiled.config.document()
-    if compiled.routing is not None:
-        document["routing"] = compiled.routing
-    config_text = yamlio.dump(document, manifests.HEADER + "\n")
+    config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
     files = manifests.render(compiled.site, config_text)
     problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:
