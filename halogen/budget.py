@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from halogen import facts, memory
 from halogen.diagnostics import Diagnostic
 from halogen.llamaswap.config import DEFAULT_GROUP
+from halogen.llamaswap.matrix import Node, Program
 from halogen.spec.load import Site
 from halogen.yamlio import Path_
 
@@ -187,3 +188,41 @@ def _groups(site: Site, budget: Budget, sizes: Mapping[str, int], where: str) ->
 
 def _listing(ids: Sequence[str], sizes: Mapping[str, int]) -> str:
     return " + ".join(f"{m} ({gib(sizes[m])})" for m in ids)
+
+
+MAX_EXPANSION = 10_000
+
+
+def _expand(node: Node, sizes: Mapping[str, int]) -> list[frozenset[str]]:
+    """The concrete sets an expression allows, cut down to the models whose size is known, only
+    the largest of them (llama-swap: a set permits its subsets; internal/matrix/doc.go)."""
+    if node.kind == "leaf":
+        return [frozenset({node.name} & sizes.keys())]
+    if node.kind == "ref":
+        return _expand(node.ref, sizes) if node.ref is not None else [frozenset()]
+    if node.kind == "or":
+        options = [s for child in node.children for s in _expand(child, sizes)]
+    else:
+        options = [frozenset()]
+        for child in node.children:
+            options = [a | b for a in options for b in _expand(child, sizes)][:MAX_EXPANSION]
+    return [s for s in set(options) if not any(s < o for o in options)]
+
+
+def matrix_check(site: Site, program: Program, sizes: Mapping[str, int]) -> Iterator[Diagnostic]:
+    """A matrix set (hand-written, or any other) that lets models run together past the budget."""
+    budget = budget_of(site)
+    if budget is None:
+        return
+    for compiled in program.sets:
+        for members in _expand(compiled.root, sizes):
+            total = sum(sizes[m] for m in members)
+            if total > budget.bytes:
+                ordered = sorted(members, key=lambda m: (-sizes[m], m))
+                yield site.doc.diagnostic(
+                    ("routing", "router", "settings", "matrix", "sets", compiled.name),
+                    f"matrix set {compiled.name!r} lets {_listing(ordered, sizes)} run together = "
+                    f"{gib(total)}, over the budget of {gib(budget.bytes)}",
+                    "split the set, or leave routing to the budget (no routing of the site's own)",
+                )
+                break

@@ -103,6 +103,9 @@ def compile_config(root: Path) -> Compiled:
     except Unresolvable as exc:
         raise Invalid(found + _problem_position(site, exc)) from None
     found += _mount_problems(site, resolved)
+    if resolved.matrix is not None:
+        sizes = {m: e.total for m, e in budget.needs(site).items()}
+        found += budget.matrix_check(site, resolved.matrix.program, sizes)
     if errors(found):
         raise Invalid(found)
     return Compiled(site, config, tuple(found))

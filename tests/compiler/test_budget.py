@@ -165,3 +165,32 @@ def test_sparse_headers_read_back_with_the_real_models_parameter_counts(
     assert facts.parameterCount == pytest.approx(expected, rel=0.01)  # the model cards' counts
     assert facts.slidingWindowLayers == (list(range(0, shape.layers, 2)) if shape.sliding_window else [])
     assert (tmp_path / "x.gguf").stat().st_blocks * 512 < 1 << 20  # sparse: the data is a hole
+
+
+def test_a_matrix_set_that_lets_models_run_together_past_the_budget_is_an_error(
+    tree: Callable[..., SiteTree], lock: Lock
+) -> None:
+    from halogen.llamaswap.matrix import compile_sets
+    from halogen.spec.load import load
+
+    site_tree = site_with(
+        tree,
+        lock,
+        {
+            "big": model("gpt-oss-120b.gguf", 131072),
+            "qwen": model("qwen32b.gguf", 32768),
+            "oss": model("gpt-oss-20b.gguf", 32768),
+        },
+        memory_budget="80Gi",
+    )
+    site, _ = load(site_tree.root)
+    assert site is not None
+    sizes = {m: e.total for m, e in budget.needs(site).items()}
+    program = compile_sets(
+        {"fits": "(big | qwen) & oss", "over": "+fits & qwen", "alone": "big"}, lambda ident: ident
+    )
+    found = list(budget.matrix_check(site, program, sizes))
+    # "fits" allows big+oss (about 66 GiB) or qwen+oss; "over" inlines it and adds qwen: big+oss+qwen.
+    assert [d.message.split(" lets ")[0] for d in found] == ["matrix set 'over'"]
+    assert "big (" in found[0].message and "qwen (" in found[0].message and "oss (" in found[0].message
+    assert "over the budget of 80.0 GiB" in found[0].message
