@@ -338,3 +338,25 @@ class MatrixErrors(Exception):
     def __init__(self, errors: list[MatrixError]) -> None:
         super().__init__("; ".join(e.message for e in errors))
         self.errors = errors
+
+
+def identifiers(text: str) -> list[str]:
+    """The model identifiers an expression names, in order; none when it does not tokenise."""
+    try:
+        return [value for kind, value in _tokens(text) if kind == "ident"]
+    except ValueError:
+        return []
+
+
+def rename(text: str, names: Mapping[str, str]) -> str:
+    """The expression with identifiers renamed (those not in `names` kept), written canonically;
+    unchanged when it does not tokenise, so its error keeps its positions."""
+    try:
+        tokens = _tokens(text)
+    except ValueError:
+        return text
+    spelled = {"&": " & ", "|": " | ", "(": "(", ")": ")", "eof": ""}
+    return "".join(
+        names.get(value, value) if kind == "ident" else f"+{value}" if kind == "ref" else spelled[kind]
+        for kind, value in tokens
+    )
