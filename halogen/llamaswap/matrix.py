@@ -173,6 +173,7 @@ class Program:
         if target in running:
             return Decision((), self.containing(running))
         bits = _bits([target, *running])
+        projection = _Projection(bits)
         target_bit = bits[target]
         best_cost = -1
         best_set: CompiledSet | None = None
@@ -180,7 +181,7 @@ class Program:
         for compiled in self.sets:
             if target not in compiled.support:
                 continue
-            for mask in _Projection(bits).states(compiled.root):
+            for mask in projection.states(compiled.root):
                 if not mask & target_bit:
                     continue
                 cost = sum(costs.get(m, 1) for m in running if not mask & bits[m])
@@ -195,11 +196,12 @@ class Program:
         if not models:
             return ""
         bits = _bits(models)
+        projection = _Projection(bits)
         required = sum(bits.values())
         for compiled in self.sets:
             if not compiled.support.issuperset(models):
                 continue
-            if any(required & ~mask == 0 for mask in _Projection(bits).states(compiled.root)):
+            if any(required & ~mask == 0 for mask in projection.states(compiled.root)):
                 return compiled.name
         return ""
 

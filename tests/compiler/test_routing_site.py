@@ -109,7 +109,7 @@ def refused(t: SiteTree) -> list[tuple[str, int, str, str, str]]:
 
 
 def with_site(**changes: Any) -> dict[str, Any]:
-    site = json.loads(json.dumps(ROUTED))
+    site: dict[str, Any] = json.loads(json.dumps(ROUTED))
     for key, value in changes.items():
         site[key] = value
     return site

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from halogen.llamaswap.config import Config
+from halogen.llamaswap.matrix import Node, compile_sets
 from halogen.llamaswap.resolve import resolve
-from halogen.runtime.router import GroupRouter, MatrixRouter, router_for
+from halogen.runtime.router import Admission, GroupRouter, MatrixRouter, router_for
 
 
 @dataclass(frozen=True)
@@ -279,3 +282,65 @@ def test_the_config_chooses_the_router() -> None:
     assert isinstance(router_for(grouped), GroupRouter)
     assert isinstance(router_for(solved), MatrixRouter)
     assert solved.router == "matrix" and solved.groups == {}
+
+
+def _expand(node: Node) -> list[frozenset[str]]:
+    """Every concrete set an expression stands for, by brute force."""
+    if node.kind == "leaf":
+        return [frozenset((node.name,))]
+    if node.kind == "ref":
+        assert node.ref is not None
+        return _expand(node.ref)
+    if node.kind == "or":
+        return [s for child in node.children for s in _expand(child)]
+    out = [frozenset[str]()]
+    for child in node.children:
+        out = [a | b for a in out for b in _expand(child)]
+    return out
+
+
+NAMES = ["a", "b", "c", "d", "e", "f"]
+atoms = st.sampled_from(NAMES)
+expressions = st.recursive(
+    atoms,
+    lambda inner: st.builds(
+        lambda xs, op: "(" + f" {op} ".join(xs) + ")",
+        st.lists(inner, min_size=2, max_size=3),
+        st.sampled_from("&|"),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sets=st.lists(expressions, min_size=1, max_size=4),
+    costs=st.dictionaries(st.sampled_from(NAMES), st.integers(1, 9)),
+    target=st.sampled_from([*NAMES, "g"]),
+    running=st.lists(st.sampled_from([*NAMES, "g"]), unique=True, max_size=5),
+)
+def test_the_solver_evicts_the_least_costly_running_models_any_set_allows(
+    sets: list[str], costs: dict[str, int], target: str, running: list[str]
+) -> None:
+    # program.go Solve: what the projections find equals expanding every product by hand
+    program = compile_sets({f"s{i}": text for i, text in enumerate(sets)}, lambda n: n)
+    admission = MatrixRouter(program, costs).admit(target, running)
+    assert set(admission.evict) <= set(running) and target not in admission.evict
+    if target in running:
+        assert admission.evict == ()
+        return
+    options = [
+        (sum(costs.get(m, 1) for m in running if m not in concrete), s.name)
+        for s in program.sets
+        for concrete in _expand(s.root)
+        if target in concrete
+    ]
+    if not options:
+        assert admission == Admission(tuple(running), "")
+        return
+    best = min(cost for cost, _ in options)
+    assert sum(costs.get(m, 1) for m in admission.evict) == best
+    assert admission.rule == next(name for cost, name in options if cost == best)
+    kept = {target, *running} - set(admission.evict)
+    chosen = next(s for s in program.sets if s.name == admission.rule)
+    assert any(kept <= concrete for concrete in _expand(chosen.root))
