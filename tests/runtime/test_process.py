@@ -1,4 +1,4 @@
-"""`python -m halogen.runtime` as a process: exit codes, messages, and nothing left behind."""
+"""`halogen serve` as a process: exit codes, messages, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -116,6 +116,9 @@ def _refused(url: str) -> bool:
         urllib.request.urlopen(url + "/health", timeout=1).close()
     except urllib.error.URLError as exc:
         return isinstance(exc.reason, ConnectionRefusedError)
+    except ConnectionResetError:
+        # A connection still in the backlog when the listener closes is reset: poll again.
+        return False
     return False
 
 
