@@ -219,10 +219,11 @@ def matrix_check(site: Site, program: Program, sizes: Mapping[str, int]) -> Iter
             total = sum(sizes[m] for m in members)
             if total > budget.bytes:
                 ordered = sorted(members, key=lambda m: (-sizes[m], m))
+                where: Path_ = ("matrix", "sets", compiled.name) if site.spec.matrix else ("memoryBudget",)
                 yield site.doc.diagnostic(
-                    ("routing", "router", "settings", "matrix", "sets", compiled.name),
+                    where,
                     f"matrix set {compiled.name!r} lets {_listing(ordered, sizes)} run together = "
                     f"{gib(total)}, over the budget of {gib(budget.bytes)}",
-                    "split the set, or leave routing to the budget (no routing of the site's own)",
+                    "split the set, or leave routing to the budget (no matrix or groups of the site's own)",
                 )
                 break

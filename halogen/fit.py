@@ -113,13 +113,14 @@ def matrix(sets: Sequence[FitSet], load_bytes: Mapping[str, int]) -> dict[str, o
     }
 
 
-def fitted(site: Site) -> tuple[ls.Routing | None, list[Diagnostic]]:
-    """The site's fitted routing (llama-swap's `routing:` with a matrix router), when it declares a
-    budget and no groups of its own; else None. Too many combinations is an error at the budget."""
+def fitted(site: Site) -> tuple[ls.Router | None, list[Diagnostic]]:
+    """The site's fitted router (llama-swap's `routing.router` with a matrix), when it declares a
+    budget and no groups or matrix of its own; else None. Too many combinations is an error at
+    the budget."""
     from halogen import budget as budgets
 
     found = budgets.budget_of(site)
-    if found is None or site.spec.memoryBudget is None or site.spec.groups:
+    if found is None or site.spec.memoryBudget is None or site.spec.groups or site.spec.matrix is not None:
         return None, []
     estimates = budgets.needs(site)
     if not estimates:
@@ -145,4 +146,4 @@ def fitted(site: Site) -> tuple[ls.Routing | None, list[Diagnostic]]:
         entry = site.lock.files.get(path) if path is not None else None
         load[model_id] = entry.size if entry is not None else sizes[model_id]
     settings = ls.RouterSettings(matrix=ls.Matrix.model_validate(matrix(sets, load)))
-    return ls.Routing(router=ls.Router(use="matrix", settings=settings)), []
+    return ls.Router(use="matrix", settings=settings), []

@@ -173,6 +173,7 @@ class Program:
         if target in running:
             return Decision((), self.containing(running))
         bits = _bits([target, *running])
+        projection = _Projection(bits)
         target_bit = bits[target]
         best_cost = -1
         best_set: CompiledSet | None = None
@@ -180,7 +181,7 @@ class Program:
         for compiled in self.sets:
             if target not in compiled.support:
                 continue
-            for mask in _Projection(bits).states(compiled.root):
+            for mask in projection.states(compiled.root):
                 if not mask & target_bit:
                     continue
                 cost = sum(costs.get(m, 1) for m in running if not mask & bits[m])
@@ -195,11 +196,12 @@ class Program:
         if not models:
             return ""
         bits = _bits(models)
+        projection = _Projection(bits)
         required = sum(bits.values())
         for compiled in self.sets:
             if not compiled.support.issuperset(models):
                 continue
-            if any(required & ~mask == 0 for mask in _Projection(bits).states(compiled.root)):
+            if any(required & ~mask == 0 for mask in projection.states(compiled.root)):
                 return compiled.name
         return ""
 
@@ -338,3 +340,25 @@ class MatrixErrors(Exception):
     def __init__(self, errors: list[MatrixError]) -> None:
         super().__init__("; ".join(e.message for e in errors))
         self.errors = errors
+
+
+def identifiers(text: str) -> list[str]:
+    """The model identifiers an expression names, in order; none when it does not tokenise."""
+    try:
+        return [value for kind, value in _tokens(text) if kind == "ident"]
+    except ValueError:
+        return []
+
+
+def rename(text: str, names: Mapping[str, str]) -> str:
+    """The expression with identifiers renamed (those not in `names` kept), written canonically;
+    unchanged when it does not tokenise, so its error keeps its positions."""
+    try:
+        tokens = _tokens(text)
+    except ValueError:
+        return text
+    spelled = {"&": " & ", "|": " | ", "(": "(", ")": ")", "eof": ""}
+    return "".join(
+        names.get(value, value) if kind == "ident" else f"+{value}" if kind == "ref" else spelled[kind]
+        for kind, value in tokens
+    )

@@ -337,10 +337,16 @@ def resolve(config: Config) -> Resolved:
             continue
         target = name if name in config.models else aliases.get(name)
         if target is None:
+            # Exactly as written: llama-swap resolves a preload name without folding case or ':latest'.
+            folded = {n.lower(): n for n in sorted([*config.models, *aliases], reverse=True)}
+            near = folded.get(name.lower().removesuffix(":latest"))
             problems.append(
                 Problem(
                     ("hooks", "on_startup", "preload", i),
-                    f"preload names {name!r}, which is no model or alias",
+                    f"preload names {name!r}, which is no model id or alias",
+                    f"preload names match exactly: write {near!r}"
+                    if near
+                    else did_you_mean(name, folded.values()),
                 )
             )
         else:
@@ -493,14 +499,17 @@ def _matrix(config: Config, matrix: Matrix, path: FieldPath, problems: list[Prob
             return matrix.vars[ident]
         return ident if ident in config.models else None
 
-    known = [*matrix.vars, *config.models]
     for key, cost in matrix.evict_costs.items():
         where = (*path, "evict_costs", key)
         if cost <= 0:
             found.append(Problem(where, f"evict_cost for {key!r} must be a positive integer, got {cost}"))
         elif lookup(key) is None:
             found.append(
-                Problem(where, f"evict_costs: unknown var or model {key!r}", did_you_mean(key, known))
+                Problem(
+                    where,
+                    f"evict_costs: unknown var or model {key!r}",
+                    did_you_mean(key, config.models) or did_you_mean(key, matrix.vars),
+                )
             )
     program = None
     try:
@@ -511,7 +520,7 @@ def _matrix(config: Config, matrix: Matrix, path: FieldPath, problems: list[Prob
             if error.ident and "undefined set" in error.message:
                 hint = did_you_mean(error.ident, matrix.sets)
             elif error.ident:
-                hint = did_you_mean(error.ident, known)
+                hint = did_you_mean(error.ident, config.models) or did_you_mean(error.ident, matrix.vars)
             found.append(
                 Problem(
                     (*path, "sets", error.set_name) if error.set_name else (*path, "sets"),

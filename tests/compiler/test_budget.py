@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from halogen import budget
 from halogen.gguf_header import read_facts
@@ -167,13 +168,10 @@ def test_sparse_headers_read_back_with_the_real_models_parameter_counts(
     assert (tmp_path / "x.gguf").stat().st_blocks * 512 < 1 << 20  # sparse: the data is a hole
 
 
-def test_a_matrix_set_that_lets_models_run_together_past_the_budget_is_an_error(
+def test_a_matrix_set_that_lets_models_run_together_past_the_budget_is_an_error_at_the_set(
     tree: Callable[..., SiteTree], lock: Lock
 ) -> None:
-    from halogen.llamaswap.matrix import compile_sets
-    from halogen.spec.load import load
-
-    site_tree = site_with(
+    site = site_with(
         tree,
         lock,
         {
@@ -183,14 +181,15 @@ def test_a_matrix_set_that_lets_models_run_together_past_the_budget_is_an_error(
         },
         memory_budget="80Gi",
     )
-    site, _ = load(site_tree.root)
-    assert site is not None
-    sizes = {m: e.total for m, e in budget.needs(site).items()}
-    program = compile_sets(
-        {"fits": "(big | qwen) & oss", "over": "+fits & qwen", "alone": "big"}, lambda ident: ident
-    )
-    found = list(budget.matrix_check(site, program, sizes))
-    # "fits" allows big+oss (about 66 GiB) or qwen+oss; "over" inlines it and adds qwen: big+oss+qwen.
-    assert [d.message.split(" lets ")[0] for d in found] == ["matrix set 'over'"]
-    assert "big (" in found[0].message and "qwen (" in found[0].message and "oss (" in found[0].message
-    assert "over the budget of 80.0 GiB" in found[0].message
+    data = yaml.safe_load((site.root / "halogen.yaml").read_text())
+    # "fits" allows big+oss (about 68 GiB) or qwen+oss; "over" inlines it and adds qwen: big+oss+qwen.
+    data["matrix"] = {"sets": {"fits": "(big | qwen) & oss", "over": "+fits & qwen", "alone": "big"}}
+    (site.root / "halogen.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    result = halogen("validate", site.root)
+    assert result.returncode == 1
+    (line,) = [x for x in result.stderr.splitlines() if "matrix set" in x]
+    written = (site.root / "halogen.yaml").read_text().splitlines()
+    row = next(i for i, t in enumerate(written, 1) if t.strip().startswith("over:"))
+    assert line.startswith(f"halogen.yaml:{row}:"), line
+    assert "matrix.sets.over: matrix set 'over' lets big (" in line
+    assert "qwen (" in line and "oss (" in line and "over the budget of 80.0 GiB" in line

@@ -131,7 +131,7 @@ def test_a_site_with_groups_of_its_own_keeps_them(tree: Callable[..., SiteTree],
     data["groups"] = {"main": {"swap": True, "exclusive": True}}
     (site.root / "halogen.yaml").write_text(yaml.safe_dump(data))
     config = built(site)
-    assert "routing" not in config
+    assert config.get("routing", {}).get("router", {}).get("use", "group") == "group"
 
 
 def test_maximal_sets_are_every_largest_combination() -> None:
