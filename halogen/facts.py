@@ -14,6 +14,7 @@ from halogen.diagnostics import Diagnostic
 from halogen.lock import LOCK_FILE, GgufFacts
 from halogen.spec.checks import backend_of, model_file
 from halogen.spec.load import Model, Site
+from halogen.yamlio import Path_
 
 
 def file_of(site: Site, model: Model) -> str | None:
@@ -102,7 +103,7 @@ def check(site: Site) -> Iterator[Diagnostic]:
             yield model.doc.diagnostic(
                 ("metadata", "architecture"),
                 f"architecture {meta.architecture!r} contradicts {where}: {facts.architecture!r}",
-                "leave it out: halogen takes it from the lock",
+                "leave it out: halogen takes it from the lock (a display name belongs in `family`)",
             )
         if meta.quantizationLevel is not None and meta.quantizationLevel.upper() != facts.fileType.upper():
             yield model.doc.diagnostic(
@@ -132,16 +133,15 @@ def check(site: Site) -> Iterator[Diagnostic]:
                     f"{human_number(facts.parameterCount)} ({facts.parameterCount} parameters)",
                     "leave it out: halogen takes it from the lock",
                 )
-        if (
-            model.spec.contextSize is not None
-            and facts.contextLength
-            and model.spec.contextSize > facts.contextLength
-        ):
+        # A raw `cmd` sets the context with its own -c/--ctx-size.
+        context = model.spec.contextSize or memory.Flags.parse(server_args(site, model)).ctx
+        key: Path_ = ("contextSize",) if model.spec.cmd is None else ("cmd",)
+        if context and facts.contextLength and context > facts.contextLength:
             yield model.doc.diagnostic(
-                ("contextSize",),
-                f"contextSize {model.spec.contextSize} is above the {facts.contextLength} tokens "
-                f"{file_of(site, model)} was trained on",
-                f"set contextSize to {facts.contextLength} or less",
+                key,
+                f"{'contextSize' if key == ('contextSize',) else 'the --ctx-size of cmd'} {context} is above "
+                f"the {facts.contextLength} tokens {file_of(site, model)} was trained on",
+                f"set it to {facts.contextLength} or less",
             )
 
 

@@ -83,7 +83,20 @@ def test_a_context_size_above_the_trained_context_is_an_error(tree: Callable[...
     result = halogen("validate", site.root)
     assert result.returncode == 1
     assert "contextSize: contextSize 16384 is above the 8192 tokens smol.gguf was trained on" in result.stderr
-    assert "set contextSize to 8192 or less" in result.stderr
+    assert "set it to 8192 or less" in result.stderr
+
+
+def test_a_raw_cmd_whose_ctx_size_is_above_the_trained_context_is_an_error_at_cmd(
+    tree: Callable[..., SiteTree],
+) -> None:
+    cmd = "/usr/local/bin/llama-server --port ${PORT} -m /models/smol.gguf --ctx-size 32768"
+    site = tree(models={"smol": {"cmd": cmd}})
+    write_lock(site.root / "halogen.lock", Lock({"smol.gguf": LockedFile(98_362_432, "a" * 64, SMOL)}))
+    result = halogen("validate", site.root)
+    assert result.returncode == 1
+    assert (
+        "models.d/smol.yaml:1:1: cmd: the --ctx-size of cmd 32768 is above the 8192 tokens" in result.stderr
+    )
 
 
 def test_models_whose_files_are_not_locked_are_built_as_written(tree: Callable[..., SiteTree]) -> None:
