@@ -1,6 +1,7 @@
 """halogen's memory estimate (halogen/memory.py) against a real llama-server on SmolLM2: three
-context sizes, with mmap and without it (`--load-mode none`: this llama-server has no --no-mmap). Each case starts llama-server, runs one completion (so
-the weights and the compute buffer are touched), then reads the process's PSS from
+context sizes, with mmap and without it (`--load-mode none`: this llama-server has no
+--no-mmap). Each case starts llama-server, runs one completion (so the weights and the compute
+buffer are touched), then reads the process's PSS from
 /proc/PID/smaps_rollup, the buffers llama.cpp reports in its log, and the enclosing memory
 cgroup's usage before and after (a delta: the cgroup may hold other processes).
 
@@ -130,7 +131,8 @@ def main(args: Sequence[str] | None = None) -> int:
     lines = [
         "# Memory estimate against llama-server (SmolLM2-135M-Instruct Q4_1, CPU, 4 auto slots)",
         "",
-        "`python -m bench.memory --write`. Estimate: halogen/memory.py from the GGUF's facts and the flags.",
+        "`python -m bench.memory --write`. Estimate: halogen/memory.py from the GGUF's facts and the flags",
+        "(`-c N -t 1 -ngl 0`, plus `--load-mode none` for mmap off: this llama-server has no --no-mmap).",
         "PSS: /proc/PID/smaps_rollup after one completion. cgroup Δ: the enclosing memory cgroup's usage",
         "after the load minus before it (other processes share it: indicative only; the GGUF's page cache",
         "was warm, so mmapped weights add nothing there). Reported: the buffers llama.cpp logs",
