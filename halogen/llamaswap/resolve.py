@@ -577,15 +577,13 @@ def _selectors(
         if not sid.strip():
             found.append(Problem(where, "selector names cannot be empty"))
         elif sid in config.models:
-            found.append(
-                Problem(where, f"selector {sid!r} conflicts with model ID {sid!r}", "rename the selector")
-            )
+            found.append(Problem(where, f"name conflicts with model ID {sid!r}", "rename the selector"))
         elif sid in aliases:
             found.append(
                 Problem(
                     where,
-                    f"selector {sid!r} conflicts with an alias of model {aliases[sid]!r}",
-                    "rename the selector",
+                    f"name conflicts with model alias {sid!r}",
+                    f"an alias of {aliases[sid]!r}: rename the selector",
                 )
             )
         if selector.strategy == "":
@@ -607,14 +605,14 @@ def _selectors(
                 found.append(
                     Problem(
                         (*where, "targets", i),
-                        f"target {target!r} is a selector; selector chaining is not supported",
+                        f"references selector {target!r}; selector chaining is not supported",
                     )
                 )
             elif model is None:
                 found.append(
                     Problem(
                         (*where, "targets", i),
-                        f"target {target!r} is no model or alias",
+                        f"references unknown model {target!r}",
                         did_you_mean(target, names),
                     )
                 )
@@ -695,8 +693,9 @@ def _profiles(config: Config, aliases: Mapping[str, str], problems: list[Problem
                 found.append(
                     Problem(
                         (*where, "pins", pin),
-                        f"pin {pin!r} names {target!r}, which is no model, alias or selector",
-                        did_you_mean(target, names) or "write ~ to disable the id",
+                        f"references unknown model {target!r}",
+                        did_you_mean(target, names)
+                        or "pin a model, an alias or a selector, or ~ to disable the id",
                     )
                 )
             pins[pin] = target or ""

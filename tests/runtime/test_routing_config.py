@@ -218,12 +218,12 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
         (
             {"selectors": {"a": {"strategy": "pin", "targets": ["b"]}}},
             "selectors.a",
-            "selector 'a' conflicts with",
+            "name conflicts with model ID 'a'",
         ),
         (
             {"selectors": {"c-alias": {"strategy": "pin", "targets": ["b"]}}},
             "selectors.c-alias",
-            "selector 'c-alias' conflicts with an alias",
+            "name conflicts with model alias 'c-alias'",
         ),
         ({"selectors": {"s": {"targets": ["b"]}}}, "selectors.s.strategy", "strategy is required"),
         (
@@ -239,12 +239,12 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
         (
             {"selectors": {"s": {"strategy": "pin", "targets": ["best"]}}},
             "selectors.s.targets[0]",
-            "target 'best' is a",
+            "references selector 'best'; selector chaining",
         ),
         (
             {"selectors": {"s": {"strategy": "pin", "targets": ["zz"]}}},
             "selectors.s.targets[0]",
-            "target 'zz' is no",
+            "references unknown model 'zz'",
         ),
         (
             {"selectors": {"s": {"strategy": "spillover", "targets": ["b"], "settings": {"spillover": 0}}}},
@@ -263,7 +263,11 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
         ),
         # profile_test.go (internal/config)
         ({"profiles": {"p": {"pins": {}}}}, "profiles.p.pins", "pins must contain at least one entry"),
-        ({"profiles": {"p": {"pins": {"x": "nothing"}}}}, "profiles.p.pins.x", "pin 'x' names 'nothing'"),
+        (
+            {"profiles": {"p": {"pins": {"x": "nothing"}}}},
+            "profiles.p.pins.x",
+            "references unknown model 'nothing'",
+        ),
         (
             {"profiles": {"p": ["a", "b"]}},
             "profiles.p",
