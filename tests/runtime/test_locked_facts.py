@@ -73,6 +73,7 @@ def test_show_reports_the_headers_model_info_and_details(served: Serving) -> Non
     assert shown.modelinfo["llama.context_length"] == 8192  # trained, not the configured 1024
     assert shown.modelinfo["llama.attention.head_count_kv"] == 3
     assert shown.modelinfo["general.file_type"] == 3  # LLAMA_FTYPE_MOSTLY_Q4_1
+    assert shown.parameters == f"num_ctx {CONTEXT}"  # loaded with -c 1024
     assert shown.details is not None
     assert (shown.details.family, shown.details.parameter_size, shown.details.quantization_level) == (
         "llama",

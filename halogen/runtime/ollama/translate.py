@@ -750,9 +750,16 @@ def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> 
         "capabilities": _capabilities(model),
         "modified_at": _rfc3339(modified_at or UNKNOWN_TIME),
     }
-    if context:
-        answer["parameters"] = f"num_ctx {context}"
+    loaded = _loaded_context(model)
+    if loaded:
+        answer["parameters"] = f"num_ctx {loaded}"
     return answer
+
+
+def _loaded_context(model: Runnable) -> int | None:
+    """The context the model is loaded with (Ollama's num_ctx): its -c, else the model's context."""
+    given = flag(model.argv, "-c", "--ctx-size")
+    return int(given) if given and given.isdigit() and int(given) > 0 else _context_length(model)
 
 
 def ps(running: Sequence[RunningModel]) -> Json:
@@ -772,8 +779,7 @@ def ps(running: Sequence[RunningModel]) -> Json:
             "size_vram": 0 if gpu_layers == "0" else locked.memory(model) or r.size,
         }
         # Ollama's ps gives the context the model was loaded with (num_ctx), not the trained one.
-        given = flag(model.argv, "-c", "--ctx-size")
-        context = int(given) if given and given.isdigit() and int(given) > 0 else _context_length(model)
+        context = _loaded_context(model)
         if context:
             entry["context_length"] = context
         out.append(entry)
