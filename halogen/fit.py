@@ -8,6 +8,9 @@ MiB, so llama-swap's solver (internal/router/matrix_solver.go: the set whose evi
 keeps the models that take longest to load. Vars are short names made from the model ids, as
 llama-swap's schema wants them (`^[a-zA-Z0-9]{1,8}$`).
 
+Models whose file is not in halogen.lock have no estimate and are in no set, which llama-swap
+reads as "runs alone": loading one stops the others.
+
 The number of maximal combinations grows fast with the number of models that fit together; past
 MAX_SETS the build stops and asks for a narrower site (a smaller budget, groups of its own).
 """

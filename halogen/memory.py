@@ -29,6 +29,10 @@ llama-server's defaults (tools/server/server.cpp, common/common.h): no -c means 
 context; no -np means 4 slots sharing one unified cache; n_ubatch 512 (capped by -b);
 flash attention `auto`, which is on for the CPU backend.
 
+The figures are the CPU backend's, which the tests run. On a GPU backend (-ngl) the weights and
+the cache move to device memory (on Strix Halo, GTT carved from the same RAM), so the total holds
+to first order; the GPU's own compute buffers differ and are not modelled separately.
+
 Not modelled: recurrent/SSM state (Mamba, RWKV), the CPU backend's repacked copies of some
 quantizations (CPU_REPACK buffers), multimodal projectors, speculative drafts. A site that uses
 them should set the budget with a margin.
