@@ -146,7 +146,10 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Resolved
     if errors(found):
         raise Invalid(found)
     config, problems = parse(Config, doc)
-    if config is None:
+    # `parse` also answers a config without the keys that failed, so that later checks can run
+    # on the rest; a config with any invalid value is still refused (an `apiKeys` that fails must
+    # never run as "no keys").
+    if config is None or errors(problems):
         raise Invalid(found + problems)
     try:
         return resolve(config), found

@@ -1,0 +1,87 @@
+"""`halogen serve` under hostile input: a config value that fails validation is never dropped,
+secrets from the environment are never shown, what a client sends is bounded before it is
+logged or echoed, slow clients are cut off, browsers on other sites are refused, and deep JSON
+is a 400."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from halogen.diagnostics import Invalid
+from halogen.llamaswap import io
+from halogen.runtime.logs import Logs
+from halogen.runtime.reload import Watcher
+
+from .harness import Site, serving
+from .processes import runtime
+
+# --- invalid top-level values ------------------------------------------------------------
+
+BAD_TOP_VALUES = [
+    ("apiKeys", "sk-abc"),
+    ("apiKeys", ["sk-abc", 12345]),
+    ("apiKeys", {"main": "sk-abc"}),
+    ("apiKeys", ["sk-abc", None]),
+    ("groups", ["a"]),
+    ("startPort", "eighty"),
+    ("logLevel", "loud"),
+    ("hooks", {"on_startup": {"preload": "m"}}),
+    ("unloadTimeout", -1),
+    ("globalTTL", "forever"),
+    ("healthCheckTimeout", "sixty"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_TOP_VALUES, ids=[f"{k}={v!r}" for k, v in BAD_TOP_VALUES])
+def test_an_invalid_top_level_value_refuses_the_config_with_its_position(
+    tmp_path: Path, key: str, value: object
+) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top[key] = value
+    path = site.write()
+    with pytest.raises(Invalid) as caught:
+        io.load(path)
+    lines = path.read_text().splitlines()
+    first = 1 + next(i for i, text in enumerate(lines) if text.startswith(f"{key}:"))
+    found = [d for d in caught.value.diagnostics if d.field.startswith(key)]
+    assert found, caught.value
+    # On the key's own line or inside its block, never the unpositioned top of the file.
+    assert all(d.line >= first for d in found), found
+
+
+def test_serve_exits_1_naming_the_bad_api_keys_line_instead_of_serving_without_keys(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top["apiKeys"] = "sk-abc"
+    path = site.write()
+    done = runtime(path, "--listen", "127.0.0.1:0", "--no-watch")
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = 1 + path.read_text().splitlines().index("apiKeys: sk-abc")
+    assert f"{path}:{line}:" in done.stderr and "apiKeys" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_reload_with_a_bad_api_keys_keeps_the_running_keys(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top["apiKeys"] = ["sk-good"]
+    path = site.write()
+    async with serving(path) as proxy:
+        logs = Logs(echo_proxy=False)
+        watcher = Watcher(path, proxy.swapper, logs)
+        for bad in ("sk-abc", ["sk-abc", None], {"main": "sk-abc"}):
+            site.top["apiKeys"] = bad
+            site.write()
+            assert await watcher.check() is False
+            async with proxy.client.get("/running") as response:
+                assert response.status == 401
+            async with proxy.client.get("/running", headers={"x-api-key": "sk-good"}) as response:
+                assert response.status == 200
+        assert any("keeping the running config" in line for line in logs.history())
+        assert any("apiKeys" in line for line in logs.history())
