@@ -85,3 +85,29 @@ async def test_a_reload_with_a_bad_api_keys_keeps_the_running_keys(tmp_path: Pat
                 assert response.status == 200
         assert any("keeping the running config" in line for line in logs.history())
         assert any("apiKeys" in line for line in logs.history())
+
+
+# --- deep JSON -----------------------------------------------------------------------------
+
+DEEP_ROUTES = ["/v1/chat/completions", "/api/chat", "/api/show", "/api/embed", "/api/generate"]
+
+
+@pytest.mark.parametrize("depth", [2000, 900, 300])
+async def test_json_nested_too_deep_is_a_400_in_the_route_s_error_shape(tmp_path: Path, depth: int) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        body = '{"model": "m", "messages": ' + "[" * depth + "]" * depth + "}"
+        for path in DEEP_ROUTES:
+            async with proxy.client.post(
+                path, data=body, headers={"Content-Type": "application/json"}
+            ) as response:
+                assert response.status == 400, (path, await response.text())
+                error = (await response.json())["error"]
+                message = error if path.startswith("/api/") else error["message"]
+                assert "nests deeper" in message, (path, error)
+        assert fake.starts() == 0
+        # A body with many brackets side by side is not deep.
+        wide = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "x": [[1]] * 1000}
+        async with proxy.client.post("/v1/chat/completions", json=wide) as response:
+            assert response.status == 200
