@@ -111,3 +111,40 @@ async def test_json_nested_too_deep_is_a_400_in_the_route_s_error_shape(tmp_path
         wide = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "x": [[1]] * 1000}
         async with proxy.client.post("/v1/chat/completions", json=wide) as response:
             assert response.status == 200
+
+
+# --- upstream connection reuse --------------------------------------------------------------
+
+
+async def test_a_pooled_connection_the_upstream_closed_is_retried_once_on_a_new_one(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m", "--drop-reused")
+    async with serving(site.write()) as proxy:
+        # The readiness polls leave a pooled connection behind; every request reuses one first.
+        for _ in range(3):
+            assert await proxy.served_by("m") == "m"
+        async with proxy.client.post(
+            "/api/chat", json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+        ) as response:
+            assert response.status == 200, await response.text()
+        dropped = fake.events("dropped")
+        assert dropped, "no request went out on a reused connection: the test proves nothing"
+        # Each dropped request was sent again, and answered, exactly once.
+        assert len(fake.events("request")) == 4
+
+
+async def test_a_pooled_connection_idle_past_the_keepalive_is_not_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from halogen.runtime import upstream
+
+    monkeypatch.setattr(upstream, "UPSTREAM_KEEPALIVE", 0.2)
+    site = Site(tmp_path)
+    fake = site.fake("m", "--drop-reused")
+    async with serving(site.write()) as proxy:
+        assert await proxy.served_by("m") == "m"  # started (its first request may be retried)
+        before = len(fake.events("dropped"))
+        for _ in range(3):
+            await asyncio.sleep(0.5)  # longer than the pool keeps a connection
+            assert await proxy.served_by("m") == "m"
+        assert len(fake.events("dropped")) == before
