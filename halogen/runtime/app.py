@@ -22,6 +22,7 @@ from halogen.runtime.errors import (
     Refusal,
     Unauthorized,
     UnknownModel,
+    clip,
 )
 from halogen.runtime.listen import DEFAULT_MAX_BODY
 from halogen.runtime.logs import Level, Logs
@@ -334,7 +335,7 @@ def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[
             decoded = unquote(segment)
             last = index == len(rest) - 1
             if decoded in (".", "..") or "/" in decoded or "\\" in decoded or (not decoded and not last):
-                raise BadRequest(f"upstream path {'/' + '/'.join(rest)!r} is not a plain relative path")
+                raise BadRequest(f"upstream path {clip('/' + '/'.join(rest))} is not a plain relative path")
         return model_id, "/" + "/".join(rest)
     raise UnknownModel(unquote(segments[0]))
 

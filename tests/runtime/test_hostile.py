@@ -148,3 +148,39 @@ async def test_a_pooled_connection_idle_past_the_keepalive_is_not_reused(
             await asyncio.sleep(0.5)  # longer than the pool keeps a connection
             assert await proxy.served_by("m") == "m"
         assert len(fake.events("dropped")) == before
+
+
+# --- what a client sends, logged and echoed ------------------------------------------------
+
+HUGE_NAME = "x" * (4 * 1024 * 1024)
+
+
+async def test_a_huge_unknown_model_name_is_echoed_and_logged_cut_short(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write(), logs=Logs(echo_proxy=False)) as proxy:
+        for path in ("/v1/chat/completions", "/api/chat"):
+            for _ in range(5):
+                async with proxy.client.post(path, json={"model": HUGE_NAME, "messages": []}) as response:
+                    assert response.status == 404
+                    body = await response.read()
+                    assert len(body) < 1024, len(body)
+                    assert b"xxxxxxxx" in body and b"more characters" in body
+        async with proxy.client.get("/logs") as response:
+            text = await response.text()
+        assert "more characters" in text
+        assert len(text) < 64 * 1024, len(text)
+
+
+def test_the_log_history_is_bounded_in_characters_whatever_its_lines_hold() -> None:
+    history = Logs(echo_proxy=False)
+    for i in range(3000):
+        history.upstream("m", f"{i} " + "y" * 100_000)
+    kept = history.history()
+    assert sum(map(len, kept)) <= 4 * 1024 * 1024  # not 2000 lines of 100 kB
+    assert all(len(line) <= 16 * 1024 for line in kept)
+    assert kept[-1].startswith("[m] 2999 ")
+    # Short lines are still kept by the line count, not the size.
+    for i in range(5000):
+        history.proxy(f"line {i}")
+    assert len(history.history()) == 2000 and history.history()[-1] == "[halogen] line 4999"
