@@ -82,6 +82,8 @@ class Resolved:
     log_to_stdout: str
     metrics_max: int
     include_aliases_in_list: bool
+    # Values the config took from `${env.NAME}` (value -> NAME): never shown.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def lookup(self, name: str) -> str | None:
         """The model id a request's `model` names: an id, an alias, or either with `:latest`."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
+from collections.abc import Mapping
 from typing import Literal, TextIO
 
 Level = Literal["debug", "info", "warn", "error"]
@@ -75,6 +76,7 @@ class Logs:
         self._echo_upstream = echo_upstream
         self._out = out
         self._closed = False
+        self._secrets: dict[str, str] = {}
         self.level = level
 
     @property
@@ -95,6 +97,21 @@ class Logs:
             level=level,
         )
 
+    def hide(self, secrets: Mapping[str, str]) -> None:
+        """Mask these values (value -> the variable it came from) in every line from now on.
+        Values are only ever added: a process started under an older config may still print
+        its own."""
+        self._secrets.update(secrets)
+        # Longest first, so a value that holds a shorter one is masked whole.
+        self._secrets = dict(sorted(self._secrets.items(), key=lambda item: -len(item[0])))
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret value replaced by `${env.NAME}`, the reference it came from."""
+        for value, name in self._secrets.items():
+            if value in text:
+                text = text.replace(value, f"${{env.{name}}}")
+        return text
+
     def proxy(self, message: str, level: Level = "info") -> None:
         if _RANK[level] >= self._threshold:
             self._add(f"[halogen] {message}", self._echo_proxy)
@@ -105,7 +122,7 @@ class Logs:
 
     def access(self, line: str, level: Level = "info") -> None:
         if self.echoes(level):
-            print(cut(f"[halogen] {line}"), file=self._out or sys.stdout, flush=True)
+            print(cut(self.redact(f"[halogen] {line}")), file=self._out or sys.stdout, flush=True)
 
     def upstream(self, model_id: str, line: str) -> None:
         self._add(f"[{model_id}] {line}", self._echo_upstream)
@@ -114,7 +131,7 @@ class Logs:
         return self._history.lines()
 
     def _add(self, line: str, echo: bool) -> None:
-        line = cut(line)
+        line = cut(self.redact(line))
         self._history.add(line)
         if echo:
             out = self._out or sys.stdout

@@ -65,6 +65,7 @@ class Server:
         logs: Logs | None = None,
     ) -> None:
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
+        self.logs.hide(resolved.secrets)
         self.swapper = Swapper(resolved, logs=self.logs, health_check_timeout=health_check_timeout)
         self.runtime = app.Runtime(self.swapper)
         self.host = host

@@ -184,7 +184,7 @@ class Upstream:
         try:
             proc = await self._exec(argv)
         except OSError as exc:
-            message = f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
+            message = self._logs.redact(f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}")
             self._logs.proxy(message, "error")
             raise StartFailed(message) from None
         self._proc = proc
@@ -206,7 +206,7 @@ class Upstream:
             self._output_line(line)
 
     def _output_line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace")
+        line = self._logs.redact(raw.decode("utf-8", errors="replace"))
         self.output.add(line)
         self._logs.upstream(self.id, line)
 
@@ -336,7 +336,8 @@ class Upstream:
             self._fresh = None
 
     def command(self) -> str:
-        return shlex.join(self.runnable.argv)
+        """The command line as shown: values from `${env.…}` masked."""
+        return self._logs.redact(shlex.join(self.runnable.argv))
 
 
 async def _on_reuse(

@@ -6,6 +6,7 @@ is a 400."""
 from __future__ import annotations
 
 import asyncio
+import io as io_module
 import json
 from pathlib import Path
 
@@ -184,3 +185,30 @@ def test_the_log_history_is_bounded_in_characters_whatever_its_lines_hold() -> N
     for i in range(5000):
         history.proxy(f"line {i}")
     assert len(history.history()) == 2000 and history.history()[-1] == "[halogen] line 4999"
+
+
+# --- secrets from the environment ----------------------------------------------------------
+
+
+async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-upstream-3f9a1c"
+    monkeypatch.setenv("HALOGEN_TEST_SECRET", secret)
+    site = Site(tmp_path)
+    fake = site.fake("m", env=["FAKE_HIDDEN=env-value-7d2e"])
+    site.models["m"]["cmd"] += " --note ${env.HALOGEN_TEST_SECRET}"
+    stdout = io_module.StringIO()
+    async with serving(site.write(), logs=Logs(echo_proxy=True, echo_upstream=True, out=stdout)) as proxy:
+        assert await proxy.served_by("m") == "m"
+        async with proxy.client.get("/running") as response:
+            running = await response.text()
+        async with proxy.client.get("/logs") as response:
+            logged = await response.text()
+    # The model got the real value.
+    assert fake.events("start")[0]["argv"][-2:] == ["--note", secret]
+    assert "--note ${env.HALOGEN_TEST_SECRET}" in json.loads(running)["running"][0]["cmd"]
+    assert "starting model 'm'" in stdout.getvalue()
+    for shown in (running, logged, stdout.getvalue()):
+        assert secret not in shown
+        assert "env-value-7d2e" not in shown
