@@ -208,6 +208,21 @@ def resolve(config: Config) -> Resolved:
     if default_members:
         groups[DEFAULT_GROUP] = Group(members=default_members)
 
+    # A name and the same name with ":latest" are one name to `Resolved.lookup` and to the
+    # Ollama listing (which shows `a` as `a:latest`): they must not name two models.
+    folded: dict[str, str] = {}
+    for model_id in sorted(config.models):
+        key = model_id.removesuffix(":latest")
+        if key in folded:
+            problems.append(
+                Problem(
+                    ("models", model_id),
+                    f"model {model_id!r} and model {folded[key]!r} differ only by ':latest'",
+                    "a request for either name would reach one of them: rename one",
+                )
+            )
+        folded.setdefault(key, model_id)
+
     next_port = config.startPort
     for model_id in sorted(config.models):
         model = config.models[model_id]
@@ -260,13 +275,24 @@ def resolve(config: Config) -> Resolved:
                 name, _, value = entry.partition("=")
                 env.append((name, value))
         for i, alias in enumerate(fields["aliases"]):
+            owner = folded.get(alias.removesuffix(":latest"), model_id)
             if alias in aliases or alias in config.models:
                 other = aliases.get(alias, alias)
                 problems.append(
                     Problem((*base, "aliases", i), f"alias {alias!r} is already used by model {other!r}")
                 )
                 bad = True
+            elif owner != model_id:
+                problems.append(
+                    Problem(
+                        (*base, "aliases", i),
+                        f"alias {alias!r} and a name of model {owner!r} differ only by ':latest'",
+                        "':latest' is accepted on every name already: remove the alias or rename it",
+                    )
+                )
+                bad = True
             aliases.setdefault(alias, model_id)
+            folded.setdefault(alias.removesuffix(":latest"), model_id)
         try:
             argv = command.split(fields["cmd"])
             stop_argv = command.split(fields["cmdStop"]) if fields["cmdStop"].strip() else []

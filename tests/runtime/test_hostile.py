@@ -212,3 +212,37 @@ async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
     for shown in (running, logged, stdout.getvalue()):
         assert secret not in shown
         assert "env-value-7d2e" not in shown
+
+
+# --- names that differ only by ':latest' -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("models", "field"),
+    [
+        ({"a": {}, "b": {"aliases": ["a:latest"]}}, "models.b.aliases[0]"),
+        ({"a:latest": {}, "b": {"aliases": ["a"]}}, "models.b.aliases[0]"),
+        ({"a": {}, "a:latest": {}}, "models.a:latest"),
+        ({"a": {"aliases": ["x"]}, "b": {"aliases": ["x:latest"]}}, "models.b.aliases[0]"),
+    ],
+    ids=["alias a:latest beside model a", "alias a beside model a:latest", "two models", "two aliases"],
+)
+def test_names_that_differ_only_by_latest_on_two_models_are_refused_with_their_position(
+    tmp_path: Path, models: dict[str, dict[str, object]], field: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump({"models": {mid: {"cmd": "llama-server --port ${PORT}", **keys} for mid, keys in models.items()}})
+    )
+    with pytest.raises(Invalid) as caught:
+        io.load(path)
+    (found,) = caught.value.diagnostics
+    assert found.field == field and found.line > 1, found
+    assert "differ only by ':latest'" in found.message
+
+
+def test_an_alias_with_latest_on_its_own_model_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"models": {"a": {"cmd": "llama-server --port ${PORT}", "aliases": ["a:latest", "b"]}}}))
+    resolved, _ = io.load(path)
+    assert resolved.lookup("a:latest") == resolved.lookup("b:latest") == "a"
