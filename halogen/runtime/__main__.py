@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from halogen.runtime.listen import DEFAULT_LISTEN, DEFAULT_MAX_BODY, parse_listen
+from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
 from halogen.runtime.server import serve
 
 
@@ -33,6 +33,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds to wait for a started model, overriding the config (llama-swap's floor of 15 s does not apply)",
     )
+    defaults = DEFAULT_LIMITS
+    parser.add_argument(
+        "--header-timeout", type=float, default=defaults.header_timeout, help="seconds to send a header"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help="seconds a kept-alive connection may idle",
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=defaults.body_timeout, help="seconds to send a body"
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=defaults.max_connections, help="open connections at most"
+    )
     args = parser.parse_args(argv)
     try:
         host, port = parse_listen(args.listen)
@@ -44,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         port=port,
         max_body=args.max_body_bytes,
         health_check_timeout=args.health_check_timeout,
+        limits=Limits(args.header_timeout, args.idle_timeout, args.body_timeout, args.max_connections),
         watch=not args.no_watch,
         drain=max(0.0, args.drain),
     )

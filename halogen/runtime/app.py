@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.llamaswap.resolve import Resolved
-from halogen.runtime import auth, multipart, ollama_routes, proxy
+from halogen.runtime import auth, connections, multipart, ollama_routes, proxy
 from halogen.runtime.errors import (
     BadRequest,
     MissingModel,
@@ -24,7 +24,7 @@ from halogen.runtime.errors import (
     UnknownModel,
     clip,
 )
-from halogen.runtime.listen import DEFAULT_MAX_BODY
+from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.logs import Level, Logs
 from halogen.runtime.metrics import Metrics
 from halogen.runtime.swapper import Swapper
@@ -386,9 +386,18 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
 # --- assembly -----------------------------------------------------------------------------
 
 
-def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+def build(
+    runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY, limits: Limits = DEFAULT_LIMITS
+) -> web.Application:
     app = web.Application(
-        middlewares=[access_middleware, error_middleware, key_middleware], client_max_size=max_body
+        middlewares=[
+            connections.guard_middleware,
+            access_middleware,
+            error_middleware,
+            key_middleware,
+            connections.body_middleware(limits, max_body),
+        ],
+        client_max_size=max_body,
     )
     app[RUNTIME] = runtime
     for path in OPENAI_ROUTES:

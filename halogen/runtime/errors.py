@@ -50,6 +50,11 @@ class MissingModel(BadRequest):
     code = "model_missing"
 
 
+class RequestTimeout(BadRequest):
+    status = 408
+    code = "request_timeout"
+
+
 class UnknownModel(Refusal):
     status = 404
     kind = "invalid_request_error"

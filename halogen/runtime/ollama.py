@@ -101,7 +101,9 @@ def keep_alive(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadKeepAlive(f"keep_alive must be a number of seconds or a duration like '5m', not {clip(value)}")
+        raise BadKeepAlive(
+            f"keep_alive must be a number of seconds or a duration like '5m', not {clip(value)}"
+        )
     if isinstance(value, str):
         text = value.strip()
         match = _DURATION.fullmatch(text)

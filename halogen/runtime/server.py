@@ -15,7 +15,8 @@ from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
 from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
-from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
+from halogen.runtime.connections import GuardedSite
+from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_MAX_BODY, DEFAULT_PORT, Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 from halogen.runtime.swapper import Swapper
@@ -32,6 +33,7 @@ class Options(TypedDict, total=False):
     port: int
     max_body: int
     health_check_timeout: float | None
+    limits: Limits
 
 
 def serve(
@@ -61,6 +63,7 @@ class Server:
         port: int = DEFAULT_PORT,
         max_body: int = DEFAULT_MAX_BODY,
         health_check_timeout: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
@@ -71,6 +74,7 @@ class Server:
         self.host = host
         self.port = port
         self._max_body = max_body
+        self.limits = limits
         self._config_path = config_path
         self._runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
@@ -86,14 +90,15 @@ class Server:
         # handler_cancellation: a client that disconnects cancels its handler, which leaves the
         # queue or closes the upstream connection at once.
         runner = web.AppRunner(
-            app.build(self.runtime, max_body=self._max_body),
+            app.build(self.runtime, max_body=self._max_body, limits=self.limits),
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=SHUTDOWN_GRACE,
+            keepalive_timeout=self.limits.idle_timeout,
         )
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.host, self.port)
+        site = GuardedSite(runner, self.host, self.port, self.limits)
         await site.start()
         if self.port == 0:
             self.port = runner.addresses[0][1]

@@ -184,7 +184,9 @@ class Upstream:
         try:
             proc = await self._exec(argv)
         except OSError as exc:
-            message = self._logs.redact(f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}")
+            message = self._logs.redact(
+                f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
+            )
             self._logs.proxy(message, "error")
             raise StartFailed(message) from None
         self._proc = proc

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import io as io_module
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,12 @@ import yaml
 
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
+from halogen.runtime.listen import Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 
-from .harness import Site, serving
-from .processes import runtime
+from .harness import Site, free_ports, serving
+from .processes import ROOT, runtime, stop_serving, wait_healthy
 
 # --- invalid top-level values ------------------------------------------------------------
 
@@ -232,7 +235,9 @@ def test_names_that_differ_only_by_latest_on_two_models_are_refused_with_their_p
 ) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(
-        yaml.safe_dump({"models": {mid: {"cmd": "llama-server --port ${PORT}", **keys} for mid, keys in models.items()}})
+        yaml.safe_dump(
+            {"models": {mid: {"cmd": "llama-server --port ${PORT}", **keys} for mid, keys in models.items()}}
+        )
     )
     with pytest.raises(Invalid) as caught:
         io.load(path)
@@ -243,6 +248,174 @@ def test_names_that_differ_only_by_latest_on_two_models_are_refused_with_their_p
 
 def test_an_alias_with_latest_on_its_own_model_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"models": {"a": {"cmd": "llama-server --port ${PORT}", "aliases": ["a:latest", "b"]}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"models": {"a": {"cmd": "llama-server --port ${PORT}", "aliases": ["a:latest", "b"]}}}
+        )
+    )
     resolved, _ = io.load(path)
     assert resolved.lookup("a:latest") == resolved.lookup("b:latest") == "a"
+
+
+# --- slow and idle clients -------------------------------------------------------------------
+
+SHORT = Limits(header_timeout=0.5, idle_timeout=1.0, body_timeout=0.5, max_connections=6)
+
+
+async def closed_by_server(reader: asyncio.StreamReader, patience: float = 10.0) -> bytes:
+    """Everything the server sent until it closed the connection; fails if it stays open."""
+    try:
+        async with asyncio.timeout(patience):
+            return await reader.read()
+    except TimeoutError:
+        raise AssertionError(f"the connection was still open after {patience} s") from None
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write(), limits=SHORT) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        assert await closed_by_server(reader) == b""
+        writer.close()
+
+
+async def test_a_header_sent_a_byte_at_a_time_is_cut_off_at_the_header_timeout(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write(), limits=SHORT) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        head = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+
+        async def drip() -> None:
+            for byte in head:  # 200 bytes at 0.1 s: far longer than the header timeout
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.1)
+
+        dripping = asyncio.create_task(drip())
+        try:
+            assert await closed_by_server(reader) == b""
+        finally:
+            dripping.cancel()
+            writer.close()
+
+
+async def test_a_body_that_trickles_in_gets_408_after_the_body_timeout(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write(), limits=SHORT) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+
+        async def drip() -> None:
+            for _ in range(100):
+                writer.write(b" ")
+                await asyncio.sleep(0.1)
+
+        dripping = asyncio.create_task(drip())
+        try:
+            answer = await closed_by_server(reader)
+        finally:
+            dripping.cancel()
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"request_timeout" in answer
+        assert fake.starts() == 0
+
+
+async def test_a_huge_content_length_without_a_body_is_refused_at_once(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:  # the default limits: nothing here is timed
+        for path in ("/v1/chat/completions", "/api/chat", "/upstream/m/props"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 10000000000\r\n\r\n".encode()
+            )
+            try:
+                async with asyncio.timeout(10):
+                    status_line = await reader.readline()
+            finally:
+                writer.close()
+            assert status_line.startswith(b"HTTP/1.1 413 "), (path, status_line)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_but_a_long_stream_is_not(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write(), limits=SHORT) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        # A stream three times as long as every timeout: never cut.
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+        writer.write(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"X-Fake-Chunks: 6\r\nX-Fake-Chunk-Delay: 0.5\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        answer = b""
+        async with asyncio.timeout(30):
+            while b"data: [DONE]" not in answer:
+                chunk = await reader.read(65536)
+                assert chunk, f"the stream was cut: {answer[-300:]!r}"
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        # Then idle on the kept-alive connection: closed after the idle timeout.
+        assert await closed_by_server(reader) == b""
+        writer.close()
+
+
+async def test_connections_over_the_cap_get_503_and_the_rest_are_served(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    limits = Limits(header_timeout=60, idle_timeout=60, body_timeout=60, max_connections=6)
+    async with serving(site.write(), limits=limits) as proxy:
+        held = [await asyncio.open_connection("127.0.0.1", proxy.server.port) for _ in range(6)]
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        answer = await closed_by_server(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        # A held connection is still served.
+        reader, writer = held[0]
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 200 ")
+        for _, other in held:
+            other.close()
+        await asyncio.sleep(0.1)
+        async with proxy.client.get("/health") as response:
+            assert response.status == 200
+
+
+async def test_halogen_serve_takes_the_connection_limits_from_its_command_line(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    config = site.write()
+    (port,) = free_ports(1)
+    argv = [
+        sys.executable,
+        "-m",
+        "halogen",
+        "serve",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
+    argv += ["--header-timeout", "0.5", "--max-connections", "3", "--no-watch"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{port}", log.read_text)
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 503 ")
+        writer.close()
+        for reader, writer in held:  # silent: closed after the header timeout
+            assert await closed_by_server(reader) == b""
+            writer.close()
+    finally:
+        stop_serving(process)
