@@ -169,6 +169,14 @@ def schema(src: Path, check: bool) -> None:
     show_default=True,
     help="Open client connections at most; more get 503 and are closed.",
 )
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    envvar="HALOGEN_ALLOW_ORIGINS",
+    metavar="ORIGIN",
+    help="A web origin (http://chat.lan:3000, or * for any) whose pages may call the API from a browser; repeat for more. Requests from other sites' pages are refused (403), curl and API clients are unaffected. Also HALOGEN_ALLOW_ORIGINS (space-separated).",
+)
 def serve(
     config_path: Path,
     listen: str,
@@ -179,6 +187,7 @@ def serve(
     idle_timeout: float,
     body_timeout: float,
     max_connections: int,
+    allow_origins: tuple[str, ...],
 ) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
     OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
@@ -186,5 +195,13 @@ def serve(
 
     limits = Limits(header_timeout, idle_timeout, body_timeout, max_connections)
     sys.exit(
-        command.run(config_path, listen, max_body=max_body_bytes, watch=watch, drain=drain, limits=limits)
+        command.run(
+            config_path,
+            listen,
+            max_body=max_body_bytes,
+            watch=watch,
+            drain=drain,
+            limits=limits,
+            allow_origins=allow_origins,
+        )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
@@ -16,6 +17,7 @@ def run(
     watch: bool = True,
     drain: float = 0.0,
     limits: Limits = DEFAULT_LIMITS,
+    allow_origins: Sequence[str] = (),
 ) -> int:
     """Serve until SIGTERM/SIGINT; the exit status (1: invalid config or port in use, 2: bad
     `listen`). The runtime is imported here so the compiler runs without aiohttp installed."""
@@ -27,5 +29,12 @@ def run(
         print(f"halogen serve: {exc}", file=sys.stderr)
         return 2
     return serve(
-        config_path, host=host, port=port, max_body=max_body, watch=watch, drain=drain, limits=limits
+        config_path,
+        host=host,
+        port=port,
+        max_body=max_body,
+        watch=watch,
+        drain=drain,
+        limits=limits,
+        allow_origins=tuple(allow_origins),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
@@ -49,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-connections", type=int, default=defaults.max_connections, help="open connections at most"
     )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=os.environ.get("HALOGEN_ALLOW_ORIGINS", "").split(),
+        metavar="ORIGIN",
+        help="a web origin whose pages may call the API from a browser (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         host, port = parse_listen(args.listen)
@@ -61,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         max_body=args.max_body_bytes,
         health_check_timeout=args.health_check_timeout,
         limits=Limits(args.header_timeout, args.idle_timeout, args.body_timeout, args.max_connections),
+        allow_origins=tuple(args.allow_origin),
         watch=not args.no_watch,
         drain=max(0.0, args.drain),
     )

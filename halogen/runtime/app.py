@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.llamaswap.resolve import Resolved
-from halogen.runtime import auth, connections, multipart, ollama_routes, proxy
+from halogen.runtime import auth, connections, multipart, ollama_routes, origin, proxy
 from halogen.runtime.errors import (
     BadRequest,
     MissingModel,
@@ -387,18 +387,24 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
 
 
 def build(
-    runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY, limits: Limits = DEFAULT_LIMITS
+    runtime: Runtime,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    limits: Limits = DEFAULT_LIMITS,
+    allow_origins: Sequence[str] = (),
 ) -> web.Application:
     app = web.Application(
         middlewares=[
             connections.guard_middleware,
             access_middleware,
             error_middleware,
+            origin.middleware(allow_origins),
             key_middleware,
             connections.body_middleware(limits, max_body),
         ],
         client_max_size=max_body,
     )
+    app.on_response_prepare.append(origin.cors_headers)
     app[RUNTIME] = runtime
     for path in OPENAI_ROUTES:
         app.router.add_post(path, openai_route)

@@ -111,6 +111,12 @@ async def open_upstream(
     A pooled connection that fails before any byte of an answer was most likely closed by the
     upstream while idle (llama-server closes them after 5 s): the request, whose body is held
     whole and so can be sent again, is retried once on a new connection."""
+    key = upstream_key(upstream.runnable)
+    if key is not None:
+        headers = CIMultiDict(headers or {})
+        for name in CREDENTIALS:
+            headers.popall(name, None)
+        headers["Authorization"] = f"Bearer {key}"
     attempt = Attempt()
     try:
         return await upstream.session.request(
@@ -130,6 +136,22 @@ async def open_upstream(
         )
     except (aiohttp.ClientError, OSError) as exc:
         raise await failure(upstream, "did not answer", exc) from None
+
+
+def upstream_key(runnable: Runnable) -> str | None:
+    """The key the model's llama-server checks, when its command gives one: the (first) value of
+    `--api-key`, else of `LLAMA_API_KEY` in the model's `env` (common/arg.cpp). The proxy sends it
+    in place of the client's, which the proxy checks itself against `apiKeys`."""
+    value = None
+    argv = runnable.argv
+    for i, arg in enumerate(argv):
+        name, eq, given = arg.partition("=")
+        if name == "--api-key":
+            value = given if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    if value is None:
+        value = dict(runnable.env).get("LLAMA_API_KEY")
+    keys = [key.strip() for key in (value or "").split(",") if key.strip()]
+    return keys[0] if keys else None
 
 
 async def failure(upstream: Upstream, what: str, exc: BaseException) -> UpstreamFailed:

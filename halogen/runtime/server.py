@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -34,6 +35,7 @@ class Options(TypedDict, total=False):
     max_body: int
     health_check_timeout: float | None
     limits: Limits
+    allow_origins: Sequence[str]
 
 
 def serve(
@@ -64,6 +66,7 @@ class Server:
         max_body: int = DEFAULT_MAX_BODY,
         health_check_timeout: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        allow_origins: Sequence[str] = (),
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
@@ -75,6 +78,7 @@ class Server:
         self.port = port
         self._max_body = max_body
         self.limits = limits
+        self._allow_origins = tuple(allow_origins)
         self._config_path = config_path
         self._runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
@@ -90,7 +94,9 @@ class Server:
         # handler_cancellation: a client that disconnects cancels its handler, which leaves the
         # queue or closes the upstream connection at once.
         runner = web.AppRunner(
-            app.build(self.runtime, max_body=self._max_body, limits=self.limits),
+            app.build(
+                self.runtime, max_body=self._max_body, limits=self.limits, allow_origins=self._allow_origins
+            ),
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=SHUTDOWN_GRACE,

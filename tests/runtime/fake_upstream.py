@@ -126,6 +126,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         echo = self._echo(body)
         record("request", **echo)
+        if ARGS.api_key and self.headers.get("Authorization") != f"Bearer {ARGS.api_key}":
+            # llama-server's answer when started with --api-key (tools/server/server-http.cpp).
+            self._json(
+                401, {"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}}
+            )
+            return
         if self.headers.get("X-Fake-Close"):
             say("closing the connection without an answer")
             self.close_connection = True
@@ -303,6 +309,9 @@ def main() -> None:
     parser.add_argument("--hang-at-start", action="store_true", help="never bind the port")
     parser.add_argument("--ready-gate", default="", help="/health answers 503 until this path exists")
     parser.add_argument("--note", action="append", default=[], help="ignored; recorded with argv")
+    parser.add_argument(
+        "--api-key", default="", help="answer 401 to requests without this key, /health aside"
+    )
     parser.add_argument("--drop-reused", action="store_true", help="drop requests on a reused connection")
     ARGS = parser.parse_args()
     record(

@@ -163,11 +163,14 @@ async def serving(
     max_body: int | None = None,
     logs: Logs | None = None,
     limits: Limits | None = None,
+    allow_origins: tuple[str, ...] = (),
 ) -> AsyncIterator[Proxy]:
     resolved, _ = io.load(config)
     extra: dict[str, Any] = {} if max_body is None else {"max_body": max_body}
     if limits is not None:
         extra["limits"] = limits
+    if allow_origins:
+        extra["allow_origins"] = allow_origins
     server = Server(
         resolved,
         host="127.0.0.1",

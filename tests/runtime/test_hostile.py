@@ -17,6 +17,7 @@ import yaml
 
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
+from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.listen import Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
@@ -419,3 +420,144 @@ async def test_halogen_serve_takes_the_connection_limits_from_its_command_line(t
             writer.close()
     finally:
         stop_serving(process)
+
+
+# --- browsers on other sites ---------------------------------------------------------------
+
+CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+
+async def test_a_page_on_another_site_cannot_make_the_browser_generate_or_unload(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        assert await proxy.served_by("m") == "m"
+        requests = [
+            # A simple request: text/plain needs no preflight, and the page need not read the answer.
+            ("POST", "/v1/chat/completions", {"Content-Type": "text/plain", "Origin": "http://evil.example"}),
+            ("POST", "/api/chat", {"Content-Type": "text/plain", "Origin": "null"}),
+            ("GET", "/unload", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}),
+            ("POST", "/unload", {"Origin": "http://192.168.1.20:3000"}),
+            # An older browser's form post says where it comes from in Referer only.
+            (
+                "POST",
+                "/v1/chat/completions",
+                {"Content-Type": "application/x-www-form-urlencoded", "Referer": "http://evil.example/page"},
+            ),
+        ]
+        for method, path, headers in requests:
+            async with proxy.client.request(method, path, data=CHAT, headers=headers) as response:
+                assert response.status == 403, (method, path, headers, await response.text())
+                error = (await response.json())["error"]
+                message = error if path.startswith("/api/") else error["message"]
+                assert "--allow-origin" in message
+        assert await proxy.running() == {"m": "ready"}
+        assert len(fake.events("request")) == 1
+
+
+async def test_a_text_plain_body_on_a_json_route_is_refused_even_without_an_origin(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    async with serving(site.write()) as proxy:
+        for path in ("/v1/chat/completions", "/api/chat"):
+            async with proxy.client.post(path, data=CHAT, headers={"Content-Type": "text/plain"}) as response:
+                assert response.status == 415, await response.text()
+        assert fake.starts() == 0
+
+
+async def test_curl_and_api_clients_are_unaffected(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        for headers in (
+            {"Content-Type": "application/json"},
+            # `curl -d '{...}'` with no -H, as Ollama's own API docs write it.
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            {},
+        ):
+            for path in ("/v1/chat/completions", "/api/chat"):
+                async with proxy.client.post(
+                    path, data=CHAT.encode(), headers=headers, skip_auto_headers=["Content-Type"]
+                ) as response:
+                    assert response.status == 200, (path, headers, await response.text())
+        # A browser opening an address itself is not cross-site.
+        async with proxy.client.get("/v1/models", headers={"Sec-Fetch-Site": "none"}) as response:
+            assert response.status == 200
+
+
+async def test_an_allowed_origin_may_call_the_api_and_read_its_answers(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top["apiKeys"] = ["sk-good"]
+    allowed = "http://chat.lan:3000"
+    async with serving(site.write(), allow_origins=(allowed, "http://other.lan")) as proxy:
+        # The preflight carries no key.
+        async with proxy.client.options(
+            "/v1/chat/completions",
+            headers={
+                "Origin": allowed,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, authorization, bad header",
+            },
+        ) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == allowed
+            assert response.headers["Access-Control-Allow-Headers"] == "content-type, authorization"
+        body = json.loads(CHAT) | {"stream": True}
+        headers = {"Origin": allowed, "Authorization": "Bearer sk-good", "Sec-Fetch-Site": "cross-site"}
+        async with proxy.client.post("/v1/chat/completions", json=body, headers=headers) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == allowed
+            assert b"[DONE]" in await response.read()
+        async with proxy.client.get(
+            "/v1/models", headers={**headers, "Origin": "http://evil.example"}
+        ) as response:
+            assert response.status == 403
+            assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# --- a model's own key ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api_keys", [["sk-client"], []], ids=["apiKeys set", "no apiKeys"])
+async def test_a_model_started_with_api_key_is_sent_its_own_key_in_place_of_the_client_s(
+    tmp_path: Path, api_keys: list[str]
+) -> None:
+    site = Site(tmp_path)
+    fake = site.fake("m", "--api-key", "sk-upstream")
+    site.top["apiKeys"] = api_keys
+    client = {"Authorization": "Bearer sk-client"} if api_keys else {}
+    async with serving(site.write()) as proxy:
+        assert await proxy.served_by("m", **client) == "m"
+        async with proxy.client.post(
+            "/api/chat",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False},
+            headers=client,
+        ) as response:
+            assert response.status == 200, await response.text()
+        async with proxy.client.get("/upstream/m/props", headers=client) as response:
+            assert response.status == 200
+    seen = [event["headers"] for event in fake.events("request")]
+    assert len(seen) == 3
+    assert all(h.get("authorization") == "Bearer sk-upstream" and "x-api-key" not in h for h in seen)
+
+
+def test_the_upstream_key_is_read_from_api_key_or_llama_api_key() -> None:
+    from halogen.runtime.proxy import upstream_key
+
+    def runnable(*argv: str, env: tuple[tuple[str, str], ...] = ()) -> Runnable:
+        return Runnable(
+            id="m",
+            argv=("llama-server", *argv),
+            stop_argv=(),
+            proxy="http://127.0.0.1:1",
+            check_endpoint="",
+            env=env,
+            group="g",
+        )
+
+    assert upstream_key(runnable("--api-key", "a,b")) == "a"
+    assert upstream_key(runnable("--api-key=k", "--port", "1")) == "k"
+    assert upstream_key(runnable(env=(("LLAMA_API_KEY", "e"),))) == "e"
+    assert upstream_key(runnable("--api-key", "flag", env=(("LLAMA_API_KEY", "e"),))) == "flag"
+    assert upstream_key(runnable("--port", "1")) is None
