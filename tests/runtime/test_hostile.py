@@ -10,8 +10,11 @@ import io as io_module
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import openai
 import pytest
 import yaml
 
@@ -22,8 +25,8 @@ from halogen.runtime.listen import Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 
-from .harness import Site, free_ports, serving
-from .processes import ROOT, runtime, stop_serving, wait_healthy
+from .harness import PATIENCE, Site, free_port_run, free_ports, serving
+from .processes import ROOT, halogen_serve, runtime, stop_serving, wait_healthy
 
 # --- invalid top-level values ------------------------------------------------------------
 
@@ -561,3 +564,44 @@ def test_the_upstream_key_is_read_from_api_key_or_llama_api_key() -> None:
     assert upstream_key(runnable(env=(("LLAMA_API_KEY", "e"),))) == "e"
     assert upstream_key(runnable("--api-key", "flag", env=(("LLAMA_API_KEY", "e"),))) == "flag"
     assert upstream_key(runnable("--port", "1")) is None
+
+
+# --- the real path -------------------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_a_real_llama_server_with_its_own_key_serves_through_the_proxy_and_the_key_is_never_shown(
+    tmp_path: Path, llama_server: Path, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-upstream-5be1d07a"
+    monkeypatch.setenv("HALOGEN_TEST_UPSTREAM_KEY", secret)
+    port = free_port_run(1)
+    cmd = (
+        f"{llama_server} --port ${{PORT}} --host 127.0.0.1 -m {smollm2_gguf} -c 512 -t 1 -ngl 0"
+        " --api-key ${env.HALOGEN_TEST_UPSTREAM_KEY}"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"startPort": port, "apiKeys": ["sk-client"], "models": {"smol": {"cmd": cmd}}})
+    )
+    key = {"Authorization": "Bearer sk-client"}
+    with halogen_serve(config, tmp_path / "serve.log", "--no-watch") as served:
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key="sk-client", timeout=PATIENCE * 4)
+        answer = client.chat.completions.create(
+            model="smol", messages=[{"role": "user", "content": "Say hello."}], max_tokens=4, temperature=0
+        )
+        assert answer.choices[0].message.content is not None
+        # The model's own server refuses a request without its key: the proxy sent it.
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=PATIENCE)
+        assert refused.value.code == 401
+        shown = []
+        for path in ("/running", "/logs"):
+            with urllib.request.urlopen(
+                urllib.request.Request(served.url + path, headers=key), timeout=PATIENCE
+            ) as response:
+                shown.append(response.read().decode())
+        assert "--api-key ${env.HALOGEN_TEST_UPSTREAM_KEY}" in json.loads(shown[0])["running"][0]["cmd"]
+        shown.append(served.output())
+    assert all(secret not in text for text in shown)
