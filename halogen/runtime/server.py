@@ -17,6 +17,7 @@ from halogen.llamaswap import io
 from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
 from halogen.runtime.connections import GuardedSite
+from halogen.runtime.context import Runtime
 from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_MAX_BODY, DEFAULT_PORT, Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
@@ -73,7 +74,7 @@ class Server:
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
         self.logs.hide(resolved.secrets)
         self.swapper = Swapper(resolved, logs=self.logs, health_check_timeout=health_check_timeout)
-        self.runtime = app.Runtime(self.swapper)
+        self.runtime = Runtime(self.swapper)
         self.host = host
         self.port = port
         self._max_body = max_body
