@@ -105,7 +105,9 @@ class Server:
         )
         await runner.setup()
         self._runner = runner
-        site = GuardedSite(runner, self.host, self.port, self.limits)
+        # A burst of connections up to the cap waits to be accepted instead of being dropped
+        # by the kernel (aiohttp's backlog is 128).
+        site = GuardedSite(runner, self.host, self.port, self.limits, backlog=self.limits.max_connections)
         await site.start()
         if self.port == 0:
             self.port = runner.addresses[0][1]

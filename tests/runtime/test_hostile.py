@@ -204,7 +204,7 @@ async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
     monkeypatch.setenv("HALOGEN_TEST_SECRET", secret)
     site = Site(tmp_path)
     fake = site.fake("m", env=["FAKE_HIDDEN=env-value-7d2e"])
-    site.models["m"]["cmd"] += " --note ${env.HALOGEN_TEST_SECRET}"
+    site.models["m"]["cmd"] += " --note ${env.HALOGEN_TEST_SECRET} -m /models/${env.HALOGEN_TEST_SECRET}.gguf"
     stdout = io_module.StringIO()
     async with serving(site.write(), logs=Logs(echo_proxy=True, echo_upstream=True, out=stdout)) as proxy:
         assert await proxy.served_by("m") == "m"
@@ -212,13 +212,15 @@ async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
             running = await response.text()
         async with proxy.client.get("/logs") as response:
             logged = await response.text()
+        async with proxy.client.post("/api/show", json={"model": "m"}) as response:
+            shown = await response.text()
     # The model got the real value.
-    assert fake.events("start")[0]["argv"][-2:] == ["--note", secret]
+    assert fake.events("start")[0]["argv"][-4:] == ["--note", secret, "-m", f"/models/{secret}.gguf"]
     assert "--note ${env.HALOGEN_TEST_SECRET}" in json.loads(running)["running"][0]["cmd"]
     assert "starting model 'm'" in stdout.getvalue()
-    for shown in (running, logged, stdout.getvalue()):
-        assert secret not in shown
-        assert "env-value-7d2e" not in shown
+    for text in (running, logged, shown, stdout.getvalue()):
+        assert secret not in text
+        assert "env-value-7d2e" not in text
 
 
 # --- names that differ only by ':latest' -----------------------------------------------------
