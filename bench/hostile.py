@@ -255,6 +255,19 @@ async def run(processes: Processes, tmp: Path, seconds: float) -> tuple[SlowResu
         processes.stop(child)
 
 
+NOTE = """\
+## Reading
+
+"Closed after" is from the attacker's connect to the proxy's close. The header deadline (20 s)
+closes the idle and slowloris connections; the slow-body senders get 408 at the body deadline
+(120 s) and the declared 10 GB body 413 at once, and the proxy then keeps reading what follows
+for up to 10 s (aiohttp's lingering close, so a client can read the error before the reset)
+before it closes. fds and RSS are the proxy process's own (`/proc/<pid>/fd`, `VmRSS`); `/health`
+is asked once a second on a connection opened before the attack. RSS can dip below its starting
+figure while the machine reclaims pages under load.
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=150.0, help="how long the slow clients keep at it")
@@ -281,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         RESULTS.write_text(
             "# halogen serve under attack\n\n"
             f"`{command}` (2-core machine shared with other work; `halogen serve` with its default limits: "
-            "header 20 s, idle 75 s, body 120 s, 512 connections; one fake model).\n\n" + text + "\n"
+            "header 20 s, idle 75 s, body 120 s, 512 connections; one fake model).\n\n" + text + "\n\n" + NOTE
         )
     return 0
 
