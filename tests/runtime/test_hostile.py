@@ -607,3 +607,29 @@ def test_a_real_llama_server_with_its_own_key_serves_through_the_proxy_and_the_k
         assert "--api-key ${env.HALOGEN_TEST_UPSTREAM_KEY}" in json.loads(shown[0])["running"][0]["cmd"]
         shown.append(served.output())
     assert all(secret not in text for text in shown)
+
+
+def test_serve_takes_allowed_origins_from_its_option_and_from_halogen_allow_origins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from halogen import cli
+    from halogen.runtime import server
+
+    seen: list[dict[str, object]] = []
+
+    def serve(config_path: object, **options: object) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(server, "serve", serve)
+    runner = CliRunner()
+    done = runner.invoke(cli.main, ["serve", "--allow-origin", "http://a.lan", "--allow-origin", "*"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(cli.main, ["serve"], env={"HALOGEN_ALLOW_ORIGINS": "http://b.lan https://c.lan"})
+    assert done.exit_code == 0, done.output
+    assert [options["allow_origins"] for options in seen] == [
+        ("http://a.lan", "*"),
+        ("http://b.lan", "https://c.lan"),
+    ]
