@@ -96,6 +96,11 @@ class Deployment(_Input):
     service: Service = Service()
     env: dict[EnvName, OneLine] = {}
     runAsUser: int = Field(USER_ID, ge=1, description="The image's numeric user.")
+    allowOrigins: list[Annotated[str, StringConstraints(pattern=r"^(\*|https?://[^/\s]+)$")]] = Field(
+        [],
+        description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
+        "API from a browser; the proxy refuses requests from other sites' pages.",
+    )
 
     @field_validator("kubernetesVersion")
     @classmethod

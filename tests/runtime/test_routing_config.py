@@ -174,6 +174,11 @@ def test_llama_swaps_routing_errors_are_refused_at_the_key(
         assert message.startswith(start), message
 
 
+def test_null_routing_selectors_and_profiles_are_empty_as_in_llama_swap(tmp_path: Path) -> None:
+    r = load(tmp_path, MODELS + "    routing: ~\n    selectors: ~\n    profiles: ~\n")
+    assert (r.router, r.selectors, r.profiles) == ("group", {}, {})
+
+
 def test_a_matrix_not_in_use_is_not_checked(tmp_path: Path) -> None:
     r = load(tmp_path, MODELS + "    routing: {router: {settings: {matrix: {sets: {s: nobody}}}}}\n")
     assert r.router == "group" and r.matrix is None
