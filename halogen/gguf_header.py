@@ -19,6 +19,7 @@ from halogen.lock import GgufFacts, InfoValue
 
 CHUNK = 8 * 1024 * 1024
 MAX_INFO_ARRAY = 1024  # per-layer arrays are kept; vocabularies are not
+MAX_INFO_STRING = 1024  # names and licenses are kept; a long description or template is not
 
 # The sliding-window pattern llama.cpp assumes when the header gives none: the `n_pattern` (and
 # dense_first) each architecture passes to `load_swa_pattern` in src/models/<arch>.cpp, applied by
@@ -75,7 +76,8 @@ def _value(field: gguf.ReaderField) -> Any:
             return None
         return [_scalar(field.parts[i][0], inner) for i in field.data]
     if kind == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+        text = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+        return text if len(text) <= MAX_INFO_STRING else None
     return _scalar(field.parts[field.data[0]][0], kind)
 
 
@@ -177,5 +179,6 @@ def read_facts(path: Path) -> GgufFacts:
         slidingWindowLayers=layers,
         expertCount=_int(a("expert_count")),
         expertUsedCount=_int(a("expert_used_count")),
+        expertFeedForwardLength=_int(a("expert_feed_forward_length")),
         info=info,
     )

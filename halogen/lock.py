@@ -67,6 +67,7 @@ class GgufFacts(BaseModel):
     slidingWindowLayers: list[int] = Field([], description="Indices of the layers that use it.")
     expertCount: int = Field(0, ge=0)
     expertUsedCount: int = Field(0, ge=0)
+    expertFeedForwardLength: int = Field(0, ge=0, description="One expert's FFN width (MoE).")
     info: dict[str, InfoValue] = Field(
         {}, description="The header's general.* and <arch>.* keys, as Ollama's model_info gives them."
     )

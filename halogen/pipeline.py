@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import image
+from halogen import budget, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.hub.wanted import Wanted, from_sources
 from halogen.llamaswap import config as ls
@@ -24,15 +24,24 @@ class Compiled:
 
 def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
     """Where in halogen.yaml the user wrote what the config holds at `path`, if there."""
+    from halogen.render.config import matrix_vars
+
     match path:
+        case ("routing", "router", "settings", "groups", str() as gid, *_) if gid in site.spec.groups:
+            return ("groups", gid)  # members are not written in halogen.yaml: the group is
+        case ("routing", "router", "settings", "matrix", "sets", *rest):
+            return ("matrix", "sets", *rest[:1])
+        case ("routing", "router", "settings", "matrix", "evict_costs", str() as key):
+            ids = {var: mid for mid, var in matrix_vars(site).items()}
+            return ("matrix", "evictCosts", ids.get(key, key))
+        case ("selectors" | "profiles" as kind, str() as name, *rest) if name in getattr(site.spec, kind):
+            return (kind, name, *rest)
         case ("hooks", "on_startup", "preload", int() as i):
             return ("llamaSwap", "preload", i)
         case ("macros", str() as name) if name in site.spec.backends:
             return ("backends", name, "args")  # a backend is a macro in the written config
         case ("macros", str() as name) if name in site.spec.macros:
             return ("macros", name)
-        case ("groups", str() as gid, *_) if gid in site.spec.groups:
-            return ("groups", gid)  # members are not written in halogen.yaml: the group is
     return None
 
 
@@ -91,14 +100,23 @@ def compile_config(root: Path) -> Compiled:
         raise Invalid(found)
     found += checks.check(site)
     found += sources.sources(site)[1]
+    found += facts.check(site)
+    found += budget.check(site)
+    routing, problems = fit.fitted(site)
+    found += problems
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site)
+    if routing is not None:
+        config = config.model_copy(update={"routing": config.routing.model_copy(update={"router": routing})})
     try:
         resolved = resolve(config)
     except Unresolvable as exc:
         raise Invalid(found + _problem_position(site, exc)) from None
     found += _mount_problems(site, resolved)
+    if resolved.matrix is not None:
+        sizes = {m: e.total for m, e in budget.needs(site).items()}
+        found += budget.matrix_check(site, resolved.matrix.program, sizes)
     if errors(found):
         raise Invalid(found)
     return Compiled(site, config, tuple(found))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from halogen.commands.report import emit, summary
-from halogen.diagnostics import Diagnostic, Format, Invalid
+from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.facts import used_files
 from halogen.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
 from halogen.spec.load import Model, load
@@ -28,6 +28,7 @@ def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
             [Diagnostic(LOCK_FILE, 0, 0, "", "the gguf package is missing", "pip install 'halogen[lock]'")]
         ) from None
     site, found = load(root)
+    found = [d for d in found if d.file != LOCK_FILE]  # the lock being rewritten may be broken
     if site is None:
         raise Invalid(found)
     folder = models_dir or Path(site.spec.deployment.models.hostPath)
@@ -80,14 +81,15 @@ def _differences(old: Lock, new: Lock) -> list[str]:
 def run(root: Path, models_dir: Path | None, *, check: bool, fmt: Format) -> int:
     lock_path = root / LOCK_FILE
     try:
-        old = read_lock(lock_path)
+        # Writing replaces the lock whatever it holds (a broken one included); --check compares.
+        old = read_lock(lock_path) if check else Lock()
         new, found = scan(root, models_dir)
     except Invalid as exc:
         emit(exc.diagnostics, fmt)
         summary(exc.diagnostics, fmt)
         return 1
-    if found:
-        emit(found, fmt)
+    emit(found, fmt)
+    if errors(found):
         summary(found, fmt)
         return 1
     if check:

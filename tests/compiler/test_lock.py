@@ -139,3 +139,12 @@ def test_a_missing_lock_is_empty_and_a_bad_one_is_an_error_with_its_position(tmp
     texts = [d.text() for d in caught.value.diagnostics]
     assert any(t.startswith("halogen.lock:4:") and "size" in t for t in texts), texts
     assert any(t.startswith("halogen.lock:5:") and "sha256" in t for t in texts), texts
+
+
+def test_lock_rewrites_a_broken_lock_and_check_reports_it(smol_site: tuple[SiteTree, Path]) -> None:
+    site, models = smol_site
+    (site.root / "halogen.lock").write_text("version: 1\nfiles: [not, a, mapping]\n")
+    checked = halogen("lock", "--check", "--src", site.root, "--models-dir", models)
+    assert checked.returncode == 1 and "halogen.lock:2:" in checked.stderr
+    assert halogen("lock", "--src", site.root, "--models-dir", models).returncode == 0
+    assert read_lock(site.root / "halogen.lock").files[SMOL].gguf is not None
