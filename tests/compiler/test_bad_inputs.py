@@ -332,7 +332,7 @@ CASES = [
         "halogen-yaml-missing",
         replace_site_file(lambda p: None),
         "halogen.yaml",
-        "cannot read file: No such file or directory",
+        "not found in ",
         ("build",),
     ),
     Case(
