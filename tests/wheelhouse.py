@@ -75,9 +75,7 @@ def repack(dist: metadata.Distribution, folder: Path) -> Path:
     """An installed distribution back into a wheel: the files its RECORD lists under
     site-packages (scripts are made again from entry points on install), a fresh RECORD."""
     path = folder / _wheel_name(dist)
-    info = next(
-        (f.parts[0] for f in dist.files or [] if f.parts and f.parts[0].endswith(".dist-info")), None
-    )
+    info = next((f.parts[0] for f in dist.files or [] if f.parts and f.parts[0].endswith(".dist-info")), None)
     assert info is not None, f"{dist.metadata['Name']} has no .dist-info in its RECORD"
     record = []
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as wheel:

@@ -106,7 +106,9 @@ def test_a_good_commit_passes_both_hooks(installed: FluxRepo) -> None:
 
 
 def test_a_commit_with_a_stale_out_is_refused_by_build_check(installed: FluxRepo) -> None:
-    path = installed.model("small", {"name": "Small", "file": "small.gguf", "group": "main", "contextSize": 1024})
+    path = installed.model(
+        "small", {"name": "Small", "file": "small.gguf", "group": "main", "contextSize": 1024}
+    )
     git("add", str(path), cwd=installed.root)
     result = commit(installed)
     assert outcomes(result) == {"halogen-validate": "Passed", "halogen-build-check": "Failed"}, result.stdout
