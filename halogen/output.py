@@ -73,7 +73,9 @@ def stale(out: Path, files: Mapping[str, bytes], label: str) -> tuple[str, list[
     now = current(out)
     chunks: list[str] = []
     found: list[Diagnostic] = []
-    hint = f"run `halogen build` and commit {label}/; change models.d/ and halogen.yaml, never {label}/ by hand"
+    hint = (
+        f"run `halogen build` and commit {label}/; change models.d/ and halogen.yaml, never {label}/ by hand"
+    )
     for name in sorted(set(now) | set(files)):
         before, after = now.get(name), files.get(name)
         if before == after:
@@ -83,7 +85,10 @@ def stale(out: Path, files: Mapping[str, bytes], label: str) -> tuple[str, list[
         chunks.append(
             "".join(
                 difflib.unified_diff(
-                    a, b, path if before is not None else "/dev/null", path if after is not None else "/dev/null"
+                    a,
+                    b,
+                    path if before is not None else "/dev/null",
+                    path if after is not None else "/dev/null",
                 )
             )
         )

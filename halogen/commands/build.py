@@ -38,7 +38,7 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
     except Invalid as exc:
         return found + list(exc.diagnostics)
     except OSError as exc:
-        return found + [Diagnostic(label, 0, 0, "", f"cannot write: {exc.strerror or exc}")]
+        return [*found, Diagnostic(label, 0, 0, "", f"cannot write: {exc.strerror or exc}")]
     if fmt == "text":
         click.echo(f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({len(files)} files)", err=True)
     return found

@@ -35,7 +35,7 @@ def _missing(where: str) -> Diagnostic:
         0,
         "",
         f"no {SITE_FILE} here or in a folder above",
-        f"run inside a halogen site, pass a path inside one, or name its folder with --src",
+        "run inside a halogen site, pass a path inside one, or name its folder with --src",
     )
 
 

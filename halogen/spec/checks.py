@@ -10,6 +10,7 @@ from halogen import image
 from halogen.diagnostics import Diagnostic
 from halogen.llamaswap.resolve import RESERVED
 from halogen.spec import flags
+from halogen.spec.inputs import GPU_RESOURCES
 from halogen.spec.load import Model, Site
 
 MACRO_REF = re.compile(r"\$\{([^}]*)\}")
@@ -308,15 +309,21 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
         )
     used = {backend_of(site, m) for m in site.models.values()}
     for backend_id, backend in site.spec.backends.items():
-        gpu = [*backend.devices, *(r for r in backend.resources if r.endswith("/gpu"))]
-        if backend_id in used and gpu and not backend.supplementalGroups:
+        gpu = [*backend.devices, *(r for r in backend.resources if r in GPU_RESOURCES)]
+        # With the AMD device plugin, amd.com/gpu comes with device files the pod may open.
+        plugin = d.devicePlugin == "amd" and not backend.devices and "amd.com/gpu" in backend.resources
+        if backend_id in used and gpu and not backend.supplementalGroups and not plugin:
             key = "devices" if backend.devices else "resources"
             yield site.doc.diagnostic(
                 ("backends", backend_id, key),
                 f"the pod runs as uid {d.runAsUser}, which can open the GPU ({', '.join(gpu)}) only "
                 "through the host groups that own its device files, and this backend gives none",
-                "add their ids to supplementalGroups (on the node: getent group render video)",
-                severity="warning",
+                "add their ids to supplementalGroups (on the node: getent group render video)"
+                + (
+                    ", or set deployment.devicePlugin: amd if the nodes run the AMD device plugin"
+                    if "amd.com/gpu" in backend.resources
+                    else ""
+                ),
             )
     ports = range(swap.startPort, swap.startPort + len(site.models))
     if d.port in ports:
