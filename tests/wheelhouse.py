@@ -97,7 +97,7 @@ def make(folder: Path, wanted: Mapping[str, Iterable[str]], *, skip: Iterable[st
     as installed here, less the distributions in `skip` (the project itself, which pip builds
     from its source)."""
     dists = installed()
-    python = "%d.%d" % sys.version_info[:2]
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
     def requires(name: str) -> list[str] | None:
         dist = dists.get(name)
