@@ -1,5 +1,5 @@
 """What can go wrong while serving a request, as data; routes turn it into an OpenAI or an
-Ollama error body at one place (`app.error_middleware`)."""
+Ollama error body at one place (`middleware.error_middleware`)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,24 @@ class UpstreamFailed(Refusal):
     status = 502
     kind = "upstream_error"
     code = "upstream_failed"
+
+
+class UpstreamAnswered(Refusal):
+    """The model answered with an error of its own, which a translating route (Ollama's) passes
+    on with the model's status and message."""
+
+    kind = "upstream_error"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = str(status)
+
+
+class NotSupported(Refusal):
+    status = 501
+    kind = "invalid_request_error"
+    code = "not_supported"
 
 
 class ShuttingDown(Refusal):

@@ -15,6 +15,7 @@ from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
 from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
+from halogen.runtime.context import Runtime
 from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
@@ -66,7 +67,7 @@ class Server:
     ) -> None:
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
         self.swapper = Swapper(resolved, logs=self.logs, health_check_timeout=health_check_timeout)
-        self.runtime = app.Runtime(self.swapper)
+        self.runtime = Runtime(self.swapper)
         self.host = host
         self.port = port
         self._max_body = max_body

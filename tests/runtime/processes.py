@@ -1,4 +1,4 @@
-"""`python -m halogen.runtime` as a child of the test, and the process table under it."""
+"""`halogen serve` as a child of the test, and the process table under it."""
 
 from __future__ import annotations
 
@@ -58,10 +58,15 @@ def children(pid: int, name: str | None = None) -> list[int]:
     return [r.pid for r in table() if r.ppid == pid and name in (None, r.name)]
 
 
-def runtime(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """`python -m halogen.runtime ARGS` run to its end, its output captured."""
+def serve_argv(config: str | Path, *args: str | Path) -> list[str]:
+    """The shipped command line: `halogen serve --config CONFIG ARGS`."""
+    return [sys.executable, "-m", "halogen", "serve", "--config", str(config), *map(str, args)]
+
+
+def runtime(config: str | Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`halogen serve --config CONFIG ARGS` run to its end, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "halogen.runtime", *map(str, args)],
+        serve_argv(config, *args),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -112,10 +117,10 @@ def listen_port(config: Path) -> int:
 
 @contextlib.contextmanager
 def halogen_serve(config: Path, log: Path, *extra: str) -> Iterator[Serving]:
-    """`python -m halogen.runtime` on a free loopback port, its output in `log`, once it answers
+    """`halogen serve` on a free loopback port, its output in `log`, once it answers
     /health; stopped as the kubelet stops it when the block ends."""
     port = listen_port(config)
-    argv = [sys.executable, "-m", "halogen.runtime", str(config), "--listen", f"127.0.0.1:{port}", *extra]
+    argv = serve_argv(config, "--listen", f"127.0.0.1:{port}", *extra)
     with log.open("wb") as out:
         process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     serving = Serving(process, f"http://127.0.0.1:{port}", log)

@@ -33,7 +33,7 @@ from ollama._types import (
 )
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import ollama as ol
+from halogen.runtime.ollama import translate as ol
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STARTED = 1_763_000_000_000_000_000  # ns since the epoch

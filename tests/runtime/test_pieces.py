@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import auth, multipart, ollama_routes, proxy
-from halogen.runtime.app import split_upstream_path
+from halogen.runtime import auth, multipart, proxy
 from halogen.runtime.errors import BadRequest, UnknownModel
 from halogen.runtime.lines import LineSplitter
 from halogen.runtime.listen import parse_listen
+from halogen.runtime.management import split_upstream_path
 from halogen.runtime.metrics import Metrics, TokenReader, token_counts
+from halogen.runtime.ollama import routes as ollama_routes
 from halogen.runtime.upstream import Upstream
 
 

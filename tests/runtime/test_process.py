@@ -1,4 +1,4 @@
-"""`python -m halogen.runtime` as a process: exit codes, messages, and nothing left behind."""
+"""`halogen serve` as a process: exit codes, messages, and nothing left behind."""
 
 from __future__ import annotations
 

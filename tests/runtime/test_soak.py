@@ -1,5 +1,5 @@
 """A bounded soak on loopback: many clients, three chat models in one swap group and an embedding
-model in a persistent group, every route family, against `python -m halogen.runtime` as its own
+model in a persistent group, every route family, against `halogen serve` as its own
 process. A leak check, not a speed check: nothing here measures time.
 """
 

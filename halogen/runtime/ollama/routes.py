@@ -1,7 +1,9 @@
-"""Ollama's routes: the I/O around the pure translation in `ollama.py`.
+"""Ollama's routes: the I/O around the pure translation in `translate.py`.
 
 Requests go through the same Swapper (groups, limits, ttl) and the same pooled upstream client
-as the OpenAI routes; errors come out as Ollama's `{"error": "..."}` (see `app.error_middleware`).
+as the OpenAI routes; errors are raised and come out of `middleware.error_middleware` as
+Ollama's `{"error": "..."}`. Only a failure after a stream has begun is written here, as the
+stream's last line, since its status is already sent.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import app, ollama, proxy
-from halogen.runtime.errors import BadRequest, UpstreamFailed
+from halogen.runtime import proxy
+from halogen.runtime.context import MODEL, parse_json, runtime_of
+from halogen.runtime.errors import BadRequest, NotSupported, UpstreamAnswered, UpstreamFailed
 from halogen.runtime.metrics import TokenReader, token_counts
+from halogen.runtime.ollama import translate as ollama
 from halogen.runtime.upstream import State, Upstream
 
 Json = dict[str, Any]
@@ -71,7 +75,7 @@ def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
 
 
 async def tags(request: web.Request) -> web.Response:
-    models = list(app.runtime_of(request).resolved.models.values())
+    models = list(runtime_of(request).resolved.models.values())
     facts = {m.id: file_facts(m) for m in models}
     sizes = {mid: size for mid, (size, _) in facts.items()}
     modified = {mid: when for mid, (_, when) in facts.items() if when is not None}
@@ -79,15 +83,15 @@ async def tags(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    runtime = app.runtime_of(request)
-    body = app.parse_json(await request.read())
+    runtime = runtime_of(request)
+    body = parse_json(await request.read())
     runnable = runtime.resolved.models[runtime.model_id(ollama.model_name(body))]
     size, modified = file_facts(runnable)
     return web.json_response(ollama.show(runnable, size, modified_at=modified))
 
 
 async def ps(request: web.Request) -> web.Response:
-    runtime = app.runtime_of(request)
+    runtime = runtime_of(request)
     rows = []
     for row in runtime.swapper.running():
         if row.state is not State.READY:
@@ -100,8 +104,7 @@ async def ps(request: web.Request) -> web.Response:
 
 async def not_supported(request: web.Request) -> web.Response:
     action = request.path.removeprefix("/api/").split("/")[0]
-    message = f"{action} is not supported: halogen serves the models its config lists"
-    return web.json_response(ollama.error(message), status=501)
+    raise NotSupported(f"{action} is not supported: halogen serves the models its config lists")
 
 
 # --- inference ----------------------------------------------------------------------------
@@ -114,7 +117,7 @@ def _now() -> str:
 async def _load_or_unload(request: web.Request, asked: Asked, empty: Json) -> web.Response:
     """Ollama's way to manage memory: a request with nothing to generate loads the model, or
     unloads it when `keep_alive` is 0."""
-    swapper = app.runtime_of(request).swapper
+    swapper = runtime_of(request).swapper
     if asked.keep_alive == 0:
         await swapper.unload(asked.model_id)
         reason = "unload"
@@ -140,11 +143,11 @@ class Asked:
 
 async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
-    body = app.parse_json(await request.read())
+    body = parse_json(await request.read())
     name = ollama.model_name(body)
-    model_id = app.runtime_of(request).model_id(name)  # refuses a missing or unknown name
+    model_id = runtime_of(request).model_id(name)  # refuses a missing or unknown name
     assert name is not None
-    request[app.MODEL] = model_id
+    request[MODEL] = model_id
     try:
         keep_alive = ollama.keep_alive(body.get("keep_alive"))
     except ollama.BadKeepAlive as exc:
@@ -206,7 +209,7 @@ async def _translate(
     """Send the translated request to the model and translate its answer back, streaming
     NDJSON as SSE arrives when the request streams."""
     model_id, name, started = asked.model_id, asked.name, asked.started
-    runtime = app.runtime_of(request)
+    runtime = runtime_of(request)
     runnable = runtime.resolved.models[model_id]
     # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
     translated["model"] = model_id
@@ -229,7 +232,8 @@ async def _translate(
                     message = await _upstream_error(answer)
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
                     raise await proxy.failure(upstream, "failed mid-answer", exc) from None
-                return web.json_response(ollama.error(message), status=answer.status)
+                answer.release()  # read to its end: the connection goes back to the pool
+                raise UpstreamAnswered(answer.status, message)
             if streaming:
                 assert stream is not None
                 counted.status, response = await _stream(
@@ -271,7 +275,7 @@ async def _stream(
     translator: ollama.ChatStream | ollama.GenerateStream,
     upstream: Upstream,
 ) -> tuple[int, web.StreamResponse]:
-    runtime = app.runtime_of(request)
+    runtime = runtime_of(request)
     model_id = upstream.id
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
     await response.prepare(request)
@@ -298,7 +302,7 @@ async def _stream(
 async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
     raw = await answer.read()
     try:
-        data = app.parse_json(raw)
+        data = parse_json(raw)
     except BadRequest:
         return raw.decode("utf-8", "replace").strip() or f"upstream answered {answer.status}"
     return ollama.error_message(data)

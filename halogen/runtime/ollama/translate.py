@@ -1,6 +1,6 @@
 """Ollama's API on top of llama-server's OpenAI API: requests one way, answers the other.
 
-Pure translation, dicts and bytes in, dicts and bytes out; `ollama_routes.py` does the I/O.
+Pure translation, dicts and bytes in, dicts and bytes out; `routes.py` beside it does the I/O.
 Where llama-swappo and the real Ollama server differ, this follows Ollama and the official
 `ollama` Python client (whose pydantic types the tests validate every answer against).
 

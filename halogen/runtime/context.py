@@ -1,0 +1,123 @@
+"""What every HTTP route works with: the `Runtime` (the Swapper, the config it serves, logs and
+metrics), how a route finds it, and the small helpers every API shares. Imports no route module."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from halogen.llamaswap.resolve import Resolved
+from halogen.runtime import proxy
+from halogen.runtime.errors import BadRequest, MissingModel, Refusal, UnknownModel
+from halogen.runtime.logs import Logs
+from halogen.runtime.metrics import Metrics
+from halogen.runtime.swapper import Swapper
+from halogen.runtime.upstream import Upstream
+
+# The model a request went to, for the access log.
+MODEL = web.RequestKey("model", str)
+
+
+@dataclass
+class Counted:
+    """The status a request to a model ends with, as /metrics counts it."""
+
+    status: int = 500  # what an unforeseen exception is counted as
+
+
+@dataclass
+class Runtime:
+    """What every route works with."""
+
+    swapper: Swapper
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def resolved(self) -> Resolved:
+        # Read through the Swapper so a config reload is seen by every route at once.
+        return self.swapper.resolved
+
+    @property
+    def logs(self) -> Logs:
+        return self.swapper.logs
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.swapper.metrics
+
+    def model_id(self, name: Any) -> str:
+        """The model id a request names; `MissingModel` or `UnknownModel` otherwise."""
+        if not isinstance(name, str) or not name.strip():
+            raise MissingModel('the request names no "model"')
+        found = self.resolved.lookup(name)
+        if found is None:
+            raise UnknownModel(name)
+        return found
+
+    @contextlib.contextmanager
+    def counted(self, model_id: str) -> Iterator[Counted]:
+        """Count one request to `model_id` under the status the body sets, a refusal's own,
+        or 499 when the client goes away."""
+        counted = Counted()
+        try:
+            yield counted
+        except Refusal as exc:
+            counted.status = exc.status
+            raise
+        except asyncio.CancelledError:
+            counted.status = 499  # the client went away
+            raise
+        finally:
+            self.metrics.request(model_id, counted.status)
+
+    @contextlib.asynccontextmanager
+    async def holding(
+        self, request: web.Request, model_id: str, keep_alive: float | None = None
+    ) -> AsyncIterator[tuple[Counted, Upstream]]:
+        """Hold `model_id` (started or swapped in as needed) for one request, counted under
+        the status the block sets (see `counted`); `keep_alive` as `Swapper.acquire` takes it."""
+        request[MODEL] = model_id
+        with self.counted(model_id) as counted:
+            async with self.swapper.acquire(model_id, keep_alive) as upstream:
+                yield counted, upstream
+
+    async def forward(
+        self, request: web.Request, model_id: str, path_qs: str, body: bytes | None
+    ) -> web.StreamResponse:
+        """Send a request to `model_id` and stream its answer back."""
+        async with self.holding(request, model_id) as (counted, upstream):
+            response, outcome = await proxy.forward(
+                request,
+                upstream,
+                path_qs=path_qs,
+                body=body,
+                drop_credentials=bool(self.resolved.api_keys),
+            )
+            counted.status = 502 if outcome.broken else outcome.status
+            self.metrics.tokens(model_id, outcome.tokens)
+        return response
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def runtime_of(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; `BadRequest` otherwise."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data

@@ -1,0 +1,118 @@
+"""llama-swap's management API: health, the running models, unloading, a model's own server
+under `/upstream/<model>/`, metrics and logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from halogen.runtime.context import runtime_of
+from halogen.runtime.errors import BadRequest, UnknownModel
+from halogen.runtime.upstream import State
+
+
+def register(application: web.Application) -> None:
+    router = application.router
+    router.add_get("/health", health)
+    router.add_get("/running", running)
+    router.add_route("GET", "/unload", unload_all)
+    router.add_route("POST", "/unload", unload_all)
+    router.add_post("/unload/{model:.+}", unload_one)
+    router.add_route("*", "/upstream/{tail:.*}", upstream_route)
+    router.add_get("/metrics", metrics)
+    router.add_get("/logs", logs)
+    router.add_get("/logs/stream", logs_stream)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+async def running(request: web.Request) -> web.Response:
+    rows = [
+        {"model": r.model, "state": str(r.state), "cmd": r.cmd, "proxy": r.proxy, "ttl": r.ttl}
+        for r in runtime_of(request).swapper.running()
+    ]
+    return web.json_response({"running": rows})
+
+
+async def unload_all(request: web.Request) -> web.Response:
+    swapper = runtime_of(request).swapper
+    unloaded = sorted(swapper.active())
+    await swapper.unload_all()
+    return web.json_response({"status": "ok", "unloaded": unloaded})
+
+
+async def unload_one(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    model_id = runtime.model_id(request.match_info["model"])
+    was_running = runtime.swapper.slot(model_id).phase is not State.STOPPED
+    await runtime.swapper.unload(model_id)
+    return web.json_response({"status": "ok", "unloaded": [model_id] if was_running else []})
+
+
+def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[str, str]:
+    """(model id, path) from the raw path after `/upstream/`.
+
+    A model id may itself hold `/`, so the longest prefix that names a model wins. The rest
+    must be a plain relative path: no `.` or `..` segments, no empty segment (`//host`), no
+    encoded `/` or `\\` — it can only ever reach a path on that model's own server.
+    """
+    segments = raw.split("/")
+    for cut in range(len(segments), 0, -1):
+        model_id = lookup(unquote("/".join(segments[:cut])))
+        if model_id is None:
+            continue
+        rest = segments[cut:]
+        for index, segment in enumerate(rest):
+            decoded = unquote(segment)
+            last = index == len(rest) - 1
+            if decoded in (".", "..") or "/" in decoded or "\\" in decoded or (not decoded and not last):
+                raise BadRequest(f"upstream path {'/' + '/'.join(rest)!r} is not a plain relative path")
+        return model_id, "/" + "/".join(rest)
+    raise UnknownModel(unquote(segments[0]))
+
+
+async def upstream_route(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    # `rel_url` is the path and query as sent, also when the request line held an absolute URL
+    # (whose host names nothing here).
+    raw_path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
+    model_id, path = split_upstream_path(raw_path.removeprefix("/upstream/"), runtime.resolved.lookup)
+    body = await request.read()
+    path_qs = path + ("?" + query if query else "")
+    return await runtime.forward(request, model_id, path_qs, body or None)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    running = dict.fromkeys(runtime.swapper.active(), True)
+    text = runtime.metrics.render(running, runtime.swapper.in_flight())
+    return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def logs(request: web.Request) -> web.Response:
+    lines = runtime_of(request).logs.history()
+    return web.Response(text="".join(line + "\n" for line in lines))
+
+
+async def logs_stream(request: web.Request) -> web.StreamResponse:
+    runtime = runtime_of(request)
+    headers = {"Content-Type": "text/plain; charset=utf-8", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":
+        # The headers only: a stream that never ends would hold the connection for ever.
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    follow = runtime.logs.follow()
+    try:
+        history = [] if "no-history" in request.query else runtime.logs.history()
+        if history:
+            await response.write("".join(line + "\n" for line in history).encode())
+        async for line in follow:
+            await response.write((line + "\n").encode())
+    finally:
+        follow.close()
+    return response
