@@ -25,3 +25,20 @@ HINTS: Final = {
     EXTENDED_RESOURCE: "an extended resource: a domain, '/', a name, e.g. amd.com/gpu",
     QUANTITY: "a Kubernetes quantity: e.g. 32Gi, 512Mi, 500m, or a whole number",
 }
+
+# Words for the other patterns of the input models, so that no diagnostic shows a regex.
+WORDS: Final = {
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "a Kubernetes name: lower-case letters, digits and '-', "
+    "starting and ending with a letter or digit",
+    r"^[\w][\w.-]{0,127}$": "an image tag: letters, digits, '_', '.' and '-', at most 128",
+    r"^sha256:[0-9a-f]{64}$": "sha256: and 64 lower-case hex digits",
+    r"^/[^\n\x00]*$": "an absolute path, starting with /",
+    r"^[0-9a-fA-F:.]+$": "an IP address, e.g. 192.168.1.10",
+    r"^1\.[0-9]+$": 'a Kubernetes version such as "1.32", quoted',
+    r"^/[^\s\x00]*$": "an absolute path without spaces",
+    r"^[A-Za-z0-9._-]+$": "letters, digits, '.', '_' and '-'",
+    r"^[a-zA-Z0-9_]+$": "a parameter name: letters, digits and '_'",
+    r"^/[^\s]*$|^none$": "a path starting with / (without spaces), or none",
+    r"^[^\s\x00]{1,128}$": "no spaces, at most 128 characters",
+    MACRO_NAME: "letters, digits, '_' and '-', at most 63",
+}

@@ -237,6 +237,16 @@ def _flag_problems(
         earlier = seen.get(flag.name)
         if flag.name in flags.OWNED:
             yield flag.index, f"{flag.written} is written by halogen", flags.OWNED[flag.name]
+        elif flag.name in inherited and inherited[flag.name].value == flag.value:
+            # The same value again is still written twice into the command line.
+            said = f"{earlier.written} {earlier.value or ''}".strip() if earlier else flag.written
+            yield (
+                flag.index,
+                f"{said} is already set {source.replace('from ', 'by ', 1)}",
+                "remove it here: the backend's args apply to every model that uses it",
+            )
+        elif flag.name and earlier is not None and earlier.value == flag.value:
+            yield flag.index, f"{flag.written} is given twice in this list", "give each flag once"
         elif flag.name and earlier is not None and earlier.value != flag.value:
             where = source if flag.name in inherited else "earlier in the same list"
             said = f"{earlier.written} {earlier.value or ''}".strip()
