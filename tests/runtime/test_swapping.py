@@ -90,11 +90,18 @@ async def test_an_idle_model_is_unloaded_after_its_ttl(tmp_path: Path) -> None:
 
 async def test_a_model_with_ttl_0_stays_loaded(tmp_path: Path) -> None:
     site = Site(tmp_path)
-    site.fake("m", ttl=0)
+    fake = site.fake("m", ttl=0)
     async with serving(site.write()) as proxy:
         await proxy.served_by("m")
         slot = proxy.swapper.slot("m")
         assert slot.idle_timer is None and slot.expires_at is None
+        # ttl 0 is "never", not "at once": after the answer the model is still there, the same
+        # process, and the next request does not start it again.
+        await asyncio.sleep(1.5)
+        assert await proxy.running() == {"m": "ready"}
+        assert process_exists(fake.last_pid())
+        assert await proxy.served_by("m") == "m"
+        assert fake.starts() == 1
 
 
 async def test_past_the_concurrency_limit_a_request_gets_429_with_retry_after(tmp_path: Path) -> None:
