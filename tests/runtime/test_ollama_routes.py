@@ -142,8 +142,13 @@ async def test_keep_alive_replaces_the_ttl_until_the_model_stops_and_each_reques
         # A short keep_alive unloads the model once it is idle, and the next start forgets it.
         status, _ = await post(proxy, "/api/chat", {**chat, "keep_alive": "300ms"})
         assert status == 200
-        await eventually(lambda: proxy.swapper.slot("m").upstream.state is State.STOPPED, "keep_alive unload")
-        assert proxy.swapper.slot("m").keep_alive is None
+        # The process is STOPPED a moment before the Swapper forgets the keep_alive (in the stop
+        # task's `finally`): wait for both, or this races the reset under load.
+        slot = proxy.swapper.slot("m")
+        await eventually(
+            lambda: slot.upstream.state is State.STOPPED and slot.keep_alive is None, "keep_alive unload"
+        )
+        assert slot.ttl == math.inf  # the config's ttl again
         # keep_alive 0 on a request with a prompt: answered, then unloaded.
         status, answer = await post(
             proxy, "/api/generate", {"model": "m", "prompt": "hi", "keep_alive": 0, "stream": False}
