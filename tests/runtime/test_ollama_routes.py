@@ -76,7 +76,7 @@ async def test_durations_are_nanoseconds_and_done_reason_follows_the_finish_reas
             *_, again = await ndjson(response)
     assert (last["done_reason"], again["done_reason"]) == ("length", "stop")
     assert 1_000_000 <= last["load_duration"] <= last["total_duration"] <= elapsed
-    assert 0 < again["total_duration"] and again.get("load_duration", 0) < last["load_duration"]
+    assert again["total_duration"] > 0 and again.get("load_duration", 0) < last["load_duration"]
 
 
 async def test_a_chat_without_streaming_is_one_object(tmp_path: Path) -> None:

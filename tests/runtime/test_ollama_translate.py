@@ -22,6 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from halogen.llamaswap.resolve import Runnable
+from halogen.runtime.ollama import translate as ol
+
 # The client's own types check every answer; without the client (it is in the test extra) the
 # module is skipped, not an import error: the durations and done_reason are also checked by
 # tests/runtime/test_ollama_routes.py, which needs no client.
@@ -34,9 +37,6 @@ GenerateResponse = _types.GenerateResponse
 ListResponse = _types.ListResponse
 ProcessResponse = _types.ProcessResponse
 ShowResponse = _types.ShowResponse
-
-from halogen.llamaswap.resolve import Runnable
-from halogen.runtime.ollama import translate as ol
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STARTED = 1_763_000_000_000_000_000  # ns since the epoch
