@@ -136,7 +136,8 @@ def _diagnostics(
         elif err["type"] == "string_pattern_mismatch":
             pattern = str(err.get("ctx", {}).get("pattern", ""))
             hint = patterns.HINTS.get(pattern) or patterns.WORDS.get(pattern, "")
-            line, column = doc.value_at(path)
+            # A mapping key that breaks the pattern is reported at the key, a value at the value.
+            line, column = doc.where(path) if err["loc"][-1:] == ("[key]",) else doc.value_at(path)
             out.append(
                 Diagnostic(doc.name, line, column, dotted(path), "is not in the form expected here", hint)
             )
