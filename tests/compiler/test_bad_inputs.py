@@ -126,6 +126,7 @@ class Case:
     where: str  # "file:line:column" ('*' for any number), or the file alone when it has no position
     says: str  # what the diagnostic must say (a part of it)
     commands: tuple[str, ...] = ("build", "validate")
+    errors: int = 1  # how many errors the break causes: more than one only where each is its own
 
 
 def at(line: int, column: int, file: str = "models.d/tiny.yaml") -> str:
@@ -527,6 +528,7 @@ CASES = [
         site(SITE + "  rocm: {}\n"),
         at(1, 1),
         "no backend given and the site declares several",
+        errors=2,  # each of the two models names none
     ),
     Case(
         "backend-id-longer-than-a-macro-name",
@@ -545,6 +547,7 @@ CASES = [
         edit_site("  main: {}", "  (default): {}"),
         in_site(15, 3),
         "groups.(default): is not in the form expected here",
+        errors=3,  # and the two models' group main is no longer declared
     ),
     Case(
         "preload-naming-no-model",
@@ -736,8 +739,15 @@ def test_bad_input_gets_one_positioned_diagnostic_exit_1_and_leaves_out_as_it_wa
         assert "Traceback" not in stdout + stderr and "internal error" not in stderr, stderr
         assert process.returncode == 1, (command, stderr)
         where = re.compile(re.escape(case.where).replace(r"\*", r"[1-9][0-9]*") + ": ")
-        hits = [line for line in stderr.splitlines() if where.match(line)]
-        assert any(case.says in line for line in hits), (command, case.where, case.says, stderr)
+        # One error, the one named: no second error, warnings aside, and the summary says one.
+        errors = [
+            line
+            for line in stderr.splitlines()
+            if not line.startswith("halogen: ") and ": warning:" not in line
+        ]
+        assert len(errors) == case.errors, (command, case.where, stderr)
+        assert any(where.match(line) and case.says in line for line in errors), (command, case.says, stderr)
+        assert f"halogen: {case.errors} error{'s' * (case.errors > 1)}; nothing was written" in stderr, stderr
     assert _state(root) == before
 
 
