@@ -44,7 +44,7 @@ MacroValue = Annotated[str, StringConstraints(max_length=1023, pattern=NO_NUL)] 
 
 class _Input(BaseModel):
     # Strict: YAML says what type a value is, so `contextSize: true` is an error, not 1.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class Image(_Input):
