@@ -163,3 +163,13 @@ def test_the_schemas_refuse_each_bad_input_they_can_express(case: Case, tmp_path
         assert verdict is not True, f"the schema refuses {case.id}: take it off the list"
     else:
         assert verdict is True, f"the schema accepts {case.id}, which halogen refuses"
+
+
+def test_a_whole_number_written_with_a_fraction_is_the_one_type_rule_a_schema_cannot_say(
+    tmp_path: Path,
+) -> None:
+    # JSON has one number type: `"type": "integer"` accepts 32768.0 (draft 6 on), and so do
+    # editors; halogen reads YAML's float and refuses it (tests/compiler/test_messages.py).
+    model = {"file": "x.gguf", "contextSize": 32768.0}
+    assert next(schema("model.schema.json").iter_errors(model), None) is None
+    assert next(schema("model.schema.json").iter_errors({**model, "contextSize": 32768.5}), None) is not None
