@@ -41,4 +41,5 @@ WORDS: Final = {
     r"^/[^\s]*$|^none$": "a path starting with / (without spaces), or none",
     r"^[^\s\x00]{1,128}$": "no spaces, at most 128 characters",
     MACRO_NAME: "letters, digits, '_' and '-', at most 63",
+    r"^(\*|https?://[^/\s]+)$": "an origin, scheme and host without a path (http://chat.lan:3000), or *",
 }

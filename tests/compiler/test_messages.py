@@ -96,3 +96,21 @@ def test_a_flag_given_twice_with_the_same_value_is_an_error(tree: Callable[..., 
     error = the_error(t)
     assert (error["line"], error["column"], error["field"]) == (5, 17, "args[2]")
     assert error["message"] == "--batch-size is given twice in this list"
+
+
+def _patterns_in(node: object) -> set[str]:
+    if isinstance(node, dict):
+        own = {v for k, v in node.items() if k == "pattern" and isinstance(v, str)}
+        return own.union(*(_patterns_in(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_patterns_in(v) for v in node))
+    return set()
+
+
+def test_every_pattern_of_the_input_models_has_words_for_its_diagnostic() -> None:
+    from halogen import patterns
+    from halogen.commands.schema import RULES, documents
+
+    found = set().union(*(_patterns_in(json.loads(data)) for data in documents().values()))
+    # Patterns the schema adds itself never reach a diagnostic: halogen's own check reports those.
+    assert found - _patterns_in(RULES) - set(patterns.HINTS) - set(patterns.WORDS) == set()
