@@ -27,9 +27,15 @@ FORMAT = click.option(
 SRC = click.option(
     "--src",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The site: the folder with halogen.yaml and models.d/.",
+    default=None,
+    help="The site: the folder with halogen.yaml and models.d/ [default: found upward from PATHS or the current folder].",
+)
+PATHS = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+STAGED = click.option(
+    "--staged",
+    is_flag=True,
+    help="For pre-commit, which passes no deleted file: also the sites of files this commit "
+    "deletes; with no PATHS and no such file, check nothing.",
 )
 
 
@@ -63,6 +69,7 @@ def main() -> None:
 
 
 @main.command()
+@PATHS
 @SRC
 @click.option(
     "--out",
@@ -76,27 +83,43 @@ def main() -> None:
     help="Write nothing; exit 1 with a diff when out/ differs from what build would write.",
 )
 @FORMAT
-def build(src: Path, out: Path | None, check: bool, fmt: str) -> None:
-    """Validate the site and write out/: config.yaml, its ConfigMap, the Deployment, the
-    Service and kustomization.yaml. out/ is replaced whole, or left as it was."""
+@STAGED
+def build(
+    paths: tuple[Path, ...], src: Path | None, out: Path | None, check: bool, fmt: str, staged: bool
+) -> None:
+    """Validate the site that PATHS belong to (default: found from the current folder) and write
+    its out/: config.yaml, its ConfigMap, the Deployment, the Service and kustomization.yaml.
+    out/ is replaced whole, or left as it was."""
     from halogen.commands import build as command
 
-    sys.exit(command.run(src, out or src / "out", check=check, fmt=fmt))  # type: ignore[arg-type]
+    if paths and src is not None:
+        raise click.UsageError("give PATHS or --src, not both")
+    sys.exit(command.run(list(paths), src, out, check=check, fmt=fmt, staged=staged))  # type: ignore[arg-type]
 
 
 @main.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@PATHS
+@SRC
 @FORMAT
-def validate(paths: tuple[Path, ...], fmt: str) -> None:
-    """Check the site that PATHS belong to (default: the current folder) without writing.
-    Fast enough for a pre-commit hook; every rule of build but the manifest checks."""
+@STAGED
+def validate(paths: tuple[Path, ...], src: Path | None, fmt: str, staged: bool) -> None:
+    """Check the site that PATHS belong to (default: found from the current folder) without
+    writing. Fast enough for a pre-commit hook; every rule of build but the manifest checks."""
     from halogen.commands import validate as command
 
-    sys.exit(command.run(list(paths), fmt=fmt))  # type: ignore[arg-type]
+    if paths and src is not None:
+        raise click.UsageError("give PATHS or --src, not both")
+    sys.exit(command.run(list(paths), fmt=fmt, src=src, staged=staged))  # type: ignore[arg-type]
 
 
 @main.command()
-@SRC
+@click.option(
+    "--src",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The repository: schemas/ is written under it.",
+)
 @click.option("--check", is_flag=True, help="Exit 1 when schemas/ differs from what would be written.")
 def schema(src: Path, check: bool) -> None:
     """(Re)write schemas/: JSON Schemas for halogen.yaml and for model files, for editors
@@ -119,7 +142,7 @@ def schema(src: Path, check: bool) -> None:
 def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
     """Hash every GGUF file the site's models load and read its header into halogen.lock
     (size, sha256, architecture, parameters, quantization, context, shapes), to commit with the
-    site: the compiler and CI know the models from it. Needs the `gguf` package (halogen[lock])."""
+    site: the compiler and CI know the models from it. Needs the `gguf` package (halogen-llamaswap[lock])."""
     from halogen.commands import lock as command
 
     sys.exit(command.run(src, models_dir, check=check, fmt=fmt))  # type: ignore[arg-type]

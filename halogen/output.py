@@ -16,21 +16,39 @@ SUBFOLDERS = frozenset({"pull"})
 """Folders of out/ that halogen writes (a second Flux Kustomization applies out/pull/)."""
 
 
-def foreign_files(out: Path) -> list[str]:
-    """Files in `out` that halogen did not write (no generated header), which it won't delete."""
-    if not out.exists():
+def problems(out: Path, label: str) -> list[Diagnostic]:
+    """Why `out` cannot be replaced: it is not a folder, or it holds files halogen did not
+    write (no generated header), which it won't delete. `label` names `out` in diagnostics."""
+    if not out.exists() and not out.is_symlink():
         return []
     if not out.is_dir() or out.is_symlink():
-        return [out.name]
+        return [
+            Diagnostic(
+                label,
+                0,
+                0,
+                "",
+                "is not a folder: halogen writes its output as a folder",
+                "move it away, or build into another folder with --out",
+            )
+        ]
     foreign = []
     for entry in _entries(out):
         name = entry.relative_to(out).as_posix()
-        if not entry.is_file() or entry.is_symlink():
-            foreign.append(name)
-            continue
-        with entry.open("rb") as fh:
-            if fh.read(len(MARK)) != MARK:
-                foreign.append(name)
+        if entry.is_file() and not entry.is_symlink():
+            with entry.open("rb") as fh:
+                if fh.read(len(MARK)) == MARK:
+                    continue
+        foreign.append(
+            Diagnostic(
+                f"{label}/{name}",
+                0,
+                0,
+                "",
+                "halogen did not write this file and will not replace it",
+                f"move it out of {label}/, or build into another folder with --out",
+            )
+        )
     return foreign
 
 
@@ -51,49 +69,62 @@ def current(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in _entries(out) if p.is_file()}
 
 
-def diff(out: Path, files: Mapping[str, bytes], label: str) -> str:
-    """A unified diff from what `out` holds to what build would write; empty when equal."""
+def _lines(data: bytes | None) -> list[str]:
+    return data.decode("utf-8", "replace").splitlines(keepends=True) if data is not None else []
+
+
+def _first_difference(before: list[str], after: list[str]) -> int:
+    """The 1-based line of `before` where `after` first differs."""
+    for i, (a, b) in enumerate(zip(before, after, strict=False)):
+        if a != b:
+            return i + 1
+    return min(len(before), len(after)) + 1 if before else 0
+
+
+def stale(out: Path, files: Mapping[str, bytes], label: str) -> tuple[str, list[Diagnostic]]:
+    """A unified diff from what `out` holds to what build would write, and one diagnostic per
+    file that differs, at the line where it first does; both empty when equal."""
     now = current(out)
-    chunks = []
+    chunks: list[str] = []
+    found: list[Diagnostic] = []
+    hint = (
+        f"run `halogen build` and commit {label}/; change models.d/ and halogen.yaml, never {label}/ by hand"
+    )
     for name in sorted(set(now) | set(files)):
         before, after = now.get(name), files.get(name)
         if before == after:
             continue
-        a = before.decode("utf-8", "replace").splitlines(keepends=True) if before is not None else []
-        b = after.decode("utf-8", "replace").splitlines(keepends=True) if after is not None else []
+        a, b = _lines(before), _lines(after)
+        path = f"{label}/{name}"
         chunks.append(
             "".join(
                 difflib.unified_diff(
                     a,
                     b,
-                    f"{label}/{name}" if before is not None else "/dev/null",
-                    f"{label}/{name}" if after is not None else "/dev/null",
+                    path if before is not None else "/dev/null",
+                    path if after is not None else "/dev/null",
                 )
             )
         )
-    return "".join(chunks)
+        if before is None:
+            message = f"{label}/ is stale: this file is missing"
+        elif after is None:
+            message = f"{label}/ is stale: halogen no longer writes this file"
+        else:
+            message = f"{label}/ is stale: this line differs from what `halogen build` writes"
+        line = _first_difference(a, b) if before is not None and after is not None else 0
+        found.append(Diagnostic(path, line, 1 if line else 0, "", message, hint))
+    return "".join(chunks), found
 
 
-def write(out: Path, files: Mapping[str, bytes]) -> bool:
+def write(out: Path, files: Mapping[str, bytes], label: str | None = None) -> bool:
     """Replace `out` with exactly `files`. Returns False when it already held them.
 
     The new tree is written and fsynced beside `out`, then swapped in by rename, so a crash
     or a failure leaves either the old folder or the new one, never a mix."""
-    foreign = foreign_files(out)
-    if foreign:
-        raise Invalid(
-            [
-                Diagnostic(
-                    f"{out.name}/{name}",
-                    0,
-                    0,
-                    "",
-                    "halogen did not write this file and will not replace it",
-                    f"move it out of {out.name}/, or build into another folder with --out",
-                )
-                for name in foreign
-            ]
-        )
+    refused = problems(out, label or str(out))
+    if refused:
+        raise Invalid(refused)
     if current(out) == dict(files):
         return False
     parent = out.parent

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from halogen import patterns
 from halogen.diagnostics import Diagnostic
-from halogen.yamlio import Document, Path_
+from halogen.yamlio import Document, Path_, dotted
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -113,10 +113,35 @@ def _diagnostics(
         elif err["type"] == "missing":
             hint = f"add {loc[-1]!r}" if loc else ""
         elif err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err.get("input"), str):
-            hint = "write true or false" if err["type"] == "bool_type" else "write the number without quotes"
+            if err["type"] == "bool_type":
+                hint = "write true or false"
+            elif path in doc.quoted:
+                hint = "write the number without quotes"
+            else:
+                hint = "write a number" + (", a whole one" if err["type"] == "int_type" else "")
+            line, column = doc.value_at(path)
+            out.append(Diagnostic(doc.name, line, column, dotted(path), _message(err), hint))
+            continue
+        elif err["type"] in ("int_type", "int_from_float") and isinstance(err.get("input"), float):
+            line, column = doc.value_at(path)
+            hint = "write a whole number, without a fraction"
+            out.append(Diagnostic(doc.name, line, column, dotted(path), _message(err), hint))
+            continue
+        elif err["type"] == "string_type" and isinstance(err.get("input"), int | float) and path:
+            written = doc.source(path) or str(err.get("input"))
+            hint = f'quote it, "{written}": YAML reads {written} as the number {err.get("input")}'
+            line, column = doc.value_at(path)
+            out.append(Diagnostic(doc.name, line, column, dotted(path), _message(err), hint))
+            continue
         elif err["type"] == "string_pattern_mismatch":
             pattern = str(err.get("ctx", {}).get("pattern", ""))
-            hint = patterns.HINTS.get(pattern, "")
+            hint = patterns.HINTS.get(pattern) or patterns.WORDS.get(pattern, "")
+            # A mapping key that breaks the pattern is reported at the key, a value at the value.
+            line, column = doc.where(path) if err["loc"][-1:] == ("[key]",) else doc.value_at(path)
+            out.append(
+                Diagnostic(doc.name, line, column, dotted(path), "is not in the form expected here", hint)
+            )
+            continue
         out.append(doc.diagnostic(path, _message(err), hint))
     # A union failing on every branch reports once per branch; keep one line per path.
     unique: dict[tuple[str, int, int], Diagnostic] = {}

@@ -48,6 +48,22 @@ class Document:
     name: str
     data: Any
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    """Where the value at a path starts (a key's position is in `positions`)."""
+    quoted: set[Path_] = field(default_factory=set)
+    """Paths whose value was written as a quoted string."""
+    lines: list[str] = field(default_factory=list)
+
+    def value_at(self, path: Path_) -> tuple[int, int]:
+        return self.values.get(path) or self.where(path)
+
+    def source(self, path: Path_) -> str:
+        """The plain scalar written at `path`, as written (e.g. 1.30, not the float 1.3)."""
+        line, column = self.values.get(path, (0, 0))
+        if not line or line > len(self.lines):
+            return ""
+        text = self.lines[line - 1][column - 1 :]
+        return re.split(r"\s+#|[,\]}]|\s*$", text, maxsplit=1)[0].strip()
 
     def where(self, path: Path_) -> tuple[int, int]:
         """The position of the deepest prefix of `path` that was written (so a missing key
@@ -186,6 +202,7 @@ def load(raw: bytes, name: str) -> Document:
     yaml.Composer = _composer()
     yaml.Constructor = _constructor()
     yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True  # so a hint can tell "4096" from 4096
     try:
         node = yaml.load(io.StringIO(text))
     except MarkedYAMLError as exc:
@@ -200,7 +217,7 @@ def load(raw: bytes, name: str) -> Document:
         raise Invalid([Diagnostic(name, line, column, "", problem, hint)]) from None
     except (YAMLError, RecursionError) as exc:
         raise Invalid([Diagnostic(name, 0, 0, "", f"invalid YAML: {exc}".strip())]) from None
-    doc = Document(name, None)
+    doc = Document(name, None, lines=text.split("\n"))
     budget = [MAX_NODES, MAX_BYTES]  # nodes, characters: what aliases may expand to
     doc.data = _plain(node, (), doc, budget, (1, 1))
     return doc
@@ -216,6 +233,8 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
     )
 
     doc.positions.setdefault(path, pos)
+    if type(node).__name__ in ("DoubleQuotedScalarString", "SingleQuotedScalarString"):
+        doc.quoted.add(path)
     # Aliases repeat content without adding text: charge each node and its characters
     # (keys included) against the limits, so no file expands past what it could have written.
     text = (
@@ -270,7 +289,12 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
         out: dict[str, Any] = {}
         for key, value in node.items():
             # A key merged in by `<<: *anchor` has no position here: use the mapping's.
-            line, column = node.lc.data.get(key, (pos[0] - 1, pos[1] - 1))[:2]
+            line, column, *at = node.lc.data.get(key, (pos[0] - 1, pos[1] - 1))
+            if len(at) == 2 and isinstance(at[0], int) and isinstance(at[1], int):
+                doc.values[(*path, str(key) if not isinstance(key, bool) else str(key).lower())] = (
+                    at[0] + 1,
+                    at[1] + 1,
+                )
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise Invalid([doc.diagnostic(path, f"mapping key {key!r} is not a scalar")])
             skey = str(key) if not isinstance(key, bool) else str(key).lower()
@@ -293,6 +317,7 @@ def _plain(node: Any, path: Path_, doc: Document, budget: list[int], pos: tuple[
         items = []
         for index, value in enumerate(node):
             ipos = node.lc.item(index)
+            doc.values[(*path, index)] = (ipos[0] + 1, ipos[1] + 1)
             items.append(_plain(value, (*path, index), doc, budget, (ipos[0] + 1, ipos[1] + 1)))
         return items
     if isinstance(node, bool) or node is None:

@@ -1,38 +1,71 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from halogen import output, pipeline
+from halogen.commands import sites
 from halogen.commands.report import emit, summary
-from halogen.diagnostics import Format, Invalid
+from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
 
-def run(src: Path, out: Path, *, check: bool, fmt: Format) -> int:
+def _label(out: Path, root: Path) -> str:
+    """How diagnostics name `out`: relative to the site when inside it, else in full."""
+    resolved = out.resolve()
+    return resolved.relative_to(root).as_posix() if root in resolved.parents else resolved.as_posix()
+
+
+def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]:
+    """Build (or check) one site; diagnostics name files relative to it."""
     try:
-        files, warnings = pipeline.build(src)
+        files, warnings = pipeline.build(root)
     except Invalid as exc:
-        emit(exc.diagnostics, fmt)
-        summary(exc.diagnostics, fmt)
-        return 1
-    emit(warnings, fmt)
-    label = out.name if out.parent.resolve() == src.resolve() else str(out)
+        return list(exc.diagnostics)
+    found = list(warnings)
+    label = _label(out, root)
     if check:
-        stale = output.diff(out, files, label)
-        if stale:
-            click.echo(stale, nl=False)
-            click.echo(f"halogen: {label}/ is stale: run `halogen build` and commit the result", err=True)
-            return 1
-        return 0
+        refused = output.problems(out, label)
+        if refused:  # what build itself would refuse: "run halogen build" would not help
+            return found + refused
+        diff, stale = output.stale(out, files, label)
+        if fmt == "text":
+            click.echo(diff, nl=False)
+        return found + stale
     try:
-        changed = output.write(out, files)
+        changed = output.write(out, files, label)
     except Invalid as exc:
-        emit(exc.diagnostics, fmt)
-        return 1
+        return found + list(exc.diagnostics)
     except OSError as exc:
-        click.echo(f"halogen: cannot write {out}: {exc.strerror or exc}", err=True)
-        return 1
+        return [*found, Diagnostic(label, 0, 0, "", f"cannot write: {exc.strerror or exc}")]
     if fmt == "text":
         click.echo(f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({len(files)} files)", err=True)
-    return 0
+    return found
+
+
+def run(
+    paths: Sequence[Path],
+    src: Path | None,
+    out: Path | None,
+    *,
+    check: bool,
+    fmt: Format,
+    staged: bool = False,
+) -> int:
+    """Build every site the paths belong to; everything found is reported once, at the end
+    (one JSON document, one set of annotations)."""
+    wanted = list(paths)
+    if staged:  # pre-commit's patterns are loose: a file of no site (another out/) is not ours
+        wanted = [p for p in [*paths, *sites.deleted_in_git()] if sites.site_root(p) is not None]
+    if staged and not wanted and src is None:
+        return 0  # pre-commit: nothing in this commit belongs to a site
+    roots, found = sites.locate(wanted, src)
+    if out is not None and len(roots) > 1:
+        raise click.UsageError("--out takes one site; these paths belong to several")
+    for root in roots:
+        found += sites.relocate(_one(root, out or root / "out", check=check, fmt=fmt), root, fmt)
+    emit(found, fmt)
+    if not check:
+        summary(found, fmt)
+    return 1 if errors(found) else 0

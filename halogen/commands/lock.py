@@ -23,9 +23,18 @@ def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
     """The lock the files on disk give now, and every problem met on the way."""
     try:
         from halogen import gguf_header
-    except ImportError:  # the image and `pip install halogen[build]` leave the reader out
+    except ImportError:  # the image and `pip install halogen-llamaswap[build]` leave the reader out
         raise Invalid(
-            [Diagnostic(LOCK_FILE, 0, 0, "", "the gguf package is missing", "pip install 'halogen[lock]'")]
+            [
+                Diagnostic(
+                    LOCK_FILE,
+                    0,
+                    0,
+                    "",
+                    "the gguf package is missing",
+                    "pip install 'halogen-llamaswap[lock]'",
+                )
+            ]
         ) from None
     site, found = load(root)
     found = [d for d in found if d.file != LOCK_FILE]  # the lock being rewritten may be broken

@@ -4,44 +4,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from halogen import pipeline
+from halogen.commands import sites
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
-from halogen.spec.load import SITE_FILE
 
 
-def site_root(path: Path) -> Path | None:
-    """The nearest folder at or above `path` that holds halogen.yaml."""
-    start = path.resolve()
-    for folder in [start, *start.parents] if start.is_dir() else list(start.parents):
-        if (folder / SITE_FILE).is_file():
-            return folder
-    return None
-
-
-def run(paths: Sequence[Path], *, fmt: Format) -> int:
+def run(paths: Sequence[Path], *, fmt: Format, src: Path | None = None, staged: bool = False) -> int:
     """Validate every site the paths belong to (the whole site: rules span files)."""
-    roots: list[Path] = []
-    found: list[Diagnostic] = []
-    for path in paths or [Path(".")]:
-        root = site_root(path)
-        if root is None:
-            found.append(
-                Diagnostic(
-                    str(path),
-                    0,
-                    0,
-                    "",
-                    f"no {SITE_FILE} here or above",
-                    "run inside a halogen site, or pass a path inside one",
-                )
-            )
-        elif root not in roots:
-            roots.append(root)
+    wanted = list(paths)
+    if staged:  # pre-commit's patterns are loose: a file of no site (another out/) is not ours
+        wanted = [p for p in [*paths, *sites.deleted_in_git()] if sites.site_root(p) is not None]
+    if staged and not wanted and src is None:
+        return 0  # pre-commit: nothing in this commit belongs to a site
+    roots, found = sites.locate(wanted, src)
     for root in roots:
+        diagnostics: list[Diagnostic]
         try:
-            found += pipeline.compile_config(root).warnings
+            diagnostics = list(pipeline.compile_config(root).warnings)
         except Invalid as exc:
-            found += exc.diagnostics
+            diagnostics = list(exc.diagnostics)
+        found += sites.relocate(diagnostics, root, fmt)
     emit(found, fmt)
     summary(found, fmt)
     return 1 if errors(found) else 0

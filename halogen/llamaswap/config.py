@@ -18,7 +18,7 @@ MIN_HEALTH_CHECK_TIMEOUT = 15
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Filters(_Strict):

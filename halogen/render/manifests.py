@@ -115,7 +115,10 @@ def render(site: Site, config_text: str, wanted: Sequence[Wanted] = ()) -> dict[
     backends = _used_backends(site)
     strategy = d.strategy
     if strategy == "auto":
-        strategy = "Recreate" if site.spec.llamaSwap.preload else "RollingUpdate"
+        # A second pod during a rollout would hold the preloaded models a second time, or wait
+        # Pending for a GPU the old pod holds (on a one-GPU node, for ever).
+        claims = any(b.resources for b in backends)
+        strategy = "Recreate" if site.spec.llamaSwap.preload or claims else "RollingUpdate"
     context = {
         "header": HEADER,
         "d": d,

@@ -10,6 +10,7 @@ from halogen import image
 from halogen.diagnostics import Diagnostic
 from halogen.llamaswap.resolve import RESERVED
 from halogen.spec import flags
+from halogen.spec.inputs import GPU_RESOURCES
 from halogen.spec.load import Model, Site
 
 MACRO_REF = re.compile(r"\$\{([^}]*)\}")
@@ -239,6 +240,16 @@ def _flag_problems(
         earlier = seen.get(flag.name)
         if flag.name in flags.OWNED:
             yield flag.index, f"{flag.written} is written by halogen", flags.OWNED[flag.name]
+        elif flag.name in inherited and inherited[flag.name].value == flag.value:
+            # The same value again is still written twice into the command line.
+            said = f"{earlier.written} {earlier.value or ''}".strip() if earlier else flag.written
+            yield (
+                flag.index,
+                f"{said} is already set {source.replace('from ', 'by ', 1)}",
+                "remove it here: the backend's args apply to every model that uses it",
+            )
+        elif flag.name and earlier is not None and earlier.value == flag.value:
+            yield flag.index, f"{flag.written} is given twice in this list", "give each flag once"
         elif flag.name and earlier is not None and earlier.value != flag.value:
             where = source if flag.name in inherited else "earlier in the same list"
             said = f"{earlier.written} {earlier.value or ''}".strip()
@@ -311,15 +322,21 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
         )
     used = {backend_of(site, m) for m in site.models.values()}
     for backend_id, backend in site.spec.backends.items():
-        gpu = [*backend.devices, *(r for r in backend.resources if r.endswith("/gpu"))]
-        if backend_id in used and gpu and not backend.supplementalGroups:
+        gpu = [*backend.devices, *(r for r in backend.resources if r in GPU_RESOURCES)]
+        # With the AMD device plugin, amd.com/gpu comes with device files the pod may open.
+        plugin = d.devicePlugin == "amd" and not backend.devices and "amd.com/gpu" in backend.resources
+        if backend_id in used and gpu and not backend.supplementalGroups and not plugin:
             key = "devices" if backend.devices else "resources"
             yield site.doc.diagnostic(
                 ("backends", backend_id, key),
                 f"the pod runs as uid {d.runAsUser}, which can open the GPU ({', '.join(gpu)}) only "
                 "through the host groups that own its device files, and this backend gives none",
-                "add their ids to supplementalGroups (on the node: getent group render video)",
-                severity="warning",
+                "add their ids to supplementalGroups (on the node: getent group render video)"
+                + (
+                    ", or set deployment.devicePlugin: amd if the nodes run the AMD device plugin"
+                    if "amd.com/gpu" in backend.resources
+                    else ""
+                ),
             )
     ports = range(swap.startPort, swap.startPort + len(site.models))
     if d.port in ports:

@@ -3,6 +3,8 @@ the JSON Schemas in `schemas/` are generated from these classes."""
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -11,12 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
 from halogen.llamaswap.config import MIN_HEALTH_CHECK_TIMEOUT
-from halogen.patterns import BACKEND_ID, ENV_NAME, MACRO_NAME, NO_NUL, ONE_LINE, QUANTITY
+from halogen.patterns import (
+    BACKEND_ID,
+    DEVICE,
+    ENV_NAME,
+    EXTENDED_RESOURCE,
+    MACRO_NAME,
+    NO_NUL,
+    ONE_LINE,
+    QUANTITY,
+)
 
 DEFAULT_IMAGE = "ghcr.io/halogen-project/halogen"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MIN_KUBERNETES_MINOR = 30
+# The GPU resources device plugins advertise (AMD, NVIDIA, Intel): a near miss is a typo.
+GPU_RESOURCES = ("amd.com/gpu", "nvidia.com/gpu", "gpu.intel.com/i915", "gpu.intel.com/xe")
 
 OneLine = Annotated[str, StringConstraints(pattern=ONE_LINE)]
 Arg = Annotated[str, StringConstraints(pattern=ONE_LINE, min_length=1)]
@@ -31,7 +44,7 @@ MacroValue = Annotated[str, StringConstraints(max_length=1023, pattern=NO_NUL)] 
 
 class _Input(BaseModel):
     # Strict: YAML says what type a value is, so `contextSize: true` is an error, not 1.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class Image(_Input):
@@ -93,10 +106,20 @@ class ModelsMount(_Input):
 class Service(_Input):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     address: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F:.]+$")] | None = Field(
-        None, description="A LoadBalancer address, requested from MetalLB by annotation."
+        None, description="A LoadBalancer IP address, requested from MetalLB by annotation."
     )
     annotations: dict[str, OneLine] = {}
     externalTrafficPolicy: Literal["Cluster", "Local"] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, address: str | None) -> str | None:
+        if address is not None:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address} is not an IP address (IPv4 or IPv6)") from None
+        return address
 
 
 class Deployment(_Input):
@@ -116,6 +139,11 @@ class Deployment(_Input):
     service: Service = Service()
     env: dict[EnvName, OneLine] = {}
     runAsUser: int = Field(USER_ID, ge=1, description="The image's numeric user.")
+    devicePlugin: Literal["none", "amd"] = Field(
+        "none",
+        description="amd: the nodes run the AMD GPU device plugin, which hands a pod that asks for "
+        "amd.com/gpu the device files it may open, so such a backend needs no supplementalGroups.",
+    )
     allowOrigins: list[Annotated[str, StringConstraints(pattern=r"^(\*|https?://[^/\s]+)$")]] = Field(
         [],
         description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
@@ -203,13 +231,22 @@ class Backend(_Input):
     host: OneLine = "127.0.0.1"
     args: list[Arg] = []
     env: dict[EnvName, OneLine] = {}
-    devices: list[Annotated[str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9._/-]+$")]] = Field(
+    devices: list[Annotated[str, StringConstraints(pattern=DEVICE)]] = Field(
         [], description="Host device paths the pod mounts for this backend, e.g. /dev/dri, /dev/kfd."
     )
     supplementalGroups: list[int] = Field([], description="Group ids that own those devices (video, render).")
-    resources: dict[str, Quantity] = Field(
+    resources: dict[Annotated[str, StringConstraints(pattern=EXTENDED_RESOURCE)], Quantity] = Field(
         {}, description="Extended resources, e.g. amd.com/gpu: 1 with the AMD device plugin."
     )
+
+    @field_validator("resources")
+    @classmethod
+    def _known_gpu(cls, resources: dict[str, object]) -> dict[str, object]:
+        for name in resources:
+            close = difflib.get_close_matches(name, GPU_RESOURCES, n=1, cutoff=0.8)
+            if close and close[0] != name:
+                raise ValueError(f"{name} is not a device plugin's resource: did you mean {close[0]}?")
+        return resources
 
 
 class SiteFile(_Input):

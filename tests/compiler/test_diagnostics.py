@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,8 +245,16 @@ def test_each_rule_broken_once_gives_one_positioned_error(
     result = halogen("validate", t.root)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    hits = [line for line in result.stderr.splitlines() if line.startswith(where) and message in line]
-    assert hits, result.stderr
+    # Exactly one error (warnings aside), positioned at a line and column of a file that has them.
+    errors = [
+        line
+        for line in result.stderr.splitlines()
+        if not line.startswith("halogen: ") and ": warning:" not in line
+    ]
+    assert len(errors) == 1, result.stderr
+    positioned = re.escape(where) + (r"[1-9][0-9]*:[1-9][0-9]*: " if where.endswith(".yaml:") else " ")
+    assert re.match(positioned, errors[0]) and message in errors[0], result.stderr
+    assert result.stderr.endswith("halogen: 1 error; nothing was written\n")
 
 
 def test_did_you_mean_names_the_closest_key(tree: Callable[..., SiteTree]) -> None:

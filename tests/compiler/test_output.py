@@ -94,5 +94,5 @@ def test_foreign_files_are_reported_as_data_not_raised_late(tmp_path: Path) -> N
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x.yaml").write_text("kind: Secret\n")
     with pytest.raises(Invalid) as exc:
-        output.write(tmp_path / "out", {})
+        output.write(tmp_path / "out", {}, "out")
     assert [d.file for d in exc.value.diagnostics] == ["out/x.yaml"]

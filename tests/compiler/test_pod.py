@@ -110,26 +110,99 @@ def test_the_amd_device_plugin_replaces_host_devices_with_an_extended_resource(t
     assert spec["securityContext"]["supplementalGroups"] == [44, 109]
 
 
-def test_a_gpu_backend_without_groups_is_warned_at_its_key_and_still_builds(tmp_path: Path) -> None:
+def test_a_gpu_backend_without_groups_is_an_error_at_its_key(tmp_path: Path) -> None:
+    # pre-commit and CI show no warning on success: a pod that cannot open its GPU must not build.
     root = shipped_site(tmp_path / "devices", gpu_model=True)
     line = (root / "halogen.yaml").read_text().splitlines().index(DEVICES.rstrip("\n")) + 1
-    _, diagnostics = deployment(root)
-    (warning,) = diagnostics
-    assert (warning.severity, warning.file, warning.line, warning.field) == (
-        "warning",
+    with pytest.raises(Invalid) as exc:
+        build(root)
+    (error,) = exc.value.diagnostics
+    assert (error.severity, error.file, error.line, error.field) == (
+        "error",
         "halogen.yaml",
         line,
         "backends.rocm.devices",
     )
-    assert "uid 10001" in warning.message and "supplementalGroups" in warning.hint
+    assert "uid 10001" in error.message and "supplementalGroups" in error.hint
     plugin = shipped_site(
         tmp_path / "plugin", gpu_model=True, site_edit=(DEVICES, "    resources: {amd.com/gpu: 1}\n")
     )
-    _, diagnostics = deployment(plugin)
-    assert [(d.severity, d.field) for d in diagnostics] == [("warning", "backends.rocm.resources")]
+    with pytest.raises(Invalid) as exc:
+        build(plugin)
+    assert [(d.severity, d.field) for d in exc.value.diagnostics] == [("error", "backends.rocm.resources")]
+    assert "devicePlugin: amd" in exc.value.diagnostics[0].hint
     # A backend no model uses is no concern of the pod's.
     _, diagnostics = deployment(shipped_site(tmp_path / "unused"))
     assert diagnostics == []
+
+
+def test_a_site_running_the_amd_device_plugin_needs_no_groups_for_amd_gpu(tmp_path: Path) -> None:
+    root = shipped_site(
+        tmp_path,
+        gpu_model=True,
+        site_edit=(DEVICES, "    resources: {amd.com/gpu: 1}\n"),
+    )
+    text = (
+        (root / "halogen.yaml").read_text().replace("deployment:\n", "deployment:\n  devicePlugin: amd\n", 1)
+    )
+    (root / "halogen.yaml").write_text(text)
+    manifest, diagnostics = deployment(root)
+    assert diagnostics == []
+    assert "supplementalGroups" not in pod(manifest)["securityContext"]
+
+
+def test_auto_strategy_recreates_a_pod_that_claims_an_extended_resource(tmp_path: Path) -> None:
+    # RollingUpdate's surge pod would stay Pending on a one-GPU node, and every rollout stick.
+    cpu, _ = deployment(shipped_site(tmp_path / "cpu"))
+    assert cpu["spec"]["strategy"]["type"] == "RollingUpdate"
+    plugin = "    resources: {amd.com/gpu: 1}\n" + GROUPS
+    gpu, _ = deployment(shipped_site(tmp_path / "gpu", gpu_model=True, site_edit=(DEVICES, plugin)))
+    assert gpu["spec"]["strategy"] == {"type": "Recreate"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "says"),
+    [
+        (
+            ("    devices: [/dev/dri, /dev/kfd]", "    devices: [/dev/../etc]"),
+            "backends.rocm.devices[0]",
+            "under /dev",
+        ),
+        (
+            ("    devices: [/dev/dri, /dev/kfd]", "    devices: [/dev/dri/]"),
+            "backends.rocm.devices[0]",
+            "under /dev",
+        ),
+        (
+            ("    devices: [/dev/dri, /dev/kfd]", "    devices: [dev/dri]"),
+            "backends.rocm.devices[0]",
+            "under /dev",
+        ),
+        (
+            ("    devices: [/dev/dri, /dev/kfd]", "    resources: {amd.com/gpus: 1}"),
+            "backends.rocm.resources",
+            "did you mean amd.com/gpu?",
+        ),
+        (
+            ("    devices: [/dev/dri, /dev/kfd]", "    resources: {gpu: 1}"),
+            "backends.rocm.resources.gpu",
+            "a domain, '/', a name",
+        ),
+        (
+            ("    address: 192.168.68.100", "    address: 999.1.1.1"),
+            "deployment.service.address",
+            "not an IP address",
+        ),
+    ],
+)
+def test_gpu_and_service_inputs_that_kubernetes_would_misread_are_refused(
+    tmp_path: Path, edit: tuple[str, str], field: str, says: str
+) -> None:
+    root = shipped_site(tmp_path, site_edit=edit)
+    with pytest.raises(Invalid) as exc:
+        build(root)
+    (error,) = exc.value.diagnostics
+    assert error.field == field and says in error.message + " " + error.hint, error
 
 
 def test_the_proxy_drains_for_what_the_grace_period_leaves_after_the_shutdown(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_halogen_is_installed_in_the_venv_that_leads_the_path(
     run = " ".join(i.args for i in instructions if i.keyword == "RUN")
     assert f"python3 -m venv --without-pip {image.VENV};" in run
     assert f"{image.VENV}/bin/python " in run
-    assert '"halogen[runtime]"' in run
+    assert '"halogen-llamaswap[runtime]"' in run
     assert "--no-index" in run, "the image must install from the wheelhouse alone"
     env = last(instructions, "ENV").args
     assert re.search(rf"\bPATH={re.escape(image.VENV)}/bin:\$PATH\b", env)

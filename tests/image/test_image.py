@@ -208,7 +208,7 @@ def test_the_venv_holds_halogen_and_its_runtime_dependencies_only(
     assert found["prefix"] == image.VENV
     dists = {canonicalize_name(d["name"]): d for d in found["dists"]}
 
-    # What halogen[runtime] pulls in, by the installed packages' own metadata.
+    # What halogen-llamaswap[runtime] pulls in, by the installed packages' own metadata.
     def closure(name: str, extras: frozenset[str]) -> set[str]:
         key = canonicalize_name(name)
         assert key in dists, f"{name} is required but not installed"
@@ -220,7 +220,7 @@ def test_the_venv_holds_halogen_and_its_runtime_dependencies_only(
                 needed |= closure(requirement.name, frozenset(requirement.extras))
         return needed
 
-    expected = closure("halogen", frozenset({"runtime"}))
+    expected = closure("halogen-llamaswap", frozenset({"runtime"}))
     listed = sorted(f"{d['name']} {d['version']}" for d in dists.values())
     figures.append(f"venv ({image.VENV}, python {found['python']}): {len(listed)} packages")
     figures.extend(f"  {line}" for line in listed)

@@ -253,7 +253,8 @@ class Handler(BaseHTTPRequestHandler):
                         time.sleep(0.01)
                 elif delay:
                     time.sleep(delay)
-            final: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            # X-Fake-Finish: the finish_reason the last event gives (llama-server: stop or length).
+            final: dict[str, Any] = {"index": 0, "finish_reason": self.headers.get("X-Fake-Finish", "stop")}
             final["delta" if chat else "text"] = {} if chat else ""
             event(
                 {

@@ -230,3 +230,15 @@ def metric(text: str, name: str) -> dict[str, str]:
 def process_exists(pid: int) -> bool:
     """True while `pid` is in the process table, zombies included (a zombie is a leak too)."""
     return os.path.exists(f"/proc/{pid}")
+
+
+EVENT_LIMIT = 30.0  # seconds: a stream that sends nothing for this long has stopped flushing
+
+
+async def next_event(response: aiohttp.ClientResponse, limit: float = EVENT_LIMIT) -> bytes:
+    """The next server-sent event of a stream, failing after `limit` seconds instead of waiting
+    for the test's timeout: a proxy that buffers a stream fails here, at once, by name."""
+    try:
+        return await asyncio.wait_for(response.content.readuntil(b"\n\n"), limit)
+    except TimeoutError:
+        raise AssertionError(f"no event within {limit} s: is the stream buffered?") from None

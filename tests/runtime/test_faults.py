@@ -30,6 +30,7 @@ from .harness import (
     fake_process,
     free_ports,
     metric,
+    next_event,
     process_exists,
     serving,
 )
@@ -362,7 +363,7 @@ async def client_leaves_while_queued_behind_a_swap(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     async with serving(site.write()) as proxy:
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate)})
-        await stream.content.readuntil(b"\n\n")
+        await next_event(stream)
         for route in ("openai", "ollama"):
             if route == "openai":
                 queued = asyncio.create_task(proxy.chat("b"))
@@ -408,7 +409,7 @@ async def client_leaves_mid_stream_openai(tmp_path: Path) -> None:
     async with serving(site.write()) as proxy:
         headers = {"X-Fake-Chunks": "100000", "X-Fake-Chunk-Delay": "0.02"}
         response = await proxy.chat("m", stream=True, headers=headers)
-        await response.content.readuntil(b"\n\n")
+        await next_event(response)
         response.close()
         await eventually(lambda: bool(fake.events("disconnect")), "the upstream saw the client leave")
         await settled(proxy)
@@ -445,7 +446,7 @@ async def proxy_stops_with_requests_in_flight(tmp_path: Path) -> None:
             stream = await client.post(
                 url + "/v1/chat/completions", json={"model": "a", **chat}, headers=headers
             )
-            await stream.content.readuntil(b"\n\n")
+            await next_event(stream)
             starting = asyncio.create_task(
                 client.post(url + "/api/chat", json={"model": "b", "stream": False, **CHAT})
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,25 @@ async def test_a_streamed_chat_is_ndjson_with_counts_from_llama_server_timings(t
     assert last["done"] is True and last["done_reason"] == "stop"
     assert (last["prompt_eval_count"], last["eval_count"]) == (11, 4)
     assert last["load_duration"] > 0  # this request started the model
+
+
+async def test_durations_are_nanoseconds_and_done_reason_follows_the_finish_reason(tmp_path: Path) -> None:
+    # Ollama's durations are nanoseconds (api/types.go): one read as milliseconds would be a
+    # million times too small, and the load of a process is no less than a millisecond.
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        started = time.monotonic_ns()
+        headers = {"X-Fake-Chunks": "2", "X-Fake-Finish": "length"}
+        async with proxy.client.post("/api/chat", json=body, headers=headers) as response:
+            *_, last = await ndjson(response)
+        elapsed = time.monotonic_ns() - started
+        async with proxy.client.post("/api/chat", json=body, headers={"X-Fake-Chunks": "2"}) as response:
+            *_, again = await ndjson(response)
+    assert (last["done_reason"], again["done_reason"]) == ("length", "stop")
+    assert 1_000_000 <= last["load_duration"] <= last["total_duration"] <= elapsed
+    assert again["total_duration"] > 0 and again.get("load_duration", 0) < last["load_duration"]
 
 
 async def test_a_chat_without_streaming_is_one_object(tmp_path: Path) -> None:
@@ -122,8 +142,13 @@ async def test_keep_alive_replaces_the_ttl_until_the_model_stops_and_each_reques
         # A short keep_alive unloads the model once it is idle, and the next start forgets it.
         status, _ = await post(proxy, "/api/chat", {**chat, "keep_alive": "300ms"})
         assert status == 200
-        await eventually(lambda: proxy.swapper.slot("m").upstream.state is State.STOPPED, "keep_alive unload")
-        assert proxy.swapper.slot("m").keep_alive is None
+        # The process is STOPPED a moment before the Swapper forgets the keep_alive (in the stop
+        # task's `finally`): wait for both, or this races the reset under load.
+        slot = proxy.swapper.slot("m")
+        await eventually(
+            lambda: slot.upstream.state is State.STOPPED and slot.keep_alive is None, "keep_alive unload"
+        )
+        assert slot.ttl == math.inf  # the config's ttl again
         # keep_alive 0 on a request with a prompt: answered, then unloaded.
         status, answer = await post(
             proxy, "/api/generate", {"model": "m", "prompt": "hi", "keep_alive": 0, "stream": False}

@@ -18,22 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import ollama
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ollama._types import (
-    ChatResponse,
-    EmbeddingsResponse,
-    EmbedResponse,
-    GenerateResponse,
-    ListResponse,
-    ProcessResponse,
-    ShowResponse,
-)
 
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.ollama import translate as ol
+
+# The client's own types check every answer; without the client (it is in the test extra) the
+# module is skipped, not an import error: the durations and done_reason are also checked by
+# tests/runtime/test_ollama_routes.py, which needs no client.
+ollama = pytest.importorskip("ollama")
+_types = pytest.importorskip("ollama._types")
+ChatResponse = _types.ChatResponse
+EmbeddingsResponse = _types.EmbeddingsResponse
+EmbedResponse = _types.EmbedResponse
+GenerateResponse = _types.GenerateResponse
+ListResponse = _types.ListResponse
+ProcessResponse = _types.ProcessResponse
+ShowResponse = _types.ShowResponse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STARTED = 1_763_000_000_000_000_000  # ns since the epoch

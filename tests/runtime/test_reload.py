@@ -15,7 +15,7 @@ from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 from halogen.runtime.swapper import Swapper
 
-from .harness import PATIENCE, Site, eventually, process_exists, serving
+from .harness import PATIENCE, Site, eventually, next_event, process_exists, serving
 from .processes import halogen_serve
 
 
@@ -81,7 +81,7 @@ async def test_a_model_whose_command_changed_finishes_its_requests_before_it_sto
     path = site.write()
     async with serving(path) as proxy:
         stream = await proxy.chat("m", stream=True, headers={"X-Fake-Gate": str(gate)})
-        await stream.content.readuntil(b"\n\n")
+        await next_event(stream)
         old = m.last_pid()
         watcher = Watcher(path, proxy.swapper, Logs(echo_proxy=False))
         site.models["m"]["cmd"] += " --chunks 4"

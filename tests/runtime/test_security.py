@@ -112,6 +112,8 @@ async def test_api_keys_guard_every_route_of_the_router_but_health(tmp_path: Pat
             for headers in (
                 {},
                 {"Authorization": "Bearer sk-three"},
+                {"Authorization": "bearer sk-three"},  # the scheme is case-insensitive, the key is not
+                {"Authorization": "BEARER sk-ONE"},
                 {"x-api-key": "sk-on"},
                 {"Authorization": "sk-one"},
             ):
@@ -160,6 +162,16 @@ def test_keys_are_compared_with_hmac_compare_digest_and_every_key_is_compared(
     # The decision is compare_digest's alone: no other comparison lets a key through.
     monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: False)
     assert auth.allowed(CIMultiDict({"x-api-key": "k1"}), keys) is False
+
+
+def test_the_bearer_scheme_is_read_without_case_and_a_wrong_key_in_any_case_is_refused() -> None:
+    # RFC 7235: the auth scheme is case-insensitive; the key is compared as written.
+    keys = ["sk-one"]
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert auth.allowed(CIMultiDict({"Authorization": f"{scheme} sk-one"}), keys) is True
+        assert auth.allowed(CIMultiDict({"Authorization": f"{scheme} sk-wrong"}), keys) is False
+        assert auth.allowed(CIMultiDict({"Authorization": f"{scheme} SK-ONE"}), keys) is False
+    assert auth.allowed(CIMultiDict({"Authorization": "Basic sk-one"}), keys) is False
 
 
 async def test_a_served_request_is_checked_with_compare_digest(

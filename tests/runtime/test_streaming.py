@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .harness import Site, eventually, process_exists, serving
+from .harness import Site, eventually, next_event, process_exists, serving
 
 
 async def test_events_reach_the_client_before_the_upstream_has_finished(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ async def test_events_reach_the_client_before_the_upstream_has_finished(tmp_path
             assert response.headers["X-Accel-Buffering"] == "no"
             # The upstream is blocked after its first event until the gate opens: the event
             # can only be here if it was forwarded on its own.
-            first = await response.content.readuntil(b"\n\n")
+            first = await next_event(response)
             assert b'"tok0 "' in first
             assert not gate.exists()
             gate.touch()
@@ -39,7 +39,7 @@ async def test_a_client_that_disconnects_mid_stream_closes_the_upstream_connecti
         # Long enough that only a disconnect ends it within the test's patience.
         headers = {"X-Fake-Chunks": "100000", "X-Fake-Chunk-Delay": "0.02"}
         response = await proxy.chat("m", stream=True, headers=headers)
-        await response.content.readuntil(b"\n\n")
+        await next_event(response)
         response.close()
         await eventually(lambda: bool(fake.events("disconnect")), "the upstream saw the client leave")
         await eventually(lambda: proxy.swapper.slot("m").holders == 0, "the request let go of the model")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .harness import PATIENCE, Site, eventually, process_exists, serving
+from .harness import PATIENCE, Site, eventually, next_event, process_exists, serving
 
 
 async def test_each_group_kind_evicts_as_the_config_contract_says(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ async def test_a_busy_model_is_never_stopped_and_keeps_serving_while_the_swap_wa
     gate = tmp_path / "gate"
     async with serving(site.write()) as proxy:
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate)})
-        first = await stream.content.readuntil(b"\n\n")
+        first = await next_event(stream)
         assert b"tok0" in first
 
         waiting = asyncio.create_task(proxy.served_by("b"))
@@ -90,11 +90,18 @@ async def test_an_idle_model_is_unloaded_after_its_ttl(tmp_path: Path) -> None:
 
 async def test_a_model_with_ttl_0_stays_loaded(tmp_path: Path) -> None:
     site = Site(tmp_path)
-    site.fake("m", ttl=0)
+    fake = site.fake("m", ttl=0)
     async with serving(site.write()) as proxy:
         await proxy.served_by("m")
         slot = proxy.swapper.slot("m")
         assert slot.idle_timer is None and slot.expires_at is None
+        # ttl 0 is "never", not "at once": after the answer the model is still there, the same
+        # process, and the next request does not start it again.
+        await asyncio.sleep(1.5)
+        assert await proxy.running() == {"m": "ready"}
+        assert process_exists(fake.last_pid())
+        assert await proxy.served_by("m") == "m"
+        assert fake.starts() == 1
 
 
 async def test_past_the_concurrency_limit_a_request_gets_429_with_retry_after(tmp_path: Path) -> None:
@@ -104,7 +111,7 @@ async def test_past_the_concurrency_limit_a_request_gets_429_with_retry_after(tm
     async with serving(site.write()) as proxy:
         streams = [await proxy.chat("m", stream=True, headers={"X-Fake-Gate": str(gate)}) for _ in range(2)]
         for stream in streams:
-            await stream.content.readuntil(b"\n\n")
+            await next_event(stream)
         async with await proxy.chat("m") as refused:
             assert refused.status == 429
             assert refused.headers["Retry-After"] == "1"
@@ -127,7 +134,7 @@ async def test_queued_requests_count_toward_the_limit_and_a_client_that_leaves_f
     gate = tmp_path / "gate"
     async with serving(site.write()) as proxy:
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate)})
-        await stream.content.readuntil(b"\n\n")
+        await next_event(stream)
         queued = asyncio.create_task(proxy.served_by("b"))
         await eventually(lambda: proxy.swapper.slot("b").queued == 1, "b is queued behind a")
         async with await proxy.chat("b") as refused:
@@ -220,7 +227,7 @@ async def test_an_unload_while_a_request_is_in_flight_waits_for_it(tmp_path: Pat
     gate = tmp_path / "gate"
     async with serving(site.write()) as proxy:
         stream = await proxy.chat("m", stream=True, headers={"X-Fake-Gate": str(gate)})
-        await stream.content.readuntil(b"\n\n")
+        await next_event(stream)
         unload = asyncio.create_task(proxy.client.post("/unload/m"))
         await eventually(lambda: proxy.swapper.slot("m").draining, "the model drains")
         assert not unload.done()
@@ -309,7 +316,7 @@ async def test_a_drain_refuses_requests_that_hold_no_model_and_waits_for_those_t
     gate = tmp_path / "gate"
     async with serving(site.write()) as proxy:
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate), "X-Fake-Chunks": "3"})
-        await stream.content.readuntil(b"\n\n")
+        await next_event(stream)
         queued = asyncio.create_task(proxy.chat("b"))  # waits for a to finish: it holds no model
         await eventually(lambda: proxy.swapper.slot("b").queued == 1, "b waits for room")
         closing = asyncio.create_task(proxy.server.close(drain=PATIENCE))
