@@ -89,7 +89,7 @@ async def test_a_model_whose_command_changed_finishes_its_requests_before_it_sto
         assert await watcher.check() is True
         # The new process cannot start while the old one holds the port and serves.
         waiting = asyncio.create_task(proxy.chat("m"))
-        await eventually(lambda: proxy.swapper.slot("m").queued == 1, "the request waits for the old process")
+        await eventually(lambda: proxy.swapper.queued()["m"] == 1, "the request waits for the old process")
         assert process_exists(old) and m.starts() == 1
         gate.touch()
         assert (await stream.read()).endswith(b"data: [DONE]\n\n")
