@@ -116,6 +116,9 @@ def _refused(url: str) -> bool:
         urllib.request.urlopen(url + "/health", timeout=1).close()
     except urllib.error.URLError as exc:
         return isinstance(exc.reason, ConnectionRefusedError)
+    except ConnectionResetError:
+        # A connection still in the backlog when the listener closes is reset: poll again.
+        return False
     return False
 
 
