@@ -146,7 +146,7 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Resolved
     if errors(found):
         raise Invalid(found)
     config, problems = parse(Config, doc)
-    if config is None:
+    if config is None or errors(problems):  # a partial config is for reporting, never for running
         raise Invalid(found + problems)
     try:
         return resolve(config), found

@@ -81,6 +81,13 @@ def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
                     "':latest' is accepted on every name already",
                 )
             taken.setdefault(key, f"an alias of {model_id!r}")
+    for sid in site.spec.selectors:
+        if sid.lower() in taken:
+            yield site.doc.diagnostic(
+                ("selectors", sid),
+                f"selector id {sid!r} is already {taken[sid.lower()]}",
+                "selector ids are unique across ids and aliases, without case: rename the selector",
+            )
 
 
 def _references(site: Site) -> Iterator[Diagnostic]:
@@ -106,17 +113,12 @@ def _references(site: Site) -> Iterator[Diagnostic]:
                 f"group {model.spec.group!r} is not declared in halogen.yaml",
                 f"declared: {', '.join(sorted(spec.groups)) or 'none'}",
             )
-    # Exactly as written: llama-swap resolves a preload name without folding case or ':latest'.
-    names = set(site.models) | {a for m in site.models.values() for a in m.spec.aliases}
-    folded = {n.lower(): n for n in sorted(names, reverse=True)}
-    for i, name in enumerate(spec.llamaSwap.preload):
-        if name not in names:
-            near = folded.get(name.lower().removesuffix(":latest"))
-            yield site.doc.diagnostic(
-                ("llamaSwap", "preload", i),
-                f"preload names {name!r}, which is no model id or alias",
-                f"preload names match exactly: write {near!r}" if near else "",
-            )
+    if spec.matrix is not None and spec.groups:
+        yield site.doc.diagnostic(
+            ("matrix",),
+            "the site declares both groups and a matrix",
+            "route with one of them: remove `groups` (and `group:` in the model files) or `matrix`",
+        )
     used = {m.spec.group for m in site.models.values()}
     for gid in sorted(spec.groups):
         if gid not in used:
