@@ -37,6 +37,7 @@ class ModelView:
     queued: int = 0  # requests for it that hold nothing yet (the one decided on excluded)
     limit: int = 10  # concurrencyLimit: holders + queued beyond it are refused
     draining: bool = False  # unloaded or replaced while serving: takes no new request
+    evicting: tuple[str, ...] = ()  # while starting: the models its start stops first
 
     @property
     def busy(self) -> bool:
@@ -125,6 +126,12 @@ def plan(
     if any(old.busy for old in snapshot.retiring):
         left = sum(old.holders for old in snapshot.retiring)
         return Wait(f"a process the config reload replaced is finishing {left} requests")
+    starting = [mid for mid, other in snapshot.models.items() if other.phase is State.STARTING]
+    for mid in starting:
+        if target in snapshot.models[mid].evicting:
+            # A start under way stops the target first: starting it again would undo that
+            # (llama-swap's collidesWith; TestFIFO_QueueOnEvictionCollision).
+            return Wait(f"the start of {mid!r} stops {target!r}")
     running = snapshot.running()
     admission = router.admit(target, running)
     busy = [mid for mid in admission.evict if snapshot.models[mid].busy]
@@ -134,6 +141,13 @@ def plan(
         names = ", ".join(repr(mid) for mid in busy)
         return Wait(f"{target!r} needs {names} stopped, which serve requests")
     after = sorted({*running, target} - set(admission.evict))
+    for mid in starting:
+        # Nor start beside a model being started whose own rules would not have let it start
+        # beside this one (group rules are not symmetric: an exclusive group's member stops a
+        # non-exclusive one, not the other way round). llama-swap starts both in parallel
+        # here, and the exclusive model then runs beside a model it would have stopped.
+        if target in router.admit(mid, after).evict:
+            return Wait(f"{mid!r} is starting and would not run beside {target!r}")
     behind = _behind(target, after, router, ahead)
     if behind is not None:
         return Wait(behind)

@@ -48,6 +48,7 @@ class Slot:
     # None: the config's ttl.
     keep_alive: float | None = None
     rule: str = ""  # the router rule (group, matrix set) that admitted the running process
+    evicting: tuple[str, ...] = ()  # the models its current start stops first
 
     @property
     def runnable(self) -> Runnable:
@@ -147,7 +148,7 @@ class Swapper:
 
     def priority(self, model_id: str) -> int:
         """The model's place in the queue: higher first (routing.scheduler fifo priority)."""
-        return _priorities(self.resolved).get(model_id, 0)
+        return self.resolved.priority.get(model_id, 0)
 
     # --- what runs ----------------------------------------------------------------------
 
@@ -353,6 +354,7 @@ class Swapper:
         victims += self._retiring
         slot.draining = False
         slot.rule = decision.rule
+        slot.evicting = decision.evict
         stops = [self._begin_stop(victim, "make room for " + repr(mid)) for victim in victims]
         slot.start = asyncio.create_task(self._start(slot, stops))
         slot.start.add_done_callback(lambda _: self._started(slot))
@@ -572,6 +574,7 @@ def _view(slot: Slot, queued: int) -> ModelView:
         queued=queued,
         limit=slot.runnable.concurrency_limit,
         draining=slot.draining,
+        evicting=slot.evicting,
     )
 
 
@@ -581,11 +584,6 @@ def _refusal(model_id: str, decision: Refuse) -> Refusal:
     if decision.why == "overloaded":
         return Overloaded(decision.message)
     return ShuttingDown(decision.message)
-
-
-def _priorities(resolved: Resolved) -> Mapping[str, int]:
-    priority: Mapping[str, int] | None = getattr(resolved, "priority", None)
-    return priority or {}
 
 
 def same_command(old: Runnable, new: Runnable) -> bool:
