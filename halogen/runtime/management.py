@@ -32,7 +32,14 @@ async def health(request: web.Request) -> web.Response:
 
 async def running(request: web.Request) -> web.Response:
     rows = [
-        {"model": r.model, "state": str(r.state), "cmd": r.cmd, "proxy": r.proxy, "ttl": r.ttl}
+        {
+            "model": r.model,
+            "state": str(r.state),
+            "cmd": r.cmd,
+            "proxy": r.proxy,
+            "ttl": r.ttl,
+            "rule": r.rule,
+        }
         for r in runtime_of(request).swapper.running()
     ]
     return web.json_response({"running": rows})
@@ -89,7 +96,7 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     running = dict.fromkeys(runtime.swapper.active(), True)
-    text = runtime.metrics.render(running, runtime.swapper.in_flight())
+    text = runtime.metrics.render(running, runtime.swapper.in_flight(), runtime.swapper.queued())
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 

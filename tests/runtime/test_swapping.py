@@ -325,3 +325,21 @@ async def test_a_drain_refuses_requests_that_hold_no_model_and_waits_for_those_t
         assert rest.rstrip().endswith(b"data: [DONE]") and b'"error"' not in rest
         await asyncio.wait_for(closing, PATIENCE)
         assert not process_exists(a.last_pid())
+
+
+async def test_running_shows_the_router_rule_that_admitted_each_model(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a"), site.fake("b"), site.fake("e")
+    site.top["routing"] = {
+        "router": {"use": "matrix", "settings": {"matrix": {"sets": {"chat": "a & e", "solo": "b"}}}}
+    }
+    async with serving(site.write()) as proxy:
+        for model in ("a", "e"):
+            assert await proxy.served_by(model) == model
+        async with proxy.client.get("/running") as response:
+            rows = (await response.json())["running"]
+        assert {r["model"]: r["rule"] for r in rows} == {"a": "chat", "e": "chat"}
+        assert await proxy.served_by("b") == "b"
+        async with proxy.client.get("/running") as response:
+            rows = (await response.json())["running"]
+        assert {r["model"]: r["rule"] for r in rows} == {"b": "solo"}
