@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from halogen.runtime.context import runtime_of
-from halogen.runtime.errors import BadRequest, UnknownModel
+from halogen.runtime.context import parse_json, runtime_of
+from halogen.runtime.errors import BadRequest, ProfileNotFound, UnknownModel
 from halogen.runtime.upstream import State
 
 
@@ -24,6 +24,8 @@ def register(application: web.Application) -> None:
     router.add_get("/metrics", metrics)
     router.add_get("/logs", logs)
     router.add_get("/logs/stream", logs_stream)
+    router.add_get("/api/profiles", profiles)
+    router.add_put("/api/profiles/active", activate_profile)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -123,3 +125,34 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     finally:
         follow.close()
     return response
+
+
+# --- profiles (llama-swap's internal/server/apigroup.go) ------------------------------------
+
+
+async def profiles(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    rows = [
+        {"id": pid, "description": profile.description, "pins": dict(profile.pins)}
+        for pid, profile in sorted(runtime.resolved.profiles.items())
+    ]
+    return web.json_response({"active": runtime.swapper.profile or None, "profiles": rows})
+
+
+async def activate_profile(request: web.Request) -> web.Response:
+    """`{"name": "<profile>"}` activates a profile, `{"name": null}` (or "") none."""
+    runtime = runtime_of(request)
+    body = parse_json(await request.read())
+    if "name" not in body:
+        raise BadRequest("profile name is required")
+    name = body["name"]
+    if name is None:
+        name = ""
+    if not isinstance(name, str):
+        raise BadRequest("profile name must be a string or null")
+    if name and name not in runtime.resolved.profiles:
+        raise ProfileNotFound(f"profile {name!r} not found")
+    if name != runtime.swapper.profile:
+        runtime.logs.proxy(f"profile {name or 'none'!r} active" if name else "no profile active")
+    runtime.swapper.profile = name
+    return web.json_response({"active": name or None})

@@ -135,6 +135,8 @@ class Swapper:
         self._closing = False
         self._refusing = False  # draining for shutdown: only requests that hold a model go on
         self._background: set[asyncio.Task[None]] = set()
+        # The active profile (llama-swap's /api/profiles/active): none at start or after a reload.
+        self.profile = ""
 
     @property
     def health_check_timeout(self) -> float:
@@ -463,6 +465,7 @@ class Swapper:
         its requests are done. Returns the ids of the running models that will stop."""
         self.resolved = resolved  # first: new slots take its settings
         self.router = router_for(resolved)
+        self.profile = ""
         slots: dict[str, Slot] = {}
         for mid, runnable in resolved.models.items():
             slot = self._slots.get(mid)
