@@ -259,8 +259,8 @@ def _frontier(states: list[int], candidate: int) -> list[int]:
 
 
 def compile_sets(definitions: Mapping[str, str], resolve: Resolver) -> Program:
-    """Parse, resolve and link the sets; raise every `MatrixError` found (the first one's type
-    carries the rest in `errors`)."""
+    """Parse, resolve and link the sets (`Compile`, program.go); raise `MatrixErrors` with every
+    error in a set, and the first `+ref` cycle."""
     errors: list[MatrixError] = []
     if not definitions:
         raise MatrixErrors([MatrixError("matrix must define at least one set")])
@@ -297,8 +297,6 @@ def compile_sets(definitions: Mapping[str, str], resolve: Resolver) -> Program:
                     refs.append(node.name)
         roots[name] = root
         deps[name] = refs
-    if errors:
-        raise MatrixErrors(errors)
 
     order: list[str] = []
     state: dict[str, int] = {}
@@ -311,25 +309,35 @@ def compile_sets(definitions: Mapping[str, str], resolve: Resolver) -> Program:
         if state.get(name) == 2:
             return
         state[name] = 1
-        for dependency in deps[name]:
+        for dependency in deps.get(name, []):
             visit(dependency)
         state[name] = 2
         order.append(name)
 
-    for name in definitions:
-        visit(name)
+    try:
+        for name in definitions:
+            visit(name)
+    except MatrixErrors as cycle:  # the first cycle, as llama-swap reports it
+        errors += cycle.errors
+    if errors:
+        raise MatrixErrors(errors)
     for root in roots.values():
         for node in _walk(root):
             if node.kind == "ref":
                 node.ref = roots[node.name]
 
+    memo: dict[int, frozenset[str]] = {}
+
     def support(node: Node) -> frozenset[str]:
-        if node.kind == "leaf":
-            return frozenset((node.name,))
-        if node.kind == "ref":
-            assert node.ref is not None
-            return support(node.ref)
-        return frozenset().union(*(support(c) for c in node.children))
+        if id(node) not in memo:
+            if node.kind == "leaf":
+                memo[id(node)] = frozenset((node.name,))
+            elif node.kind == "ref":
+                assert node.ref is not None
+                memo[id(node)] = support(node.ref)
+            else:
+                memo[id(node)] = frozenset().union(*(support(c) for c in node.children))
+        return memo[id(node)]
 
     return Program(
         tuple(CompiledSet(name, definitions[name], roots[name], support(roots[name])) for name in order)

@@ -121,6 +121,8 @@ class Resolved:
     log_to_stdout: str
     metrics_max: int
     include_aliases_in_list: bool
+    # Values the config took from `${env.NAME}` (value -> NAME): never shown.
+    secrets: Mapping[str, str] = field(default_factory=dict)
     router: str = "group"  # group | matrix
     matrix: MatrixRules | None = None  # set when router is "matrix"
     priority: Mapping[str, int] = field(default_factory=dict)  # fifo priority per model id; default 0
@@ -233,6 +235,21 @@ def resolve(config: Config) -> Resolved:
     if default_members and router == "group":
         groups[DEFAULT_GROUP] = Group(members=default_members)
 
+    # A name and the same name with ":latest" are one name to `Resolved.lookup` and to the
+    # Ollama listing (which shows `a` as `a:latest`): they must not name two models.
+    folded: dict[str, str] = {}
+    for model_id in sorted(config.models):
+        key = model_id.removesuffix(":latest")
+        if key in folded:
+            problems.append(
+                Problem(
+                    ("models", model_id),
+                    f"model {model_id!r} and model {folded[key]!r} differ only by ':latest'",
+                    "a request for either name would reach one of them: rename one",
+                )
+            )
+        folded.setdefault(key, model_id)
+
     next_port = config.startPort
     for model_id in sorted(config.models):
         model = config.models[model_id]
@@ -285,13 +302,24 @@ def resolve(config: Config) -> Resolved:
                 name, _, value = entry.partition("=")
                 env.append((name, value))
         for i, alias in enumerate(fields["aliases"]):
+            owner = folded.get(alias.removesuffix(":latest"), model_id)
             if alias in aliases or alias in config.models:
                 other = aliases.get(alias, alias)
                 problems.append(
                     Problem((*base, "aliases", i), f"alias {alias!r} is already used by model {other!r}")
                 )
                 bad = True
+            elif owner != model_id:
+                problems.append(
+                    Problem(
+                        (*base, "aliases", i),
+                        f"alias {alias!r} and a name of model {owner!r} differ only by ':latest'",
+                        "':latest' is accepted on every name already: remove the alias or rename it",
+                    )
+                )
+                bad = True
             aliases.setdefault(alias, model_id)
+            folded.setdefault(alias.removesuffix(":latest"), model_id)
         try:
             argv = command.split(fields["cmd"])
             stop_argv = command.split(fields["cmdStop"]) if fields["cmdStop"].strip() else []
@@ -577,15 +605,13 @@ def _selectors(
         if not sid.strip():
             found.append(Problem(where, "selector names cannot be empty"))
         elif sid in config.models:
-            found.append(
-                Problem(where, f"selector {sid!r} conflicts with model ID {sid!r}", "rename the selector")
-            )
+            found.append(Problem(where, f"name conflicts with model ID {sid!r}", "rename the selector"))
         elif sid in aliases:
             found.append(
                 Problem(
                     where,
-                    f"selector {sid!r} conflicts with an alias of model {aliases[sid]!r}",
-                    "rename the selector",
+                    f"name conflicts with model alias {sid!r}",
+                    f"an alias of {aliases[sid]!r}: rename the selector",
                 )
             )
         if selector.strategy == "":
@@ -607,14 +633,14 @@ def _selectors(
                 found.append(
                     Problem(
                         (*where, "targets", i),
-                        f"target {target!r} is a selector; selector chaining is not supported",
+                        f"references selector {target!r}; selector chaining is not supported",
                     )
                 )
             elif model is None:
                 found.append(
                     Problem(
                         (*where, "targets", i),
-                        f"target {target!r} is no model or alias",
+                        f"references unknown model {target!r}",
                         did_you_mean(target, names),
                     )
                 )
@@ -695,8 +721,9 @@ def _profiles(config: Config, aliases: Mapping[str, str], problems: list[Problem
                 found.append(
                     Problem(
                         (*where, "pins", pin),
-                        f"pin {pin!r} names {target!r}, which is no model, alias or selector",
-                        did_you_mean(target, names) or "write ~ to disable the id",
+                        f"references unknown model {target!r}",
+                        did_you_mean(target, names)
+                        or "pin a model, an alias or a selector, or ~ to disable the id",
                     )
                 )
             pins[pin] = target or ""

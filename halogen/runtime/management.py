@@ -8,8 +8,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from halogen.runtime import observed
 from halogen.runtime.context import parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, ProfileNotFound, UnknownModel
+from halogen.runtime.errors import BadRequest, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.upstream import State
 
 
@@ -79,7 +80,7 @@ def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[
             decoded = unquote(segment)
             last = index == len(rest) - 1
             if decoded in (".", "..") or "/" in decoded or "\\" in decoded or (not decoded and not last):
-                raise BadRequest(f"upstream path {'/' + '/'.join(rest)!r} is not a plain relative path")
+                raise BadRequest(f"upstream path {clip('/' + '/'.join(rest))} is not a plain relative path")
         return model_id, "/" + "/".join(rest)
     raise UnknownModel(unquote(segments[0]))
 
@@ -99,6 +100,9 @@ async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     running = dict.fromkeys(runtime.swapper.active(), True)
     text = runtime.metrics.render(running, runtime.swapper.in_flight(), runtime.swapper.queued())
+    # A model a reload removed is counted above until its process stops; it has no upstream now.
+    current = (m for m in sorted(running) if m in runtime.resolved.models)
+    text += request.app[observed.OBSERVER].render(runtime.swapper.upstream(m) for m in current)
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 

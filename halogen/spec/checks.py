@@ -53,7 +53,8 @@ def check(site: Site) -> list[Diagnostic]:
 
 def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
     """Ids and aliases share one namespace, compared without case (file systems and
-    clients disagree on case; llama-swap does not)."""
+    clients disagree on case; llama-swap does not) and without a trailing ':latest' (the
+    runtime accepts it on every name, and the Ollama listing shows `a` as `a:latest`)."""
     taken: dict[str, str] = {}  # lower-cased name -> what holds it, for the message
     for model_id in sorted(site.models):
         key = model_id.lower()
@@ -68,11 +69,11 @@ def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
         model = site.models[model_id]
         for i, alias in enumerate(model.spec.aliases):
             key = alias.lower()
-            if key in taken:
+            if key in taken or key.removesuffix(":latest") in taken:
                 yield model.doc.diagnostic(
                     ("aliases", i),
-                    f"alias {alias!r} is already {taken[key]}",
-                    "aliases are unique across ids and aliases, without case",
+                    f"alias {alias!r} is already {taken.get(key) or taken[key.removesuffix(':latest')]}",
+                    "aliases are unique across ids and aliases, without case or ':latest'",
                 )
             elif key.endswith(":latest"):
                 yield model.doc.diagnostic(

@@ -96,6 +96,11 @@ class Deployment(_Input):
     service: Service = Service()
     env: dict[EnvName, OneLine] = {}
     runAsUser: int = Field(USER_ID, ge=1, description="The image's numeric user.")
+    allowOrigins: list[Annotated[str, StringConstraints(pattern=r"^(\*|https?://[^/\s]+)$")]] = Field(
+        [],
+        description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
+        "API from a browser; the proxy refuses requests from other sites' pages.",
+    )
 
     @field_validator("kubernetesVersion")
     @classmethod
@@ -191,6 +196,11 @@ class SiteFile(_Input):
     """`halogen.yaml`."""
 
     deployment: Deployment
+    memoryBudget: Quantity | None = Field(
+        None,
+        description="How much memory the models may hold together, e.g. 120Gi. Default: the pod's "
+        "memory limit less the proxy's share. Checked against each model's estimate from halogen.lock.",
+    )
     llamaSwap: Globals = Globals()
     macros: dict[Annotated[str, StringConstraints(pattern=MACRO_NAME)], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}

@@ -22,10 +22,10 @@ from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SITE, SiteTree
 ROUTED = {
     **{k: v for k, v in SITE.items() if k != "groups"},
     "matrix": {
-        "sets": {
+        "sets": {  # not in alphabetical order: the order written is the order ties go by
+            "solo": "big",
             "chat": "tiny | small",
             "pair": "+chat & embed",
-            "solo": "big",
         },
         "evictCosts": {"embed": 5},
     },
@@ -65,7 +65,7 @@ def test_a_matrix_site_writes_the_routing_style_that_llama_swaps_schema_accepts(
     assert router["use"] == "matrix"
     matrix = router["settings"]["matrix"]
     assert matrix["vars"] == {"m1": "big", "m2": "embed", "m3": "small", "m4": "tiny"}
-    assert matrix["sets"] == {"chat": "m4 | m3", "pair": "+chat & m2", "solo": "m1"}
+    assert list(matrix["sets"].items()) == [("solo", "m1"), ("chat", "m4 | m3"), ("pair", "+chat & m2")]
     assert matrix["evict_costs"] == {"m2": 5}
     assert config["routing"]["scheduler"] == {"settings": {"fifo": {"priority": {"tiny": 5}}}}
     assert config["selectors"]["coder"]["targets"] == ["tiny", "small-alias"]
@@ -150,14 +150,14 @@ def with_site(**changes: Any) -> dict[str, Any]:
             with_site(profiles={"night": {"pins": {"coder": "nobody"}}}),
             "profiles.night.pins.coder",
             "      coder: nobody",
-            "pin 'coder' names 'nobody', which is no model, alias or selector",
-            "write ~ to disable the id",
+            "references unknown model 'nobody'",
+            "pin a model, an alias or a selector, or ~ to disable the id",
         ),
         (
             with_site(selectors={"x": {"strategy": "pin", "targets": ["tiny", "ghost"]}}),
             "selectors.x.targets[1]",
             "    - ghost",
-            "target 'ghost' is no model or alias",
+            "references unknown model 'ghost'",
             "",
         ),
     ],

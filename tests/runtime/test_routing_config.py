@@ -174,6 +174,11 @@ def test_llama_swaps_routing_errors_are_refused_at_the_key(
         assert message.startswith(start), message
 
 
+def test_null_routing_selectors_and_profiles_are_empty_as_in_llama_swap(tmp_path: Path) -> None:
+    r = load(tmp_path, MODELS + "    routing: ~\n    selectors: ~\n    profiles: ~\n")
+    assert (r.router, r.selectors, r.profiles) == ("group", {}, {})
+
+
 def test_a_matrix_not_in_use_is_not_checked(tmp_path: Path) -> None:
     r = load(tmp_path, MODELS + "    routing: {router: {settings: {matrix: {sets: {s: nobody}}}}}\n")
     assert r.router == "group" and r.matrix is None
@@ -218,12 +223,12 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
         (
             {"selectors": {"a": {"strategy": "pin", "targets": ["b"]}}},
             "selectors.a",
-            "selector 'a' conflicts with",
+            "name conflicts with model ID 'a'",
         ),
         (
             {"selectors": {"c-alias": {"strategy": "pin", "targets": ["b"]}}},
             "selectors.c-alias",
-            "selector 'c-alias' conflicts with an alias",
+            "name conflicts with model alias 'c-alias'",
         ),
         ({"selectors": {"s": {"targets": ["b"]}}}, "selectors.s.strategy", "strategy is required"),
         (
@@ -239,12 +244,12 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
         (
             {"selectors": {"s": {"strategy": "pin", "targets": ["best"]}}},
             "selectors.s.targets[0]",
-            "target 'best' is a",
+            "references selector 'best'; selector chaining",
         ),
         (
             {"selectors": {"s": {"strategy": "pin", "targets": ["zz"]}}},
             "selectors.s.targets[0]",
-            "target 'zz' is no",
+            "references unknown model 'zz'",
         ),
         (
             {"selectors": {"s": {"strategy": "spillover", "targets": ["b"], "settings": {"spillover": 0}}}},
@@ -263,7 +268,11 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
         ),
         # profile_test.go (internal/config)
         ({"profiles": {"p": {"pins": {}}}}, "profiles.p.pins", "pins must contain at least one entry"),
-        ({"profiles": {"p": {"pins": {"x": "nothing"}}}}, "profiles.p.pins.x", "pin 'x' names 'nothing'"),
+        (
+            {"profiles": {"p": {"pins": {"x": "nothing"}}}},
+            "profiles.p.pins.x",
+            "references unknown model 'nothing'",
+        ),
         (
             {"profiles": {"p": ["a", "b"]}},
             "profiles.p",

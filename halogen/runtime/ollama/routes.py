@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import proxy
+from halogen.runtime import locked, proxy
 from halogen.runtime.context import MODEL, parse_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotSupported, UpstreamAnswered, UpstreamFailed
 from halogen.runtime.metrics import TokenReader, token_counts
@@ -66,11 +66,11 @@ def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
     """(size in bytes, modification time) of the model's file; (0, None) when unreadable."""
     path = ollama.model_file(runnable)
     if path is None:
-        return 0, None
+        return locked.file_size(runnable) or 0, None
     try:
         facts = Path(path).stat()
     except OSError:
-        return 0, None
+        return locked.file_size(runnable) or 0, None
     return facts.st_size, datetime.fromtimestamp(facts.st_mtime, UTC)
 
 
@@ -100,7 +100,10 @@ async def show(request: web.Request) -> web.Response:
     body = parse_json(await request.read())
     runnable = runtime.resolved.models[runtime.model_id(ollama.model_name(body))]
     size, modified = file_facts(runnable)
-    return web.json_response(ollama.show(runnable, size, modified_at=modified))
+    answer = ollama.show(runnable, size, modified_at=modified)
+    # The model file's path comes from the command, which may hold a value from `${env.…}`.
+    answer["modelfile"] = runtime.logs.redact(answer["modelfile"])
+    return web.json_response(answer)
 
 
 async def ps(request: web.Request) -> web.Response:

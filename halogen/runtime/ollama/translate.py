@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from halogen.llamaswap.resolve import Runnable
+from halogen.runtime import locked
+from halogen.runtime.errors import clip
 from halogen.runtime.lines import LineSplitter
 
 # A recent Ollama release: clients gate features on it (some want >= 0.6.4 for capabilities).
@@ -100,7 +102,9 @@ def keep_alive(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadKeepAlive(f"keep_alive must be a number of seconds or a duration like '5m', not {value!r}")
+        raise BadKeepAlive(
+            f"keep_alive must be a number of seconds or a duration like '5m', not {clip(value)}"
+        )
     if isinstance(value, str):
         text = value.strip()
         match = _DURATION.fullmatch(text)
@@ -111,10 +115,10 @@ def keep_alive(value: Any) -> float | None:
             value = float(text)
         else:
             raise BadKeepAlive(
-                f"keep_alive {value!r} is not a duration: write it like '30s', '5m' or '1h30m'"
+                f"keep_alive {clip(value)} is not a duration: write it like '30s', '5m' or '1h30m'"
             )
     if math.isnan(value) or value == math.inf:
-        raise BadKeepAlive(f"keep_alive must be finite or negative, not {value!r}")
+        raise BadKeepAlive(f"keep_alive must be finite or negative, not {clip(value)}")
     return math.inf if value < 0 or value >= FOR_EVER else float(value)
 
 
@@ -740,6 +744,7 @@ def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> 
     if model.name:
         info["general.basename"] = model.name
     info[f"{arch}.context_length"] = context or DEFAULT_CONTEXT
+    info = locked.model_info(model) or info  # the header's own keys, when the build had a lock
     gguf = model_file(model) or model.id
     answer: Json = {
         "modelfile": f"# Served by halogen through llama-server: {model.id}\nFROM {gguf}\n",
@@ -748,9 +753,16 @@ def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> 
         "capabilities": _capabilities(model),
         "modified_at": _rfc3339(modified_at or UNKNOWN_TIME),
     }
-    if context:
-        answer["parameters"] = f"num_ctx {context}"
+    loaded = _loaded_context(model)
+    if loaded:
+        answer["parameters"] = f"num_ctx {loaded}"
     return answer
+
+
+def _loaded_context(model: Runnable) -> int | None:
+    """The context the model is loaded with (Ollama's num_ctx): its -c, else the model's context."""
+    given = flag(model.argv, "-c", "--ctx-size")
+    return int(given) if given and given.isdigit() and int(given) > 0 else _context_length(model)
 
 
 def ps(running: Sequence[RunningModel]) -> Json:
@@ -762,14 +774,15 @@ def ps(running: Sequence[RunningModel]) -> Json:
         entry: Json = {
             "name": ollama_name(model.id),
             "model": ollama_name(model.id),
-            "size": r.size,
+            "size": locked.memory(model) or r.size,
             "digest": _digest(model),
             "details": _details(model),
             "expires_at": _rfc3339(r.expires_at or NEVER),
             # With every layer on the CPU nothing is in VRAM; otherwise llama-server offloads.
-            "size_vram": 0 if gpu_layers == "0" else r.size,
+            "size_vram": 0 if gpu_layers == "0" else locked.memory(model) or r.size,
         }
-        context = _context_length(model)
+        # Ollama's ps gives the context the model was loaded with (num_ctx), not the trained one.
+        context = _loaded_context(model)
         if context:
             entry["context_length"] = context
         out.append(entry)
