@@ -28,7 +28,7 @@ from halogen.runtime.router import Router
 from halogen.runtime.upstream import State
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelView:
     """One model as the planner sees it."""
 
@@ -44,7 +44,7 @@ class ModelView:
         return self.holders > 0 or self.phase is State.STARTING
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every model, processes of a previous config still stopping (they may hold a port the
     new one needs), and whether the runtime is shutting down."""
@@ -86,6 +86,7 @@ class Refuse:
 
 
 Decision = Serve | Wait | Start | Refuse
+SERVE = Serve()
 
 
 def plan(
@@ -116,12 +117,12 @@ def plan(
     phase = view.phase
     if phase is State.STARTING:
         # One start serves every request for it (TestFIFO_JoinInFlightSwap).
-        return Serve()
+        return SERVE
     if phase is State.STOPPING or (phase is State.READY and view.draining):
         return Wait(f"model {target!r} is stopping")
     if phase is State.READY:
         behind = _behind(target, snapshot.running(), router, ahead) if ahead else None
-        return Serve() if behind is None else Wait(behind)
+        return SERVE if behind is None else Wait(behind)
     # Stopped: make room, then start.
     if any(old.busy for old in snapshot.retiring):
         left = sum(old.holders for old in snapshot.retiring)

@@ -128,6 +128,8 @@ class Swapper:
         self._retiring: set[Slot] = set()
         self._queue: list[_Waiter] = []
         self._queued: Counter[str] = Counter()
+        self._views = _Views(self._slots, self._queued)
+        self._snap: Snapshot | None = None
         self._waits: dict[str, str] = {}  # the reason last logged for a model's waiting requests
         self._changed = asyncio.Event()
         self._walking = False
@@ -280,8 +282,20 @@ class Swapper:
             raise
 
     def _snapshot(self) -> Snapshot:
-        retiring = tuple(_view(slot, 0) for slot in self._retiring)
-        return Snapshot(_Views(self._slots, self._queued), retiring, self._closing or self._refusing)
+        # The views read the slots when asked, so one snapshot serves until the slots, the
+        # shutdown flags or the retiring processes (copied as values) change.
+        refusing = self._closing or self._refusing
+        snapshot = self._snap
+        if (
+            self._retiring
+            or snapshot is None
+            or snapshot.refusing != refusing
+            or snapshot.models is not self._views
+        ):
+            self._views = _Views(self._slots, self._queued)
+            retiring = tuple(_view(slot, 0) for slot in self._retiring)
+            snapshot = self._snap = Snapshot(self._views, retiring, refusing)
+        return snapshot
 
     def _carry_out(self, model_id: str, decision: Serve | Start | Refuse) -> Slot:
         """Make a decision happen; the slot held, or the refusal raised."""
@@ -477,6 +491,7 @@ class Swapper:
                 slots[mid] = self._slot(runnable)
         retired = [slot for mid, slot in self._slots.items() if slots.get(mid) is not slot]
         self._slots = slots
+        self._snap = None
         stopping = set()
         for slot in retired:
             if slot.phase is State.STOPPED:
