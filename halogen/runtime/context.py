@@ -7,15 +7,16 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from halogen.llamaswap.resolve import Resolved
-from halogen.runtime import proxy
-from halogen.runtime.errors import BadRequest, MissingModel, Refusal, UnknownModel
+from halogen.llamaswap.resolve import Resolved, SelectorRule
+from halogen.runtime import proxy, selectors
+from halogen.runtime.errors import BadRequest, MissingModel, NoTargetAvailable, Refusal, UnknownModel
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
 from halogen.runtime.swapper import Swapper
@@ -23,6 +24,8 @@ from halogen.runtime.upstream import Upstream
 
 # The model a request went to, for the access log.
 MODEL = web.RequestKey("model", str)
+# A spillover reservation a request holds until it ends: (selector id, model id).
+RESERVATION = web.RequestKey("reservation", tuple[str, str])
 
 
 @dataclass
@@ -38,6 +41,10 @@ class Runtime:
 
     swapper: Swapper
     created: int = field(default_factory=lambda: int(time.time()))
+    # Spillover reservations per selector, and the turn that breaks its ties (llama-swap keeps
+    # both per selector: internal/server/selector.go).
+    reserved: dict[str, Counter[str]] = field(default_factory=dict)
+    turns: dict[str, int] = field(default_factory=dict)
 
     @property
     def resolved(self) -> Resolved:
@@ -52,14 +59,51 @@ class Runtime:
     def metrics(self) -> Metrics:
         return self.swapper.metrics
 
-    def model_id(self, name: Any) -> str:
-        """The model id a request names; `MissingModel` or `UnknownModel` otherwise."""
+    def model_id(self, name: Any, request: web.Request | None = None) -> str:
+        """The model id a request names; `MissingModel` or `UnknownModel` otherwise. The active
+        profile's pin applies first (a pin to nothing disables the id), then a selector id is
+        resolved to one of its targets for this request (a spillover choice is reserved on
+        `request` until it ends)."""
         if not isinstance(name, str) or not name.strip():
             raise MissingModel('the request names no "model"')
-        found = self.resolved.lookup(name)
+        resolved = self.resolved
+        profile = resolved.profiles.get(self.swapper.profile)
+        if profile is not None and name in profile.pins:
+            pinned = profile.pins[name]
+            if not pinned:
+                raise UnknownModel(name)  # disabled while the profile is active
+            name = pinned
+        selector = resolved.selectors.get(name)
+        if selector is not None:
+            return self._choose(selector, request)
+        found = resolved.lookup(name)
         if found is None:
             raise UnknownModel(name)
         return found
+
+    def _choose(self, selector: SelectorRule, request: web.Request | None) -> str:
+        phases = {mid: str(self.swapper.slot(mid).phase) for mid in selector.models}
+        reserved = self.reserved.setdefault(selector.id, Counter())
+        turn = self.turns.get(selector.id, 0)
+        try:
+            choice = selectors.choose(selector, phases, reserved, turn)
+        except selectors.NoTarget as exc:
+            raise NoTargetAvailable(str(exc)) from None
+        if choice.took_turn:
+            self.turns[selector.id] = turn + 1
+        if choice.reserve and request is not None:
+            reserved[choice.model] += 1
+            request[RESERVATION] = (selector.id, choice.model)
+        return choice.model
+
+    def release(self, request: web.Request) -> None:
+        """Give back the spillover reservation a request held, if any."""
+        held = request.get(RESERVATION)
+        if held is not None:
+            selector_id, model_id = held
+            counts = self.reserved.get(selector_id)
+            if counts is not None and counts[model_id] > 0:
+                counts[model_id] -= 1
 
     @contextlib.contextmanager
     def counted(self, model_id: str) -> Iterator[Counted]:

@@ -64,6 +64,12 @@ class UnknownModel(Refusal):
         super().__init__(f"model {clip(name)} not found")
 
 
+class ProfileNotFound(Refusal):
+    status = 404
+    kind = "invalid_request_error"
+    code = "profile_not_found"
+
+
 class Unauthorized(Refusal):
     status = 401
     kind = "authentication_error"
@@ -110,6 +116,14 @@ class NotSupported(Refusal):
     status = 501
     kind = "invalid_request_error"
     code = "not_supported"
+
+
+class NoTargetAvailable(Refusal):
+    """Every target of a selector is stopping (llama-swap answers 503)."""
+
+    status = 503
+    kind = "server_error"
+    code = "no_target_available"
 
 
 class ShuttingDown(Refusal):

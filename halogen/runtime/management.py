@@ -9,8 +9,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.runtime import observed
-from halogen.runtime.context import runtime_of
-from halogen.runtime.errors import BadRequest, UnknownModel, clip
+from halogen.runtime.context import parse_json, runtime_of
+from halogen.runtime.errors import BadRequest, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.upstream import State
 
 
@@ -25,6 +25,8 @@ def register(application: web.Application) -> None:
     router.add_get("/metrics", metrics)
     router.add_get("/logs", logs)
     router.add_get("/logs/stream", logs_stream)
+    router.add_get("/api/profiles", profiles)
+    router.add_put("/api/profiles/active", activate_profile)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -33,7 +35,14 @@ async def health(request: web.Request) -> web.Response:
 
 async def running(request: web.Request) -> web.Response:
     rows = [
-        {"model": r.model, "state": str(r.state), "cmd": r.cmd, "proxy": r.proxy, "ttl": r.ttl}
+        {
+            "model": r.model,
+            "state": str(r.state),
+            "cmd": r.cmd,
+            "proxy": r.proxy,
+            "ttl": r.ttl,
+            "rule": r.rule,
+        }
         for r in runtime_of(request).swapper.running()
     ]
     return web.json_response({"running": rows})
@@ -90,8 +99,10 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     running = dict.fromkeys(runtime.swapper.active(), True)
-    text = runtime.metrics.render(running, runtime.swapper.in_flight())
-    text += request.app[observed.OBSERVER].render(runtime.swapper.upstream(m) for m in sorted(running))
+    text = runtime.metrics.render(running, runtime.swapper.in_flight(), runtime.swapper.queued())
+    # A model a reload removed is counted above until its process stops; it has no upstream now.
+    current = (m for m in sorted(running) if m in runtime.resolved.models)
+    text += request.app[observed.OBSERVER].render(runtime.swapper.upstream(m) for m in current)
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 
@@ -118,3 +129,34 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     finally:
         follow.close()
     return response
+
+
+# --- profiles (llama-swap's internal/server/apigroup.go) ------------------------------------
+
+
+async def profiles(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    rows = [
+        {"id": pid, "description": profile.description, "pins": dict(profile.pins)}
+        for pid, profile in sorted(runtime.resolved.profiles.items())
+    ]
+    return web.json_response({"active": runtime.swapper.profile or None, "profiles": rows})
+
+
+async def activate_profile(request: web.Request) -> web.Response:
+    """`{"name": "<profile>"}` activates a profile, `{"name": null}` (or "") none."""
+    runtime = runtime_of(request)
+    body = parse_json(await request.read())
+    if "name" not in body:
+        raise BadRequest("profile name is required")
+    name = body["name"]
+    if name is None:
+        name = ""
+    if not isinstance(name, str):
+        raise BadRequest("profile name must be a string or null")
+    if name and name not in runtime.resolved.profiles:
+        raise ProfileNotFound(f"profile {name!r} not found")
+    if name != runtime.swapper.profile:
+        runtime.logs.proxy(f"profile {name or 'none'!r} active" if name else "no profile active")
+    runtime.swapper.profile = name
+    return web.json_response({"active": name or None})

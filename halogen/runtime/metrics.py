@@ -63,9 +63,15 @@ class Metrics:
         stats.prompt_tokens += counts[0]
         stats.generated_tokens += counts[1]
 
-    def render(self, running: Mapping[str, bool], in_flight: Mapping[str, int] | None = None) -> str:
+    def render(
+        self,
+        running: Mapping[str, bool],
+        in_flight: Mapping[str, int] | None = None,
+        queued: Mapping[str, int] | None = None,
+    ) -> str:
         """Prometheus text exposition format 0.0.4, models in sorted order."""
         in_flight = in_flight or {}
+        queued = queued or {}
         out: list[str] = []
         ids = sorted(set(self._stats) | set(running) | set(in_flight))
         for name, help_text, kind, attr in _SERIES:
@@ -83,6 +89,11 @@ class Metrics:
             "# TYPE halogen_requests_in_flight gauge",
         ]
         out += [f"halogen_requests_in_flight{{model={_label(mid)}}} {in_flight.get(mid, 0)}" for mid in ids]
+        out += [
+            "# HELP halogen_requests_queued Requests waiting in the queue for the model (not holding it yet).",
+            "# TYPE halogen_requests_queued gauge",
+        ]
+        out += [f"halogen_requests_queued{{model={_label(mid)}}} {queued.get(mid, 0)}" for mid in ids]
         return "\n".join(out) + "\n"
 
 

@@ -51,6 +51,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = exc.status
         raise
     finally:
+        runtime_of(request).release(request)
         logs = runtime_of(request).logs
         level: Level = "debug" if request.path in QUIET else "info"
         if logs.echoes(level):

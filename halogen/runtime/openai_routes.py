@@ -3,6 +3,9 @@ and the request goes to it as sent, after the config's rewrites; `/v1/models` li
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiohttp import web
 
 from halogen.runtime import multipart, proxy
@@ -35,18 +38,30 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     mark = multipart.boundary(content_type)
     if mark is not None:
         span = multipart.value_span(body, mark, "model")
-        model_id = runtime.model_id(multipart.value(body, span))
+        model_id = runtime.model_id(multipart.value(body, span), request)
         runnable = runtime.resolved.models[model_id]
         if runnable.use_model_name:
             body = multipart.replace(body, span, runnable.use_model_name)
     else:
         data = parse_json(body)
-        model_id = runtime.model_id(data.get("model"))
+        model_id = runtime.model_id(data.get("model"), request)
         rewritten = proxy.rewrite(runtime.resolved.models[model_id], data)
         if rewritten is not None:
             body = proxy.encode(rewritten)
     # The path and query as sent, in origin form even when the request line held an absolute URL.
     return await runtime.forward(request, model_id, request.rel_url.raw_path_qs, body)
+
+
+def row(name: str, title: str, description: str, meta: Mapping[str, Any], created: int) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "halogen",
+        "name": title,
+        "description": description,
+        "meta": {"llamaswap": dict(meta)},
+    }
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -58,16 +73,25 @@ async def list_models(request: web.Request) -> web.Response:
             continue
         names = [mid, *runnable.aliases] if resolved.include_aliases_in_list else [mid]
         for name in names:
-            rows.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": runtime.created,
-                    "owned_by": "halogen",
-                    "name": runnable.name,
-                    "description": runnable.description,
-                    "meta": {"llamaswap": dict(runnable.metadata)},
-                }
-            )
+            rows.append(row(name, runnable.name, runnable.description, runnable.metadata, runtime.created))
+    # Selectors and the active profile's pins, as llama-swap lists them (internal/server/api.go).
+    for sid, selector in resolved.selectors.items():
+        if selector.unlisted:
+            continue
+        meta = {
+            **selector.metadata,
+            "type": "selector",
+            "strategy": selector.strategy,
+            "targets": list(selector.targets),
+        }
+        if selector.strategy == "spillover":
+            meta["spillover"] = selector.spillover
+        rows.append(row(sid, selector.name, selector.description, meta, runtime.created))
+    profile = resolved.profiles.get(runtime.swapper.profile)
+    if profile is not None:
+        listed = {str(r["id"]) for r in rows} | set(resolved.models) | set(resolved.selectors)
+        for pin, target in profile.pins.items():
+            if target and pin not in listed:
+                rows.append(row(pin, "", "", {"type": "profile"}, runtime.created))
     rows.sort(key=lambda row: str(row["id"]))
     return web.json_response({"object": "list", "data": rows})

@@ -1,5 +1,5 @@
-"""Which models run: requests claim a model, the Swapper starts it, evicting what the groups say
-must make room, without ever stopping a model that is serving a request."""
+"""Which models run, as effects: the Swapper carries out the planner's decisions (`planner.py`):
+it queues requests, starts and stops processes and hands requests the model they asked for."""
 
 from __future__ import annotations
 
@@ -7,16 +7,27 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from halogen.llamaswap.resolve import Resolved, Runnable
 from halogen.runtime import model_files
-from halogen.runtime.errors import Overloaded, ShuttingDown, StartFailed, UnknownModel
+from halogen.runtime.errors import Overloaded, Refusal, ShuttingDown, StartFailed, UnknownModel
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
+from halogen.runtime.planner import ModelView, Refuse, Serve, Snapshot, Start, Wait, plan
 from halogen.runtime.router import Router, router_for
 from halogen.runtime.upstream import State, Upstream
+
+# How a model's process is made: (runnable, health check timeout, logs, called when it exits).
+UpstreamFactory = Callable[[Runnable, float, Logs, Callable[[Upstream], None]], Upstream]
+
+
+def spawn_upstream(
+    runnable: Runnable, health_check_timeout: float, logs: Logs, on_exit: Callable[[Upstream], None]
+) -> Upstream:
+    return Upstream(runnable, health_check_timeout=health_check_timeout, logs=logs, on_exit=on_exit)
 
 
 @dataclass(eq=False)
@@ -27,9 +38,6 @@ class Slot:
     # Requests holding the model: in flight, or waiting on the start they share. A model with
     # holders is never stopped to make room.
     holders: int = 0
-    # Requests for the model that do not hold it yet: waiting for room (busy models to drain)
-    # or for a stop of this model to finish.
-    queued: int = 0
     start: asyncio.Task[None] | None = None
     stop: asyncio.Task[None] | None = None
     # Set by an unload while requests are in flight: no new request takes the model, and it
@@ -40,6 +48,8 @@ class Slot:
     # The last request's own idle time (Ollama's keep_alive), in seconds, until the model stops;
     # None: the config's ttl.
     keep_alive: float | None = None
+    rule: str = ""  # the router rule (group, matrix set) that admitted the running process
+    evicting: tuple[str, ...] = ()  # the models its current start stops first
 
     @property
     def runnable(self) -> Runnable:
@@ -75,18 +85,27 @@ class Running:
     proxy: str
     ttl: int
     expires_at: float | None
+    rule: str
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A request that holds no model yet, in the queue until the planner lets it through."""
+
+    model_id: str
+    priority: int
+    granted: asyncio.Future[Slot]
 
 
 class Swapper:
     """Starts, shares and stops models for the requests that need them.
 
-    `acquire(model_id)` is the only way a request reaches an upstream:
-
-    - requests for a model that is starting all wait for that one start;
-    - a request whose model needs room waits while the models it would evict are busy, and
-      requests for those busy models keep being served meanwhile;
-    - more than `concurrencyLimit` requests (held or queued) for one model → `Overloaded`;
-    - a model idle for `ttl` seconds is stopped.
+    `acquire(model_id)` is the only way a request reaches an upstream. A request the planner
+    cannot serve at once waits in one queue, in priority order (`Resolved.priority`, higher
+    first) and arrival order within a priority, as llama-swap's FIFO scheduler queues
+    (internal/router/scheduler/fifo.go `enqueue`); whenever anything changes (a request ends,
+    a start or stop finishes, a process exits, a reload) the queue is walked in that order
+    and every request asked again (`drainQueue`).
     """
 
     def __init__(
@@ -96,20 +115,31 @@ class Swapper:
         logs: Logs | None = None,
         metrics: Metrics | None = None,
         health_check_timeout: float | None = None,
+        upstream_factory: UpstreamFactory = spawn_upstream,
     ) -> None:
         self.resolved = resolved
         self.router: Router = router_for(resolved)
         self.logs = logs or Logs(echo_proxy=False)
         self.metrics = metrics or Metrics(resolved.models)
+        self._factory = upstream_factory
         # Overrides the config's healthCheckTimeout, across reloads (tests and the CLI set it).
         self._health_check_override = health_check_timeout
         self._slots = {mid: self._slot(r) for mid, r in resolved.models.items()}
         # Slots of models a reload removed or changed, until their process has stopped.
         self._retiring: set[Slot] = set()
+        self._queue: list[_Waiter] = []
+        self._queued: Counter[str] = Counter()
+        self._views = _Views(self._slots, self._queued)
+        self._snap: Snapshot | None = None
+        self._waits: dict[str, str] = {}  # the reason last logged for a model's waiting requests
         self._changed = asyncio.Event()
+        self._walking = False
+        self._walk_again = False
         self._closing = False
         self._refusing = False  # draining for shutdown: only requests that hold a model go on
         self._background: set[asyncio.Task[None]] = set()
+        # The active profile (llama-swap's /api/profiles/active): none at start or after a reload.
+        self.profile = ""
 
     @property
     def health_check_timeout(self) -> float:
@@ -119,13 +149,11 @@ class Swapper:
         return float(self.resolved.health_check_timeout)
 
     def _slot(self, runnable: Runnable) -> Slot:
-        upstream = Upstream(
-            runnable,
-            health_check_timeout=self.health_check_timeout,
-            logs=self.logs,
-            on_exit=lambda _: self._notify(),
-        )
-        return Slot(upstream)
+        return Slot(self._factory(runnable, self.health_check_timeout, self.logs, lambda _: self._notify()))
+
+    def priority(self, model_id: str) -> int:
+        """The model's place in the queue: higher first (routing.scheduler fifo priority)."""
+        return self.resolved.priority.get(model_id, 0)
 
     # --- what runs ----------------------------------------------------------------------
 
@@ -135,10 +163,18 @@ class Swapper:
     def slot(self, model_id: str) -> Slot:
         return self._slots[model_id]
 
+    def _all_slots(self) -> Iterator[tuple[str, Slot]]:
+        """Every slot with a process or a chance of one: the config's, then the retiring ones
+        (a reload replaced them; they serve their last requests until they stop)."""
+        yield from self._slots.items()
+        for slot in self._retiring:
+            yield slot.runnable.id, slot
+
     def running(self) -> list[Running]:
+        """The rows of /running, by model id; a process a reload replaced is listed until it
+        has stopped, beside its successor."""
         rows = []
-        for mid in sorted(self._slots):
-            slot = self._slots[mid]
+        for mid, slot in sorted(self._all_slots(), key=lambda item: (item[0], item[1] in self._retiring)):
             phase = slot.phase
             if phase is State.STOPPED:
                 continue
@@ -150,17 +186,26 @@ class Swapper:
                     proxy=slot.runnable.proxy,
                     ttl=_whole_seconds(slot.ttl),
                     expires_at=self._expiry(slot),
+                    rule=slot.rule,
                 )
             )
         return rows
 
     def active(self) -> set[str]:
-        """The models whose process is starting, ready or stopping."""
-        return {mid for mid, slot in self._slots.items() if slot.phase is not State.STOPPED}
+        """The models whose process (the current one, or one a reload replaced) is starting,
+        ready or stopping."""
+        return {mid for mid, slot in self._all_slots() if slot.phase is not State.STOPPED}
 
     def in_flight(self) -> dict[str, int]:
         """Requests holding or waiting for each model."""
-        return {mid: slot.holders + slot.queued for mid, slot in self._slots.items()}
+        counts = {mid: slot.holders + self._queued[mid] for mid, slot in self._slots.items()}
+        for slot in self._retiring:
+            counts[slot.runnable.id] = counts.get(slot.runnable.id, 0) + slot.holders
+        return counts
+
+    def queued(self) -> dict[str, int]:
+        """Requests waiting in the queue for each model."""
+        return {mid: self._queued[mid] for mid in self._slots}
 
     def _expiry(self, slot: Slot) -> float | None:
         if math.isinf(slot.ttl):
@@ -192,91 +237,159 @@ class Swapper:
 
     async def _claim(self, model_id: str) -> Slot:
         while True:
-            slot = self._slots.get(model_id)
-            if slot is None:
-                raise UnknownModel(model_id)
-            limit = slot.runnable.concurrency_limit
-            if slot.holders + slot.queued >= limit:
-                raise Overloaded(f"model {model_id!r} is serving its limit of {limit} requests; retry later")
-            try:
-                return await self._wait_for(slot)
-            except _Replaced:
-                continue
-
-    async def _wait_for(self, slot: Slot) -> Slot:
-        # A request is counted once: queued until it holds the model, then a holder.
-        # Every check and the state change it leads to happen with no await in between, so
-        # two requests never decide on the same state.
-        slot.queued += 1
-        queued = True
-        try:
-            while True:
-                if self._closing or self._refusing:
-                    raise ShuttingDown("halogen is shutting down")
-                if self._slots.get(slot.runnable.id) is not slot:
-                    raise _Replaced
-                changed = self._changed
-                phase = slot.phase
-                if phase is State.READY and not slot.draining:
-                    slot.queued -= 1
-                    queued = False
-                    self._hold(slot)
+            slot = await self._granted(model_id)
+            if slot.start is None or slot.start.done():
+                if slot.upstream.state is State.READY:
                     return slot
-                if phase is State.STARTING:
-                    assert slot.start is not None
-                    slot.queued -= 1
-                    queued = False
-                    self._hold(slot)
-                    try:
-                        await asyncio.shield(slot.start)
-                    except asyncio.CancelledError:
-                        self._release(slot)
-                        task = asyncio.current_task()
-                        if self._closing and task is not None and not task.cancelling():
-                            # The start was cancelled by shutdown, not this request.
-                            raise ShuttingDown("halogen is shutting down") from None
-                        raise
-                    except BaseException:
-                        self._release(slot)
-                        raise
-                    if slot.upstream.state is State.READY:
-                        return slot
-                    # It died between ready and now: wait in line again.
+            else:
+                try:
+                    await asyncio.shield(slot.start)
+                except asyncio.CancelledError:
                     self._release(slot)
-                    slot.queued += 1
-                    queued = True
-                    continue
-                if phase is State.STOPPED and self._make_room_and_start(slot):
-                    continue
-                await changed.wait()
-        finally:
-            if queued:
-                slot.queued -= 1
+                    task = asyncio.current_task()
+                    if self._closing and task is not None and not task.cancelling():
+                        # The start was cancelled by shutdown, not this request.
+                        raise ShuttingDown("halogen is shutting down") from None
+                    raise
+                except BaseException:
+                    self._release(slot)
+                    raise
+                if slot.upstream.state is State.READY:
+                    return slot
+            # It died between ready and now: wait in line again.
+            self._release(slot)
 
-    def _make_room_and_start(self, slot: Slot) -> bool:
-        """Begin the start of `slot` if every model it evicts is idle; False if it must wait."""
+    async def _granted(self, model_id: str) -> Slot:
+        """Ask the planner for `model_id` now; queue the request when it must wait. The slot
+        returned is held (counted in its holders) and ready or starting."""
+        priority = self.priority(model_id)
+        ahead = [w.model_id for w in self._queue if w.priority >= priority]
+        decision = plan(model_id, self._snapshot(), self.router, ahead, arriving=True)
+        if not isinstance(decision, Wait):
+            return self._carry_out(model_id, decision)
+        waiter = _Waiter(model_id, priority, asyncio.get_running_loop().create_future())
+        # Before the first request of a lower priority: arrival order within a priority.
+        at = next((i for i, w in enumerate(self._queue) if w.priority < priority), len(self._queue))
+        self._queue.insert(at, waiter)
+        self._queued[model_id] += 1
+        self._say_why(model_id, decision.reason)
+        try:
+            return await waiter.granted
+        except asyncio.CancelledError:
+            granted = waiter.granted
+            if granted.done() and not granted.cancelled() and granted.exception() is None:
+                self._release(granted.result())  # served just as the client went away
+            else:
+                self._dequeue(waiter)
+                self._notify()  # a request that held others back is gone
+            raise
+
+    def _snapshot(self) -> Snapshot:
+        # The views read the slots when asked, so one snapshot serves until the slots, the
+        # shutdown flags or the retiring processes (copied as values) change.
+        refusing = self._closing or self._refusing
+        snapshot = self._snap
+        if (
+            self._retiring
+            or snapshot is None
+            or snapshot.refusing != refusing
+            or snapshot.models is not self._views
+        ):
+            self._views = _Views(self._slots, self._queued)
+            retiring = tuple(_view(slot, 0) for slot in self._retiring)
+            snapshot = self._snap = Snapshot(self._views, retiring, refusing)
+        return snapshot
+
+    def _carry_out(self, model_id: str, decision: Serve | Start | Refuse) -> Slot:
+        """Make a decision happen; the slot held, or the refusal raised."""
+        if isinstance(decision, Refuse):
+            raise _refusal(model_id, decision)
+        slot = self._slots[model_id]
+        if isinstance(decision, Start):
+            self._begin_start(slot, decision)
+        self._waits.pop(model_id, None)
+        self._hold(slot)
+        return slot
+
+    def _walk(self) -> None:
+        """Ask the planner again for every queued request, in queue order (llama-swap's
+        `drainQueue`): those it lets through are handed their model, the others keep their
+        place. Re-entrant calls (a decision's effects notify) walk again after this one."""
+        if self._walking:
+            self._walk_again = True
+            return
+        self._walking = True
+        try:
+            again = True
+            while again:
+                self._walk_again = False
+                self._walk_once()
+                again = self._walk_again
+        finally:
+            self._walking = False
+
+    def _walk_once(self) -> None:
+        if not self._queue:
+            return
+        snapshot = self._snapshot()
+        ahead: list[str] = []
+        for waiter in list(self._queue):
+            if waiter.granted.done():
+                continue
+            decision = plan(waiter.model_id, snapshot, self.router, ahead)
+            if isinstance(decision, Wait):
+                ahead.append(waiter.model_id)
+                self._say_why(waiter.model_id, decision.reason)
+                continue
+            self._dequeue(waiter)
+            try:
+                slot = self._carry_out(waiter.model_id, decision)
+            except Refusal as exc:
+                waiter.granted.set_exception(exc)
+            else:
+                waiter.granted.set_result(slot)
+            if isinstance(decision, Start):
+                snapshot = self._snapshot()  # the retiring processes are now stopping
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(waiter)
+            self._queued[waiter.model_id] -= 1
+            if not self._queued[waiter.model_id]:
+                del self._queued[waiter.model_id]
+
+    def _say_why(self, model_id: str, reason: str) -> None:
+        """Log why requests for a model wait, once each time the reason changes."""
+        if self._waits.get(model_id) != reason:
+            self._waits[model_id] = reason
+            self.logs.proxy(f"requests for {model_id!r} wait: {reason}")
+
+    def _begin_start(self, slot: Slot, decision: Start) -> None:
+        """Stop the models the router evicts (and any retiring process, which may hold the
+        port), then start `slot`: llama-swap starts the new model only after the evicted ones
+        have stopped."""
         mid = slot.runnable.id
-        victims = [self._slots[v] for v in sorted(self.router.admit(mid, sorted(self.active())).evict)]
-        # A process of the previous config may hold the port the new one is about to use.
+        victims = [self._slots[v] for v in decision.evict]
         victims += self._retiring
-        if any(victim.busy for victim in victims):
-            return False
         slot.draining = False
+        slot.rule = decision.rule
+        slot.evicting = decision.evict
         stops = [self._begin_stop(victim, "make room for " + repr(mid)) for victim in victims]
         slot.start = asyncio.create_task(self._start(slot, stops))
-        slot.start.add_done_callback(_retrieve)
-        return True
+        slot.start.add_done_callback(lambda _: self._started(slot))
 
     async def _start(self, slot: Slot, stops: Iterable[asyncio.Task[None]]) -> None:
-        try:
-            await asyncio.gather(*(asyncio.shield(s) for s in stops))
-            began = time.monotonic()
-            await slot.upstream.start()
-            self.metrics.swap(slot.runnable.id, time.monotonic() - began)
-        finally:
-            self._notify()
+        await asyncio.gather(*(asyncio.shield(s) for s in stops))
+        began = time.monotonic()
+        await slot.upstream.start()
+        self.metrics.swap(slot.runnable.id, time.monotonic() - began)
+
+    def _started(self, slot: Slot) -> None:
+        # A done callback: the planner sees the start as over only once its task is done.
+        _retrieve_task(slot.start)
         if slot.holders == 0:
             self._idle(slot)
+        self._notify()
 
     def _hold(self, slot: Slot) -> None:
         slot.holders += 1
@@ -290,13 +403,14 @@ class Swapper:
 
     def _idle(self, slot: Slot) -> None:
         if slot.draining and slot.phase is State.READY:
-            self._begin_stop(slot, "unload")
+            self._begin_stop(slot, "unload" if slot not in self._retiring else "config reloaded")
         else:
             self._arm_ttl(slot)
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        self._walk()
 
     # --- stopping -----------------------------------------------------------------------
 
@@ -305,18 +419,17 @@ class Swapper:
             return slot.stop
         self._disarm_ttl(slot)
         self.logs.proxy(f"stopping model {slot.runnable.id!r} ({why})")
-        slot.stop = asyncio.create_task(self._stop(slot))
-        slot.stop.add_done_callback(_retrieve)
+        slot.stop = asyncio.create_task(slot.upstream.stop())
+        slot.stop.add_done_callback(lambda _: self._stopped(slot))
         return slot.stop
 
-    async def _stop(self, slot: Slot) -> None:
-        try:
-            await slot.upstream.stop()
-        finally:
-            slot.draining = False
-            slot.keep_alive = None
-            self._retiring.discard(slot)
-            self._notify()
+    def _stopped(self, slot: Slot) -> None:
+        # A done callback: the planner sees the stop as over only once its task is done.
+        _retrieve_task(slot.stop)
+        slot.draining = False
+        slot.keep_alive = None
+        self._retiring.discard(slot)
+        self._notify()
 
     def _arm_ttl(self, slot: Slot) -> None:
         self._disarm_ttl(slot)
@@ -369,6 +482,7 @@ class Swapper:
         its requests are done. Returns the ids of the running models that will stop."""
         self.resolved = resolved  # first: new slots take its settings
         self.router = router_for(resolved)
+        self.profile = ""
         slots: dict[str, Slot] = {}
         for mid, runnable in resolved.models.items():
             slot = self._slots.get(mid)
@@ -380,6 +494,7 @@ class Swapper:
                 slots[mid] = self._slot(runnable)
         retired = [slot for mid, slot in self._slots.items() if slots.get(mid) is not slot]
         self._slots = slots
+        self._snap = None
         stopping = set()
         for slot in retired:
             if slot.phase is State.STOPPED:
@@ -455,8 +570,41 @@ class Swapper:
         await asyncio.gather(*(s.upstream.stop() for s in slots))
 
 
-class _Replaced(Exception):
-    """The slot a request waited on was replaced by a config reload."""
+class _Views(Mapping[str, ModelView]):
+    """The models as the planner sees them, read from the slots when it asks (a decision
+    usually reads one or two models, so none is copied up front)."""
+
+    def __init__(self, slots: Mapping[str, Slot], queued: Mapping[str, int]) -> None:
+        self._slots = slots
+        self._queued = queued
+
+    def __getitem__(self, model_id: str) -> ModelView:
+        return _view(self._slots[model_id], self._queued.get(model_id, 0))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._slots)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+def _view(slot: Slot, queued: int) -> ModelView:
+    return ModelView(
+        phase=slot.phase,
+        holders=slot.holders,
+        queued=queued,
+        limit=slot.runnable.concurrency_limit,
+        draining=slot.draining,
+        evicting=slot.evicting,
+    )
+
+
+def _refusal(model_id: str, decision: Refuse) -> Refusal:
+    if decision.why == "unknown":
+        return UnknownModel(model_id)
+    if decision.why == "overloaded":
+        return Overloaded(decision.message)
+    return ShuttingDown(decision.message)
 
 
 def same_command(old: Runnable, new: Runnable) -> bool:
@@ -470,9 +618,9 @@ def same_command(old: Runnable, new: Runnable) -> bool:
     )
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
+def _retrieve_task(task: asyncio.Task[None] | None) -> None:
     # The failure reaches the requests that waited on the task; nobody else needs it logged.
-    if not task.cancelled():
+    if task is not None and task.done() and not task.cancelled():
         task.exception()
 
 

@@ -369,10 +369,10 @@ async def client_leaves_while_queued_behind_a_swap(tmp_path: Path) -> None:
                 queued = asyncio.create_task(proxy.chat("b"))
             else:
                 queued = asyncio.create_task(ollama_chat(proxy, "b", {}, stream=False))
-            await eventually(lambda: proxy.swapper.slot("b").queued == 1, f"the {route} request for b waits")
+            await eventually(lambda: proxy.swapper.queued()["b"] == 1, f"the {route} request for b waits")
             queued.cancel()  # the client hangs up
             await asyncio.gather(queued, return_exceptions=True)
-            await eventually(lambda: proxy.swapper.slot("b").queued == 0, "it left the queue")
+            await eventually(lambda: proxy.swapper.queued()["b"] == 0, "it left the queue")
         assert b.starts() == 0 and await proxy.running() == {"a": "ready"}
         gate.touch()
         await stream.read()
@@ -454,7 +454,7 @@ async def proxy_stops_with_requests_in_flight(tmp_path: Path) -> None:
                 client.post(url + "/v1/chat/completions", json={"model": "c", **CHAT})
             )
             await eventually(
-                lambda: b.starts() == 1 and proxy.swapper.slot("c").queued == 1,
+                lambda: b.starts() == 1 and proxy.swapper.queued()["c"] == 1,
                 "a stream in flight, a start under way and a request queued",
             )
         # The server has stopped: each client has its answer, none hangs.

@@ -89,8 +89,25 @@ async def test_a_model_whose_command_changed_finishes_its_requests_before_it_sto
         assert await watcher.check() is True
         # The new process cannot start while the old one holds the port and serves.
         waiting = asyncio.create_task(proxy.chat("m"))
-        await eventually(lambda: proxy.swapper.slot("m").queued == 1, "the request waits for the old process")
+        await eventually(lambda: proxy.swapper.queued()["m"] == 1, "the request waits for the old process")
         assert process_exists(old) and m.starts() == 1
+        # The old process, still streaming, stays visible until it stops (it vanished from
+        # /running, /api/ps and halogen_model_running), and the wait is logged with its reason.
+        async with proxy.client.get("/running") as response:
+            rows = (await response.json())["running"]
+        assert [(r["model"], r["state"]) for r in rows] == [("m", "ready")]
+        assert "--chunks 4" not in rows[0]["cmd"]
+        async with proxy.client.get("/api/ps") as response:
+            assert [row["model"] for row in (await response.json())["models"]] == ["m:latest"]
+        async with proxy.client.get("/metrics") as response:
+            text = await response.text()
+        assert 'halogen_model_running{model="m"} 1' in text
+        assert 'halogen_requests_queued{model="m"} 1' in text
+        assert 'halogen_requests_in_flight{model="m"} 2' in text
+        assert any(
+            "requests for 'm' wait: a process the config reload replaced is finishing 1 requests" in line
+            for line in proxy.swapper.logs.history()
+        )
         gate.touch()
         assert (await stream.read()).endswith(b"data: [DONE]\n\n")
         stream.release()

@@ -37,7 +37,9 @@ async def test_each_group_kind_evicts_as_the_config_contract_says(tmp_path: Path
             assert len(alive) == (1 if mid in {"d2", "p"} else 0), mid
 
 
-async def test_a_busy_model_is_never_stopped_and_keeps_serving_while_the_swap_waits(tmp_path: Path) -> None:
+async def test_a_busy_model_is_never_stopped_and_later_requests_for_it_queue_behind_the_waiting_swap(
+    tmp_path: Path,
+) -> None:
     site = Site(tmp_path)
     a, b = site.fake("a"), site.fake("b")
     gate = tmp_path / "gate"
@@ -47,19 +49,22 @@ async def test_a_busy_model_is_never_stopped_and_keeps_serving_while_the_swap_wa
         assert b"tok0" in first
 
         waiting = asyncio.create_task(proxy.served_by("b"))
-        await eventually(lambda: proxy.swapper.slot("b").queued == 1, "the request for b is queued")
-        # Further requests for the busy model are served at once.
-        assert await proxy.served_by("a") == "a"
+        await eventually(lambda: proxy.swapper.queued()["b"] == 1, "the request for b is queued")
+        # A later request for the busy model does not overtake the waiting swap (which would
+        # starve b for as long as requests for a keep coming): it queues behind it.
+        later = asyncio.create_task(proxy.served_by("a"))
+        await eventually(lambda: proxy.swapper.queued()["a"] == 1, "the later request for a is queued")
         assert await proxy.running() == {"a": "ready"}
-        assert b.starts() == 0 and not waiting.done()
+        assert b.starts() == 0 and not waiting.done() and not later.done()
 
         gate.touch()
         rest = await stream.read()
         stream.release()
         assert rest.endswith(b"data: [DONE]\n\n")
         assert await waiting == "b"
-        assert await proxy.running() == {"b": "ready"}
         assert not process_exists(a.last_pid())
+        assert await later == "a"
+        assert a.starts() == 2
 
 
 async def test_requests_for_a_starting_model_share_one_start(tmp_path: Path) -> None:
@@ -136,18 +141,16 @@ async def test_queued_requests_count_toward_the_limit_and_a_client_that_leaves_f
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate)})
         await next_event(stream)
         queued = asyncio.create_task(proxy.served_by("b"))
-        await eventually(lambda: proxy.swapper.slot("b").queued == 1, "b is queued behind a")
+        await eventually(lambda: proxy.swapper.queued()["b"] == 1, "b is queued behind a")
         async with await proxy.chat("b") as refused:
             assert refused.status == 429
 
         queued.cancel()  # the client disconnects while queued
         await asyncio.gather(queued, return_exceptions=True)
-        await eventually(
-            lambda: proxy.swapper.slot("b").queued == 0, "the disconnected client left the queue"
-        )
+        await eventually(lambda: proxy.swapper.queued()["b"] == 0, "the disconnected client left the queue")
 
         second = asyncio.create_task(proxy.served_by("b"))
-        await eventually(lambda: proxy.swapper.slot("b").queued == 1, "a new request takes the free place")
+        await eventually(lambda: proxy.swapper.queued()["b"] == 1, "a new request takes the free place")
         gate.touch()
         await stream.read()
         stream.release()
@@ -318,7 +321,7 @@ async def test_a_drain_refuses_requests_that_hold_no_model_and_waits_for_those_t
         stream = await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate), "X-Fake-Chunks": "3"})
         await next_event(stream)
         queued = asyncio.create_task(proxy.chat("b"))  # waits for a to finish: it holds no model
-        await eventually(lambda: proxy.swapper.slot("b").queued == 1, "b waits for room")
+        await eventually(lambda: proxy.swapper.queued()["b"] == 1, "b waits for room")
         closing = asyncio.create_task(proxy.server.close(drain=PATIENCE))
         async with await queued as refused:
             assert refused.status == 503
@@ -329,3 +332,21 @@ async def test_a_drain_refuses_requests_that_hold_no_model_and_waits_for_those_t
         assert rest.rstrip().endswith(b"data: [DONE]") and b'"error"' not in rest
         await asyncio.wait_for(closing, PATIENCE)
         assert not process_exists(a.last_pid())
+
+
+async def test_running_shows_the_router_rule_that_admitted_each_model(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a"), site.fake("b"), site.fake("e")
+    site.top["routing"] = {
+        "router": {"use": "matrix", "settings": {"matrix": {"sets": {"chat": "a & e", "solo": "b"}}}}
+    }
+    async with serving(site.write()) as proxy:
+        for model in ("a", "e"):
+            assert await proxy.served_by(model) == model
+        async with proxy.client.get("/running") as response:
+            rows = (await response.json())["running"]
+        assert {r["model"]: r["rule"] for r in rows} == {"a": "chat", "e": "chat"}
+        assert await proxy.served_by("b") == "b"
+        async with proxy.client.get("/running") as response:
+            rows = (await response.json())["running"]
+        assert {r["model"]: r["rule"] for r in rows} == {"b": "solo"}

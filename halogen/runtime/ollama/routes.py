@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,11 +77,24 @@ def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
 
 
 async def tags(request: web.Request) -> web.Response:
-    models = list(runtime_of(request).resolved.models.values())
+    resolved = runtime_of(request).resolved
+    models = list(resolved.models.values())
     facts = {m.id: file_facts(m) for m in models}
     sizes = {mid: size for mid, (size, _) in facts.items()}
     modified = {mid: when for mid, (_, when) in facts.items() if when is not None}
-    return web.json_response(ollama.tags(models, sizes, modified=modified))
+    listing = ollama.tags(models, sizes, modified=modified)
+    # Selectors, listed like their first target, under their own name and description.
+    for sid, selector in sorted(resolved.selectors.items()):
+        if selector.unlisted:
+            continue
+        first = resolved.models[selector.models[0]]
+        entry = ollama.tags([replace(first, id=sid, unlisted=False)], {sid: sizes.get(first.id, 0)})[
+            "models"
+        ][0]
+        entry["description"] = selector.description or selector.name
+        listing["models"].append(entry)
+    listing["models"].sort(key=lambda m: str(m["name"]))
+    return web.json_response(listing)
 
 
 async def show(request: web.Request) -> web.Response:
@@ -150,7 +163,7 @@ async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
     body = parse_json(await request.read())
     name = ollama.model_name(body)
-    model_id = runtime_of(request).model_id(name)  # refuses a missing or unknown name
+    model_id = runtime_of(request).model_id(name, request)  # refuses a missing or unknown name
     assert name is not None
     request[MODEL] = model_id
     try:

@@ -1,0 +1,84 @@
+"""Selectors and profiles while serving: a selector id is resolved per request, selectors are
+listed, and profiles are listed and switched through llama-swap's HTTP API
+(internal/server/apigroup.go, internal/server/profiles.go)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .harness import Proxy, Site, serving
+
+
+def selector_site(tmp_path: Path) -> Site:
+    site = Site(tmp_path)
+    for model in ("a", "b", "c"):
+        site.fake(model)
+    site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b", "c"]}}
+    site.top["selectors"] = {
+        "best": {"strategy": "warm", "targets": ["a", "b"], "name": "Best", "description": "the warm one"},
+        "fixed": {"strategy": "pin", "targets": ["c"]},
+    }
+    site.top["profiles"] = {"night": {"description": "small at night", "pins": {"best": "c", "a": None}}}
+    return site
+
+
+async def get(proxy: Proxy, path: str) -> Any:
+    async with proxy.client.get(path) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def put_profile(proxy: Proxy, body: Any) -> tuple[int, Any]:
+    async with proxy.client.put("/api/profiles/active", json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_a_warm_selector_sends_each_request_to_its_first_ready_target(tmp_path: Path) -> None:
+    async with serving(selector_site(tmp_path).write()) as proxy:
+        # Nothing runs: the first target is started cold.
+        assert await proxy.served_by("best") == "a"
+        assert await proxy.served_by("fixed") == "c"
+        await proxy.swapper.unload("a")
+        assert await proxy.served_by("b") == "b"
+        # b is ready and a is not: warm picks b without starting a.
+        assert await proxy.served_by("best") == "b"
+        assert "a" not in await proxy.running()
+
+
+async def test_selectors_are_listed_with_their_name_and_description(tmp_path: Path) -> None:
+    async with serving(selector_site(tmp_path).write()) as proxy:
+        rows = {row["id"]: row for row in (await get(proxy, "/v1/models"))["data"]}
+        assert rows["best"]["name"] == "Best" and rows["best"]["description"] == "the warm one"
+        assert rows["best"]["meta"]["llamaswap"]["type"] == "selector"
+        assert rows["fixed"]["meta"]["llamaswap"]["targets"] == ["c"]
+        tags = {row["name"]: row for row in (await get(proxy, "/api/tags"))["models"]}
+        assert tags["best:latest"]["description"] == "the warm one"
+        assert {"a:latest", "b:latest", "c:latest", "fixed:latest"} <= set(tags)
+
+
+async def test_profiles_are_listed_switched_and_none_is_active_at_start_or_after_a_reload(
+    tmp_path: Path,
+) -> None:
+    site = selector_site(tmp_path)
+    async with serving(site.write()) as proxy:
+        listing = await get(proxy, "/api/profiles")
+        assert listing == {
+            "active": None,
+            "profiles": [{"id": "night", "description": "small at night", "pins": {"best": "c", "a": ""}}],
+        }
+        assert await put_profile(proxy, {"name": "night"}) == (200, {"active": "night"})
+        assert (await get(proxy, "/api/profiles"))["active"] == "night"
+        # The pin rewrites the selector id; a pin to nothing disables the id.
+        assert await proxy.served_by("best") == "c"
+        async with await proxy.chat("a") as response:
+            assert response.status == 404
+        assert await put_profile(proxy, {"name": "nope"}) == (404, {"error": "profile 'nope' not found"})
+        assert (await put_profile(proxy, {}))[0] == 400
+        assert (await put_profile(proxy, {"name": 3}))[0] == 400
+        assert await put_profile(proxy, {"name": None}) == (200, {"active": None})
+        assert await proxy.served_by("a") == "a"
+
+        assert await put_profile(proxy, {"name": "night"}) == (200, {"active": "night"})
+        proxy.swapper.reload(proxy.swapper.resolved)
+        assert (await get(proxy, "/api/profiles"))["active"] is None
