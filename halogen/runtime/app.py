@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from halogen.runtime import management, openai_routes
+from halogen.runtime import anthropic_routes, management, openai_routes
 from halogen.runtime.context import RUNTIME, Runtime
 from halogen.runtime.listen import DEFAULT_MAX_BODY
 from halogen.runtime.middleware import access_middleware, error_middleware, key_middleware
@@ -18,6 +18,7 @@ def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY) -> web.Applicat
     )
     app[RUNTIME] = runtime
     openai_routes.register(app)
+    anthropic_routes.register(app)
     management.register(app)
     ollama_routes.register(app)
     return app

@@ -3,20 +3,31 @@ and the request goes to it as sent, after the config's rewrites; `/v1/models` li
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from halogen.runtime import multipart, proxy
-from halogen.runtime.context import parse_json, runtime_of
+from halogen.runtime.context import Runtime, parse_json, runtime_of
+from halogen.runtime.errors import UnknownModel
 
-# Routes whose model is named in the request body; everything after the host goes upstream.
+# Routes whose model is named in the request body (a JSON field, or a multipart form field for
+# transcriptions and image edits); everything after the host goes upstream. The list follows
+# modelPostJSONRoutes and modelPostFormRoutes in internal/server/server.go (llama-swap).
 OPENAI_ROUTES = (
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/responses",
+    "/v1/responses/input_tokens",
     "/v1/embeddings",
     "/v1/rerank",
+    "/v1/reranking",
     "/rerank",
     "/reranking",
     "/v1/audio/transcriptions",
+    "/v1/audio/speech",
+    "/v1/images/generations",
+    "/v1/images/edits",
     "/infill",
     "/completion",
 )
@@ -26,6 +37,8 @@ def register(application: web.Application) -> None:
     for path in OPENAI_ROUTES:
         application.router.add_post(path, openai_route)
     application.router.add_get("/v1/models", list_models)
+    # A model id may hold "/"; OpenAI's "retrieve model".
+    application.router.add_get("/v1/models/{model:.+}", get_model)
 
 
 async def openai_route(request: web.Request) -> web.StreamResponse:
@@ -49,25 +62,39 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     return await runtime.forward(request, model_id, request.rel_url.raw_path_qs, body)
 
 
+def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:
+    """The /v1/models entry of `name`, which names the model `model_id` (itself or an alias)."""
+    runnable = runtime.resolved.models[model_id]
+    return {
+        "id": name,
+        "object": "model",
+        "created": runtime.created,
+        "owned_by": "halogen",
+        "name": runnable.name,
+        "description": runnable.description,
+        "meta": {"llamaswap": dict(runnable.metadata)},
+    }
+
+
 async def list_models(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     resolved = runtime.resolved
-    rows = []
+    rows: list[dict[str, Any]] = []
     for mid, runnable in resolved.models.items():
         if runnable.unlisted:
             continue
         names = [mid, *runnable.aliases] if resolved.include_aliases_in_list else [mid]
-        for name in names:
-            rows.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": runtime.created,
-                    "owned_by": "halogen",
-                    "name": runnable.name,
-                    "description": runnable.description,
-                    "meta": {"llamaswap": dict(runnable.metadata)},
-                }
-            )
+        rows.extend(model_record(runtime, name, mid) for name in names)
     rows.sort(key=lambda row: str(row["id"]))
     return web.json_response({"object": "list", "data": rows})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """One model by its id or an alias, as the listing shows it; unlisted models too, since
+    they answer requests. An unknown id is a 404 in OpenAI's shape."""
+    runtime = runtime_of(request)
+    name = request.match_info["model"]
+    model_id = runtime.resolved.lookup(name)
+    if model_id is None:
+        raise UnknownModel(name)
+    return web.json_response(model_record(runtime, name, model_id))
