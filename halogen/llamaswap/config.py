@@ -24,6 +24,9 @@ class _Strict(BaseModel):
 class Filters(_Strict):
     stripParams: str = Field("", pattern=r"^[a-zA-Z0-9_, ]*$")
     setParams: dict[str, Any] = {}
+    # Requested id (the model's own or a new alias) -> params set after setParams
+    # (internal/config/filters.go, llama-swap); every key but the model's id becomes an alias.
+    setParamsByID: dict[str, dict[str, Any]] = {}
 
 
 class Model(_Strict):
@@ -112,4 +115,4 @@ UNSUPPORTED_MODEL: dict[str, Any] = {
     "compat": None,
     "capabilities": None,
 }
-UNSUPPORTED_FILTERS: dict[str, Any] = {"setParamsByID": None}
+UNSUPPORTED_FILTERS: dict[str, Any] = {}

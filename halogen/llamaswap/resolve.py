@@ -65,6 +65,8 @@ class Runnable:
     concurrency_limit: int = DEFAULT_CONCURRENCY
     strip_params: tuple[str, ...] = ()
     set_params: Mapping[str, Any] = field(default_factory=dict)
+    # The requested id (the model's own or an alias) -> params set after `set_params`.
+    set_params_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     name: str = ""
     description: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -168,6 +170,8 @@ def _expand(config: Config, model_id: str, model: Model) -> dict[str, Any]:
         "description": model.description,
         "aliases": list(model.aliases),
         "metadata": dict(model.metadata),
+        # Its keys only: they take macros, ${MODEL_ID} above all (internal/config/macros.go).
+        "filters.setParamsByID": list(model.filters.setParamsByID),
     }
     for name, value in reversed(_merged(config, model_id, model)):
         slug = f"${{{name}}}"
@@ -265,6 +269,27 @@ def resolve(config: Config) -> Resolved:
                 )
                 bad = True
             aliases.setdefault(alias, model_id)
+        by_id: dict[str, Mapping[str, Any]] = {}
+        own_aliases = list(fields["aliases"])
+        where = (*base, "filters", "setParamsByID")
+        # Each key but the model's own id is an alias too, as internal/config/load.go
+        # (llama-swap) registers them; "model" is never set (ProtectedParams, filters.go).
+        for key, params in zip(
+            fields["filters.setParamsByID"], model.filters.setParamsByID.values(), strict=True
+        ):
+            if key in by_id:
+                problems.append(Problem((*where, key), f"two keys resolve to {key!r}"))
+                bad = True
+            by_id[key] = {k: v for k, v in params.items() if k != "model"}
+            if key == model_id or key in own_aliases:
+                continue
+            if key in config.models or aliases.get(key, model_id) != model_id:
+                other = aliases.get(key, key)
+                problems.append(Problem((*where, key), f"key {key!r} is already used by model {other!r}"))
+                bad = True
+                continue
+            aliases[key] = model_id
+            own_aliases.append(key)
         try:
             argv = command.split(fields["cmd"])
             stop_argv = command.split(fields["cmdStop"]) if fields["cmdStop"].strip() else []
@@ -286,7 +311,7 @@ def resolve(config: Config) -> Resolved:
             check_endpoint="" if endpoint == "none" else endpoint,
             env=tuple(env),
             group=member_of.get(model_id, DEFAULT_GROUP),
-            aliases=tuple(fields["aliases"]),
+            aliases=tuple(own_aliases),
             unlisted=model.unlisted,
             ttl=ttl,
             unload_timeout=model.unloadTimeout or config.unloadTimeout or 10,
@@ -298,6 +323,7 @@ def resolve(config: Config) -> Resolved:
                 if p.strip() and p.strip() != "model"
             ),
             set_params={k: v for k, v in model.filters.setParams.items() if k != "model"},
+            set_params_by_id={k: v for k, v in by_id.items() if v},
             name=fields["name"],
             description=fields["description"],
             metadata=fields["metadata"],

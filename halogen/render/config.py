@@ -42,6 +42,11 @@ def _metadata(model: Model) -> dict[str, object]:
     return dict(sorted(meta.items()))
 
 
+def variant_id(model_id: str, variant: str) -> str:
+    """The id clients ask for to get `variant` of a model: `<id>:<variant>`, Ollama's tag form."""
+    return f"{model_id}:{variant}"
+
+
 def _model(site: Site, model: Model) -> ls.Model:
     spec = model.spec
     backend_id = backend_of(site, model) or ""
@@ -58,6 +63,10 @@ def _model(site: Site, model: Model) -> ls.Model:
         "filters": ls.Filters(
             stripParams=", ".join(spec.filters.stripParams),
             setParams=dict(sorted(spec.filters.setParams.items())),
+            setParamsByID={
+                variant_id(model.id, name): dict(sorted(spec.variants[name].items()))
+                for name in sorted(spec.variants)
+            },
         ),
     }
     optional = {

@@ -55,7 +55,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     else:
         data = parse_json(body)
         model_id = runtime.model_id(data.get("model"))
-        rewritten = proxy.rewrite(runtime.resolved.models[model_id], data)
+        rewritten = proxy.rewrite(runtime.resolved.models[model_id], data, data["model"])
         if rewritten is not None:
             body = proxy.encode(rewritten)
     # The path and query as sent, in origin form even when the request line held an absolute URL.

@@ -38,19 +38,49 @@ HOP_BY_HOP = frozenset(
 CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 
-def rewrite(runnable: Runnable, body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The JSON body to send upstream after `useModelName` and `filters`, or None when the
-    client's bytes can go unchanged. (The config's filters never name "model": resolving the
-    config drops it from `setParams` and `stripParams`.)"""
+def rewrite(
+    runnable: Runnable, body: Mapping[str, Any], requested: str | None = None
+) -> dict[str, Any] | None:
+    """The JSON body to send upstream after `useModelName` and `filters` (strip, set, then the
+    params set for the id the client asked for, `requested`), or None when the client's bytes
+    can go unchanged. Order as applyFilters in internal/server/filters.go (llama-swap). (The
+    config's filters never name "model": resolving the config drops it.)"""
     out = dict(body)
     if runnable.use_model_name:
         out["model"] = runnable.use_model_name
     for key in runnable.strip_params:
         out.pop(key, None)
-    out.update(runnable.set_params)
+    for key, value in runnable.set_params.items():
+        set_path(out, key, value)
+    for key, value in params_for(runnable, requested).items():
+        set_path(out, key, value)
     if out == body and list(out) == list(body):
         return None
     return out
+
+
+def params_for(runnable: Runnable, requested: str | None) -> Mapping[str, Any]:
+    """The `setParamsByID` entry for the id a request named (as sent, or without `:latest`)."""
+    if requested is None or not runnable.set_params_by_id:
+        return {}
+    for candidate in (requested, requested.removesuffix(":latest")):
+        if candidate in runnable.set_params_by_id:
+            return runnable.set_params_by_id[candidate]
+    return {}
+
+
+def set_path(body: dict[str, Any], path: str, value: Any) -> None:
+    """Set `value` at `path`, whose dots (unless escaped as `\\.`) name nested objects, the way
+    llama-swap's sjson.SetBytes reads a key: `chat_template_kwargs.enable_thinking` sets one
+    field inside that object, keeping the others. The objects on the way are copied, never
+    changed in place, and made where missing (or where something else stands)."""
+    parts = [part.replace("\x00", ".") for part in path.replace("\\.", "\x00").split(".")]
+    node = body
+    for part in parts[:-1]:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    node[parts[-1]] = value
 
 
 def encode(body: Mapping[str, Any]) -> bytes:

@@ -171,6 +171,11 @@ class Filters(_Input):
     setParams: dict[str, object] = {}
 
 
+# A variant's name is the tag after `:` in the id clients ask for (`latest`, the model itself,
+# is refused by the checks).
+VariantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
 class ModelFile(_Input):
     """One file in `models.d/`; the model id is the file name without `.yaml`."""
 
@@ -195,6 +200,13 @@ class ModelFile(_Input):
     useModelName: OneLine | None = None
     concurrencyLimit: int | None = Field(None, ge=1)
     filters: Filters = Filters()
+    variants: dict[VariantName, dict[str, object]] = Field(
+        {},
+        description=(
+            "Named sets of request params on the same loaded model: variant `high` is requested as"
+            " `<id>:high` and gets its params set (llama-swap's filters.setParamsByID)."
+        ),
+    )
     metadata: Metadata = Metadata()
     capabilities: list[Capability] = []
 

@@ -423,6 +423,30 @@ CASES = [
         at(NEXT, 11),
         "may not end in ':latest'",
     ),
+    Case(
+        "variant-id-equal-to-an-alias",
+        both(model(SMALL + "aliases: ['tiny:high']\n", "small"), model(TINY + "variants:\n  high: {a: 1}\n")),
+        at(NEXT + 1, 3),
+        "variant id 'tiny:high' is already an alias of 'small'",
+    ),
+    Case(
+        "variant-named-latest",
+        model(TINY + "variants:\n  latest: {a: 1}\n"),
+        at(NEXT + 1, 3),
+        "a variant may not be named 'latest'",
+    ),
+    Case(
+        "variant-setting-model",
+        model(TINY + "variants:\n  high: {model: other}\n"),
+        at(NEXT + 1, 10),
+        "a variant may not set `model`",
+    ),
+    Case(
+        "variant-name-with-a-space",
+        model(TINY + "variants:\n  'a b': {x: 1}\n"),
+        at(NEXT + 1, 3),
+        "variants",
+    ),
     # --- environment and arguments ---------------------------------------------------------
     Case(
         "env-name-with-equals",

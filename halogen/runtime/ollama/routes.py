@@ -213,7 +213,7 @@ async def _translate(
     runnable = runtime.resolved.models[model_id]
     # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
     translated["model"] = model_id
-    payload = proxy.rewrite(runnable, translated) or translated
+    payload = proxy.rewrite(runnable, translated, name) or translated
     streaming = stream is not None and bool(payload.get("stream"))
     waited = time.monotonic_ns()
     async with runtime.holding(request, model_id, asked.keep_alive) as (counted, upstream):

@@ -1,5 +1,6 @@
 """`halogen serve` through the official `anthropic` client (Messages API) and the official
-`openai` client's Responses API, with a real llama-server on SmolLM2 behind it."""
+`openai` client's Responses API, and a `setParamsByID` variant, with a real llama-server on
+SmolLM2 behind it."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import pytest
 import yaml
 
 from .harness import free_port_run, metric
-from .processes import Serving, halogen_serve
+from .processes import Serving, children, halogen_serve
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 PROMPT = "Say hi in three words."
+# The variant's params: llama-server answers with at most 2 tokens and 3 alternatives for each.
+BRIEF = {"max_tokens": 2, "logprobs": True, "top_logprobs": 3}
 
 
 def config(llama_server: Path, gguf: Path) -> dict[str, object]:
@@ -25,7 +28,13 @@ def config(llama_server: Path, gguf: Path) -> dict[str, object]:
     return {
         "healthCheckTimeout": 60,
         "startPort": free_port_run(1),
-        "models": {"smollm2": {"cmd": cmd, "aliases": ["claude-haiku"]}},
+        "models": {
+            "smollm2": {
+                "cmd": cmd,
+                "aliases": ["claude-haiku"],
+                "filters": {"setParamsByID": {"smollm2:brief": BRIEF}},
+            }
+        },
     }
 
 
@@ -147,3 +156,19 @@ def test_openai_responses_stream_delta_by_delta_and_complete_with_usage(served: 
     assert completed.usage is not None
     after = generated(served)
     assert after[1] - before[1] == completed.usage.output_tokens > 0
+
+
+def test_a_variant_reaches_llama_server_with_its_params_on_the_base_models_process(served: Served) -> None:
+    client = served.openai()
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
+    base = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=8, temperature=0)
+    (server,) = children(served.process.pid)
+    brief = client.chat.completions.create(model="smollm2:brief", messages=messages, temperature=0)
+    assert children(served.process.pid) == [server]  # the same llama-server answered both
+    assert base.choices[0].logprobs is None
+    assert brief.usage is not None and brief.usage.completion_tokens <= 2
+    assert brief.usage.completion_tokens < base.usage.completion_tokens  # type: ignore[union-attr]
+    logprobs = brief.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    assert all(len(token.top_logprobs) == 3 for token in logprobs.content)
+    assert httpx.get(served.url + "/running", timeout=30).json()["running"][0]["model"] == "smollm2"
