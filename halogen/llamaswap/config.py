@@ -44,6 +44,8 @@ class Model(_Strict):
     useModelName: str = ""
     concurrencyLimit: int = Field(0, ge=0)
     filters: Filters = Filters()
+    # None: the global sendLoadingState (internal/config/load.go, llama-swap).
+    sendLoadingState: bool | None = None
     name: str = Field("", max_length=128)
     description: str = Field("", max_length=1024)
     metadata: dict[str, Any] = {}
@@ -75,6 +77,7 @@ class Config(_Strict):
     globalTTL: int = Field(0, ge=0)
     unloadTimeout: int = Field(10, ge=0)
     includeAliasesInList: bool = False
+    sendLoadingState: bool = False
     apiKeys: list[str] = []
     macros: dict[str, MacroValue] = {}
     models: dict[str, Model]
@@ -98,7 +101,6 @@ class Config(_Strict):
 UNSUPPORTED_TOP: dict[str, Any] = {
     "logTimeFormat": "",
     "captureBuffer": 5,
-    "sendLoadingState": False,
     "store": None,
     "ui": None,
     "performance": None,
@@ -110,7 +112,6 @@ UNSUPPORTED_TOP: dict[str, Any] = {
     "routing": None,
 }
 UNSUPPORTED_MODEL: dict[str, Any] = {
-    "sendLoadingState": None,
     "timeouts": None,
     "compat": None,
     "capabilities": None,

@@ -67,6 +67,7 @@ class Runnable:
     set_params: Mapping[str, Any] = field(default_factory=dict)
     # The requested id (the model's own or an alias) -> params set after `set_params`.
     set_params_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    send_loading_state: bool = False
     name: str = ""
     description: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -324,6 +325,9 @@ def resolve(config: Config) -> Resolved:
             ),
             set_params={k: v for k, v in model.filters.setParams.items() if k != "model"},
             set_params_by_id={k: v for k, v in by_id.items() if v},
+            send_loading_state=(
+                config.sendLoadingState if model.sendLoadingState is None else model.sendLoadingState
+            ),
             name=fields["name"],
             description=fields["description"],
             metadata=fields["metadata"],

@@ -75,6 +75,7 @@ def _model(site: Site, model: Model) -> ls.Model:
         "checkEndpoint": spec.checkEndpoint,
         "useModelName": spec.useModelName,
         "concurrencyLimit": spec.concurrencyLimit,
+        "sendLoadingState": spec.sendLoadingState,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return ls.Model.model_validate(fields)

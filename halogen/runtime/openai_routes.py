@@ -10,6 +10,8 @@ from aiohttp import web
 from halogen.runtime import multipart, proxy
 from halogen.runtime.context import Runtime, parse_json, runtime_of
 from halogen.runtime.errors import UnknownModel
+from halogen.runtime.loading import LOADING_PATHS
+from halogen.runtime.upstream import State
 
 # Routes whose model is named in the request body (a JSON field, or a multipart form field for
 # transcriptions and image edits); everything after the host goes upstream. The list follows
@@ -46,6 +48,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     content_type = request.headers.get("Content-Type", "")
     mark = multipart.boundary(content_type)
+    show_loading = False
     if mark is not None:
         span = multipart.value_span(body, mark, "model")
         model_id = runtime.model_id(multipart.value(body, span))
@@ -55,11 +58,17 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     else:
         data = parse_json(body)
         model_id = runtime.model_id(data.get("model"))
-        rewritten = proxy.rewrite(runtime.resolved.models[model_id], data, data["model"])
+        runnable = runtime.resolved.models[model_id]
+        rewritten = proxy.rewrite(runnable, data, data["model"])
         if rewritten is not None:
             body = proxy.encode(rewritten)
+        # internal/router/base.go (llama-swap): streamed chat completions only.
+        show_loading = (
+            runnable.send_loading_state and data.get("stream") is True and request.path in LOADING_PATHS
+        )
     # The path and query as sent, in origin form even when the request line held an absolute URL.
-    return await runtime.forward(request, model_id, request.rel_url.raw_path_qs, body)
+    path_qs = request.rel_url.raw_path_qs
+    return await runtime.forward(request, model_id, path_qs, body, show_loading=show_loading)
 
 
 def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:
@@ -73,7 +82,20 @@ def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:
         "name": runnable.name,
         "description": runnable.description,
         "meta": {"llamaswap": dict(runnable.metadata)},
+        "status": {"value": model_status(runtime, model_id)},
     }
+
+
+def model_status(runtime: Runtime, model_id: str) -> str:
+    """`loaded`, `loading` or `unloaded`: llama.cpp's router mode reports each model so in
+    `status.value` (server_model_status_to_string, tools/server), which Open WebUI reads;
+    llama-swap's listing (internal/server/api.go) uses the same field."""
+    phase = runtime.swapper.slot(model_id).phase
+    if phase is State.READY:
+        return "loaded"
+    if phase is State.STARTING:
+        return "loading"
+    return "unloaded"
 
 
 async def list_models(request: web.Request) -> web.Response:

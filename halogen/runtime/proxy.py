@@ -163,12 +163,16 @@ async def forward(
     path_qs: str,
     body: bytes | None,
     drop_credentials: bool,
+    prepared: web.StreamResponse | None = None,
 ) -> tuple[web.StreamResponse, Outcome]:
     """Pass the request to the upstream and stream its answer back as it arrives.
 
     A client that goes away (the handler is cancelled, or a write fails) closes the upstream
     connection instead of returning it to the pool, which is how llama-server learns to stop
     generating.
+
+    `prepared` is an event stream already begun (loading progress): the answer's events follow
+    in it, and an answer that is not a 200 becomes one error event there.
     """
     answer = await open_upstream(
         upstream,
@@ -178,6 +182,8 @@ async def forward(
         body=body,
     )
     try:
+        if prepared is not None:
+            return prepared, await _continue(prepared, answer, upstream)
         response = web.StreamResponse(status=answer.status, reason=answer.reason)
         response.headers.extend(response_headers(answer.headers))
         event_stream = is_event_stream(answer.headers.get("Content-Type", ""))
@@ -217,3 +223,32 @@ async def forward(
         raise
     finally:
         answer.release()
+
+
+async def _continue(
+    response: web.StreamResponse, answer: aiohttp.ClientResponse, upstream: Upstream
+) -> Outcome:
+    """The upstream's answer written on into an event stream already begun."""
+    outcome = Outcome(answer.status)
+    tokens = TokenReader(event_stream=True)
+    try:
+        if answer.status != 200:
+            text = (await answer.read()).decode("utf-8", "replace")
+            try:
+                error = json.loads(text)
+            except ValueError:
+                error = {"error": {"message": text, "type": "upstream_error", "code": answer.status}}
+            await response.write(b"data: " + encode(error) + b"\n\n")
+        else:
+            async for chunk in answer.content.iter_any():
+                tokens.feed(chunk)
+                await response.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        outcome.broken = True
+        message = (await failure(upstream, "failed mid-answer", exc)).text()
+        error = {"error": {"message": message, "type": "upstream_error", "code": 502}}
+        await response.write(b"data: " + encode(error) + b"\n\n")
+        return outcome
+    outcome.tokens = tokens.close()
+    await response.write_eof()
+    return outcome

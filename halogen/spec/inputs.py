@@ -120,6 +120,9 @@ class Globals(_Input):
     logToStdout: Literal["proxy", "upstream", "both", "none"] = "proxy"
     metricsMaxInMemory: int = Field(1000, ge=1)
     includeAliasesInList: bool = False
+    sendLoadingState: bool = Field(
+        False, description="Stream loading progress as reasoning while a chat waits for its model."
+    )
     preload: list[str] = []
 
 
@@ -199,6 +202,7 @@ class ModelFile(_Input):
     unlisted: bool = False
     useModelName: OneLine | None = None
     concurrencyLimit: int | None = Field(None, ge=1)
+    sendLoadingState: bool | None = Field(None, description="Unset = llamaSwap.sendLoadingState.")
     filters: Filters = Filters()
     variants: dict[VariantName, dict[str, object]] = Field(
         {},

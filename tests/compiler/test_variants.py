@@ -13,7 +13,7 @@ import yaml
 from halogen.llamaswap import io
 from halogen.pipeline import build
 
-from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SiteTree
+from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SITE, SiteTree
 
 
 def test_variants_are_written_as_set_params_by_id_keyed_by_id_colon_variant(
@@ -41,3 +41,12 @@ def test_variants_are_written_as_set_params_by_id_keyed_by_id_colon_variant(
 def test_a_model_without_variants_writes_no_set_params_by_id(tree: Callable[..., SiteTree]) -> None:
     files, _ = build(tree(models={"tiny": MODEL}).root)
     assert "setParamsByID" not in files["config.yaml"].decode()
+
+
+def test_send_loading_state_is_written_globally_and_per_model(tree: Callable[..., SiteTree]) -> None:
+    site = {**SITE, "llamaSwap": {**SITE["llamaSwap"], "sendLoadingState": True}}  # type: ignore[dict-item]
+    t = tree(site=site, models={"tiny": {**MODEL, "sendLoadingState": False}, "small": MODEL})
+    config = yaml.safe_load(build(t.root)[0]["config.yaml"])
+    assert config["sendLoadingState"] is True
+    assert config["models"]["tiny"]["sendLoadingState"] is False
+    assert "sendLoadingState" not in config["models"]["small"]

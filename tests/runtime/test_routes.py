@@ -58,6 +58,7 @@ async def test_the_model_list_has_the_documented_shape_sorted_without_unlisted_m
         "name": "Zeta 7B",
         "description": "the last one",
         "meta": {"llamaswap": {"family": "llama", "contextLength": 4096}},
+        "status": {"value": "unloaded"},
     }
 
 

@@ -22,7 +22,8 @@ from multidict import CIMultiDict, MultiMapping
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime import proxy
 from halogen.runtime.context import MODEL, parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, NotSupported, UpstreamAnswered, UpstreamFailed
+from halogen.runtime.errors import BadRequest, NotSupported, Refusal, UpstreamAnswered, UpstreamFailed
+from halogen.runtime.loading import LOADING_PATHS, Loading
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.ollama import translate as ollama
 from halogen.runtime.upstream import State, Upstream
@@ -208,16 +209,68 @@ async def _translate(
 ) -> web.StreamResponse:
     """Send the translated request to the model and translate its answer back, streaming
     NDJSON as SSE arrives when the request streams."""
-    model_id, name, started = asked.model_id, asked.name, asked.started
+    model_id, name = asked.model_id, asked.name
     runtime = runtime_of(request)
     runnable = runtime.resolved.models[model_id]
     # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
     translated["model"] = model_id
     payload = proxy.rewrite(runnable, translated, name) or translated
     streaming = stream is not None and bool(payload.get("stream"))
+    progress = None
+    if (
+        streaming
+        and runnable.send_loading_state
+        and path in LOADING_PATHS
+        and runtime.swapper.slot(model_id).phase is not State.READY
+    ):
+        progress = await Loading.begin(request, model_id, thinking_frame(name), NDJSON)
+    try:
+        return await _held(request, asked, path, payload, stream, respond, progress)
+    except Refusal as exc:
+        if progress is None:
+            raise
+        # The stream has begun with a 200: the failure is its last line.
+        await progress.stop()
+        await progress.response.write(proxy.encode(ollama.error(exc.text())) + b"\n")
+        await progress.response.write_eof()
+        return progress.response
+    finally:
+        if progress is not None:
+            await progress.stop()
+
+
+def thinking_frame(name: str) -> Callable[[str], bytes]:
+    """Loading progress as lines of an Ollama chat stream, in the message's `thinking`."""
+
+    def frame(text: str) -> bytes:
+        line = {
+            "model": name,
+            "created_at": ollama.rfc3339_ns(time.time_ns()),
+            "message": {"role": "assistant", "content": "", "thinking": text},
+            "done": False,
+        }
+        return proxy.encode(line) + b"\n"
+
+    return frame
+
+
+async def _held(
+    request: web.Request,
+    asked: Asked,
+    path: str,
+    payload: Json,
+    stream: StreamFactory | None,
+    respond: Respond,
+    progress: Loading | None,
+) -> web.StreamResponse:
+    model_id, name, started = asked.model_id, asked.name, asked.started
+    runtime = runtime_of(request)
+    streaming = stream is not None and bool(payload.get("stream"))
     waited = time.monotonic_ns()
     async with runtime.holding(request, model_id, asked.keep_alive) as (counted, upstream):
         load_ns = time.monotonic_ns() - waited
+        if progress is not None:
+            await progress.done()
         answer = await proxy.open_upstream(
             upstream,
             "POST",
@@ -237,7 +290,11 @@ async def _translate(
             if streaming:
                 assert stream is not None
                 counted.status, response = await _stream(
-                    request, answer, stream(name, started, load_ns), upstream
+                    request,
+                    answer,
+                    stream(name, started, load_ns),
+                    upstream,
+                    None if progress is None else progress.response,
                 )
                 return response
             try:
@@ -274,11 +331,14 @@ async def _stream(
     answer: aiohttp.ClientResponse,
     translator: ollama.ChatStream | ollama.GenerateStream,
     upstream: Upstream,
+    prepared: web.StreamResponse | None = None,
 ) -> tuple[int, web.StreamResponse]:
     runtime = runtime_of(request)
     model_id = upstream.id
-    response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
-    await response.prepare(request)
+    response = prepared
+    if response is None:
+        response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
+        await response.prepare(request)
     tokens = TokenReader(event_stream=True)
     status = 200
     try:

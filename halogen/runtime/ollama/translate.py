@@ -267,7 +267,7 @@ def embed_to_openai(body: Mapping[str, Any]) -> Json:
 # --- answers: OpenAI → Ollama ----------------------------------------------------------------
 
 
-def _rfc3339_ns(ns: int) -> str:
+def rfc3339_ns(ns: int) -> str:
     seconds, fraction = divmod(ns, 1_000_000_000)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{fraction:09d}Z"
@@ -456,7 +456,7 @@ class _Stream(ABC):
         return [_line(error(message))]
 
     def _head(self, now: int | None = None) -> Json:
-        return {"model": self.model, "created_at": _rfc3339_ns(self._clock() if now is None else now)}
+        return {"model": self.model, "created_at": rfc3339_ns(self._clock() if now is None else now)}
 
     @abstractmethod
     def _choice(self, choice: Mapping[str, Any]) -> list[bytes]:
@@ -575,7 +575,7 @@ def chat_response(
     now = clock()
     return {
         "model": model,
-        "created_at": _rfc3339_ns(now),
+        "created_at": rfc3339_ns(now),
         "message": message,
         **_done(choice.get("finish_reason"), _answered(upstream, started_ns, load_ns), now),
     }
@@ -587,7 +587,7 @@ def generate_response(
     """A `/v1/completions` answer as an `/api/generate` answer; `Untranslatable` if it is none."""
     choice = _first_choice(upstream)
     now = clock()
-    answer: Json = {"model": model, "created_at": _rfc3339_ns(now), "response": choice.get("text") or ""}
+    answer: Json = {"model": model, "created_at": rfc3339_ns(now), "response": choice.get("text") or ""}
     if choice.get("reasoning_content"):
         answer["thinking"] = choice["reasoning_content"]
     return {**answer, **_done(choice.get("finish_reason"), _answered(upstream, started_ns, load_ns), now)}
