@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-for name in ("bench.compiler", "bench.runtime"):
+for name in ("bench.compiler", "bench.runtime", "bench.matrix"):
     print(f"== {name}", flush=True)
     module = importlib.import_module(name)
     status = module.main(["--write"])

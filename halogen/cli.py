@@ -9,7 +9,12 @@ from pathlib import Path
 import click
 
 from halogen import __version__
-from halogen.runtime.listen import DEFAULT_LISTEN, DEFAULT_MAX_BODY  # standard library only
+from halogen.runtime.listen import (
+    DEFAULT_LIMITS,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY,
+    Limits,
+)  # standard library only
 
 FORMAT = click.option(
     "--format",
@@ -136,9 +141,67 @@ def schema(src: Path, check: bool) -> None:
     show_default=True,
     help="On SIGTERM/SIGINT, stop taking requests and give those in flight this many seconds to finish before the models stop (a second signal cuts it short). The Deployment sets it from its grace period.",
 )
-def serve(config_path: Path, listen: str, max_body_bytes: int, watch: bool, drain: float) -> None:
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.header_timeout,
+    show_default=True,
+    help="Seconds a client gets to send a request's header, from connecting or from the request's first byte; then the connection is closed.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.idle_timeout,
+    show_default=True,
+    help="Seconds a kept-alive connection may wait for its next request.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.body_timeout,
+    show_default=True,
+    help="Seconds a client gets to send a request's whole body; then 408.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMITS.max_connections,
+    show_default=True,
+    help="Open client connections at most; more get 503 and are closed.",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    envvar="HALOGEN_ALLOW_ORIGINS",
+    metavar="ORIGIN",
+    help="A web origin (http://chat.lan:3000, or * for any) whose pages may call the API from a browser; repeat for more. Requests from other sites' pages are refused (403), curl and API clients are unaffected. Also HALOGEN_ALLOW_ORIGINS (space-separated).",
+)
+def serve(
+    config_path: Path,
+    listen: str,
+    max_body_bytes: int,
+    watch: bool,
+    drain: float,
+    header_timeout: float,
+    idle_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    allow_origins: tuple[str, ...],
+) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
     OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
     from halogen.commands import serve as command
 
-    sys.exit(command.run(config_path, listen, max_body=max_body_bytes, watch=watch, drain=drain))
+    limits = Limits(header_timeout, idle_timeout, body_timeout, max_connections)
+    sys.exit(
+        command.run(
+            config_path,
+            listen,
+            max_body=max_body_bytes,
+            watch=watch,
+            drain=drain,
+            limits=limits,
+            allow_origins=allow_origins,
+        )
+    )

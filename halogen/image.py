@@ -4,7 +4,7 @@ The Containerfile cannot import Python, so it repeats these values; tests/image/
 two disagree. The Deployment's rendering reads them from here.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -51,7 +51,15 @@ def serve_args(config_path: str = CONFIG_PATH, port: int = PORT) -> list[str]:
     return ["--config", config_path, "--listen", f"0.0.0.0:{port}"]
 
 
-def serve_command(config_path: str = CONFIG_PATH, port: int = PORT, drain: int = 0) -> list[str]:
+def serve_command(
+    config_path: str = CONFIG_PATH, port: int = PORT, drain: int = 0, allow_origins: Sequence[str] = ()
+) -> list[str]:
     """The container's full argv: what the Deployment sets as `command` (with the seconds the
-    requests in flight get on SIGTERM, when any)."""
-    return [*ENTRYPOINT, *serve_args(config_path, port), *(["--drain", str(drain)] if drain > 0 else [])]
+    requests in flight get on SIGTERM, when any, and the web origins allowed)."""
+    origins = [arg for origin in allow_origins for arg in ("--allow-origin", origin)]
+    return [
+        *ENTRYPOINT,
+        *serve_args(config_path, port),
+        *origins,
+        *(["--drain", str(drain)] if drain > 0 else []),
+    ]

@@ -23,15 +23,24 @@ class Compiled:
 
 def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
     """Where in halogen.yaml the user wrote what the config holds at `path`, if there."""
+    from halogen.render.config import matrix_vars
+
     match path:
+        case ("routing", "router", "settings", "groups", str() as gid, *_) if gid in site.spec.groups:
+            return ("groups", gid)  # members are not written in halogen.yaml: the group is
+        case ("routing", "router", "settings", "matrix", "sets", *rest):
+            return ("matrix", "sets", *rest[:1])
+        case ("routing", "router", "settings", "matrix", "evict_costs", str() as key):
+            ids = {var: mid for mid, var in matrix_vars(site).items()}
+            return ("matrix", "evictCosts", ids.get(key, key))
+        case ("selectors" | "profiles" as kind, str() as name, *rest) if name in getattr(site.spec, kind):
+            return (kind, name, *rest)
         case ("hooks", "on_startup", "preload", int() as i):
             return ("llamaSwap", "preload", i)
         case ("macros", str() as name) if name in site.spec.backends:
             return ("backends", name, "args")  # a backend is a macro in the written config
         case ("macros", str() as name) if name in site.spec.macros:
             return ("macros", name)
-        case ("groups", str() as gid, *_) if gid in site.spec.groups:
-            return ("groups", gid)  # members are not written in halogen.yaml: the group is
     return None
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from halogen.runtime.listen import DEFAULT_LISTEN, DEFAULT_MAX_BODY, parse_listen
+from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
 
 
 def run(
@@ -15,6 +16,8 @@ def run(
     max_body: int = DEFAULT_MAX_BODY,
     watch: bool = True,
     drain: float = 0.0,
+    limits: Limits = DEFAULT_LIMITS,
+    allow_origins: Sequence[str] = (),
 ) -> int:
     """Serve until SIGTERM/SIGINT; the exit status (1: invalid config or port in use, 2: bad
     `listen`). The runtime is imported here so the compiler runs without aiohttp installed."""
@@ -25,4 +28,13 @@ def run(
     except ValueError as exc:
         print(f"halogen serve: {exc}", file=sys.stderr)
         return 2
-    return serve(config_path, host=host, port=port, max_body=max_body, watch=watch, drain=drain)
+    return serve(
+        config_path,
+        host=host,
+        port=port,
+        max_body=max_body,
+        watch=watch,
+        drain=drain,
+        limits=limits,
+        allow_origins=tuple(allow_origins),
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MacroValue = str | int | float | bool
 
@@ -60,6 +60,76 @@ class Group(_Strict):
     members: list[str] = []
 
 
+class Matrix(_Strict):
+    """A swap matrix (`internal/config/matrix.go`): which models may run together, and what
+    losing each running one costs. Checked only when the router in use is the matrix."""
+
+    vars: dict[str, str] = {}
+    evict_costs: dict[str, int] = {}
+    sets: dict[str, str] = {}  # definition order breaks ties
+
+
+class RouterSettings(_Strict):
+    groups: dict[str, Group] = {}
+    matrix: Matrix | None = None
+
+
+class Router(_Strict):
+    use: str = ""  # "" = group; other values are refused at resolve with llama-swap's message
+    settings: RouterSettings = RouterSettings()
+
+
+class Fifo(_Strict):
+    priority: dict[str, int] = {}
+
+
+class SchedulerSettings(_Strict):
+    fifo: Fifo = Fifo()
+
+
+class Scheduler(_Strict):
+    use: str = ""  # "" = fifo
+    settings: SchedulerSettings = SchedulerSettings()
+
+
+class Routing(_Strict):
+    scheduler: Scheduler = Scheduler()
+    router: Router = Router()
+
+
+class SelectorSettings(_Strict):
+    spillover: int = 1
+
+
+class Selector(_Strict):
+    """A virtual model id resolved to one of `targets` per request (`internal/config/selectors.go`)."""
+
+    strategy: str = ""
+    targets: list[str] = []
+    settings: SelectorSettings = SelectorSettings()
+    name: str = Field("", max_length=128)
+    description: str = Field("", max_length=1024)
+    unlisted: bool = False
+    metadata: dict[str, Any] = {}
+
+
+class Profile(_Strict):
+    """Model ids rewritten while the profile is active; a null or empty pin disables the id."""
+
+    description: str = Field("", max_length=1024)
+    pins: dict[str, str | None] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(
+                "profile must be a mapping with description and pins; "
+                "the legacy list syntax is no longer supported"
+            )
+        return data
+
+
 class OnStartup(_Strict):
     preload: list[str] = []
 
@@ -81,7 +151,11 @@ class Config(_Strict):
     apiKeys: list[str] = []
     macros: dict[str, MacroValue] = {}
     models: dict[str, Model]
-    groups: dict[str, Group] = {}
+    groups: dict[str, Group] = {}  # the legacy style of routing.router.settings.groups
+    matrix: Matrix | None = None  # the legacy style of routing.router.settings.matrix
+    routing: Routing = Routing()
+    selectors: dict[str, Selector] = {}
+    profiles: dict[str, Profile] = {}
     hooks: Hooks = Hooks()
 
     def document(self) -> dict[str, Any]:
@@ -89,11 +163,18 @@ class Config(_Strict):
         with every group's `members` kept."""
         data = self.model_dump(mode="json", exclude_defaults=True)  # `models` has no default: always there
         if self.groups:
-            data["groups"] = {
-                gid: {**group.model_dump(mode="json", exclude_defaults=True), "members": list(group.members)}
-                for gid, group in self.groups.items()
-            }
+            data["groups"] = _groups(self.groups)
+        groups = self.routing.router.settings.groups
+        if groups:
+            data["routing"]["router"]["settings"]["groups"] = _groups(groups)
         return data
+
+
+def _groups(groups: dict[str, Group]) -> dict[str, Any]:
+    return {
+        gid: {**group.model_dump(mode="json", exclude_defaults=True), "members": list(group.members)}
+        for gid, group in groups.items()
+    }
 
 
 # Keys llama-swap knows that `halogen serve` does not implement. A hand-written config that
@@ -104,12 +185,8 @@ UNSUPPORTED_TOP: dict[str, Any] = {
     "store": None,
     "ui": None,
     "performance": None,
-    "profiles": None,
-    "selectors": None,
-    "matrix": None,
     "peers": None,
     "upstream": None,
-    "routing": None,
 }
 UNSUPPORTED_MODEL: dict[str, Any] = {
     "timeouts": None,

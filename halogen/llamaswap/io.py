@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -24,11 +25,17 @@ from halogen.typed import parse
 ENV_REF = re.compile(r"\$\{env\.([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 
-def substitute_env(doc: yamlio.Document, environ: Mapping[str, str]) -> list[Diagnostic]:
-    """Replace `${env.NAME}` in every string value. llama-swap does this on the raw text, minus
-    comments; doing it on parsed values gives the same result for every string field without
-    letting a variable's value change the YAML's structure."""
+def substitute_env(
+    doc: yamlio.Document, environ: Mapping[str, str]
+) -> tuple[list[Diagnostic], dict[str, str]]:
+    """Replace `${env.NAME}` in every string value; the problems, and each value put in with the
+    name it came from (values from the environment are secrets: they are never shown).
+
+    llama-swap does this on the raw text, minus comments; doing it on parsed values gives the
+    same result for every string field without letting a variable's value change the YAML's
+    structure."""
     problems: list[Diagnostic] = []
+    used: dict[str, str] = {}
 
     def visit(value: Any, path: yamlio.Path_) -> Any:
         if isinstance(value, str):
@@ -48,6 +55,8 @@ def substitute_env(doc: yamlio.Document, environ: Mapping[str, str]) -> list[Dia
                     problems.append(
                         doc.diagnostic(path, f"environment variable {match.group(1)} holds a newline or NUL")
                     )
+                if found:
+                    used[found] = match.group(1)
                 return found
 
             return ENV_REF.sub(repl, value)
@@ -58,7 +67,7 @@ def substitute_env(doc: yamlio.Document, environ: Mapping[str, str]) -> list[Dia
         return value
 
     doc.data = visit(doc.data, ())
-    return problems
+    return problems, used
 
 
 def _known_keys(cls: Any) -> set[str]:
@@ -100,6 +109,9 @@ def _screen(doc: yamlio.Document) -> list[Diagnostic]:
                 del mapping[key]
 
     sweep(data, (), _known_keys(Config), UNSUPPORTED_TOP)
+    for key in ("routing", "selectors", "profiles"):
+        if key in data and data[key] is None:
+            del data[key]  # llama-swap reads a null section as an empty one
     for mid, model in (data.get("models") or {}).items() if isinstance(data.get("models"), dict) else []:
         if isinstance(model, dict):
             sweep(model, ("models", mid), _known_keys(Model), UNSUPPORTED_MODEL)
@@ -141,15 +153,20 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Resolved
     """Load, check and resolve a llama-swap config; return it with any warnings."""
     doc = yamlio.read(path, what="config")
     found = _screen(doc)
+    secrets: dict[str, str] = {}
     if not errors(found):
-        found += substitute_env(doc, os.environ if environ is None else environ)
+        substituted, secrets = substitute_env(doc, os.environ if environ is None else environ)
+        found += substituted
     if errors(found):
         raise Invalid(found)
     config, problems = parse(Config, doc)
-    if config is None:
+    # `parse` also answers a config without the keys that failed, so that later checks can run
+    # on the rest; a config with any invalid value is still refused (an `apiKeys` that fails must
+    # never run as "no keys").
+    if config is None or errors(problems):
         raise Invalid(found + problems)
     try:
-        return resolve(config), found
+        return dataclasses.replace(resolve(config), secrets=secrets), found
     except Unresolvable as exc:
         raise Invalid(found + positioned(doc, exc)) from None
 

@@ -7,8 +7,9 @@ load is caught before a file is written.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,8 +22,10 @@ from halogen.llamaswap.config import (
     Config,
     Group,
     MacroValue,
+    Matrix,
     Model,
 )
+from halogen.llamaswap.matrix import MatrixErrors, Program, compile_sets
 
 MACRO_NAME = re.compile(patterns.MACRO_NAME)
 MACRO_REF = re.compile(r"\$\{([a-zA-Z0-9_.-]+)\}")
@@ -74,6 +77,42 @@ class Runnable:
 
 
 @dataclass(frozen=True)
+class MatrixRules:
+    """A compiled matrix: the sets in the order the solver tries them, and what evicting each
+    running model costs (vars resolved; a model not listed costs 1)."""
+
+    program: Program
+    evict_costs: Mapping[str, int]
+
+
+STRATEGIES = ("warm", "pin", "spillover")
+
+
+@dataclass(frozen=True)
+class SelectorRule:
+    """A selector id: which of `targets` serves is chosen per request by `strategy`."""
+
+    id: str
+    strategy: str  # warm | pin | spillover
+    targets: tuple[str, ...]  # as written: model ids or aliases, in order
+    models: tuple[str, ...]  # the model id each target names
+    spillover: int = 1  # requests reserved per active target before the next one starts
+    name: str = ""
+    description: str = ""
+    unlisted: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProfileRule:
+    """Ids rewritten while the profile is active; a pin to "" disables its id."""
+
+    id: str
+    description: str
+    pins: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Resolved:
     models: dict[str, Runnable]
     groups: dict[str, Group]  # the implicit (default) group included when it has members
@@ -85,6 +124,13 @@ class Resolved:
     log_to_stdout: str
     metrics_max: int
     include_aliases_in_list: bool
+    # Values the config took from `${env.NAME}` (value -> NAME): never shown.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    router: str = "group"  # group | matrix
+    matrix: MatrixRules | None = None  # set when router is "matrix"
+    priority: Mapping[str, int] = field(default_factory=dict)  # fifo priority per model id; default 0
+    selectors: Mapping[str, SelectorRule] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileRule] = field(default_factory=dict)
 
     def lookup(self, name: str) -> str | None:
         """The model id a request's `model` names: an id, an alias, or either with `:latest`."""
@@ -185,31 +231,29 @@ def resolve(config: Config) -> Resolved:
     problems = check_macros(config.macros, ("macros",))
     models: dict[str, Runnable] = {}
     aliases: dict[str, str] = {}
-    member_of: dict[str, str] = {}
-    groups = dict(config.groups)
-
-    for gid, group in sorted(groups.items()):
-        seen: set[str] = set()
-        for i, member in enumerate(group.members):
-            where: FieldPath = ("groups", gid, "members", i)
-            if member in seen:
-                problems.append(Problem(where, f"model {member!r} is listed twice in group {gid!r}"))
-            elif member in member_of:
-                problems.append(
-                    Problem(
-                        where,
-                        f"model {member!r} is in groups {member_of[member]!r} and {gid!r}",
-                        "a model belongs to at most one group",
-                    )
-                )
-            elif member not in config.models:
-                problems.append(Problem(where, f"group {gid!r} names model {member!r}, which is not defined"))
-            seen.add(member)
-            member_of.setdefault(member, gid)
+    router, groups, group_path, matrix, matrix_path, routing_problems = _routing(config)
+    problems += routing_problems
+    member_of = _check_groups(config, groups, group_path, problems)
+    groups = dict(groups)
 
     default_members = [m for m in sorted(config.models) if m not in member_of]
-    if default_members:
+    if default_members and router == "group":
         groups[DEFAULT_GROUP] = Group(members=default_members)
+
+    # A name and the same name with ":latest" are one name to `Resolved.lookup` and to the
+    # Ollama listing (which shows `a` as `a:latest`): they must not name two models.
+    folded: dict[str, str] = {}
+    for model_id in sorted(config.models):
+        key = model_id.removesuffix(":latest")
+        if key in folded:
+            problems.append(
+                Problem(
+                    ("models", model_id),
+                    f"model {model_id!r} and model {folded[key]!r} differ only by ':latest'",
+                    "a request for either name would reach one of them: rename one",
+                )
+            )
+        folded.setdefault(key, model_id)
 
     next_port = config.startPort
     for model_id in sorted(config.models):
@@ -263,13 +307,24 @@ def resolve(config: Config) -> Resolved:
                 name, _, value = entry.partition("=")
                 env.append((name, value))
         for i, alias in enumerate(fields["aliases"]):
+            owner = folded.get(alias.removesuffix(":latest"), model_id)
             if alias in aliases or alias in config.models:
                 other = aliases.get(alias, alias)
                 problems.append(
                     Problem((*base, "aliases", i), f"alias {alias!r} is already used by model {other!r}")
                 )
                 bad = True
+            elif owner != model_id:
+                problems.append(
+                    Problem(
+                        (*base, "aliases", i),
+                        f"alias {alias!r} and a name of model {owner!r} differ only by ':latest'",
+                        "':latest' is accepted on every name already: remove the alias or rename it",
+                    )
+                )
+                bad = True
             aliases.setdefault(alias, model_id)
+            folded.setdefault(alias.removesuffix(":latest"), model_id)
         by_id: dict[str, Mapping[str, Any]] = {}
         own_aliases = list(fields["aliases"])
         where = (*base, "filters", "setParamsByID")
@@ -284,12 +339,14 @@ def resolve(config: Config) -> Resolved:
             by_id[key] = {k: v for k, v in params.items() if k != "model"}
             if key == model_id or key in own_aliases:
                 continue
-            if key in config.models or aliases.get(key, model_id) != model_id:
-                other = aliases.get(key, key)
+            owner = folded.get(key.removesuffix(":latest"), model_id)
+            if key in config.models or aliases.get(key, model_id) != model_id or owner != model_id:
+                other = aliases.get(key, key if key in config.models else owner)
                 problems.append(Problem((*where, key), f"key {key!r} is already used by model {other!r}"))
                 bad = True
                 continue
             aliases[key] = model_id
+            folded.setdefault(key.removesuffix(":latest"), model_id)
             own_aliases.append(key)
         try:
             argv = command.split(fields["cmd"])
@@ -311,7 +368,7 @@ def resolve(config: Config) -> Resolved:
             proxy=fields["proxy"].rstrip("/"),
             check_endpoint="" if endpoint == "none" else endpoint,
             env=tuple(env),
-            group=member_of.get(model_id, DEFAULT_GROUP),
+            group=member_of.get(model_id, DEFAULT_GROUP) if router == "group" else "",
             aliases=tuple(own_aliases),
             unlisted=model.unlisted,
             ttl=ttl,
@@ -340,10 +397,16 @@ def resolve(config: Config) -> Resolved:
             continue
         target = name if name in config.models else aliases.get(name)
         if target is None:
+            # Exactly as written: llama-swap resolves a preload name without folding case or ':latest'.
+            folded = {n.lower(): n for n in sorted([*config.models, *aliases], reverse=True)}
+            near = folded.get(name.lower().removesuffix(":latest"))
             problems.append(
                 Problem(
                     ("hooks", "on_startup", "preload", i),
-                    f"preload names {name!r}, which is no model or alias",
+                    f"preload names {name!r}, which is no model id or alias",
+                    f"preload names match exactly: write {near!r}"
+                    if near
+                    else did_you_mean(name, folded.values()),
                 )
             )
         else:
@@ -351,6 +414,10 @@ def resolve(config: Config) -> Resolved:
     for i, key in enumerate(config.apiKeys):
         if not key or any(c.isspace() for c in key):
             problems.append(Problem(("apiKeys", i), "API keys must be non-empty and contain no spaces"))
+    rules = _matrix(config, matrix, matrix_path, problems) if matrix is not None else None
+    priority = _priority(config, aliases, problems)
+    selectors = _selectors(config, aliases, groups, rules, problems)
+    profiles = _profiles(config, aliases, problems)
     if problems:
         raise Unresolvable(problems)
     return Resolved(
@@ -364,4 +431,335 @@ def resolve(config: Config) -> Resolved:
         log_to_stdout=config.logToStdout,
         metrics_max=config.metricsMaxInMemory,
         include_aliases_in_list=config.includeAliasesInList,
+        router=router,
+        matrix=rules,
+        priority=priority,
+        selectors=selectors,
+        profiles=profiles,
     )
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _routing(
+    config: Config,
+) -> tuple[str, Mapping[str, Group], FieldPath, Matrix | None, FieldPath, list[Problem]]:
+    """Which router runs, with its groups or matrix and where they were written. The legacy
+    top-level `groups`/`matrix` and `routing.router` are two styles of one thing; a config uses
+    one (`LoadConfigFromReader`, internal/config/load.go). `routing.scheduler` is no part of it."""
+    problems: list[Problem] = []
+    legacy = config.matrix is not None or bool(config.groups)
+    router = config.routing.router
+    settings = router.settings
+    if legacy and (router.use != "" or settings.matrix is not None or bool(settings.groups)):
+        problems.append(
+            Problem(
+                ("routing", "router"),
+                "config uses both the legacy top-level 'matrix'/'groups' keys and the new 'routing.router' block",
+                "move the top-level keys into routing.router and remove them",
+            )
+        )
+    base: FieldPath = ("routing", "router", "settings")
+    if legacy:
+        if config.matrix is not None and config.groups:
+            problems.append(
+                Problem(("matrix",), "config cannot use both 'groups' and 'matrix'", "keep one of them")
+            )
+            return "group", config.groups, ("groups",), None, ("matrix",), problems
+        if config.matrix is not None:
+            return "matrix", {}, ("groups",), config.matrix, ("matrix",), problems
+        return "group", config.groups, ("groups",), None, ("matrix",), problems
+    if router.use == "matrix":
+        if settings.matrix is None:
+            problems.append(
+                Problem(
+                    ("routing", "router", "use"),
+                    "routing.router.use is 'matrix' but routing.router.settings.matrix is not set",
+                )
+            )
+            return "group", {}, (*base, "groups"), None, (*base, "matrix"), problems
+        return "matrix", {}, (*base, "groups"), settings.matrix, (*base, "matrix"), problems
+    if router.use not in ("group", ""):
+        problems.append(
+            Problem(
+                ("routing", "router", "use"),
+                f"routing.router.use: unknown router {router.use!r}",
+                "use group or matrix",
+            )
+        )
+    # A matrix beside `use: group` is not in use, so it is not checked (as llama-swap).
+    return "group", settings.groups, (*base, "groups"), None, (*base, "matrix"), problems
+
+
+def _check_groups(
+    config: Config, groups: Mapping[str, Group], path: FieldPath, problems: list[Problem]
+) -> dict[str, str]:
+    """Each model's group; a member listed twice, in two groups, or not defined is a problem."""
+    member_of: dict[str, str] = {}
+    for gid, group in sorted(groups.items()):
+        seen: set[str] = set()
+        for i, member in enumerate(group.members):
+            where: FieldPath = (*path, gid, "members", i)
+            if member in seen:
+                problems.append(Problem(where, f"model {member!r} is listed twice in group {gid!r}"))
+            elif member in member_of:
+                problems.append(
+                    Problem(
+                        where,
+                        f"model {member!r} is in groups {member_of[member]!r} and {gid!r}",
+                        "a model belongs to at most one group",
+                    )
+                )
+            elif member not in config.models:
+                problems.append(
+                    Problem(
+                        where,
+                        f"group {gid!r} names model {member!r}, which is not defined",
+                        did_you_mean(member, config.models),
+                    )
+                )
+            seen.add(member)
+            member_of.setdefault(member, gid)
+    return member_of
+
+
+VAR_KEY = re.compile(r"^[a-zA-Z0-9.-]{1,32}$")
+"""What llama-swap's loader accepts as a matrix var (`varKeyPattern`, internal/config/matrix.go);
+its JSON Schema is stricter (1-8 letters and digits), which is what halogen writes."""
+
+
+def _matrix(config: Config, matrix: Matrix, path: FieldPath, problems: list[Problem]) -> MatrixRules | None:
+    """`ValidateMatrix` (internal/config/matrix.go): vars name model ids (never aliases), evict
+    costs are positive and name a var or a model, sets compile. A var shadows a model id."""
+    found: list[Problem] = []
+    for key, model in matrix.vars.items():
+        where: FieldPath = (*path, "vars", key)
+        if not VAR_KEY.match(key):
+            found.append(
+                Problem(
+                    where,
+                    f"var key {key!r} must contain only alphanumeric, '-' or '.' characters "
+                    "and be 1-32 characters long",
+                )
+            )
+        elif model not in config.models:
+            found.append(
+                Problem(
+                    where,
+                    f"var key {key!r} references unknown model {model!r}",
+                    did_you_mean(model, config.models) or "vars name model ids, not aliases",
+                )
+            )
+
+    def lookup(ident: str) -> str | None:
+        if ident in matrix.vars:
+            return matrix.vars[ident]
+        return ident if ident in config.models else None
+
+    for key, cost in matrix.evict_costs.items():
+        where = (*path, "evict_costs", key)
+        if cost <= 0:
+            found.append(Problem(where, f"evict_cost for {key!r} must be a positive integer, got {cost}"))
+        elif lookup(key) is None:
+            found.append(
+                Problem(
+                    where,
+                    f"evict_costs: unknown var or model {key!r}",
+                    did_you_mean(key, config.models) or did_you_mean(key, matrix.vars),
+                )
+            )
+    program = None
+    try:
+        program = compile_sets(matrix.sets, lookup)
+    except MatrixErrors as exc:
+        for error in exc.errors:
+            hint = ""
+            if error.ident and "undefined set" in error.message:
+                hint = did_you_mean(error.ident, matrix.sets)
+            elif error.ident:
+                hint = did_you_mean(error.ident, config.models) or did_you_mean(error.ident, matrix.vars)
+            found.append(
+                Problem(
+                    (*path, "sets", error.set_name) if error.set_name else (*path, "sets"),
+                    error.message,
+                    hint,
+                )
+            )
+    problems += found
+    if found or program is None:
+        return None
+    costs = {matrix.vars.get(key, key): cost for key, cost in matrix.evict_costs.items()}
+    return MatrixRules(program, costs)
+
+
+def _priority(config: Config, aliases: Mapping[str, str], problems: list[Problem]) -> dict[str, int]:
+    scheduler = config.routing.scheduler
+    if scheduler.use not in ("", "fifo"):
+        problems.append(
+            Problem(
+                ("routing", "scheduler", "use"),
+                f"routing.scheduler.use: unknown scheduler {scheduler.use!r}",
+                "the one scheduler is fifo",
+            )
+        )
+    priority: dict[str, int] = {}
+    for key, value in scheduler.settings.fifo.priority.items():
+        model = key if key in config.models else aliases.get(key)
+        if model is None:
+            problems.append(
+                Problem(
+                    ("routing", "scheduler", "settings", "fifo", "priority", key),
+                    f"routing.scheduler.settings.fifo.priority references unknown model {key!r}",
+                    did_you_mean(key, [*config.models, *aliases]),
+                )
+            )
+        elif key == model or model not in priority:
+            priority[model] = value
+    return priority
+
+
+def _selectors(
+    config: Config,
+    aliases: Mapping[str, str],
+    groups: Mapping[str, Group],
+    matrix: MatrixRules | None,
+    problems: list[Problem],
+) -> dict[str, SelectorRule]:
+    """`validateSelectors` (internal/config/selectors.go)."""
+    rules: dict[str, SelectorRule] = {}
+    names = [*config.models, *aliases]
+    for sid, selector in config.selectors.items():
+        where: FieldPath = ("selectors", sid)
+        found: list[Problem] = []
+        if not sid.strip():
+            found.append(Problem(where, "selector names cannot be empty"))
+        elif sid in config.models:
+            found.append(Problem(where, f"name conflicts with model ID {sid!r}", "rename the selector"))
+        elif sid in aliases:
+            found.append(
+                Problem(
+                    where,
+                    f"name conflicts with model alias {sid!r}",
+                    f"an alias of {aliases[sid]!r}: rename the selector",
+                )
+            )
+        if selector.strategy == "":
+            found.append(Problem((*where, "strategy"), "strategy is required", "use warm, pin or spillover"))
+        elif selector.strategy not in STRATEGIES:
+            found.append(
+                Problem(
+                    (*where, "strategy"),
+                    f"unknown strategy {selector.strategy!r}",
+                    "use warm, pin or spillover",
+                )
+            )
+        if not selector.targets:
+            found.append(Problem((*where, "targets"), "targets must contain at least one entry"))
+        models: list[str] = []
+        for i, target in enumerate(selector.targets):
+            model = target if target in config.models else aliases.get(target)
+            if target in config.selectors:
+                found.append(
+                    Problem(
+                        (*where, "targets", i),
+                        f"references selector {target!r}; selector chaining is not supported",
+                    )
+                )
+            elif model is None:
+                found.append(
+                    Problem(
+                        (*where, "targets", i),
+                        f"references unknown model {target!r}",
+                        did_you_mean(target, names),
+                    )
+                )
+            else:
+                models.append(model)
+        if selector.strategy == "spillover" and not found:
+            if selector.settings.spillover < 1:
+                found.append(Problem((*where, "settings", "spillover"), "settings.spillover must be >= 1"))
+            seen: set[str] = set()
+            for model in models:
+                if model in seen:
+                    found.append(
+                        Problem((*where, "targets"), f"targets contains duplicate resolved model {model!r}")
+                    )
+                seen.add(model)
+            if not found:
+                found += _spillover_together(sid, models, groups, matrix)
+        problems += found
+        if not found:
+            rules[sid] = SelectorRule(
+                id=sid,
+                strategy=selector.strategy,
+                targets=tuple(selector.targets),
+                models=tuple(models),
+                spillover=selector.settings.spillover,
+                name=selector.name,
+                description=selector.description,
+                unlisted=selector.unlisted,
+                metadata=dict(selector.metadata),
+            )
+    return rules
+
+
+def _spillover_together(
+    sid: str, models: list[str], groups: Mapping[str, Group], matrix: MatrixRules | None
+) -> list[Problem]:
+    """Spillover targets must be able to run at once (`validateSpilloverCoexistence`)."""
+    where: FieldPath = ("selectors", sid, "targets")
+    if len(models) <= 1:
+        return []
+    if matrix is not None:
+        if matrix.program.can_contain_all(models):
+            return []
+        return [Problem(where, "spillover targets must all appear together in one expanded matrix set")]
+    group_of = {member: gid for gid, group in groups.items() for member in group.members}
+    gid = group_of.get(models[0], "")
+    if not gid:
+        return [Problem(where, f"spillover target {models[0]!r} is not in a routing group")]
+    if groups[gid].swap:
+        return [Problem(where, "spillover targets must share a group with swap: false")]
+    if any(group_of.get(m) != gid for m in models[1:]):
+        return [Problem(where, "spillover targets must share one routing group")]
+    return []
+
+
+def _profiles(config: Config, aliases: Mapping[str, str], problems: list[Problem]) -> dict[str, ProfileRule]:
+    """`validateProfiles` (internal/config/load.go): a pin names a model, an alias or a
+    selector; null or "" disables its id."""
+    rules: dict[str, ProfileRule] = {}
+    names = [*config.models, *aliases, *config.selectors]
+    for pid, profile in config.profiles.items():
+        where: FieldPath = ("profiles", pid)
+        found: list[Problem] = []
+        if not pid.strip():
+            found.append(Problem(where, "profile names cannot be empty"))
+        if not profile.pins:
+            found.append(Problem((*where, "pins"), "pins must contain at least one entry"))
+        pins: dict[str, str] = {}
+        for pin, target in profile.pins.items():
+            if not pin.strip():
+                found.append(Problem((*where, "pins", pin), "pin names cannot be empty"))
+            elif (
+                target
+                and target not in config.models
+                and target not in aliases
+                and target not in config.selectors
+            ):
+                found.append(
+                    Problem(
+                        (*where, "pins", pin),
+                        f"references unknown model {target!r}",
+                        did_you_mean(target, names)
+                        or "pin a model, an alias or a selector, or ~ to disable the id",
+                    )
+                )
+            pins[pin] = target or ""
+        problems += found
+        if not found:
+            rules[pid] = ProfileRule(pid, profile.description, pins)
+    return rules

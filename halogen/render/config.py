@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Sequence
 
 from halogen.llamaswap import config as ls
+from halogen.llamaswap import matrix as dsl
 from halogen.spec.checks import backend_of, model_file
 from halogen.spec.inputs import Backend
 from halogen.spec.load import Model, Site
@@ -81,23 +82,53 @@ def _model(site: Site, model: Model) -> ls.Model:
     return ls.Model.model_validate(fields)
 
 
+def matrix_vars(site: Site) -> dict[str, str]:
+    """A var for each model id the site's matrix names. llama-swap's schema requires vars,
+    named with 1-8 letters and digits, though its loader reads model ids too."""
+    matrix = site.spec.matrix
+    if matrix is None:
+        return {}
+    named = [*(i for text in matrix.sets.values() for i in dsl.identifiers(text)), *matrix.evictCosts]
+    ids = sorted({i for i in named if i in site.models})
+    taken = set(named) | set(matrix.sets)
+    keys = (f"m{n}" for n in range(1, len(ids) + len(taken) + 2))
+    return dict(zip(ids, (k for k in keys if k not in taken), strict=False))
+
+
+def _router(site: Site) -> ls.Router:
+    spec = site.spec
+    if spec.matrix is None:
+        groups = {}
+        for gid in sorted(spec.groups):
+            members = sorted(mid for mid, m in site.models.items() if m.spec.group == gid)
+            if members:
+                groups[gid] = ls.Group(**spec.groups[gid].model_dump(), members=members)
+        return ls.Router(use="group", settings=ls.RouterSettings(groups=groups))
+    names = matrix_vars(site)
+    matrix = ls.Matrix(
+        vars={var: mid for mid, var in names.items()},
+        evict_costs={names.get(k, k): v for k, v in spec.matrix.evictCosts.items()},
+        sets={name: dsl.rename(text, names) for name, text in spec.matrix.sets.items()},
+    )
+    return ls.Router(use="matrix", settings=ls.RouterSettings(matrix=matrix))
+
+
 def render(site: Site) -> ls.Config:
     spec = site.spec
     used_backends = sorted({backend_of(site, m) or "" for m in site.models.values() if m.spec.cmd is None})
     macros: dict[str, ls.MacroValue] = dict(spec.macros)
     for bid in used_backends:
         macros[bid] = backend_command(spec.backends[bid])
-    groups = {}
-    for gid in sorted(spec.groups):
-        members = sorted(mid for mid, m in site.models.items() if m.spec.group == gid)
-        if members:
-            groups[gid] = ls.Group(**spec.groups[gid].model_dump(), members=members)
+    priority = {mid: m.spec.priority for mid, m in sorted(site.models.items()) if m.spec.priority}
+    scheduler = ls.Scheduler(settings=ls.SchedulerSettings(fifo=ls.Fifo(priority=priority)))
     swap = spec.llamaSwap
     # Every llamaSwap setting but preload is a top-level key of the same name.
     return ls.Config(
         **swap.model_dump(exclude={"preload"}),
         macros=macros,
         models={mid: _model(site, site.models[mid]) for mid in sorted(site.models)},
-        groups=groups,
+        routing=ls.Routing(scheduler=scheduler, router=_router(site)),
+        selectors={sid: ls.Selector.model_validate(s.model_dump()) for sid, s in spec.selectors.items()},
+        profiles={pid: ls.Profile.model_validate(p.model_dump()) for pid, p in spec.profiles.items()},
         hooks=ls.Hooks(on_startup=ls.OnStartup(preload=list(swap.preload))),
     )

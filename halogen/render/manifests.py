@@ -124,7 +124,7 @@ def render(site: Site, config_text: str) -> dict[str, str]:
         "port_name": image.PORT_NAME,
         "config_text": config_text,
         "config_version": config_version(config_text),
-        "command": image.serve_command(image.CONFIG_PATH, d.port, drain_seconds(site)),
+        "command": image.serve_command(image.CONFIG_PATH, d.port, drain_seconds(site), d.allowOrigins),
         "prestop_seconds": image.PRESTOP_SECONDS,
         "container_env": sorted(d.env.items()),
         "service_annotations": dict(sorted(service_annotations.items())),

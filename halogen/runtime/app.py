@@ -3,19 +3,36 @@ module per API (OpenAI, Ollama, management). Nothing imports this module but the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
-from halogen.runtime import anthropic_routes, management, openai_routes
+from halogen.runtime import anthropic_routes, connections, management, openai_routes, origin
 from halogen.runtime.context import RUNTIME, Runtime
-from halogen.runtime.listen import DEFAULT_MAX_BODY
+from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.middleware import access_middleware, error_middleware, key_middleware
 from halogen.runtime.ollama import routes as ollama_routes
 
 
-def build(runtime: Runtime, *, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+def build(
+    runtime: Runtime,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    limits: Limits = DEFAULT_LIMITS,
+    allow_origins: Sequence[str] = (),
+) -> web.Application:
     app = web.Application(
-        middlewares=[access_middleware, error_middleware, key_middleware], client_max_size=max_body
+        middlewares=[
+            connections.guard_middleware,
+            access_middleware,
+            error_middleware,
+            origin.middleware(allow_origins),
+            key_middleware,
+            connections.body_middleware(limits, max_body),
+        ],
+        client_max_size=max_body,
     )
+    app.on_response_prepare.append(origin.cors_headers)
     app[RUNTIME] = runtime
     openai_routes.register(app)
     anthropic_routes.register(app)

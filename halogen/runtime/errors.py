@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# What a client sent is shown (in an answer or a log line) up to this many characters: a 4 MiB
+# model name must not come back 4 MiB long, nor fill the log history.
+SHOWN = 200
+
+
+def clip(value: object, limit: int = SHOWN) -> str:
+    """`value` as `repr` shows it, cut to `limit` characters with the size left out said."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
 
 class Refusal(Exception):
     """A request that cannot be served, with the HTTP status and OpenAI error type to say so."""
@@ -38,13 +50,18 @@ class MissingModel(BadRequest):
     code = "model_missing"
 
 
+class RequestTimeout(BadRequest):
+    status = 408
+    code = "request_timeout"
+
+
 class UnknownModel(Refusal):
     status = 404
     kind = "invalid_request_error"
     code = "model_not_found"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"model {name!r} not found")
+        super().__init__(f"model {clip(name)} not found")
 
 
 class Unauthorized(Refusal):

@@ -6,20 +6,43 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
+from collections.abc import Mapping
 from typing import Literal, TextIO
 
 Level = Literal["debug", "info", "warn", "error"]
 _RANK: dict[str, int] = {"debug": 0, "info": 1, "warn": 2, "error": 3}
 
 
-class Ring:
-    """The last `size` lines written to it."""
+# A line longer than this is cut (a model may print a whole prompt on one line).
+MAX_LINE = 8 * 1024
+# The history of the proxy and its models keeps at most this many characters.
+HISTORY_CHARS = 2 * 1024 * 1024
 
-    def __init__(self, size: int) -> None:
-        self._lines: deque[str] = deque(maxlen=size)
+
+def cut(line: str, limit: int = MAX_LINE) -> str:
+    """`line`, or its start and how much was left out, in at most `limit` characters."""
+    if len(line) <= limit:
+        return line
+    kept = limit - 40
+    return f"{line[:kept]}... ({len(line) - kept} more characters)"
+
+
+class Ring:
+    """The last `size` lines written to it, at most `chars` characters in all (each line cut
+    to `MAX_LINE`): bounded in memory whatever is written."""
+
+    def __init__(self, size: int, chars: int = HISTORY_CHARS) -> None:
+        self._lines: deque[str] = deque()
+        self._size = size
+        self._limit = chars
+        self._chars = 0
 
     def add(self, line: str) -> None:
+        line = cut(line)
         self._lines.append(line)
+        self._chars += len(line)
+        while len(self._lines) > self._size or (self._chars > self._limit and len(self._lines) > 1):
+            self._chars -= len(self._lines.popleft())
 
     def tail(self, count: int) -> list[str]:
         if count <= 0:
@@ -53,6 +76,7 @@ class Logs:
         self._echo_upstream = echo_upstream
         self._out = out
         self._closed = False
+        self._secrets: dict[str, str] = {}
         self.level = level
 
     @property
@@ -73,6 +97,21 @@ class Logs:
             level=level,
         )
 
+    def hide(self, secrets: Mapping[str, str]) -> None:
+        """Mask these values (value -> the variable it came from) in every line from now on.
+        Values are only ever added: a process started under an older config may still print
+        its own."""
+        self._secrets.update(secrets)
+        # Longest first, so a value that holds a shorter one is masked whole.
+        self._secrets = dict(sorted(self._secrets.items(), key=lambda item: -len(item[0])))
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret value replaced by `${env.NAME}`, the reference it came from."""
+        for value, name in self._secrets.items():
+            if value in text:
+                text = text.replace(value, f"${{env.{name}}}")
+        return text
+
     def proxy(self, message: str, level: Level = "info") -> None:
         if _RANK[level] >= self._threshold:
             self._add(f"[halogen] {message}", self._echo_proxy)
@@ -83,7 +122,7 @@ class Logs:
 
     def access(self, line: str, level: Level = "info") -> None:
         if self.echoes(level):
-            print(f"[halogen] {line}", file=self._out or sys.stdout, flush=True)
+            print(cut(self.redact(f"[halogen] {line}")), file=self._out or sys.stdout, flush=True)
 
     def upstream(self, model_id: str, line: str) -> None:
         self._add(f"[{model_id}] {line}", self._echo_upstream)
@@ -92,6 +131,7 @@ class Logs:
         return self._history.lines()
 
     def _add(self, line: str, echo: bool) -> None:
+        line = cut(self.redact(line))
         self._history.add(line)
         if echo:
             out = self._out or sys.stdout

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.runtime.context import runtime_of
-from halogen.runtime.errors import BadRequest, UnknownModel
+from halogen.runtime.errors import BadRequest, UnknownModel, clip
 from halogen.runtime.upstream import State
 
 
@@ -70,7 +70,7 @@ def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[
             decoded = unquote(segment)
             last = index == len(rest) - 1
             if decoded in (".", "..") or "/" in decoded or "\\" in decoded or (not decoded and not last):
-                raise BadRequest(f"upstream path {'/' + '/'.join(rest)!r} is not a plain relative path")
+                raise BadRequest(f"upstream path {clip('/' + '/'.join(rest))} is not a plain relative path")
         return model_id, "/" + "/".join(rest)
     raise UnknownModel(unquote(segments[0]))
 

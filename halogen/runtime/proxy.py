@@ -14,7 +14,7 @@ from multidict import CIMultiDict, MultiMapping
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.metrics import TokenReader
-from halogen.runtime.upstream import Upstream
+from halogen.runtime.upstream import Attempt, Upstream
 
 # RFC 9110 §7.6.1 connection-specific fields, plus what aiohttp recomputes for each hop.
 HOP_BY_HOP = frozenset(
@@ -136,7 +136,18 @@ async def open_upstream(
     body: bytes | None = None,
 ) -> aiohttp.ClientResponse:
     """Send a request to the model's process on its pooled client; `UpstreamFailed` (with the
-    process's last output) when it cannot be reached or dies before answering."""
+    process's last output) when it cannot be reached or dies before answering.
+
+    A pooled connection that fails before any byte of an answer was most likely closed by the
+    upstream while idle (llama-server closes them after 5 s): the request, whose body is held
+    whole and so can be sent again, is retried once on a new connection."""
+    key = upstream_key(upstream.runnable)
+    if key is not None:
+        headers = CIMultiDict(headers or {})
+        for name in CREDENTIALS:
+            headers.popall(name, None)
+        headers["Authorization"] = f"Bearer {key}"
+    attempt = Attempt()
     try:
         return await upstream.session.request(
             method,
@@ -144,9 +155,33 @@ async def open_upstream(
             headers=headers,
             data=body,
             allow_redirects=False,
+            trace_request_ctx=attempt,
+        )
+    except (aiohttp.ClientError, OSError) as exc:
+        if not (attempt.reused and isinstance(exc, aiohttp.ClientConnectionError)):
+            raise await failure(upstream, "did not answer", exc) from None
+    try:
+        return await upstream.fresh_session.request(
+            method, upstream.url(path_qs), headers=headers, data=body, allow_redirects=False
         )
     except (aiohttp.ClientError, OSError) as exc:
         raise await failure(upstream, "did not answer", exc) from None
+
+
+def upstream_key(runnable: Runnable) -> str | None:
+    """The key the model's llama-server checks, when its command gives one: the (first) value of
+    `--api-key`, else of `LLAMA_API_KEY` in the model's `env` (common/arg.cpp). The proxy sends it
+    in place of the client's, which the proxy checks itself against `apiKeys`."""
+    value = None
+    argv = runnable.argv
+    for i, arg in enumerate(argv):
+        name, eq, given = arg.partition("=")
+        if name == "--api-key":
+            value = given if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    if value is None:
+        value = dict(runnable.env).get("LLAMA_API_KEY")
+    keys = [key.strip() for key in (value or "").split(",") if key.strip()]
+    return keys[0] if keys else None
 
 
 async def failure(upstream: Upstream, what: str, exc: BaseException) -> UpstreamFailed:

@@ -59,6 +59,7 @@ class Watcher:
             for diagnostic in exc.diagnostics:
                 self._logs.proxy(diagnostic.text(), "warn")
             return False
+        self._logs.hide(resolved.secrets)
         for diagnostic in warnings:
             self._logs.proxy(diagnostic.text(), "warn")
         self._logs.level = resolved.log_level

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from halogen.llamaswap.config import Group
+from halogen.llamaswap.matrix import Program
 from halogen.llamaswap.resolve import Resolved, Runnable
 
 
@@ -56,6 +57,23 @@ class GroupRouter:
         return Admission(tuple(evict), target_group)
 
 
+@dataclass(frozen=True)
+class MatrixRouter:
+    """llama-swap's matrix solver: among the sets (in the order the solver tries them) that
+    allow the target, the one whose running models outside it cost least to evict, ties to the
+    first; a target already running evicts nothing; a target in no set runs alone. `rule` is the
+    set's name, "" when the target runs alone."""
+
+    program: Program
+    evict_costs: Mapping[str, int]
+
+    def admit(self, target: str, running: Sequence[str]) -> Admission:
+        decision = self.program.solve(target, list(dict.fromkeys(running)), self.evict_costs)
+        return Admission(decision.evict, decision.set_name)
+
+
 def router_for(resolved: Resolved) -> Router:
     """The router a config asks for."""
+    if resolved.matrix is not None:
+        return MatrixRouter(resolved.matrix.program, resolved.matrix.evict_costs)
     return GroupRouter(resolved.models, resolved.groups)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -15,8 +16,9 @@ from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
 from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
+from halogen.runtime.connections import GuardedSite
 from halogen.runtime.context import Runtime
-from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
+from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_MAX_BODY, DEFAULT_PORT, Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 from halogen.runtime.swapper import Swapper
@@ -33,6 +35,8 @@ class Options(TypedDict, total=False):
     port: int
     max_body: int
     health_check_timeout: float | None
+    limits: Limits
+    allow_origins: Sequence[str]
 
 
 def serve(
@@ -62,15 +66,20 @@ class Server:
         port: int = DEFAULT_PORT,
         max_body: int = DEFAULT_MAX_BODY,
         health_check_timeout: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        allow_origins: Sequence[str] = (),
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
+        self.logs.hide(resolved.secrets)
         self.swapper = Swapper(resolved, logs=self.logs, health_check_timeout=health_check_timeout)
         self.runtime = Runtime(self.swapper)
         self.host = host
         self.port = port
         self._max_body = max_body
+        self.limits = limits
+        self._allow_origins = tuple(allow_origins)
         self._config_path = config_path
         self._runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
@@ -86,14 +95,19 @@ class Server:
         # handler_cancellation: a client that disconnects cancels its handler, which leaves the
         # queue or closes the upstream connection at once.
         runner = web.AppRunner(
-            app.build(self.runtime, max_body=self._max_body),
+            app.build(
+                self.runtime, max_body=self._max_body, limits=self.limits, allow_origins=self._allow_origins
+            ),
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=SHUTDOWN_GRACE,
+            keepalive_timeout=self.limits.idle_timeout,
         )
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.host, self.port)
+        # A burst of connections up to the cap waits to be accepted instead of being dropped
+        # by the kernel (aiohttp's backlog is 128).
+        site = GuardedSite(runner, self.host, self.port, self.limits, backlog=self.limits.max_connections)
         await site.start()
         if self.port == 0:
             self.port = runner.addresses[0][1]

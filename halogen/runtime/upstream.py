@@ -32,6 +32,11 @@ TAIL_LINES = 20
 OUTPUT_DRAIN = 1.0
 # How long to try connecting to a model's port before its start, to see whether it is taken.
 PORT_PROBE = 1.0
+# llama-server closes a keep-alive connection idle for 5 s (cpp-httplib's
+# CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND, which tools/server/server-http.cpp leaves as it is): a
+# pooled connection idle for longer may be closed just as a request is sent on it. The pool
+# drops its connections well before that.
+UPSTREAM_KEEPALIVE = 2.0
 
 
 class State(enum.StrEnum):
@@ -70,6 +75,7 @@ class Upstream:
         self._reader: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
 
     @property
     def id(self) -> str:
@@ -83,13 +89,16 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         """The one pooled client for this model's current process."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                # Bytes pass through as the upstream sent them, Content-Encoding included.
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
-            )
+            self._session = _client(aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE))
         return self._session
+
+    @property
+    def fresh_session(self) -> aiohttp.ClientSession:
+        """A client that opens a new connection for every request (the retry after a pooled
+        connection turned out to be closed)."""
+        if self._fresh is None or self._fresh.closed:
+            self._fresh = _client(aiohttp.TCPConnector(limit=0, force_close=True))
+        return self._fresh
 
     def url(self, path_qs: str) -> URL:
         """The upstream URL for a path (with query) that starts with `/`: the proxy's scheme and
@@ -175,7 +184,9 @@ class Upstream:
         try:
             proc = await self._exec(argv)
         except OSError as exc:
-            message = f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
+            message = self._logs.redact(
+                f"cannot run {argv[0]!r} for model {self.id!r}: {exc.strerror or exc}"
+            )
             self._logs.proxy(message, "error")
             raise StartFailed(message) from None
         self._proc = proc
@@ -197,7 +208,7 @@ class Upstream:
             self._output_line(line)
 
     def _output_line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace")
+        line = self._logs.redact(raw.decode("utf-8", errors="replace"))
         self.output.add(line)
         self._logs.upstream(self.id, line)
 
@@ -322,9 +333,39 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._fresh is not None:
+            await self._fresh.close()
+            self._fresh = None
 
     def command(self) -> str:
-        return shlex.join(self.runnable.argv)
+        """The command line as shown: values from `${env.…}` masked."""
+        return self._logs.redact(shlex.join(self.runnable.argv))
+
+
+async def _on_reuse(
+    session: aiohttp.ClientSession, context: object, params: aiohttp.TraceConnectionReuseconnParams
+) -> None:
+    request_context = getattr(context, "trace_request_ctx", None)
+    if isinstance(request_context, Attempt):
+        request_context.reused = True
+
+
+class Attempt:
+    """One try at sending a request: whether the pool handed it a connection used before."""
+
+    reused = False
+
+
+def _client(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(_on_reuse)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # Bytes pass through as the upstream sent them, Content-Encoding included.
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        trace_configs=[trace],
+    )
 
 
 def _group_alive(pgid: int) -> bool:

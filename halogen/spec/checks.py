@@ -53,7 +53,8 @@ def check(site: Site) -> list[Diagnostic]:
 
 def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
     """Ids and aliases share one namespace, compared without case (file systems and
-    clients disagree on case; llama-swap does not)."""
+    clients disagree on case; llama-swap does not) and without a trailing ':latest' (the
+    runtime accepts it on every name, and the Ollama listing shows `a` as `a:latest`)."""
     taken: dict[str, str] = {}  # lower-cased name -> what holds it, for the message
     for model_id in sorted(site.models):
         key = model_id.lower()
@@ -68,11 +69,11 @@ def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
         model = site.models[model_id]
         for i, alias in enumerate(model.spec.aliases):
             key = alias.lower()
-            if key in taken:
+            if key in taken or key.removesuffix(":latest") in taken:
                 yield model.doc.diagnostic(
                     ("aliases", i),
-                    f"alias {alias!r} is already {taken[key]}",
-                    "aliases are unique across ids and aliases, without case",
+                    f"alias {alias!r} is already {taken.get(key) or taken[key.removesuffix(':latest')]}",
+                    "aliases are unique across ids and aliases, without case or ':latest'",
                 )
             elif key.endswith(":latest"):
                 yield model.doc.diagnostic(
@@ -96,6 +97,13 @@ def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
                     "variant ids share the namespace of ids and aliases: rename the variant",
                 )
             taken.setdefault(key, f"a variant of {model_id!r}")
+    for sid in site.spec.selectors:
+        if sid.lower() in taken:
+            yield site.doc.diagnostic(
+                ("selectors", sid),
+                f"selector id {sid!r} is already {taken[sid.lower()]}",
+                "selector ids are unique across ids and aliases, without case: rename the selector",
+            )
 
 
 def _references(site: Site) -> Iterator[Diagnostic]:
@@ -121,17 +129,12 @@ def _references(site: Site) -> Iterator[Diagnostic]:
                 f"group {model.spec.group!r} is not declared in halogen.yaml",
                 f"declared: {', '.join(sorted(spec.groups)) or 'none'}",
             )
-    # Exactly as written: llama-swap resolves a preload name without folding case or ':latest'.
-    names = set(site.models) | {a for m in site.models.values() for a in m.spec.aliases}
-    folded = {n.lower(): n for n in sorted(names, reverse=True)}
-    for i, name in enumerate(spec.llamaSwap.preload):
-        if name not in names:
-            near = folded.get(name.lower().removesuffix(":latest"))
-            yield site.doc.diagnostic(
-                ("llamaSwap", "preload", i),
-                f"preload names {name!r}, which is no model id or alias",
-                f"preload names match exactly: write {near!r}" if near else "",
-            )
+    if spec.matrix is not None and spec.groups:
+        yield site.doc.diagnostic(
+            ("matrix",),
+            "the site declares both groups and a matrix",
+            "route with one of them: remove `groups` (and `group:` in the model files) or `matrix`",
+        )
     used = {m.spec.group for m in site.models.values()}
     for gid in sorted(spec.groups):
         if gid not in used:

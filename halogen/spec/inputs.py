@@ -96,6 +96,11 @@ class Deployment(_Input):
     service: Service = Service()
     env: dict[EnvName, OneLine] = {}
     runAsUser: int = Field(USER_ID, ge=1, description="The image's numeric user.")
+    allowOrigins: list[Annotated[str, StringConstraints(pattern=r"^(\*|https?://[^/\s]+)$")]] = Field(
+        [],
+        description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
+        "API from a browser; the proxy refuses requests from other sites' pages.",
+    )
 
     @field_validator("kubernetesVersion")
     @classmethod
@@ -132,6 +137,48 @@ class Group(_Input):
     persistent: bool = False
 
 
+class Matrix(_Input):
+    """Which models may run together, instead of groups: llama-swap's swap matrix."""
+
+    sets: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")], OneLine] = Field(
+        min_length=1,
+        description="Named sets of model ids that may run together: `a & b` (together), `a | b` "
+        "(either), parentheses, `+name` (another set). A set allows every subset of itself; "
+        "ties go to the set tried first. A model in no set runs alone.",
+    )
+    evictCosts: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {}, description="What stopping a running model costs (default 1); the solver keeps the costliest."
+    )
+
+
+class SelectorSettings(_Input):
+    spillover: int = Field(1, ge=1, description="Requests per active target before the next one starts.")
+
+
+class Selector(_Input):
+    """A virtual model id that picks one of its targets per request."""
+
+    strategy: Literal["warm", "pin", "spillover"] = Field(
+        description="warm: the first ready target, else a starting one, else start the first; "
+        "pin: the first target; spillover: fill targets in order up to settings.spillover requests each."
+    )
+    targets: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="Model ids or aliases, in order."
+    )
+    settings: SelectorSettings = SelectorSettings()
+    name: Annotated[str, StringConstraints(max_length=128)] = ""
+    description: Annotated[str, StringConstraints(max_length=1024)] = ""
+    unlisted: bool = False
+    metadata: dict[str, object] = {}
+
+
+class Profile(_Input):
+    """Ids rewritten while the profile is switched on at run time; a null pin disables its id."""
+
+    description: Annotated[str, StringConstraints(max_length=1024)] = ""
+    pins: dict[Annotated[str, StringConstraints(min_length=1)], str | None] = Field(min_length=1)
+
+
 class Backend(_Input):
     """How one kind of llama-server runs: written once, applied to every model that names it."""
 
@@ -155,6 +202,9 @@ class SiteFile(_Input):
     llamaSwap: Globals = Globals()
     macros: dict[Annotated[str, StringConstraints(pattern=MACRO_NAME)], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}
+    matrix: Matrix | None = Field(None, description="Route with a swap matrix instead of groups.")
+    selectors: dict[Annotated[str, StringConstraints(min_length=1)], Selector] = {}
+    profiles: dict[Annotated[str, StringConstraints(min_length=1)], Profile] = {}
     # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
     backends: dict[Annotated[str, StringConstraints(pattern=BACKEND_ID)], Backend] = Field(min_length=1)
 
@@ -187,6 +237,7 @@ class ModelFile(_Input):
     file: OneLine | None = Field(None, description="GGUF path, relative to the models mount.")
     backend: str | None = None
     group: str | None = None
+    priority: int = Field(0, description="Queued requests for higher priorities are served first.")
     contextSize: int | None = Field(None, gt=0)
     args: list[Arg] = Field([], description="Extra llama-server arguments.")
     cmd: NoNul | None = Field(

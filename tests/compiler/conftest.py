@@ -12,7 +12,24 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+
+
+def _shared() -> Path:
+    """`../shared` beside the checkout; from a git worktree, beside its main checkout."""
+    here = REPO.parent / "shared"
+    if here.exists():
+        return here
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return Path(common).parent.parent / "shared" if common else here
+
+
+SHARED = _shared()
 LLAMA_SWAP_SCHEMA = SHARED / "reference" / "llama-swap" / "config-schema.json"
 SEED_CONFIG = SHARED / "reference" / "seed" / "config" / "strix-halo-cpu-only.yaml"
 

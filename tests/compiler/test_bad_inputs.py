@@ -447,6 +447,12 @@ CASES = [
         at(NEXT + 1, 3),
         "variants",
     ),
+    Case(
+        "alias-equal-to-another-id-with-latest",
+        model(SMALL + "aliases: [tiny:latest]\n", "small"),
+        at(NEXT, 11, "models.d/small.yaml"),
+        "alias 'tiny:latest' is already the id of 'tiny'",
+    ),
     # --- environment and arguments ---------------------------------------------------------
     Case(
         "env-name-with-equals",

@@ -147,3 +147,22 @@ def test_the_proxy_drains_for_what_the_grace_period_leaves_after_the_shutdown(tm
         build(shipped_site(tmp_path / "short", site_edit=(grace, grace.replace("90", "19"))))
     (error,) = refused.value.diagnostics
     assert error.field == "deployment.terminationGracePeriodSeconds" and "at least 20" in error.hint
+
+
+def test_origins_the_site_allows_reach_the_proxy_s_command_line(tmp_path: Path) -> None:
+    grace = "  terminationGracePeriodSeconds: 90\n"
+    origins = grace + "  allowOrigins: [http://chat.lan:3000, https://notes.example]\n"
+    manifest, _ = deployment(shipped_site(tmp_path / "allowed", site_edit=(grace, origins)))
+    command = pod(manifest)["containers"][0]["command"]
+    assert command[command.index("--allow-origin") :] == [
+        "--allow-origin",
+        "http://chat.lan:3000",
+        "--allow-origin",
+        "https://notes.example",
+        "--drain",
+        "70",
+    ]
+    with pytest.raises(Invalid) as refused:
+        build(shipped_site(tmp_path / "bad", site_edit=(grace, grace + "  allowOrigins: [chat.lan/path]\n")))
+    (error,) = refused.value.diagnostics
+    assert error.field == "deployment.allowOrigins[0]"

@@ -15,6 +15,10 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Chunk-Bytes: N     pad each streamed content chunk to N bytes
   X-Fake-Report-Stall: 1    with a small send buffer, record `stalled` (bytes sent so far) the
                             first time the reader stops taking data, and `streamed` at the end
+
+With `--drop-reused`, every request that arrives on a connection already used once is dropped
+unanswered (recorded as `dropped`): what a client sees when llama-server closes an idle
+keep-alive connection just as the client sends on it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def say(message: str) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    served = 0  # requests on this connection (one handler per connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -102,6 +107,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._read_body()
+        self.served += 1
+        if ARGS.drop_reused and self.served > 1:
+            record("dropped", path=urlsplit(self.path).path)
+            self.close_connection = True
+            return
         path = urlsplit(self.path).path
         if path == "/health":
             ready = not ARGS.never_ready and time.monotonic() - STARTED >= ARGS.health_delay
@@ -116,6 +126,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         echo = self._echo(body)
         record("request", **echo)
+        if ARGS.api_key and self.headers.get("Authorization") != f"Bearer {ARGS.api_key}":
+            # llama-server's answer when started with --api-key (tools/server/server-http.cpp).
+            self._json(
+                401, {"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}}
+            )
+            return
         if self.headers.get("X-Fake-Close"):
             say("closing the connection without an answer")
             self.close_connection = True
@@ -293,6 +309,10 @@ def main() -> None:
     parser.add_argument("--hang-at-start", action="store_true", help="never bind the port")
     parser.add_argument("--ready-gate", default="", help="/health answers 503 until this path exists")
     parser.add_argument("--note", action="append", default=[], help="ignored; recorded with argv")
+    parser.add_argument(
+        "--api-key", default="", help="answer 401 to requests without this key, /health aside"
+    )
+    parser.add_argument("--drop-reused", action="store_true", help="drop requests on a reused connection")
     ARGS = parser.parse_args()
     record(
         "start",

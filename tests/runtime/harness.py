@@ -21,6 +21,7 @@ import aiohttp
 import yaml
 
 from halogen.llamaswap import io
+from halogen.runtime.listen import Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.server import Server
 
@@ -156,10 +157,20 @@ class Proxy:
 
 @asynccontextmanager
 async def serving(
-    config: Path, *, health_check_timeout: float = 20.0, max_body: int | None = None, logs: Logs | None = None
+    config: Path,
+    *,
+    health_check_timeout: float = 20.0,
+    max_body: int | None = None,
+    logs: Logs | None = None,
+    limits: Limits | None = None,
+    allow_origins: tuple[str, ...] = (),
 ) -> AsyncIterator[Proxy]:
     resolved, _ = io.load(config)
-    extra = {} if max_body is None else {"max_body": max_body}
+    extra: dict[str, Any] = {} if max_body is None else {"max_body": max_body}
+    if limits is not None:
+        extra["limits"] = limits
+    if allow_origins:
+        extra["allow_origins"] = allow_origins
     server = Server(
         resolved,
         host="127.0.0.1",

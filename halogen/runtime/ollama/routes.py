@@ -88,7 +88,10 @@ async def show(request: web.Request) -> web.Response:
     body = parse_json(await request.read())
     runnable = runtime.resolved.models[runtime.model_id(ollama.model_name(body))]
     size, modified = file_facts(runnable)
-    return web.json_response(ollama.show(runnable, size, modified_at=modified))
+    answer = ollama.show(runnable, size, modified_at=modified)
+    # The model file's path comes from the command, which may hold a value from `${env.…}`.
+    answer["modelfile"] = runtime.logs.redact(answer["modelfile"])
+    return web.json_response(answer)
 
 
 async def ps(request: web.Request) -> web.Response:

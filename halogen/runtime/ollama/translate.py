@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from halogen.llamaswap.resolve import Runnable
+from halogen.runtime.errors import clip
 from halogen.runtime.lines import LineSplitter
 
 # A recent Ollama release: clients gate features on it (some want >= 0.6.4 for capabilities).
@@ -100,7 +101,9 @@ def keep_alive(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadKeepAlive(f"keep_alive must be a number of seconds or a duration like '5m', not {value!r}")
+        raise BadKeepAlive(
+            f"keep_alive must be a number of seconds or a duration like '5m', not {clip(value)}"
+        )
     if isinstance(value, str):
         text = value.strip()
         match = _DURATION.fullmatch(text)
@@ -111,10 +114,10 @@ def keep_alive(value: Any) -> float | None:
             value = float(text)
         else:
             raise BadKeepAlive(
-                f"keep_alive {value!r} is not a duration: write it like '30s', '5m' or '1h30m'"
+                f"keep_alive {clip(value)} is not a duration: write it like '30s', '5m' or '1h30m'"
             )
     if math.isnan(value) or value == math.inf:
-        raise BadKeepAlive(f"keep_alive must be finite or negative, not {value!r}")
+        raise BadKeepAlive(f"keep_alive must be finite or negative, not {clip(value)}")
     return math.inf if value < 0 or value >= FOR_EVER else float(value)
 
 
