@@ -29,6 +29,46 @@ class Filters(_Strict):
     setParamsByID: dict[str, dict[str, Any]] = {}
 
 
+class Timeouts(_Strict):
+    """Seconds for the connections to a model's server; 0 = no limit. Defaults as llama-swap's
+    (internal/config/model_config.go)."""
+
+    connect: int = Field(30, ge=0)
+    keepalive: int = Field(30, ge=0)
+    responseHeader: int = Field(0, ge=0)
+    tlsHandshake: int = Field(10, ge=0)
+    expectContinue: int = Field(1, ge=0)
+    idleConn: int = Field(90, ge=0)
+
+
+class Compat(_Strict):
+    ignoreWebsockets: bool = False
+
+
+Modality = Literal["text", "audio", "image"]
+
+
+class Capabilities(_Strict):
+    """What the model takes and gives, for /v1/models (internal/server/api.go); all empty =
+    not configured."""
+
+    in_: list[Modality] = Field([], alias="in")
+    out: list[Modality] = []
+    tools: bool = False
+    reranker: bool = False
+    context: int = Field(0, ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    def empty(self) -> bool:
+        return not (self.in_ or self.out or self.tools or self.reranker or self.context)
+
+
+class Upstream(_Strict):
+    # None or empty: llama-swap's default, static-asset suffixes (internal/config/upstream.go).
+    ignorePaths: list[str] | None = None
+
+
 class Model(_Strict):
     """One entry under `models:`; `cmd` may still hold macros until `resolve` runs."""
 
@@ -46,6 +86,9 @@ class Model(_Strict):
     filters: Filters = Filters()
     # None: the global sendLoadingState (internal/config/load.go, llama-swap).
     sendLoadingState: bool | None = None
+    timeouts: Timeouts = Timeouts()
+    compat: Compat = Compat()
+    capabilities: Capabilities = Capabilities()
     name: str = Field("", max_length=128)
     description: str = Field("", max_length=1024)
     metadata: dict[str, Any] = {}
@@ -138,6 +181,27 @@ class Hooks(_Strict):
     on_startup: OnStartup = OnStartup()
 
 
+# Go's time layouts by their constant names (internal/logmon/logging.go, llama-swap).
+LogTimeFormat = Literal[
+    "",
+    "ansic",
+    "unixdate",
+    "rubydate",
+    "rfc822",
+    "rfc822z",
+    "rfc850",
+    "rfc1123",
+    "rfc1123z",
+    "rfc3339",
+    "rfc3339nano",
+    "kitchen",
+    "stamp",
+    "stampmilli",
+    "stampmicro",
+    "stampnano",
+]
+
+
 class Config(_Strict):
     healthCheckTimeout: int = 120
     logLevel: Literal["debug", "info", "warn", "error"] = "info"
@@ -148,6 +212,8 @@ class Config(_Strict):
     unloadTimeout: int = Field(10, ge=0)
     includeAliasesInList: bool = False
     sendLoadingState: bool = False
+    logTimeFormat: LogTimeFormat = ""
+    upstream: Upstream = Upstream()
     apiKeys: list[str] = []
     macros: dict[str, MacroValue] = {}
     models: dict[str, Model]
@@ -180,17 +246,11 @@ def _groups(groups: dict[str, Group]) -> dict[str, Any]:
 # Keys llama-swap knows that `halogen serve` does not implement. A hand-written config that
 # sets one (to anything but its default) is refused with the key's name, never half-run.
 UNSUPPORTED_TOP: dict[str, Any] = {
-    "logTimeFormat": "",
     "captureBuffer": 5,
     "store": None,
     "ui": None,
     "performance": None,
     "peers": None,
-    "upstream": None,
 }
-UNSUPPORTED_MODEL: dict[str, Any] = {
-    "timeouts": None,
-    "compat": None,
-    "capabilities": None,
-}
+UNSUPPORTED_MODEL: dict[str, Any] = {}
 UNSUPPORTED_FILTERS: dict[str, Any] = {}

@@ -19,11 +19,13 @@ from halogen.llamaswap import command
 from halogen.llamaswap.config import (
     DEFAULT_GROUP,
     MIN_HEALTH_CHECK_TIMEOUT,
+    Capabilities,
     Config,
     Group,
     MacroValue,
     Matrix,
     Model,
+    Timeouts,
 )
 from halogen.llamaswap.matrix import MatrixErrors, Program, compile_sets
 
@@ -71,6 +73,9 @@ class Runnable:
     # The requested id (the model's own or an alias) -> params set after `set_params`.
     set_params_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     send_loading_state: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    ignore_websockets: bool = False
+    capabilities: Capabilities = field(default_factory=Capabilities)
     name: str = ""
     description: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -112,6 +117,10 @@ class ProfileRule:
     pins: Mapping[str, str]
 
 
+# internal/config/upstream.go (llama-swap): static assets a UI asks for.
+DEFAULT_IGNORE_PATHS = r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$"
+
+
 @dataclass(frozen=True)
 class Resolved:
     models: dict[str, Runnable]
@@ -131,6 +140,9 @@ class Resolved:
     priority: Mapping[str, int] = field(default_factory=dict)  # fifo priority per model id; default 0
     selectors: Mapping[str, SelectorRule] = field(default_factory=dict)
     profiles: Mapping[str, ProfileRule] = field(default_factory=dict)
+    # /upstream paths that never start a model (upstream.ignorePaths, internal/config/upstream.go).
+    upstream_ignore_paths: tuple[re.Pattern[str], ...] = (re.compile(DEFAULT_IGNORE_PATHS),)
+    log_time_format: str = ""
 
     def lookup(self, name: str) -> str | None:
         """The model id a request's `model` names: an id, an alias, or either with `:latest`."""
@@ -385,6 +397,9 @@ def resolve(config: Config) -> Resolved:
             send_loading_state=(
                 config.sendLoadingState if model.sendLoadingState is None else model.sendLoadingState
             ),
+            timeouts=model.timeouts,
+            ignore_websockets=model.compat.ignoreWebsockets,
+            capabilities=model.capabilities,
             name=fields["name"],
             description=fields["description"],
             metadata=fields["metadata"],
@@ -418,6 +433,12 @@ def resolve(config: Config) -> Resolved:
     priority = _priority(config, aliases, problems)
     selectors = _selectors(config, aliases, groups, rules, problems)
     profiles = _profiles(config, aliases, problems)
+    ignore_paths = []
+    for i, pattern in enumerate(config.upstream.ignorePaths or [DEFAULT_IGNORE_PATHS]):
+        try:
+            ignore_paths.append(re.compile(pattern))
+        except re.error as exc:
+            problems.append(Problem(("upstream", "ignorePaths", i), f"not a regular expression: {exc}"))
     if problems:
         raise Unresolvable(problems)
     return Resolved(
@@ -436,6 +457,8 @@ def resolve(config: Config) -> Resolved:
         priority=priority,
         selectors=selectors,
         profiles=profiles,
+        upstream_ignore_paths=tuple(ignore_paths),
+        log_time_format=config.logTimeFormat,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from halogen.llamaswap.config import Capabilities
 from halogen.runtime import multipart, proxy
 from halogen.runtime.context import Runtime, parse_json, runtime_of
 from halogen.runtime.errors import UnknownModel
@@ -74,7 +75,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
 def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:
     """The /v1/models entry of `name`, which names the model `model_id` (itself or an alias)."""
     runnable = runtime.resolved.models[model_id]
-    return {
+    record: dict[str, Any] = {
         "id": name,
         "object": "model",
         "created": runtime.created,
@@ -84,6 +85,54 @@ def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:
         "meta": {"llamaswap": dict(runnable.metadata)},
         "status": {"value": model_status(runtime, model_id)},
     }
+    if not runnable.capabilities.empty():
+        rendered = render_capabilities(runnable.capabilities)
+        record.update(rendered)
+        # The rendered fields win over metadata keys of the same name (cappedMetadataKeys).
+        record["meta"]["llamaswap"] = {k: v for k, v in runnable.metadata.items() if k not in CAPPED_METADATA}
+        if "context_length" in rendered:
+            record["meta"]["n_ctx"] = rendered["context_length"]
+    return record
+
+
+CAPPED_METADATA = frozenset({"architecture", "capabilities", "supported_parameters", "context_length"})
+
+
+def render_capabilities(caps: Capabilities) -> dict[str, Any]:
+    """The /v1/models fields a `capabilities` block gives, as renderCapabilities in
+    internal/server/api.go (llama-swap), the shape OpenRouter-style clients read."""
+    out: dict[str, Any] = {}
+    arch: dict[str, Any] = {}
+    if caps.in_:
+        arch["input_modalities"] = list(caps.in_)
+    if caps.out:
+        arch["output_modalities"] = list(caps.out)
+    if caps.in_ and caps.out:
+        arch["modality"] = "+".join(caps.in_) + "->" + "+".join(caps.out)
+    if arch:
+        out["architecture"] = arch
+    flags: dict[str, bool] = {}
+    if "image" in caps.in_:
+        flags["vision"] = True
+    pairs = (
+        ("audio", "text", "audio_transcriptions"),
+        ("text", "audio", "audio_speech"),
+        ("text", "image", "image_generation"),
+        ("image", "image", "image_to_image"),
+    )
+    for given, made, flag in pairs:
+        if given in caps.in_ and made in caps.out:
+            flags[flag] = True
+    if caps.tools:
+        flags["function_calling"] = True
+        out["supported_parameters"] = ["tools", "tool_choice"]
+    if caps.reranker:
+        flags["reranker"] = True
+    if flags or caps.in_ or caps.out:
+        out["capabilities"] = flags
+    if caps.context:
+        out["context_length"] = caps.context
+    return out
 
 
 def model_status(runtime: Runtime, model_id: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,24 +149,47 @@ async def open_upstream(
             headers.popall(name, None)
         headers["Authorization"] = f"Bearer {key}"
     attempt = Attempt()
+    # timeouts.responseHeader (0 = no limit): how long the answer's headers may take, as
+    # Go's http.Transport.ResponseHeaderTimeout (internal/process/process_command.go, llama-swap).
+    wait = upstream.runnable.timeouts.responseHeader or None
     try:
-        return await upstream.session.request(
-            method,
-            upstream.url(path_qs),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            trace_request_ctx=attempt,
+        return await _headers(
+            upstream,
+            wait,
+            upstream.session.request(
+                method,
+                upstream.url(path_qs),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                trace_request_ctx=attempt,
+            ),
         )
     except (aiohttp.ClientError, OSError) as exc:
         if not (attempt.reused and isinstance(exc, aiohttp.ClientConnectionError)):
             raise await failure(upstream, "did not answer", exc) from None
     try:
-        return await upstream.fresh_session.request(
-            method, upstream.url(path_qs), headers=headers, data=body, allow_redirects=False
+        return await _headers(
+            upstream,
+            wait,
+            upstream.fresh_session.request(
+                method, upstream.url(path_qs), headers=headers, data=body, allow_redirects=False
+            ),
         )
     except (aiohttp.ClientError, OSError) as exc:
         raise await failure(upstream, "did not answer", exc) from None
+
+
+async def _headers(
+    upstream: Upstream, wait: float | None, sending: Awaitable[aiohttp.ClientResponse]
+) -> aiohttp.ClientResponse:
+    """The answer `sending` gets, once its headers are in; `UpstreamFailed` after `wait` s."""
+    try:
+        async with asyncio.timeout(wait):
+            return await sending
+    except TimeoutError:
+        what = f"sent no response headers within {wait:g} s (timeouts.responseHeader)"
+        raise await failure(upstream, what, TimeoutError()) from None
 
 
 def upstream_key(runnable: Runnable) -> str | None:

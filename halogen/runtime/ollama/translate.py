@@ -688,6 +688,8 @@ def _context_length(model: Runnable) -> int | None:
     value = model.metadata.get("contextLength")
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
+    if model.capabilities.context:
+        return model.capabilities.context
     given = flag(model.argv, "-c", "--ctx-size")
     return int(given) if given and given.isdigit() and int(given) > 0 else None
 
@@ -705,10 +707,17 @@ def _details(model: Runnable) -> Json:
 
 
 def _capabilities(model: Runnable) -> list[str]:
+    """Ollama's capabilities: `metadata.capabilities` when given, else `completion`, plus what
+    llama-swap's `capabilities` block says that Ollama has a name for: `tools`, and image input
+    as `vision`."""
     value = model.metadata.get("capabilities")
-    if isinstance(value, list | tuple) and value:
-        return [str(c) for c in value]
-    return ["completion"]
+    out = [str(c) for c in value] if isinstance(value, list | tuple) and value else ["completion"]
+    caps = model.capabilities
+    if caps.tools and "tools" not in out:
+        out.append("tools")
+    if "image" in caps.in_ and "vision" not in out:
+        out.append("vision")
+    return out
 
 
 def tags(
