@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-for name in ("bench.compiler", "bench.runtime", "bench.matrix"):
+for name in ("bench.compiler", "bench.runtime", "bench.matrix", "bench.memory", "bench.fit", "bench.replay"):
     print(f"== {name}", flush=True)
     module = importlib.import_module(name)
     status = module.main(["--write"])

@@ -107,6 +107,25 @@ def schema(src: Path, check: bool) -> None:
 
 
 @main.command()
+@SRC
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the model files are [default: deployment.models.hostPath, as on the node].",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files and halogen.lock disagree.")
+@FORMAT
+def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
+    """Hash every GGUF file the site's models load and read its header into halogen.lock
+    (size, sha256, architecture, parameters, quantization, context, shapes), to commit with the
+    site: the compiler and CI know the models from it. Needs the `gguf` package (halogen[lock])."""
+    from halogen.commands import lock as command
+
+    sys.exit(command.run(src, models_dir, check=check, fmt=fmt))  # type: ignore[arg-type]
+
+
+@main.command()
 @click.option(
     "--config",
     "config_path",

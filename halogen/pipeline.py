@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import image
+from halogen import budget, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
@@ -98,14 +98,23 @@ def compile_config(root: Path) -> Compiled:
     if site is None:
         raise Invalid(found)
     found += checks.check(site)
+    found += facts.check(site)
+    found += budget.check(site)
+    routing, problems = fit.fitted(site)
+    found += problems
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site)
+    if routing is not None:
+        config = config.model_copy(update={"routing": config.routing.model_copy(update={"router": routing})})
     try:
         resolved = resolve(config)
     except Unresolvable as exc:
         raise Invalid(found + _problem_position(site, exc)) from None
     found += _mount_problems(site, resolved)
+    if resolved.matrix is not None:
+        sizes = {m: e.total for m, e in budget.needs(site).items()}
+        found += budget.matrix_check(site, resolved.matrix.program, sizes)
     if errors(found):
         raise Invalid(found)
     return Compiled(site, config, tuple(found))

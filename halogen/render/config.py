@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from halogen import facts
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import matrix as dsl
 from halogen.spec.checks import backend_of, model_file
@@ -36,13 +37,6 @@ def _cmd(site: Site, model: Model, backend_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _metadata(model: Model) -> dict[str, object]:
-    meta: dict[str, object] = model.spec.metadata.model_dump(exclude_none=True)
-    if model.spec.capabilities:
-        meta["capabilities"] = list(model.spec.capabilities)
-    return dict(sorted(meta.items()))
-
-
 def variant_id(model_id: str, variant: str) -> str:
     """The id clients ask for to get `variant` of a model: `<id>:<variant>`, Ollama's tag form."""
     return f"{model_id}:{variant}"
@@ -60,7 +54,7 @@ def _model(site: Site, model: Model) -> ls.Model:
         "env": [f"{k}={v}" for k, v in sorted(env.items())],
         "aliases": sorted(spec.aliases),
         "unlisted": spec.unlisted,
-        "metadata": _metadata(model),
+        "metadata": facts.metadata(site, model),
         "filters": ls.Filters(
             stripParams=", ".join(spec.filters.stripParams),
             setParams=dict(sorted(spec.filters.setParams.items())),

@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from halogen import image, yamlio
+from halogen import budget, image, yamlio
 from halogen.spec.checks import backend_of
 from halogen.spec.inputs import Backend
 from halogen.spec.load import Site
@@ -126,7 +126,7 @@ def render(site: Site, config_text: str) -> dict[str, str]:
         "config_version": config_version(config_text),
         "command": image.serve_command(image.CONFIG_PATH, d.port, drain_seconds(site), d.allowOrigins),
         "prestop_seconds": image.PRESTOP_SECONDS,
-        "container_env": sorted(d.env.items()),
+        "container_env": sorted({**d.env, **budget.environment(site)}.items()),
         "service_annotations": dict(sorted(service_annotations.items())),
         "strategy": strategy,
         "devices": _devices(backends),

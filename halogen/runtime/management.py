@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from halogen.runtime import observed
 from halogen.runtime.context import runtime_of
 from halogen.runtime.errors import BadRequest, NotLoaded, NotReady, UnknownModel, clip
 from halogen.runtime.upstream import State
@@ -99,6 +100,7 @@ async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     running = dict.fromkeys(runtime.swapper.active(), True)
     text = runtime.metrics.render(running, runtime.swapper.in_flight())
+    text += request.app[observed.OBSERVER].render(runtime.swapper.upstream(m) for m in sorted(running))
     return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
 
 

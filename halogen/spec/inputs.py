@@ -199,6 +199,11 @@ class SiteFile(_Input):
     """`halogen.yaml`."""
 
     deployment: Deployment
+    memoryBudget: Quantity | None = Field(
+        None,
+        description="How much memory the models may hold together, e.g. 120Gi. Default: the pod's "
+        "memory limit less the proxy's share. Checked against each model's estimate from halogen.lock.",
+    )
     llamaSwap: Globals = Globals()
     macros: dict[Annotated[str, StringConstraints(pattern=MACRO_NAME)], MacroValue] = {}
     groups: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], Group] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from halogen import yamlio
 from halogen.diagnostics import Diagnostic, Invalid, errors
+from halogen.lock import LOCK_FILE, Lock, read_lock
 from halogen.spec.inputs import MODEL_ID, ModelFile, SiteFile
 from halogen.typed import parse
 
@@ -27,6 +28,7 @@ class Site:
     spec: SiteFile
     doc: yamlio.Document
     models: dict[str, Model] = field(default_factory=dict)
+    lock: Lock = field(default_factory=Lock)  # halogen.lock: what the model files are
 
 
 def _read(path: Path, label: str, found: list[Diagnostic]) -> yamlio.Document | None:
@@ -163,6 +165,11 @@ def load(root: Path) -> tuple[Site | None, list[Diagnostic]]:
         found += problems
         if spec is not None:
             models[model_id] = Model(model_id, spec, doc)
+    lock = Lock()
+    try:
+        lock = read_lock(root / LOCK_FILE)
+    except Invalid as exc:
+        found.extend(exc.diagnostics)
     if site_spec is None or site_doc is None:
         return None, found
-    return Site(site_spec, site_doc, models), found
+    return Site(site_spec, site_doc, models, lock), found

@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import proxy
+from halogen.runtime import locked, proxy
 from halogen.runtime.context import MODEL, parse_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotSupported, Refusal, UpstreamAnswered, UpstreamFailed
 from halogen.runtime.loading import LOADING_PATHS, Loading
@@ -67,11 +67,11 @@ def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
     """(size in bytes, modification time) of the model's file; (0, None) when unreadable."""
     path = ollama.model_file(runnable)
     if path is None:
-        return 0, None
+        return locked.file_size(runnable) or 0, None
     try:
         facts = Path(path).stat()
     except OSError:
-        return 0, None
+        return locked.file_size(runnable) or 0, None
     return facts.st_size, datetime.fromtimestamp(facts.st_mtime, UTC)
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from halogen.llamaswap.resolve import Runnable
+from halogen.runtime import locked
 from halogen.runtime.errors import clip
 from halogen.runtime.lines import LineSplitter
 
@@ -752,6 +753,7 @@ def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> 
     if model.name:
         info["general.basename"] = model.name
     info[f"{arch}.context_length"] = context or DEFAULT_CONTEXT
+    info = locked.model_info(model) or info  # the header's own keys, when the build had a lock
     gguf = model_file(model) or model.id
     answer: Json = {
         "modelfile": f"# Served by halogen through llama-server: {model.id}\nFROM {gguf}\n",
@@ -760,9 +762,16 @@ def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> 
         "capabilities": _capabilities(model),
         "modified_at": _rfc3339(modified_at or UNKNOWN_TIME),
     }
-    if context:
-        answer["parameters"] = f"num_ctx {context}"
+    loaded = _loaded_context(model)
+    if loaded:
+        answer["parameters"] = f"num_ctx {loaded}"
     return answer
+
+
+def _loaded_context(model: Runnable) -> int | None:
+    """The context the model is loaded with (Ollama's num_ctx): its -c, else the model's context."""
+    given = flag(model.argv, "-c", "--ctx-size")
+    return int(given) if given and given.isdigit() and int(given) > 0 else _context_length(model)
 
 
 def ps(running: Sequence[RunningModel]) -> Json:
@@ -774,14 +783,15 @@ def ps(running: Sequence[RunningModel]) -> Json:
         entry: Json = {
             "name": ollama_name(model.id),
             "model": ollama_name(model.id),
-            "size": r.size,
+            "size": locked.memory(model) or r.size,
             "digest": _digest(model),
             "details": _details(model),
             "expires_at": _rfc3339(r.expires_at or NEVER),
             # With every layer on the CPU nothing is in VRAM; otherwise llama-server offloads.
-            "size_vram": 0 if gpu_layers == "0" else r.size,
+            "size_vram": 0 if gpu_layers == "0" else locked.memory(model) or r.size,
         }
-        context = _context_length(model)
+        # Ollama's ps gives the context the model was loaded with (num_ctx), not the trained one.
+        context = _loaded_context(model)
         if context:
             entry["context_length"] = context
         out.append(entry)

@@ -1,0 +1,167 @@
+"""`halogen.lock`: what the site's model files are, written by `halogen lock`, committed with the site.
+
+The models live on the node, not in Git; the lock is how the compiler (and CI) knows them: each
+file's size and sha256, and the facts its GGUF header states. The file is YAML, deterministic
+(same files, same bytes), and never edited by hand:
+
+    # halogen.lock: written by `halogen lock`; commit it with the site. Do not edit.
+    version: 1
+    files:
+      Qwen/Qwen2.5-Coder-7B-Instruct-GGUF/qwen2.5-coder-7b-instruct-q5_k_m.gguf:
+        size: 5444831072
+        sha256: 0123...
+        gguf: {architecture: qwen2, contextLength: 32768, ...}
+
+Paths are relative to the models mount. `gguf` is absent until `halogen lock` has read the
+header (`halogen pull` records size and sha256 on a first download). This module reads and writes
+the file; it does not read GGUF files (that is `halogen.gguf`, which needs the `gguf` package).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from halogen import yamlio
+from halogen.diagnostics import Diagnostic, Invalid
+from halogen.typed import parse
+
+LOCK_FILE = "halogen.lock"
+VERSION = 1
+HEADER = "# halogen.lock: written by `halogen lock`; commit it with the site. Do not edit.\n"
+
+InfoValue = str | int | float | bool | list[int] | list[float] | list[bool]
+
+
+class GgufFacts(BaseModel):
+    """What one GGUF header states, in the names the estimate and the Ollama API use.
+
+    Per-layer values (head counts) are a list when the file gives one per layer, as llama.cpp
+    accepts (`llama_model_loader::get_key_or_arr`, src/llama-model-loader.cpp)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    architecture: str
+    name: str = ""
+    fileType: str = Field(description="Quantization as llama.cpp names it: Q4_1, Q5_K_M, MXFP4_MOE...")
+    parameterCount: int = Field(ge=0, description="Elements in all tensors, as Ollama counts them.")
+    tensorBytes: int = Field(ge=0, description="Bytes of tensor data: the weights llama.cpp loads.")
+    contextLength: int = Field(ge=0, description="The trained context length.")
+    blockCount: int = Field(ge=0)
+    embeddingLength: int = Field(ge=0)
+    feedForwardLength: int | list[int] = 0
+    vocabSize: int = Field(0, ge=0)
+    headCount: int | list[int] = 0
+    headCountKv: int | list[int] = 0
+    keyLength: int = Field(0, ge=0, description="Per-head key size (n_embd_head_k).")
+    valueLength: int = Field(0, ge=0, description="Per-head value size (n_embd_head_v).")
+    kvLoraRank: int = Field(0, ge=0, description="MLA (deepseek2): the compressed KV rank.")
+    ropeDimensionCount: int = Field(0, ge=0)
+    slidingWindow: int = Field(0, ge=0, description="Tokens a sliding-window layer attends to.")
+    slidingWindowLayers: list[int] = Field([], description="Indices of the layers that use it.")
+    expertCount: int = Field(0, ge=0)
+    expertUsedCount: int = Field(0, ge=0)
+    expertFeedForwardLength: int = Field(0, ge=0, description="One expert's FFN width (MoE).")
+    info: dict[str, InfoValue] = Field(
+        {}, description="The header's general.* and <arch>.* keys, as Ollama's model_info gives them."
+    )
+
+    def per_layer(self, value: int | list[int], layer: int) -> int:
+        return value[layer] if isinstance(value, list) else value
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    size: int = Field(ge=0)
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    gguf: GgufFacts | None = None
+
+
+class _LockFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    version: int
+    files: dict[
+        Annotated[str, StringConstraints(min_length=1, pattern=r"^[^/\x00\n][^\x00\n]*$")], _Entry
+    ] = {}
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    size: int
+    sha256: str
+    gguf: GgufFacts | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    files: Mapping[str, LockedFile] = field(default_factory=dict)
+
+    def facts(self, path: str) -> GgufFacts | None:
+        entry = self.files.get(path)
+        return entry.gguf if entry else None
+
+
+def read_lock(path: Path) -> Lock:
+    """The lock at `path`; a missing file is an empty Lock, a bad one raises Invalid with positions."""
+    if not path.exists():
+        return Lock()
+    doc = yamlio.read(path, path.name)
+    if doc.data is None:
+        return Lock()
+    spec, problems = parse(_LockFile, doc)
+    if spec is not None and spec.version != VERSION:
+        problems.append(
+            doc.diagnostic(
+                ("version",),
+                f"lock version {spec.version} is not {VERSION}",
+                "run `halogen lock` with this halogen to rewrite it",
+            )
+        )
+    if spec is None or problems:
+        raise Invalid(problems or [Diagnostic(path.name, 0, 0, "", "not a valid lock")])
+    return Lock({p: LockedFile(e.size, e.sha256, e.gguf) for p, e in sorted(spec.files.items())})
+
+
+def _document(lock: Lock) -> dict[str, Any]:
+    files: dict[str, Any] = {}
+    for path in sorted(lock.files):
+        entry = lock.files[path]
+        data: dict[str, Any] = {"size": entry.size, "sha256": entry.sha256}
+        if entry.gguf is not None:
+            facts = entry.gguf.model_dump(mode="json")
+            facts["info"] = dict(sorted(facts["info"].items()))
+            data["gguf"] = facts
+        files[path] = data
+    return {"version": VERSION, "files": files}
+
+
+def dumps(lock: Lock) -> bytes:
+    """The lock's bytes: keys in a fixed order, files sorted by path."""
+    return yamlio.dump(_document(lock), HEADER).encode("utf-8")
+
+
+def write_lock(path: Path, lock: Lock) -> bool:
+    """Write atomically (a reader sees the old file or the new one); False when unchanged."""
+    data = dumps(lock)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
