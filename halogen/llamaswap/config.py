@@ -69,6 +69,26 @@ class Upstream(_Strict):
     ignorePaths: list[str] | None = None
 
 
+class PeerFilters(_Strict):
+    stripParams: str = Field("", pattern=r"^[a-zA-Z0-9_, ]*$")
+    setParams: dict[str, Any] = {}
+
+
+class PeerTimeouts(Timeouts):
+    # A peer waits 60 s for response headers by default (internal/config/peer.go).
+    responseHeader: int = Field(60, ge=0)
+
+
+class Peer(_Strict):
+    """Another server's models, reachable through this one (internal/config/peer.go)."""
+
+    proxy: str = Field(min_length=1)
+    apiKey: str = ""
+    models: list[str] = Field(min_length=1)
+    filters: PeerFilters = PeerFilters()
+    timeouts: PeerTimeouts = PeerTimeouts()
+
+
 class Model(_Strict):
     """One entry under `models:`; `cmd` may still hold macros until `resolve` runs."""
 
@@ -214,6 +234,7 @@ class Config(_Strict):
     sendLoadingState: bool = False
     logTimeFormat: LogTimeFormat = ""
     upstream: Upstream = Upstream()
+    peers: dict[str, Peer] = {}
     apiKeys: list[str] = []
     macros: dict[str, MacroValue] = {}
     models: dict[str, Model]
@@ -250,7 +271,6 @@ UNSUPPORTED_TOP: dict[str, Any] = {
     "store": None,
     "ui": None,
     "performance": None,
-    "peers": None,
 }
 UNSUPPORTED_MODEL: dict[str, Any] = {}
 UNSUPPORTED_FILTERS: dict[str, Any] = {}

@@ -117,6 +117,24 @@ class ProfileRule:
     pins: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class PeerRoute:
+    """A model another server offers (`peers:`), and how to reach it."""
+
+    peer: str
+    model: str  # the id the peer knows it by
+    proxy: str  # the peer's base URL, without a trailing "/"
+    api_key: str
+    strip_params: tuple[str, ...]
+    set_params: Mapping[str, Any]
+    timeouts: Timeouts
+
+
+def peer_fqn(peer: str, model: str) -> str:
+    """The qualified name of a peer's model, as PeerModelFQN (internal/config/peer.go)."""
+    return f"{peer}/{model}"
+
+
 # internal/config/upstream.go (llama-swap): static assets a UI asks for.
 DEFAULT_IGNORE_PATHS = r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$"
 
@@ -142,7 +160,19 @@ class Resolved:
     profiles: Mapping[str, ProfileRule] = field(default_factory=dict)
     # /upstream paths that never start a model (upstream.ignorePaths, internal/config/upstream.go).
     upstream_ignore_paths: tuple[re.Pattern[str], ...] = (re.compile(DEFAULT_IGNORE_PATHS),)
+    # Each qualified `<peer>/<model>` name, and each bare model name exactly one peer offers.
+    peers: Mapping[str, PeerRoute] = field(default_factory=dict)
+    peer_names: tuple[str, ...] = ()  # the qualified names, for listings
     log_time_format: str = ""
+
+    def peer(self, name: str) -> PeerRoute | None:
+        """The peer model a request names, when no local model answers to the name."""
+        if self.lookup(name) is not None:
+            return None
+        for candidate in (name, name.removesuffix(":latest")):
+            if candidate in self.peers:
+                return self.peers[candidate]
+        return None
 
     def lookup(self, name: str) -> str | None:
         """The model id a request's `model` names: an id, an alias, or either with `:latest`."""
@@ -433,6 +463,8 @@ def resolve(config: Config) -> Resolved:
     priority = _priority(config, aliases, problems)
     selectors = _selectors(config, aliases, groups, rules, problems)
     profiles = _profiles(config, aliases, problems)
+    peers, peer_problems = _peers(config, aliases)
+    problems += peer_problems
     ignore_paths = []
     for i, pattern in enumerate(config.upstream.ignorePaths or [DEFAULT_IGNORE_PATHS]):
         try:
@@ -458,8 +490,65 @@ def resolve(config: Config) -> Resolved:
         selectors=selectors,
         profiles=profiles,
         upstream_ignore_paths=tuple(ignore_paths),
+        peers=peers,
+        peer_names=tuple(sorted({peer_fqn(r.peer, r.model) for r in peers.values()})),
         log_time_format=config.logTimeFormat,
     )
+
+
+def _peers(config: Config, aliases: Mapping[str, str]) -> tuple[dict[str, PeerRoute], list[Problem]]:
+    """The names peers' models answer to, as NewPeer and ValidatePeerNamespace build them
+    (internal/router/peer.go, internal/config/peer.go): `<peer>/<model>` always, the bare model
+    name when exactly one peer offers it. A local id or alias wins over a bare name, and may
+    not take a qualified one."""
+    problems: list[Problem] = []
+    qualified: dict[str, PeerRoute] = {}
+    bare: dict[str, list[PeerRoute]] = {}
+    for peer_id in sorted(config.peers):
+        peer = config.peers[peer_id]
+        where: FieldPath = ("peers", peer_id)
+        url = urlsplit(peer.proxy)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            problems.append(
+                Problem(
+                    (*where, "proxy"), f"invalid peer proxy URL {peer.proxy!r}", "use http(s)://host:port"
+                )
+            )
+            continue
+        strip = tuple(
+            p.strip() for p in peer.filters.stripParams.split(",") if p.strip() and p.strip() != "model"
+        )
+        for i, model in enumerate(dict.fromkeys(peer.models)):
+            route = PeerRoute(
+                peer=peer_id,
+                model=model,
+                proxy=peer.proxy.rstrip("/"),
+                api_key=peer.apiKey,
+                strip_params=strip,
+                set_params={k: v for k, v in peer.filters.setParams.items() if k != "model"},
+                timeouts=peer.timeouts,
+            )
+            fqn = peer_fqn(peer_id, model)
+            if fqn in qualified:
+                other = qualified[fqn]
+                problems.append(
+                    Problem(
+                        (*where, "models", i),
+                        f"peer model name {fqn!r} is ambiguous between peers.{other.peer} model "
+                        f"{other.model!r} and peers.{peer_id} model {model!r}",
+                    )
+                )
+            elif fqn in config.models or fqn in aliases:
+                problems.append(
+                    Problem((*where, "models", i), f"{fqn!r} is also a local model id or alias", "rename one")
+                )
+            qualified.setdefault(fqn, route)
+            bare.setdefault(model, []).append(route)
+    routes = dict(qualified)
+    for name, offered in bare.items():
+        if len(offered) == 1 and name not in qualified:
+            routes[name] = offered[0]
+    return routes, problems
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from halogen.llamaswap.config import Capabilities
-from halogen.runtime import multipart, proxy
+from halogen.runtime import multipart, peers, proxy
 from halogen.runtime.context import Runtime, parse_json, runtime_of
 from halogen.runtime.errors import UnknownModel
 from halogen.runtime.loading import LOADING_PATHS
@@ -58,7 +58,11 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
             body = multipart.replace(body, span, runnable.use_model_name)
     else:
         data = parse_json(body)
-        model_id = runtime.model_id(data.get("model"))
+        asked = data.get("model")
+        route = runtime.resolved.peer(asked) if isinstance(asked, str) else None
+        if route is not None:
+            return await peers.forward(request, runtime, route, data)
+        model_id = runtime.model_id(asked)
         runnable = runtime.resolved.models[model_id]
         rewritten = proxy.rewrite(runnable, data, data["model"])
         if rewritten is not None:
@@ -156,6 +160,20 @@ async def list_models(request: web.Request) -> web.Response:
             continue
         names = [mid, *runnable.aliases] if resolved.include_aliases_in_list else [mid]
         rows.extend(model_record(runtime, name, mid) for name in names)
+    for fqn in resolved.peer_names:
+        route = resolved.peers[fqn]
+        # handleListModels (internal/server/api.go): a peer's model, never loaded here.
+        rows.append(
+            {
+                "id": fqn,
+                "object": "model",
+                "created": runtime.created,
+                "owned_by": "halogen",
+                "name": f"{route.peer}: {route.model}",
+                "meta": {"llamaswap": {"type": "peer", "peerID": route.peer}},
+                "status": {"value": "unloaded"},
+            }
+        )
     rows.sort(key=lambda row: str(row["id"]))
     return web.json_response({"object": "list", "data": rows})
 

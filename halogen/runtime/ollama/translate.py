@@ -745,6 +745,26 @@ def tags(
     }
 
 
+def peer_tag(name: str) -> Json:
+    """An `/api/tags` entry for a peer's model (`<peer>/<model>`): what is known here is its
+    name; its file and facts are the peer's."""
+    return {
+        "name": ollama_name(name),
+        "model": ollama_name(name),
+        "modified_at": _rfc3339(UNKNOWN_TIME),
+        "size": 0,
+        "digest": hashlib.sha256(name.encode()).hexdigest(),
+        "details": {
+            "parent_model": "",
+            "format": "",
+            "family": "",
+            "families": None,
+            "parameter_size": "",
+            "quantization_level": "",
+        },
+    }
+
+
 def show(model: Runnable, size: int, *, modified_at: datetime | None = None) -> Json:
     """`/api/show`: what clients read to learn a model's context, family and capabilities."""
     arch = _architecture(model)
