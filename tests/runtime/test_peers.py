@@ -14,7 +14,7 @@ import pytest
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
 
-from .harness import Site, free_ports, serving
+from .harness import Site, serving
 
 
 async def answer(response: Any) -> dict[str, Any]:
@@ -82,13 +82,15 @@ async def test_a_name_two_peers_offer_is_reached_only_qualified(tmp_path: Path) 
     assert b.fakes["x"].starts() == 1 and a.fakes["x"].starts() == 0
 
 
-async def test_a_peer_that_is_down_is_a_502_naming_it_within_its_connect_timeout(tmp_path: Path) -> None:
-    (port,) = free_ports(1)
+async def test_a_peer_that_was_stopped_is_a_502_naming_it_within_its_connect_timeout(tmp_path: Path) -> None:
+    far = Site(tmp_path / "far")
+    (tmp_path / "far").mkdir()
+    far.fake("m")
+    async with serving(far.write()) as peer:
+        url = peer.server.url
     near = Site(tmp_path)
     near.fake("local")
-    near.top["peers"] = {
-        "gone": {"proxy": f"http://127.0.0.1:{port}", "models": ["m"], "timeouts": {"connect": 2}}
-    }
+    near.top["peers"] = {"gone": {"proxy": url, "models": ["m"], "timeouts": {"connect": 2}}}
     async with serving(near.write()) as proxy:
         began = asyncio.get_running_loop().time()
         async with await proxy.chat("gone/m") as response:

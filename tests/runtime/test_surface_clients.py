@@ -1,14 +1,16 @@
 """`halogen serve` through the official `anthropic` client (Messages API) and the official
-`openai` client's Responses API, and a `setParamsByID` variant, with a real llama-server on
-SmolLM2 behind it."""
+`openai` client's Responses API, a `setParamsByID` variant, and a second `halogen serve` that
+reaches this one as a peer, with a real llama-server on SmolLM2 behind it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
 import httpx
+import ollama
 import openai
 import pytest
 import yaml
@@ -172,3 +174,36 @@ def test_a_variant_reaches_llama_server_with_its_params_on_the_base_models_proce
     assert logprobs is not None and logprobs.content
     assert all(len(token.top_logprobs) == 3 for token in logprobs.content)
     assert httpx.get(served.url + "/running", timeout=30).json()["running"][0]["model"] == "smollm2"
+
+
+def test_a_peer_that_is_a_second_halogen_serve_answers_openai_and_ollama_clients(
+    served: Served, tmp_path: Path
+) -> None:
+    near = tmp_path / "near.yaml"
+    near.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "idle": {
+                        "cmd": f"{sys.executable} -c pass",
+                        "proxy": "http://127.0.0.1:9",
+                        "checkEndpoint": "none",
+                    }
+                },
+                "peers": {"far": {"proxy": served.url, "models": ["smollm2"], "timeouts": {"connect": 2}}},
+            }
+        )
+    )
+    with halogen_serve(near, tmp_path / "near.log", "--no-watch") as serving:
+        client = openai.OpenAI(base_url=f"{serving.url}/v1", api_key="unused", timeout=120, max_retries=0)
+        for name in ("far/smollm2", "smollm2"):
+            answer = client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": PROMPT}], max_tokens=4, temperature=0
+            )
+            assert answer.choices[0].message.content
+        listed = {m.model for m in ollama.Client(host=serving.url, timeout=120).list().models}
+        assert "far/smollm2:latest" in listed
+        said = ollama.Client(host=serving.url, timeout=120).chat(
+            "far/smollm2", messages=[{"role": "user", "content": PROMPT}], options={"num_predict": 4}
+        )
+        assert said.message.content and said.done
