@@ -34,7 +34,9 @@ def build(
     )
     app.on_response_prepare.append(origin.cors_headers)
     app[RUNTIME] = runtime
-    app[observed.OBSERVER] = observed.Observer(observed.budget_from_env(), runtime.logs.proxy)
+    app[observed.OBSERVER] = observed.Observer(
+        observed.budget_from_env(), lambda line: runtime.logs.proxy(line)
+    )
     openai_routes.register(app)
     peers.register(app)
     anthropic_routes.register(app)
