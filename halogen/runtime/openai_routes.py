@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from halogen.llamaswap.config import Capabilities
+from halogen.llamaswap.resolve import PeerRoute
 from halogen.runtime import multipart, peers, proxy
 from halogen.runtime.context import Runtime, parse_json, runtime_of
 from halogen.runtime.errors import UnknownModel
@@ -139,6 +140,20 @@ def render_capabilities(caps: Capabilities) -> dict[str, Any]:
     return out
 
 
+def peer_record(runtime: Runtime, name: str, route: PeerRoute) -> dict[str, Any]:
+    """The /v1/models entry of a peer's model (handleListModels, internal/server/api.go):
+    never loaded here."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": runtime.created,
+        "owned_by": "halogen",
+        "name": f"{route.peer}: {route.model}",
+        "meta": {"llamaswap": {"type": "peer", "peerID": route.peer}},
+        "status": {"value": "unloaded"},
+    }
+
+
 def model_status(runtime: Runtime, model_id: str) -> str:
     """`loaded`, `loading` or `unloaded`: llama.cpp's router mode reports each model so in
     `status.value` (server_model_status_to_string, tools/server), which Open WebUI reads;
@@ -160,20 +175,7 @@ async def list_models(request: web.Request) -> web.Response:
             continue
         names = [mid, *runnable.aliases] if resolved.include_aliases_in_list else [mid]
         rows.extend(model_record(runtime, name, mid) for name in names)
-    for fqn in resolved.peer_names:
-        route = resolved.peers[fqn]
-        # handleListModels (internal/server/api.go): a peer's model, never loaded here.
-        rows.append(
-            {
-                "id": fqn,
-                "object": "model",
-                "created": runtime.created,
-                "owned_by": "halogen",
-                "name": f"{route.peer}: {route.model}",
-                "meta": {"llamaswap": {"type": "peer", "peerID": route.peer}},
-                "status": {"value": "unloaded"},
-            }
-        )
+    rows.extend(peer_record(runtime, fqn, resolved.peers[fqn]) for fqn in resolved.peer_names)
     rows.sort(key=lambda row: str(row["id"]))
     return web.json_response({"object": "list", "data": rows})
 
@@ -185,5 +187,8 @@ async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     model_id = runtime.resolved.lookup(name)
     if model_id is None:
-        raise UnknownModel(name)
+        route = runtime.resolved.peer(name)
+        if route is None:
+            raise UnknownModel(name)
+        return web.json_response(peer_record(runtime, name, route))
     return web.json_response(model_record(runtime, name, model_id))

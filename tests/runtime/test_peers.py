@@ -58,8 +58,11 @@ async def test_a_second_halogen_serve_is_reached_by_qualified_and_bare_ids_with_
             assert far.fakes["shared"].starts() == 1
             async with proxy.client.get("/v1/models") as response:
                 rows = {row["id"]: row for row in (await response.json())["data"]}
+            async with proxy.client.get("/v1/models/box2/qwen") as response:
+                one = await answer(response)
     assert {"box2/qwen", "box2/shared", "shared"} <= set(rows)
     assert rows["box2/qwen"]["meta"] == {"llamaswap": {"type": "peer", "peerID": "box2"}}
+    assert one["id"] == "box2/qwen" and one["name"] == "box2: qwen"
 
 
 async def test_a_name_two_peers_offer_is_reached_only_qualified(tmp_path: Path) -> None:
