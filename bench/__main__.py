@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import importlib
 
-for name in ("bench.compiler", "bench.runtime", "bench.matrix", "bench.memory", "bench.fit", "bench.replay"):
+for name in (
+    "bench.compiler",
+    "bench.runtime",
+    "bench.matrix",
+    "bench.memory",
+    "bench.fit",
+    "bench.replay",
+    "bench.pull",
+):
     print(f"== {name}", flush=True)
     module = importlib.import_module(name)
     status = module.main(["--write"])

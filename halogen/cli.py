@@ -126,6 +126,53 @@ def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
 
 
 @main.command()
+@SRC
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A sources document (what `halogen build` puts in the pull Job's ConfigMap) instead of the site.",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the models go [default: deployment.models.hostPath; with --sources, the image's models mount].",
+)
+@click.option("--dry-run", is_flag=True, help="Fetch nothing; say what would be fetched and how much.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.argument("models", nargs=-1)
+@FORMAT
+def pull(
+    src: Path,
+    sources_file: Path | None,
+    models_dir: Path | None,
+    dry_run: bool,
+    progress: bool,
+    models: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Download the GGUF files of MODELS (default: every model with a source) from the
+    Hugging Face Hub into the models folder, resuming partial downloads, verifying each sha256
+    (halogen.lock's, or the Hub's on a first pull, then recorded in halogen.lock) before the
+    file takes its name. Honours HF_TOKEN and HF_ENDPOINT. Needs halogen[pull]."""
+    from halogen.commands import pull as command
+
+    sys.exit(
+        command.run(
+            src,
+            sources_file,
+            models_dir,
+            models,
+            dry_run=dry_run,
+            progress=progress,
+            fmt=fmt,  # type: ignore[arg-type]
+        )
+    )
+
+
+@main.command()
 @click.option(
     "--config",
     "config_path",

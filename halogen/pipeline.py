@@ -7,10 +7,11 @@ from pathlib import Path
 
 from halogen import budget, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
+from halogen.hub.wanted import Wanted, from_sources
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import FieldPath, Resolved, Unresolvable, resolve
-from halogen.spec import checks
+from halogen.spec import checks, sources
 from halogen.spec.load import Site, load
 
 
@@ -100,6 +101,7 @@ def compile_config(root: Path) -> Compiled:
     if site is None:
         raise Invalid(found)
     found += checks.check(site)
+    found += sources.sources(site)[1]
     found += facts.check(site)
     found += budget.check(site)
     routing, problems = fit.fitted(site)
@@ -122,13 +124,20 @@ def compile_config(root: Path) -> Compiled:
     return Compiled(site, config, tuple(found))
 
 
+def _wanted(root: Path, site: Site) -> list[Wanted]:
+    """What the pull Job fetches: the models' sources, with halogen.lock's sizes and hashes."""
+    from halogen.lock import LOCK_FILE, read_lock
+
+    return from_sources(sources.sources(site)[0], read_lock(root / LOCK_FILE))
+
+
 def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
     """The bytes of every file in out/, checked with strict kubernetes-validate."""
     from halogen.render import kube, manifests
 
     compiled = compile_config(root)
     config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
-    files = manifests.render(compiled.site, config_text)
+    files = manifests.render(compiled.site, config_text, _wanted(root, compiled.site))
     problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:
         raise Invalid(list(compiled.warnings) + problems)

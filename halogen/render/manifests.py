@@ -11,6 +11,8 @@ from importlib import resources
 from typing import Any
 
 from halogen import budget, image, yamlio
+from halogen.hub.wanted import Wanted
+from halogen.render import pull
 from halogen.spec.checks import backend_of
 from halogen.spec.inputs import Backend
 from halogen.spec.load import Site
@@ -101,8 +103,9 @@ def drain_seconds(site: Site) -> int:
     return max(0, grace - image.shutdown_seconds(site.spec.llamaSwap.unloadTimeout))
 
 
-def render(site: Site, config_text: str) -> dict[str, str]:
-    """Every manifest by file name, plus the kustomization that lists them."""
+def render(site: Site, config_text: str, wanted: Sequence[Wanted] = ()) -> dict[str, str]:
+    """Every manifest by file name, plus the kustomization that lists them; and out/pull/
+    when models name their sources."""
     d = site.spec.deployment
     selector = {"app": d.name}
     labels = {**selector, "app.kubernetes.io/managed-by": "halogen", "app.kubernetes.io/name": d.name}
@@ -143,4 +146,5 @@ def render(site: Site, config_text: str) -> dict[str, str]:
     env = _environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in MANIFESTS}
     files["kustomization.yaml"] = env.get_template("kustomization.yaml.j2").render(context)
+    files.update(pull.render(site, wanted, context, env))
     return files

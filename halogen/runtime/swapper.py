@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from halogen.llamaswap.resolve import Resolved, Runnable
+from halogen.runtime import model_files
 from halogen.runtime.errors import Overloaded, ShuttingDown, StartFailed, UnknownModel
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
@@ -175,6 +176,8 @@ class Swapper:
         """Hold `model_id` ready for the duration of the block. `keep_alive` (seconds, `math.inf`
         for ever) replaces the config's ttl until the model stops; a request that gives none
         goes back to the config's, as each Ollama request sets its own."""
+        if model_id in self._slots:  # a missing file is a 503 before anything starts or stops
+            model_files.require(self._slots[model_id].runnable)
         slot = await self._claim(model_id)
         slot.keep_alive = keep_alive
         try:

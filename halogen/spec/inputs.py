@@ -60,14 +60,34 @@ class Image(_Input):
         return f"{self.repository}:{self.tag or __version__}"
 
 
-class ModelsMount(_Input):
-    hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
-    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = MODELS_DIR
-
-
 class Resources(_Input):
     requests: dict[str, Quantity] = {}
     limits: dict[str, Quantity] = {}
+
+
+class Pull(_Input):
+    """The Job that fetches the models' sources onto the node (`halogen pull` in the image)."""
+
+    enabled: bool = Field(True, description="Render the pull Job when a model names a source.")
+    tokenSecret: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=253)] | None = Field(
+        None,
+        description="A Secret in the deployment's namespace holding a Hugging Face token (for gated or "
+        "private repositories), passed as HF_TOKEN. Create it yourself: it never goes into out/.",
+    )
+    tokenSecretKey: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "token"
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00]+$")] | None = Field(
+        None, description="A Hub mirror, passed as HF_ENDPOINT."
+    )
+    ttlSecondsAfterFinished: int = Field(
+        3600, ge=0, description="The finished Job (and its pod, with its log) is deleted after this long."
+    )
+    resources: Resources = Resources(requests={"memory": "256Mi"}, limits={"memory": "1Gi"})
+
+
+class ModelsMount(_Input):
+    hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
+    mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = MODELS_DIR
+    pull: Pull = Pull()
 
 
 class Service(_Input):
@@ -263,6 +283,33 @@ class Metadata(_Input):
 VariantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
+HF_REPO = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class Source(_Input):
+    """Where a model's GGUF comes from: a file in a Hugging Face repository, at a revision.
+    `repo` and `file` default to the model's `file` path read as `<org>/<repo>/<file>`."""
+
+    repo: Annotated[str, StringConstraints(pattern=HF_REPO)] | None = Field(
+        None, description="The Hugging Face repository, org/name; default: the first two parts of `file`."
+    )
+    file: Annotated[str, StringConstraints(pattern=r"^[^/\n\x00][^\n\x00]*\.gguf$")] | None = Field(
+        None,
+        description="The file in the repository; default: the rest of `file`. For a split GGUF, "
+        "the first part (-00001-of-0000N.gguf): every part is fetched.",
+    )
+    revision: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")] = Field(
+        "main",
+        description="A commit (40 hex digits) pins the file in Git. A branch or tag is accepted, "
+        "and `halogen pull` warns that it can move: the sha256 in halogen.lock then pins the content.",
+    )
+
+    @property
+    def pinned(self) -> bool:
+        return bool(COMMIT.match(self.revision))
+
+
 class ModelFile(_Input):
     """One file in `models.d/`; the model id is the file name without `.yaml`."""
 
@@ -298,6 +345,11 @@ class ModelFile(_Input):
     )
     metadata: Metadata = Metadata()
     capabilities: list[Capability] = []
+    source: Source | None = Field(
+        None,
+        description="Where `halogen pull` fetches the GGUF from. Without it, a `file` that reads "
+        "<org>/<repo>/<file> is fetched from that Hugging Face repository at `main`.",
+    )
 
     @model_validator(mode="after")
     def _command_source(self) -> ModelFile:
@@ -305,4 +357,6 @@ class ModelFile(_Input):
             raise ValueError("a model needs `file` (a GGUF under the models mount) or a raw `cmd`")
         if self.cmd is not None and (self.file or self.args or self.contextSize):
             raise ValueError("`cmd` replaces `file`, `args` and `contextSize`: use one or the other")
+        if self.cmd is not None and self.source is not None:
+            raise ValueError("`source` says where `file` comes from: a raw `cmd` model has no `file`")
         return self

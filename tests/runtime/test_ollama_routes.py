@@ -206,7 +206,7 @@ async def test_model_management_routes_that_halogen_does_not_offer_answer_501(tm
     site = Site(tmp_path)
     site.fake("m")
     async with serving(site.write()) as proxy:
-        for path in ("/api/pull", "/api/push", "/api/create", "/api/copy"):
+        for path in ("/api/push", "/api/create", "/api/copy"):  # /api/pull: test_model_files.py
             status, error = await post(proxy, path, {"model": "m"})
             assert status == 501 and "not supported" in error["error"], path
         async with proxy.client.delete("/api/delete", json={"model": "m"}) as response:

@@ -27,6 +27,7 @@ from halogen.runtime.errors import BadRequest, NotSupported, Refusal, UpstreamAn
 from halogen.runtime.loading import LOADING_PATHS, Loading
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.ollama import translate as ollama
+from halogen.runtime.ollama.pull import pull
 from halogen.runtime.upstream import State
 
 Json = dict[str, Any]
@@ -47,7 +48,8 @@ def register(application: web.Application) -> None:
     router.add_post("/api/generate", generate)
     router.add_post("/api/embed", embed)
     router.add_post("/api/embeddings", embeddings)
-    for path in ("/api/pull", "/api/push", "/api/create", "/api/copy"):
+    router.add_post("/api/pull", pull)
+    for path in ("/api/push", "/api/create", "/api/copy"):
         router.add_post(path, not_supported)
     router.add_delete("/api/delete", not_supported)
     router.add_route("*", "/api/blobs/{digest}", not_supported)

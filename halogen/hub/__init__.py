@@ -1,0 +1,1 @@
+"""Models from the Hugging Face Hub to the models folder: `halogen pull`."""

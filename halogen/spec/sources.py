@@ -1,0 +1,124 @@
+"""Where each model's files come from: the model file's `source`, or its `file` path read as
+`<org>/<repo>/<file>` on the Hugging Face Hub. A split GGUF is one model with all its parts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from halogen.diagnostics import Diagnostic
+from halogen.spec.checks import model_file
+from halogen.spec.inputs import COMMIT
+from halogen.spec.load import Model, Site
+
+# llama.cpp's split naming (`llama_split_path`, src/llama.cpp): <prefix>-00001-of-00003.gguf.
+SPLIT = re.compile(r"^(?P<prefix>.*)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
+DEFAULT_REVISION = "main"
+
+
+@dataclass(frozen=True, order=True)
+class FileSource:
+    """One file to fetch: `path` under the models mount, from `file` in `repo` at `revision`."""
+
+    path: str
+    repo: str
+    file: str
+    revision: str
+    model: str
+
+    @property
+    def pinned(self) -> bool:
+        return bool(COMMIT.match(self.revision))
+
+
+def split_parts(name: str) -> list[str]:
+    """Every part of a split GGUF named by its first part; the name itself otherwise."""
+    match = SPLIT.match(name)
+    if match is None:
+        return [name]
+    count = int(match["count"])
+    return [f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
+
+
+def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Diagnostic]]:
+    spec = model.spec
+    path = model_file(site, model)
+    if path is None:  # a raw `cmd`, or a path the mount checks already refuse
+        return [], []
+    source = spec.source
+    parts = path.parts
+    derivable = len(parts) >= 3
+    if source is None and not derivable:
+        return [], []  # placed on the node by hand: nothing to fetch
+    where = ("source",) if source is not None else ("file",)
+    if source is not None and (source.repo is None or source.file is None) and not derivable:
+        missing = "repo" if source.repo is None else "file"
+        return [], [
+            model.doc.diagnostic(
+                ("source",),
+                f"source.{missing} is not given and `file` ({path}) does not read <org>/<repo>/<file>",
+                f"name source.{missing}, or put the GGUF under <org>/<repo>/ in the models folder",
+            )
+        ]
+    repo = (source.repo if source and source.repo else None) or "/".join(parts[:2])
+    repo_file = (source.file if source and source.file else None) or "/".join(parts[2:])
+    revision = source.revision if source else DEFAULT_REVISION
+    local_split, remote_split = SPLIT.match(path.name), SPLIT.match(repo_file.rsplit("/", 1)[-1])
+    problems = []
+    for match, label in ((local_split, "file"), (remote_split, "source.file")):
+        if match is not None and (int(match["part"]) != 1 or int(match["count"]) < 1):
+            problems.append(
+                model.doc.diagnostic(
+                    where,
+                    f"{label} names part {match['part']} of a split GGUF",
+                    "name the first part (-00001-of-...): llama-server loads the rest from it, and pull fetches them all",
+                )
+            )
+    if problems:
+        return [], problems
+    if (local_split is None) != (remote_split is None) or (
+        local_split and remote_split and local_split["count"] != remote_split["count"]
+    ):
+        return [], [
+            model.doc.diagnostic(
+                where,
+                "file and source.file disagree on the split: one is a split GGUF, the other not, or their part counts differ",
+                "give both the same -0000K-of-0000N.gguf form",
+            )
+        ]
+    local_parts = split_parts(str(path))
+    remote_parts = split_parts(repo_file)
+    return [
+        FileSource(local, repo, remote, revision, model.id)
+        for local, remote in zip(local_parts, remote_parts, strict=True)
+    ], []
+
+
+def sources(site: Site) -> tuple[list[FileSource], list[Diagnostic]]:
+    """Every file the site's models fetch, by path; problems where the model file wrote them.
+    Two models may share a file when they name the same source for it."""
+    found: list[Diagnostic] = []
+    by_path: dict[str, FileSource] = {}
+    for model_id in sorted(site.models):
+        model = site.models[model_id]
+        files, problems = _model_sources(site, model)
+        found += problems
+        for f in files:
+            other = by_path.get(f.path)
+            if other is None:
+                by_path[f.path] = f
+            elif (other.repo, other.file, other.revision) != (f.repo, f.file, f.revision):
+                found.append(
+                    model.doc.diagnostic(
+                        ("source",) if model.spec.source else ("file",),
+                        f"{f.path} comes from {f.repo}/{f.file}@{f.revision} here but from "
+                        f"{other.repo}/{other.file}@{other.revision} in {other.model}",
+                        "one file on disk has one source: give both models the same one",
+                    )
+                )
+    return sorted(by_path.values()), found
+
+
+def problems(site: Site) -> Iterator[Diagnostic]:
+    yield from sources(site)[1]
