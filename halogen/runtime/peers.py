@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolve import PeerRoute
 from halogen.runtime import proxy
 from halogen.runtime.context import MODEL, Runtime
@@ -26,9 +27,11 @@ class PeerFailed(UpstreamFailed):
 
 
 def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
-    """One pooled client per peer, with the peer's connect and idle timeouts."""
-    sessions: dict[str, aiohttp.ClientSession] = app[SESSIONS]
-    found = sessions.get(route.peer)
+    """One pooled client per peer, with the peer's connect and idle timeouts (a reloaded config
+    that changes them gets a client of its own)."""
+    sessions: dict[tuple[str, Timeouts], aiohttp.ClientSession] = app[SESSIONS]
+    key = (route.peer, route.timeouts)
+    found = sessions.get(key)
     if found is None or found.closed:
         idle = route.timeouts.idleConn
         found = aiohttp.ClientSession(
@@ -36,7 +39,7 @@ def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=route.timeouts.connect or None),
         )
-        sessions[route.peer] = found
+        sessions[key] = found
     return found
 
 
