@@ -36,6 +36,8 @@ def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
             return ("matrix", "evictCosts", ids.get(key, key))
         case ("selectors" | "profiles" as kind, str() as name, *rest) if name in getattr(site.spec, kind):
             return (kind, name, *rest)
+        case ("peers", str() as name, *rest) if name in site.spec.peers:
+            return ("peers", name, *rest[:1])
         case ("hooks", "on_startup", "preload", int() as i):
             return ("llamaSwap", "preload", i)
         case ("macros", str() as name) if name in site.spec.backends:

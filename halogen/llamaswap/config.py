@@ -24,6 +24,69 @@ class _Strict(BaseModel):
 class Filters(_Strict):
     stripParams: str = Field("", pattern=r"^[a-zA-Z0-9_, ]*$")
     setParams: dict[str, Any] = {}
+    # Requested id (the model's own or a new alias) -> params set after setParams
+    # (internal/config/filters.go, llama-swap); every key but the model's id becomes an alias.
+    setParamsByID: dict[str, dict[str, Any]] = {}
+
+
+class Timeouts(_Strict):
+    """Seconds for the connections to a model's server; 0 = no limit. Defaults as llama-swap's
+    (internal/config/model_config.go)."""
+
+    connect: int = Field(30, ge=0)
+    keepalive: int = Field(30, ge=0)
+    responseHeader: int = Field(0, ge=0)
+    tlsHandshake: int = Field(10, ge=0)
+    expectContinue: int = Field(1, ge=0)
+    idleConn: int = Field(90, ge=0)
+
+
+class Compat(_Strict):
+    ignoreWebsockets: bool = False
+
+
+Modality = Literal["text", "audio", "image"]
+
+
+class Capabilities(_Strict):
+    """What the model takes and gives, for /v1/models (internal/server/api.go); all empty =
+    not configured."""
+
+    in_: list[Modality] = Field([], alias="in")
+    out: list[Modality] = []
+    tools: bool = False
+    reranker: bool = False
+    context: int = Field(0, ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    def empty(self) -> bool:
+        return not (self.in_ or self.out or self.tools or self.reranker or self.context)
+
+
+class Upstream(_Strict):
+    # None or empty: llama-swap's default, static-asset suffixes (internal/config/upstream.go).
+    ignorePaths: list[str] | None = None
+
+
+class PeerFilters(_Strict):
+    stripParams: str = Field("", pattern=r"^[a-zA-Z0-9_, ]*$")
+    setParams: dict[str, Any] = {}
+
+
+class PeerTimeouts(Timeouts):
+    # A peer waits 60 s for response headers by default (internal/config/peer.go).
+    responseHeader: int = Field(60, ge=0)
+
+
+class Peer(_Strict):
+    """Another server's models, reachable through this one (internal/config/peer.go)."""
+
+    proxy: str = Field(min_length=1)
+    apiKey: str = ""
+    models: list[str] = Field(min_length=1)
+    filters: PeerFilters = PeerFilters()
+    timeouts: PeerTimeouts = PeerTimeouts()
 
 
 class Model(_Strict):
@@ -41,6 +104,11 @@ class Model(_Strict):
     useModelName: str = ""
     concurrencyLimit: int = Field(0, ge=0)
     filters: Filters = Filters()
+    # None: the global sendLoadingState (internal/config/load.go, llama-swap).
+    sendLoadingState: bool | None = None
+    timeouts: Timeouts = Timeouts()
+    compat: Compat = Compat()
+    capabilities: Capabilities = Capabilities()
     name: str = Field("", max_length=128)
     description: str = Field("", max_length=1024)
     metadata: dict[str, Any] = {}
@@ -133,6 +201,27 @@ class Hooks(_Strict):
     on_startup: OnStartup = OnStartup()
 
 
+# Go's time layouts by their constant names (internal/logmon/logging.go, llama-swap).
+LogTimeFormat = Literal[
+    "",
+    "ansic",
+    "unixdate",
+    "rubydate",
+    "rfc822",
+    "rfc822z",
+    "rfc850",
+    "rfc1123",
+    "rfc1123z",
+    "rfc3339",
+    "rfc3339nano",
+    "kitchen",
+    "stamp",
+    "stampmilli",
+    "stampmicro",
+    "stampnano",
+]
+
+
 class Config(_Strict):
     healthCheckTimeout: int = 120
     logLevel: Literal["debug", "info", "warn", "error"] = "info"
@@ -142,6 +231,10 @@ class Config(_Strict):
     globalTTL: int = Field(0, ge=0)
     unloadTimeout: int = Field(10, ge=0)
     includeAliasesInList: bool = False
+    sendLoadingState: bool = False
+    logTimeFormat: LogTimeFormat = ""
+    upstream: Upstream = Upstream()
+    peers: dict[str, Peer] = {}
     apiKeys: list[str] = []
     macros: dict[str, MacroValue] = {}
     models: dict[str, Model]
@@ -174,19 +267,10 @@ def _groups(groups: dict[str, Group]) -> dict[str, Any]:
 # Keys llama-swap knows that `halogen serve` does not implement. A hand-written config that
 # sets one (to anything but its default) is refused with the key's name, never half-run.
 UNSUPPORTED_TOP: dict[str, Any] = {
-    "logTimeFormat": "",
     "captureBuffer": 5,
-    "sendLoadingState": False,
     "store": None,
     "ui": None,
     "performance": None,
-    "peers": None,
-    "upstream": None,
 }
-UNSUPPORTED_MODEL: dict[str, Any] = {
-    "sendLoadingState": None,
-    "timeouts": None,
-    "compat": None,
-    "capabilities": None,
-}
-UNSUPPORTED_FILTERS: dict[str, Any] = {"setParamsByID": None}
+UNSUPPORTED_MODEL: dict[str, Any] = {}
+UNSUPPORTED_FILTERS: dict[str, Any] = {}

@@ -19,11 +19,13 @@ from halogen.llamaswap import command
 from halogen.llamaswap.config import (
     DEFAULT_GROUP,
     MIN_HEALTH_CHECK_TIMEOUT,
+    Capabilities,
     Config,
     Group,
     MacroValue,
     Matrix,
     Model,
+    Timeouts,
 )
 from halogen.llamaswap.matrix import MatrixErrors, Program, compile_sets
 
@@ -68,6 +70,12 @@ class Runnable:
     concurrency_limit: int = DEFAULT_CONCURRENCY
     strip_params: tuple[str, ...] = ()
     set_params: Mapping[str, Any] = field(default_factory=dict)
+    # The requested id (the model's own or an alias) -> params set after `set_params`.
+    set_params_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    send_loading_state: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    ignore_websockets: bool = False
+    capabilities: Capabilities = field(default_factory=Capabilities)
     name: str = ""
     description: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -110,6 +118,28 @@ class ProfileRule:
 
 
 @dataclass(frozen=True)
+class PeerRoute:
+    """A model another server offers (`peers:`), and how to reach it."""
+
+    peer: str
+    model: str  # the id the peer knows it by
+    proxy: str  # the peer's base URL, without a trailing "/"
+    api_key: str
+    strip_params: tuple[str, ...]
+    set_params: Mapping[str, Any]
+    timeouts: Timeouts
+
+
+def peer_fqn(peer: str, model: str) -> str:
+    """The qualified name of a peer's model, as PeerModelFQN (internal/config/peer.go)."""
+    return f"{peer}/{model}"
+
+
+# internal/config/upstream.go (llama-swap): static assets a UI asks for.
+DEFAULT_IGNORE_PATHS = r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$"
+
+
+@dataclass(frozen=True)
 class Resolved:
     models: dict[str, Runnable]
     groups: dict[str, Group]  # the implicit (default) group included when it has members
@@ -128,6 +158,21 @@ class Resolved:
     priority: Mapping[str, int] = field(default_factory=dict)  # fifo priority per model id; default 0
     selectors: Mapping[str, SelectorRule] = field(default_factory=dict)
     profiles: Mapping[str, ProfileRule] = field(default_factory=dict)
+    # /upstream paths that never start a model (upstream.ignorePaths, internal/config/upstream.go).
+    upstream_ignore_paths: tuple[re.Pattern[str], ...] = (re.compile(DEFAULT_IGNORE_PATHS),)
+    # Each qualified `<peer>/<model>` name, and each bare model name exactly one peer offers.
+    peers: Mapping[str, PeerRoute] = field(default_factory=dict)
+    peer_names: tuple[str, ...] = ()  # the qualified names, for listings
+    log_time_format: str = ""
+
+    def peer(self, name: str) -> PeerRoute | None:
+        """The peer model a request names, when no local model answers to the name."""
+        if self.lookup(name) is not None:
+            return None
+        for candidate in (name, name.removesuffix(":latest")):
+            if candidate in self.peers:
+                return self.peers[candidate]
+        return None
 
     def lookup(self, name: str) -> str | None:
         """The model id a request's `model` names: an id, an alias, or either with `:latest`."""
@@ -214,6 +259,8 @@ def _expand(config: Config, model_id: str, model: Model) -> dict[str, Any]:
         "description": model.description,
         "aliases": list(model.aliases),
         "metadata": dict(model.metadata),
+        # Its keys only: they take macros, ${MODEL_ID} above all (internal/config/macros.go).
+        "filters.setParamsByID": list(model.filters.setParamsByID),
     }
     for name, value in reversed(_merged(config, model_id, model)):
         slug = f"${{{name}}}"
@@ -320,6 +367,29 @@ def resolve(config: Config) -> Resolved:
                 bad = True
             aliases.setdefault(alias, model_id)
             folded.setdefault(alias.removesuffix(":latest"), model_id)
+        by_id: dict[str, Mapping[str, Any]] = {}
+        own_aliases = list(fields["aliases"])
+        where = (*base, "filters", "setParamsByID")
+        # Each key but the model's own id is an alias too, as internal/config/load.go
+        # (llama-swap) registers them; "model" is never set (ProtectedParams, filters.go).
+        for key, params in zip(
+            fields["filters.setParamsByID"], model.filters.setParamsByID.values(), strict=True
+        ):
+            if key in by_id:
+                problems.append(Problem((*where, key), f"two keys resolve to {key!r}"))
+                bad = True
+            by_id[key] = {k: v for k, v in params.items() if k != "model"}
+            if key == model_id or key in own_aliases:
+                continue
+            owner = folded.get(key.removesuffix(":latest"), model_id)
+            if key in config.models or aliases.get(key, model_id) != model_id or owner != model_id:
+                other = aliases.get(key, key if key in config.models else owner)
+                problems.append(Problem((*where, key), f"key {key!r} is already used by model {other!r}"))
+                bad = True
+                continue
+            aliases[key] = model_id
+            folded.setdefault(key.removesuffix(":latest"), model_id)
+            own_aliases.append(key)
         try:
             argv = command.split(fields["cmd"])
             stop_argv = command.split(fields["cmdStop"]) if fields["cmdStop"].strip() else []
@@ -341,7 +411,7 @@ def resolve(config: Config) -> Resolved:
             check_endpoint="" if endpoint == "none" else endpoint,
             env=tuple(env),
             group=member_of.get(model_id, DEFAULT_GROUP) if router == "group" else "",
-            aliases=tuple(fields["aliases"]),
+            aliases=tuple(own_aliases),
             unlisted=model.unlisted,
             ttl=ttl,
             unload_timeout=model.unloadTimeout or config.unloadTimeout or 10,
@@ -353,6 +423,13 @@ def resolve(config: Config) -> Resolved:
                 if p.strip() and p.strip() != "model"
             ),
             set_params={k: v for k, v in model.filters.setParams.items() if k != "model"},
+            set_params_by_id={k: v for k, v in by_id.items() if v},
+            send_loading_state=(
+                config.sendLoadingState if model.sendLoadingState is None else model.sendLoadingState
+            ),
+            timeouts=model.timeouts,
+            ignore_websockets=model.compat.ignoreWebsockets,
+            capabilities=model.capabilities,
             name=fields["name"],
             description=fields["description"],
             metadata=fields["metadata"],
@@ -386,6 +463,14 @@ def resolve(config: Config) -> Resolved:
     priority = _priority(config, aliases, problems)
     selectors = _selectors(config, aliases, groups, rules, problems)
     profiles = _profiles(config, aliases, problems)
+    peers, peer_problems = _peers(config, aliases)
+    problems += peer_problems
+    ignore_paths = []
+    for i, pattern in enumerate(config.upstream.ignorePaths or [DEFAULT_IGNORE_PATHS]):
+        try:
+            ignore_paths.append(re.compile(pattern))
+        except re.error as exc:
+            problems.append(Problem(("upstream", "ignorePaths", i), f"not a regular expression: {exc}"))
     if problems:
         raise Unresolvable(problems)
     return Resolved(
@@ -404,7 +489,66 @@ def resolve(config: Config) -> Resolved:
         priority=priority,
         selectors=selectors,
         profiles=profiles,
+        upstream_ignore_paths=tuple(ignore_paths),
+        peers=peers,
+        peer_names=tuple(sorted({peer_fqn(r.peer, r.model) for r in peers.values()})),
+        log_time_format=config.logTimeFormat,
     )
+
+
+def _peers(config: Config, aliases: Mapping[str, str]) -> tuple[dict[str, PeerRoute], list[Problem]]:
+    """The names peers' models answer to, as NewPeer and ValidatePeerNamespace build them
+    (internal/router/peer.go, internal/config/peer.go): `<peer>/<model>` always, the bare model
+    name when exactly one peer offers it. A local id or alias wins over a bare name, and may
+    not take a qualified one."""
+    problems: list[Problem] = []
+    qualified: dict[str, PeerRoute] = {}
+    bare: dict[str, list[PeerRoute]] = {}
+    for peer_id in sorted(config.peers):
+        peer = config.peers[peer_id]
+        where: FieldPath = ("peers", peer_id)
+        url = urlsplit(peer.proxy)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            problems.append(
+                Problem(
+                    (*where, "proxy"), f"invalid peer proxy URL {peer.proxy!r}", "use http(s)://host:port"
+                )
+            )
+            continue
+        strip = tuple(
+            p.strip() for p in peer.filters.stripParams.split(",") if p.strip() and p.strip() != "model"
+        )
+        for i, model in enumerate(dict.fromkeys(peer.models)):
+            route = PeerRoute(
+                peer=peer_id,
+                model=model,
+                proxy=peer.proxy.rstrip("/"),
+                api_key=peer.apiKey,
+                strip_params=strip,
+                set_params={k: v for k, v in peer.filters.setParams.items() if k != "model"},
+                timeouts=peer.timeouts,
+            )
+            fqn = peer_fqn(peer_id, model)
+            if fqn in qualified:
+                other = qualified[fqn]
+                problems.append(
+                    Problem(
+                        (*where, "models", i),
+                        f"peer model name {fqn!r} is ambiguous between peers.{other.peer} model "
+                        f"{other.model!r} and peers.{peer_id} model {model!r}",
+                    )
+                )
+            elif fqn in config.models or fqn in aliases:
+                problems.append(
+                    Problem((*where, "models", i), f"{fqn!r} is also a local model id or alias", "rename one")
+                )
+            qualified.setdefault(fqn, route)
+            bare.setdefault(model, []).append(route)
+    routes = dict(qualified)
+    for name, offered in bare.items():
+        if len(offered) == 1 and name not in qualified:
+            routes[name] = offered[0]
+    return routes, problems
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -9,7 +9,7 @@ from halogen import facts
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import matrix as dsl
 from halogen.spec.checks import backend_of, model_file
-from halogen.spec.inputs import Backend
+from halogen.spec.inputs import Backend, SitePeer
 from halogen.spec.load import Model, Site
 
 
@@ -37,6 +37,11 @@ def _cmd(site: Site, model: Model, backend_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def variant_id(model_id: str, variant: str) -> str:
+    """The id clients ask for to get `variant` of a model: `<id>:<variant>`, Ollama's tag form."""
+    return f"{model_id}:{variant}"
+
+
 def _model(site: Site, model: Model) -> ls.Model:
     spec = model.spec
     backend_id = backend_of(site, model) or ""
@@ -53,6 +58,10 @@ def _model(site: Site, model: Model) -> ls.Model:
         "filters": ls.Filters(
             stripParams=", ".join(spec.filters.stripParams),
             setParams=dict(sorted(spec.filters.setParams.items())),
+            setParamsByID={
+                variant_id(model.id, name): dict(sorted(spec.variants[name].items()))
+                for name in sorted(spec.variants)
+            },
         ),
     }
     optional = {
@@ -61,9 +70,26 @@ def _model(site: Site, model: Model) -> ls.Model:
         "checkEndpoint": spec.checkEndpoint,
         "useModelName": spec.useModelName,
         "concurrencyLimit": spec.concurrencyLimit,
+        "sendLoadingState": spec.sendLoadingState,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return ls.Model.model_validate(fields)
+
+
+def _peer(peer: SitePeer) -> ls.Peer:
+    """A site's peer as llama-swap's: the key as `${env.NAME}`, which the Deployment fills from
+    the Secret, so out/ never holds it."""
+    timeouts = {k: v for k, v in peer.timeouts.model_dump().items() if v is not None}
+    return ls.Peer(
+        proxy=peer.proxy,
+        apiKey="" if peer.apiKey is None else f"${{env.{peer.apiKey.env}}}",
+        models=list(peer.models),
+        filters=ls.PeerFilters(
+            stripParams=", ".join(peer.filters.stripParams),
+            setParams=dict(sorted(peer.filters.setParams.items())),
+        ),
+        timeouts=ls.PeerTimeouts(**timeouts),
+    )
 
 
 def matrix_vars(site: Site) -> dict[str, str]:
@@ -114,5 +140,6 @@ def render(site: Site) -> ls.Config:
         routing=ls.Routing(scheduler=scheduler, router=_router(site)),
         selectors={sid: ls.Selector.model_validate(s.model_dump()) for sid, s in spec.selectors.items()},
         profiles={pid: ls.Profile.model_validate(p.model_dump()) for pid, p in spec.profiles.items()},
+        peers={pid: _peer(peer) for pid, peer in sorted(spec.peers.items())},
         hooks=ls.Hooks(on_startup=ls.OnStartup(preload=list(swap.preload))),
     )

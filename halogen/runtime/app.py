@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from halogen.runtime import connections, management, observed, openai_routes, origin
+from halogen.runtime import anthropic_routes, connections, management, observed, openai_routes, origin, peers
 from halogen.runtime.context import RUNTIME, Runtime
 from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.middleware import access_middleware, error_middleware, key_middleware
@@ -38,6 +38,8 @@ def build(
         observed.budget_from_env(), lambda line: runtime.logs.proxy(line)
     )
     openai_routes.register(app)
+    peers.register(app)
+    anthropic_routes.register(app)
     management.register(app)
     ollama_routes.register(app)
     return app

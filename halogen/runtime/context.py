@@ -17,10 +17,11 @@ from aiohttp import web
 from halogen.llamaswap.resolve import Resolved, SelectorRule
 from halogen.runtime import proxy, selectors
 from halogen.runtime.errors import BadRequest, MissingModel, NoTargetAvailable, Refusal, UnknownModel
+from halogen.runtime.loading import Loading, openai_frame
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
 from halogen.runtime.swapper import Swapper
-from halogen.runtime.upstream import Upstream
+from halogen.runtime.upstream import State, Upstream
 
 # The model a request went to, for the access log.
 MODEL = web.RequestKey("model", str)
@@ -133,20 +134,46 @@ class Runtime:
                 yield counted, upstream
 
     async def forward(
-        self, request: web.Request, model_id: str, path_qs: str, body: bytes | None
+        self,
+        request: web.Request,
+        model_id: str,
+        path_qs: str,
+        body: bytes | None,
+        *,
+        show_loading: bool = False,
     ) -> web.StreamResponse:
-        """Send a request to `model_id` and stream its answer back."""
-        async with self.holding(request, model_id) as (counted, upstream):
-            response, outcome = await proxy.forward(
-                request,
-                upstream,
-                path_qs=path_qs,
-                body=body,
-                drop_credentials=bool(self.resolved.api_keys),
-            )
-            counted.status = 502 if outcome.broken else outcome.status
-            self.metrics.tokens(model_id, outcome.tokens)
-        return response
+        """Send a request to `model_id` and stream its answer back; with `show_loading`, a
+        model that is not ready yet streams loading progress first (`loading.Loading`)."""
+        progress = None
+        if show_loading and self.swapper.slot(model_id).phase is not State.READY:
+            progress = await Loading.begin(request, model_id, openai_frame, "text/event-stream")
+        try:
+            async with self.holding(request, model_id) as (counted, upstream):
+                if progress is not None:
+                    await progress.done()
+                response, outcome = await proxy.forward(
+                    request,
+                    upstream,
+                    path_qs=path_qs,
+                    body=body,
+                    drop_credentials=bool(self.resolved.api_keys),
+                    prepared=None if progress is None else progress.response,
+                )
+                counted.status = 502 if outcome.broken else outcome.status
+                self.metrics.tokens(model_id, outcome.tokens)
+            return response
+        except Refusal as exc:
+            if progress is None:
+                raise
+            # The stream has begun with a 200: the failure is its last event.
+            await progress.stop()
+            error = {"error": {"message": exc.text(), "type": exc.kind, "code": exc.status}}
+            await progress.response.write(b"data: " + proxy.encode(error) + b"\n\n")
+            await progress.response.write_eof()
+            return progress.response
+        finally:
+            if progress is not None:
+                await progress.stop()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

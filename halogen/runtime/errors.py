@@ -130,3 +130,19 @@ class ShuttingDown(Refusal):
     status = 503
     kind = "server_error"
     code = "shutting_down"
+
+
+class NotLoaded(Refusal):
+    """A request that may not start its model, which is not running (upstream.ignorePaths)."""
+
+    status = 409
+    kind = "invalid_request_error"
+    code = "model_not_loaded"
+
+
+class NotReady(Refusal):
+    """A websocket for a model that is not running, which it may not start."""
+
+    status = 503
+    kind = "server_error"
+    code = "model_not_ready"

@@ -7,6 +7,7 @@ import contextlib
 import sys
 from collections import deque
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Literal, TextIO
 
 Level = Literal["debug", "info", "warn", "error"]
@@ -53,6 +54,48 @@ class Ring:
         return list(self._lines)
 
 
+# llama-swap's logTimeFormat names Go's time layouts (llama-swap.go, logTimeFormats); the same
+# layouts in strftime, the fractional ones completed by `stamp`.
+_LAYOUTS = {
+    "ansic": "%a %b %e %H:%M:%S %Y",
+    "unixdate": "%a %b %e %H:%M:%S %Z %Y",
+    "rubydate": "%a %b %d %H:%M:%S %z %Y",
+    "rfc822": "%d %b %y %H:%M %Z",
+    "rfc822z": "%d %b %y %H:%M %z",
+    "rfc850": "%A, %d-%b-%y %H:%M:%S %Z",
+    "rfc1123": "%a, %d %b %Y %H:%M:%S %Z",
+    "rfc1123z": "%a, %d %b %Y %H:%M:%S %z",
+    "stamp": "%b %e %H:%M:%S",
+    "stampmilli": "%b %e %H:%M:%S",
+    "stampmicro": "%b %e %H:%M:%S",
+    "stampnano": "%b %e %H:%M:%S",
+}
+
+
+def _offset(moment: datetime) -> str:
+    """Go's `Z07:00`: `Z` at UTC, else `+hh:mm`."""
+    offset = moment.strftime("%z")
+    return "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
+
+
+def stamp(time_format: str, moment: datetime) -> str:
+    """`moment` in the Go layout llama-swap's `logTimeFormat` names ("" = no time stamp)."""
+    if not time_format:
+        return ""
+    if time_format == "kitchen":
+        return f"{moment.hour % 12 or 12}:{moment:%M%p}"
+    if time_format in ("rfc3339", "rfc3339nano"):
+        text = f"{moment:%Y-%m-%dT%H:%M:%S}"
+        if time_format == "rfc3339nano" and moment.microsecond:
+            text += f".{moment.microsecond:06d}".rstrip("0")
+        return text + _offset(moment)
+    text = moment.strftime(_LAYOUTS[time_format])
+    digits = {"stampmilli": 3, "stampmicro": 6, "stampnano": 9}.get(time_format)
+    if digits is not None:
+        text += "." + f"{moment.microsecond:06d}000"[:digits]
+    return text
+
+
 class Logs:
     """One history for the proxy's own lines and every upstream's output, with live followers.
 
@@ -78,6 +121,7 @@ class Logs:
         self._closed = False
         self._secrets: dict[str, str] = {}
         self.level = level
+        self.time_format = ""  # logTimeFormat: each line starts with the time in this layout
 
     @property
     def level(self) -> str:
@@ -114,7 +158,9 @@ class Logs:
 
     def proxy(self, message: str, level: Level = "info") -> None:
         if _RANK[level] >= self._threshold:
-            self._add(f"[halogen] {message}", self._echo_proxy)
+            # The proxy's own lines carry the time, a model's output as it printed it
+            # (formatMessage in internal/logmon/logging.go, llama-swap).
+            self._add(self._stamped(f"[halogen] {message}"), self._echo_proxy)
 
     def echoes(self, level: Level) -> bool:
         """Whether an access line at `level` would be printed (so it need not be made)."""
@@ -122,13 +168,20 @@ class Logs:
 
     def access(self, line: str, level: Level = "info") -> None:
         if self.echoes(level):
-            print(cut(self.redact(f"[halogen] {line}")), file=self._out or sys.stdout, flush=True)
+            print(
+                self._stamped(cut(self.redact(f"[halogen] {line}"))), file=self._out or sys.stdout, flush=True
+            )
 
     def upstream(self, model_id: str, line: str) -> None:
         self._add(f"[{model_id}] {line}", self._echo_upstream)
 
     def history(self) -> list[str]:
         return self._history.lines()
+
+    def _stamped(self, line: str) -> str:
+        if not self.time_format:
+            return line
+        return f"{stamp(self.time_format, datetime.now().astimezone())} {line}"
 
     def _add(self, line: str, echo: bool) -> None:
         line = cut(self.redact(line))

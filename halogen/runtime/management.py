@@ -10,7 +10,7 @@ from aiohttp import web
 
 from halogen.runtime import observed
 from halogen.runtime.context import parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, ProfileNotFound, UnknownModel, clip
+from halogen.runtime.errors import BadRequest, NotLoaded, NotReady, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.upstream import State
 
 
@@ -91,6 +91,15 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
     # (whose host names nothing here).
     raw_path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
     model_id, path = split_upstream_path(raw_path.removeprefix("/upstream/"), runtime.resolved.lookup)
+    if runtime.swapper.slot(model_id).phase is not State.READY:
+        # handleUpstream in internal/server/api.go (llama-swap): a static asset a UI asks for
+        # never starts a model.
+        if any(p.search(unquote(path)) for p in runtime.resolved.upstream_ignore_paths):
+            raise NotLoaded(f"model {model_id} is not loaded; path matches upstream.ignorePaths")
+        # compat.ignoreWebsockets (internal/config/model_config.go): a websocket never starts it.
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if upgrade and runtime.resolved.models[model_id].ignore_websockets:
+            raise NotReady(f"[{model_id}] process is not ready")
     body = await request.read()
     path_qs = path + ("?" + query if query else "")
     return await runtime.forward(request, model_id, path_qs, body or None)

@@ -105,27 +105,64 @@ def _number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def token_counts(event: Any) -> tuple[int, int] | None:
-    """(prompt, generated) tokens from one OpenAI-style answer or stream event: `usage` when the
-    upstream sends it, else llama-server's `timings`."""
+# Where one answer or stream event carries its usage, in each API's shape: OpenAI's chat and
+# completions (`usage`), the Responses API's `response.completed` event (`response.usage`) and
+# Anthropic's `message_start` event (`message.usage`); as internal/server/metrics.go (llama-swap).
+_USAGE_PATHS = (("usage",), ("response", "usage"), ("message", "usage"))
+Partial = tuple[int | None, int | None]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _usage(usage: Mapping[str, Any]) -> Partial:
+    """(input, output) tokens of one usage object, in OpenAI's names or Anthropic's and the
+    Responses API's (`input_tokens`, `output_tokens`); None where it has no count."""
+    prompt = _int(usage.get("prompt_tokens"))
+    if prompt is None:
+        prompt = _int(usage.get("input_tokens"))
+    generated = _int(usage.get("completion_tokens"))
+    if generated is None:
+        generated = _int(usage.get("output_tokens"))
+    return prompt, generated
+
+
+def partial_counts(event: Any) -> Partial | None:
+    """The token counts one answer or stream event carries, each None when it does not say:
+    `usage` (at any of `_USAGE_PATHS`) when the upstream sends it, else llama-server's `timings`.
+    Anthropic's stream says the input in `message_start` and the output in `message_delta`."""
     if not isinstance(event, dict):
         return None
-    usage = event.get("usage")
-    if isinstance(usage, dict):
-        prompt, generated = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
-        if isinstance(prompt, int) and isinstance(generated, int):
-            return prompt, generated
+    for path in _USAGE_PATHS:
+        found: Any = event
+        for key in path:
+            found = found.get(key) if isinstance(found, dict) else None
+        if isinstance(found, dict):
+            counts = _usage(found)
+            if counts != (None, None):
+                return counts
     timings = event.get("timings")
     if isinstance(timings, dict):
-        prompt, generated = timings.get("prompt_n"), timings.get("predicted_n")
-        cached = timings.get("cache_n", 0)
-        if isinstance(prompt, int) and isinstance(generated, int):
-            return prompt + (cached if isinstance(cached, int) else 0), generated
+        prompt, generated = _int(timings.get("prompt_n")), _int(timings.get("predicted_n"))
+        cached = _int(timings.get("cache_n")) or 0
+        if prompt is not None and generated is not None:
+            return prompt + cached, generated
     return None
 
 
+def token_counts(event: Any) -> tuple[int, int] | None:
+    """(prompt, generated) tokens from one answer or stream event (see `partial_counts`)."""
+    counts = partial_counts(event)
+    if counts is None:
+        return None
+    return counts[0] or 0, counts[1] or 0
+
+
 class TokenReader:
-    """Watches a response as it is forwarded and keeps the last token counts it carried.
+    """Watches a response as it is forwarded and keeps the token counts it carried: of each
+    count, the last non-zero one (Anthropic's stream gives input and output in different events;
+    processStreamingResponse in internal/server/metrics.go, llama-swap, merges them so).
 
     SSE is read line by line (an event can be split across reads); any other body is kept up
     to `MAX_PARSED_BODY` and parsed once complete.
@@ -136,7 +173,14 @@ class TokenReader:
         self._partial = b""  # the SSE line still open at the end of the last chunk
         self._body = bytearray()
         self._overflow = False
-        self.counts: tuple[int, int] | None = None
+        self._prompt: int | None = None
+        self._generated: int | None = None
+
+    @property
+    def counts(self) -> tuple[int, int] | None:
+        if self._prompt is None and self._generated is None:
+            return None
+        return self._prompt or 0, self._generated or 0
 
     def feed(self, chunk: bytes) -> None:
         if self._event_stream:
@@ -172,8 +216,13 @@ class TokenReader:
 
     def _found(self, data: bytes) -> None:
         try:
-            counts = token_counts(json.loads(data))
+            counts = partial_counts(json.loads(data))
         except ValueError:
             return
-        if counts is not None:
-            self.counts = counts
+        if counts is None:
+            return
+        prompt, generated = counts
+        if prompt is not None and (prompt > 0 or self._prompt is None):
+            self._prompt = prompt
+        if generated is not None and (generated > 0 or self._generated is None):
+            self._generated = generated

@@ -1,5 +1,5 @@
 """The middlewares every route shares: the access log, the one place a failure becomes an error
-body (in the style of the route's API), and API keys."""
+body (in the style of the route's API: OpenAI's, Ollama's or Anthropic's), and API keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from halogen.runtime import auth
+from halogen.runtime import anthropic_routes, auth
 from halogen.runtime.context import MODEL, runtime_of
 from halogen.runtime.errors import Refusal, Unauthorized
 from halogen.runtime.logs import Level
@@ -29,6 +29,8 @@ def error_response(
 ) -> web.Response:
     if ollama_style(path):
         body: dict[str, Any] = {"error": message}
+    elif anthropic_routes.anthropic_style(path):
+        body = anthropic_routes.error_body(status, message)
     else:
         body = {"error": {"message": message, "type": kind, "code": code}}
     return web.json_response(body, status=status, headers=headers)

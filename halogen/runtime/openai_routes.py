@@ -8,18 +8,31 @@ from typing import Any
 
 from aiohttp import web
 
-from halogen.runtime import multipart, proxy
-from halogen.runtime.context import parse_json, runtime_of
+from halogen.llamaswap.config import Capabilities
+from halogen.llamaswap.resolve import PeerRoute
+from halogen.runtime import multipart, peers, proxy
+from halogen.runtime.context import Runtime, parse_json, runtime_of
+from halogen.runtime.errors import UnknownModel
+from halogen.runtime.loading import LOADING_PATHS
+from halogen.runtime.upstream import State
 
-# Routes whose model is named in the request body; everything after the host goes upstream.
+# Routes whose model is named in the request body (a JSON field, or a multipart form field for
+# transcriptions and image edits); everything after the host goes upstream. The list follows
+# modelPostJSONRoutes and modelPostFormRoutes in internal/server/server.go (llama-swap).
 OPENAI_ROUTES = (
     "/v1/chat/completions",
     "/v1/completions",
+    "/v1/responses",
+    "/v1/responses/input_tokens",
     "/v1/embeddings",
     "/v1/rerank",
+    "/v1/reranking",
     "/rerank",
     "/reranking",
     "/v1/audio/transcriptions",
+    "/v1/audio/speech",
+    "/v1/images/generations",
+    "/v1/images/edits",
     "/infill",
     "/completion",
 )
@@ -29,6 +42,8 @@ def register(application: web.Application) -> None:
     for path in OPENAI_ROUTES:
         application.router.add_post(path, openai_route)
     application.router.add_get("/v1/models", list_models)
+    # A model id may hold "/"; OpenAI's "retrieve model".
+    application.router.add_get("/v1/models/{model:.+}", get_model)
 
 
 async def openai_route(request: web.Request) -> web.StreamResponse:
@@ -36,6 +51,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     content_type = request.headers.get("Content-Type", "")
     mark = multipart.boundary(content_type)
+    show_loading = False
     if mark is not None:
         span = multipart.value_span(body, mark, "model")
         model_id = runtime.model_id(multipart.value(body, span), request)
@@ -44,12 +60,111 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
             body = multipart.replace(body, span, runnable.use_model_name)
     else:
         data = parse_json(body)
-        model_id = runtime.model_id(data.get("model"), request)
-        rewritten = proxy.rewrite(runtime.resolved.models[model_id], data)
+        asked = data.get("model")
+        route = runtime.resolved.peer(asked) if isinstance(asked, str) else None
+        if route is not None:
+            return await peers.forward(request, runtime, route, data)
+        model_id = runtime.model_id(asked, request)
+        runnable = runtime.resolved.models[model_id]
+        rewritten = proxy.rewrite(runnable, data, data["model"])
         if rewritten is not None:
             body = proxy.encode(rewritten)
+        # internal/router/base.go (llama-swap): streamed chat completions only.
+        show_loading = (
+            runnable.send_loading_state and data.get("stream") is True and request.path in LOADING_PATHS
+        )
     # The path and query as sent, in origin form even when the request line held an absolute URL.
-    return await runtime.forward(request, model_id, request.rel_url.raw_path_qs, body)
+    path_qs = request.rel_url.raw_path_qs
+    return await runtime.forward(request, model_id, path_qs, body, show_loading=show_loading)
+
+
+def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:
+    """The /v1/models entry of `name`, which names the model `model_id` (itself or an alias)."""
+    runnable = runtime.resolved.models[model_id]
+    record: dict[str, Any] = {
+        "id": name,
+        "object": "model",
+        "created": runtime.created,
+        "owned_by": "halogen",
+        "name": runnable.name,
+        "description": runnable.description,
+        "meta": {"llamaswap": dict(runnable.metadata)},
+        "status": {"value": model_status(runtime, model_id)},
+    }
+    if not runnable.capabilities.empty():
+        rendered = render_capabilities(runnable.capabilities)
+        record.update(rendered)
+        # The rendered fields win over metadata keys of the same name (cappedMetadataKeys).
+        record["meta"]["llamaswap"] = {k: v for k, v in runnable.metadata.items() if k not in CAPPED_METADATA}
+        if "context_length" in rendered:
+            record["meta"]["n_ctx"] = rendered["context_length"]
+    return record
+
+
+CAPPED_METADATA = frozenset({"architecture", "capabilities", "supported_parameters", "context_length"})
+
+
+def render_capabilities(caps: Capabilities) -> dict[str, Any]:
+    """The /v1/models fields a `capabilities` block gives, as renderCapabilities in
+    internal/server/api.go (llama-swap), the shape OpenRouter-style clients read."""
+    out: dict[str, Any] = {}
+    arch: dict[str, Any] = {}
+    if caps.in_:
+        arch["input_modalities"] = list(caps.in_)
+    if caps.out:
+        arch["output_modalities"] = list(caps.out)
+    if caps.in_ and caps.out:
+        arch["modality"] = "+".join(caps.in_) + "->" + "+".join(caps.out)
+    if arch:
+        out["architecture"] = arch
+    flags: dict[str, bool] = {}
+    if "image" in caps.in_:
+        flags["vision"] = True
+    pairs = (
+        ("audio", "text", "audio_transcriptions"),
+        ("text", "audio", "audio_speech"),
+        ("text", "image", "image_generation"),
+        ("image", "image", "image_to_image"),
+    )
+    for given, made, flag in pairs:
+        if given in caps.in_ and made in caps.out:
+            flags[flag] = True
+    if caps.tools:
+        flags["function_calling"] = True
+        out["supported_parameters"] = ["tools", "tool_choice"]
+    if caps.reranker:
+        flags["reranker"] = True
+    if flags or caps.in_ or caps.out:
+        out["capabilities"] = flags
+    if caps.context:
+        out["context_length"] = caps.context
+    return out
+
+
+def peer_record(runtime: Runtime, name: str, route: PeerRoute) -> dict[str, Any]:
+    """The /v1/models entry of a peer's model (handleListModels, internal/server/api.go):
+    never loaded here."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": runtime.created,
+        "owned_by": "halogen",
+        "name": f"{route.peer}: {route.model}",
+        "meta": {"llamaswap": {"type": "peer", "peerID": route.peer}},
+        "status": {"value": "unloaded"},
+    }
+
+
+def model_status(runtime: Runtime, model_id: str) -> str:
+    """`loaded`, `loading` or `unloaded`: llama.cpp's router mode reports each model so in
+    `status.value` (server_model_status_to_string, tools/server), which Open WebUI reads;
+    llama-swap's listing (internal/server/api.go) uses the same field."""
+    phase = runtime.swapper.slot(model_id).phase
+    if phase is State.READY:
+        return "loaded"
+    if phase is State.STARTING:
+        return "loading"
+    return "unloaded"
 
 
 def row(name: str, title: str, description: str, meta: Mapping[str, Any], created: int) -> dict[str, Any]:
@@ -67,13 +182,12 @@ def row(name: str, title: str, description: str, meta: Mapping[str, Any], create
 async def list_models(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     resolved = runtime.resolved
-    rows = []
+    rows: list[dict[str, Any]] = []
     for mid, runnable in resolved.models.items():
         if runnable.unlisted:
             continue
         names = [mid, *runnable.aliases] if resolved.include_aliases_in_list else [mid]
-        for name in names:
-            rows.append(row(name, runnable.name, runnable.description, runnable.metadata, runtime.created))
+        rows.extend(model_record(runtime, name, mid) for name in names)
     # Selectors and the active profile's pins, as llama-swap lists them (internal/server/api.go).
     for sid, selector in resolved.selectors.items():
         if selector.unlisted:
@@ -93,5 +207,20 @@ async def list_models(request: web.Request) -> web.Response:
         for pin, target in profile.pins.items():
             if target and pin not in listed:
                 rows.append(row(pin, "", "", {"type": "profile"}, runtime.created))
+    rows.extend(peer_record(runtime, fqn, resolved.peers[fqn]) for fqn in resolved.peer_names)
     rows.sort(key=lambda row: str(row["id"]))
     return web.json_response({"object": "list", "data": rows})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """One model by its id or an alias, as the listing shows it; unlisted models too, since
+    they answer requests. An unknown id is a 404 in OpenAI's shape."""
+    runtime = runtime_of(request)
+    name = request.match_info["model"]
+    model_id = runtime.resolved.lookup(name)
+    if model_id is None:
+        route = runtime.resolved.peer(name)
+        if route is None:
+            raise UnknownModel(name)
+        return web.json_response(peer_record(runtime, name, route))
+    return web.json_response(model_record(runtime, name, model_id))

@@ -26,7 +26,7 @@ ALLOWED = web.RequestKey("allowed_origin", str)
 # A body a page can send with no preflight, which no JSON client sends.
 BROWSER_ONLY_TYPES = frozenset({"text/plain", "multipart/form-data"})
 # Routes whose body is not JSON, or is the upstream's business.
-NOT_JSON = ("/v1/audio/transcriptions", "/upstream/")
+NOT_JSON = ("/v1/audio/transcriptions", "/v1/images/edits", "/upstream/")
 METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 DEFAULT_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With, x-api-key"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,19 +39,49 @@ HOP_BY_HOP = frozenset(
 CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 
-def rewrite(runnable: Runnable, body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The JSON body to send upstream after `useModelName` and `filters`, or None when the
-    client's bytes can go unchanged. (The config's filters never name "model": resolving the
-    config drops it from `setParams` and `stripParams`.)"""
+def rewrite(
+    runnable: Runnable, body: Mapping[str, Any], requested: str | None = None
+) -> dict[str, Any] | None:
+    """The JSON body to send upstream after `useModelName` and `filters` (strip, set, then the
+    params set for the id the client asked for, `requested`), or None when the client's bytes
+    can go unchanged. Order as applyFilters in internal/server/filters.go (llama-swap). (The
+    config's filters never name "model": resolving the config drops it.)"""
     out = dict(body)
     if runnable.use_model_name:
         out["model"] = runnable.use_model_name
     for key in runnable.strip_params:
         out.pop(key, None)
-    out.update(runnable.set_params)
+    for key, value in runnable.set_params.items():
+        set_path(out, key, value)
+    for key, value in params_for(runnable, requested).items():
+        set_path(out, key, value)
     if out == body and list(out) == list(body):
         return None
     return out
+
+
+def params_for(runnable: Runnable, requested: str | None) -> Mapping[str, Any]:
+    """The `setParamsByID` entry for the id a request named (as sent, or without `:latest`)."""
+    if requested is None or not runnable.set_params_by_id:
+        return {}
+    for candidate in (requested, requested.removesuffix(":latest")):
+        if candidate in runnable.set_params_by_id:
+            return runnable.set_params_by_id[candidate]
+    return {}
+
+
+def set_path(body: dict[str, Any], path: str, value: Any) -> None:
+    """Set `value` at `path`, whose dots (unless escaped as `\\.`) name nested objects, the way
+    llama-swap's sjson.SetBytes reads a key: `chat_template_kwargs.enable_thinking` sets one
+    field inside that object, keeping the others. The objects on the way are copied, never
+    changed in place, and made where missing (or where something else stands)."""
+    parts = [part.replace("\x00", ".") for part in path.replace("\\.", "\x00").split(".")]
+    node = body
+    for part in parts[:-1]:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    node[parts[-1]] = value
 
 
 def encode(body: Mapping[str, Any]) -> bytes:
@@ -118,24 +149,47 @@ async def open_upstream(
             headers.popall(name, None)
         headers["Authorization"] = f"Bearer {key}"
     attempt = Attempt()
+    # timeouts.responseHeader (0 = no limit): how long the answer's headers may take, as
+    # Go's http.Transport.ResponseHeaderTimeout (internal/process/process_command.go, llama-swap).
+    wait = upstream.runnable.timeouts.responseHeader or None
     try:
-        return await upstream.session.request(
-            method,
-            upstream.url(path_qs),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            trace_request_ctx=attempt,
+        return await _headers(
+            upstream,
+            wait,
+            upstream.session.request(
+                method,
+                upstream.url(path_qs),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                trace_request_ctx=attempt,
+            ),
         )
     except (aiohttp.ClientError, OSError) as exc:
         if not (attempt.reused and isinstance(exc, aiohttp.ClientConnectionError)):
             raise await failure(upstream, "did not answer", exc) from None
     try:
-        return await upstream.fresh_session.request(
-            method, upstream.url(path_qs), headers=headers, data=body, allow_redirects=False
+        return await _headers(
+            upstream,
+            wait,
+            upstream.fresh_session.request(
+                method, upstream.url(path_qs), headers=headers, data=body, allow_redirects=False
+            ),
         )
     except (aiohttp.ClientError, OSError) as exc:
         raise await failure(upstream, "did not answer", exc) from None
+
+
+async def _headers(
+    upstream: Upstream, wait: float | None, sending: Awaitable[aiohttp.ClientResponse]
+) -> aiohttp.ClientResponse:
+    """The answer `sending` gets, once its headers are in; `UpstreamFailed` after `wait` s."""
+    try:
+        async with asyncio.timeout(wait):
+            return await sending
+    except TimeoutError:
+        what = f"sent no response headers within {wait:g} s (timeouts.responseHeader)"
+        raise await failure(upstream, what, TimeoutError()) from None
 
 
 def upstream_key(runnable: Runnable) -> str | None:
@@ -168,12 +222,16 @@ async def forward(
     path_qs: str,
     body: bytes | None,
     drop_credentials: bool,
+    prepared: web.StreamResponse | None = None,
 ) -> tuple[web.StreamResponse, Outcome]:
     """Pass the request to the upstream and stream its answer back as it arrives.
 
     A client that goes away (the handler is cancelled, or a write fails) closes the upstream
     connection instead of returning it to the pool, which is how llama-server learns to stop
     generating.
+
+    `prepared` is an event stream already begun (loading progress): the answer's events follow
+    in it, and an answer that is not a 200 becomes one error event there.
     """
     answer = await open_upstream(
         upstream,
@@ -183,6 +241,8 @@ async def forward(
         body=body,
     )
     try:
+        if prepared is not None:
+            return prepared, await _continue(prepared, answer, upstream)
         response = web.StreamResponse(status=answer.status, reason=answer.reason)
         response.headers.extend(response_headers(answer.headers))
         event_stream = is_event_stream(answer.headers.get("Content-Type", ""))
@@ -222,3 +282,32 @@ async def forward(
         raise
     finally:
         answer.release()
+
+
+async def _continue(
+    response: web.StreamResponse, answer: aiohttp.ClientResponse, upstream: Upstream
+) -> Outcome:
+    """The upstream's answer written on into an event stream already begun."""
+    outcome = Outcome(answer.status)
+    tokens = TokenReader(event_stream=True)
+    try:
+        if answer.status != 200:
+            text = (await answer.read()).decode("utf-8", "replace")
+            try:
+                error = json.loads(text)
+            except ValueError:
+                error = {"error": {"message": text, "type": "upstream_error", "code": answer.status}}
+            await response.write(b"data: " + encode(error) + b"\n\n")
+        else:
+            async for chunk in answer.content.iter_any():
+                tokens.feed(chunk)
+                await response.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        outcome.broken = True
+        message = (await failure(upstream, "failed mid-answer", exc)).text()
+        error = {"error": {"message": message, "type": "upstream_error", "code": 502}}
+        await response.write(b"data: " + encode(error) + b"\n\n")
+        return outcome
+    outcome.tokens = tokens.close()
+    await response.write_eof()
+    return outcome

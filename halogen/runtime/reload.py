@@ -63,6 +63,7 @@ class Watcher:
         for diagnostic in warnings:
             self._logs.proxy(diagnostic.text(), "warn")
         self._logs.level = resolved.log_level
+        self._logs.time_format = resolved.log_time_format
         changed = self._swapper.reload(resolved)
         self._logs.proxy(f"config {self._path} reloaded; restarting {sorted(changed) or 'no models'}")
         return True

@@ -72,6 +72,7 @@ class Server:
         logs: Logs | None = None,
     ) -> None:
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
+        self.logs.time_format = resolved.log_time_format
         self.logs.hide(resolved.secrets)
         self.swapper = Swapper(resolved, logs=self.logs, health_check_timeout=health_check_timeout)
         self.runtime = Runtime(self.swapper)

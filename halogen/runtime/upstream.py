@@ -89,7 +89,13 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         """The one pooled client for this model's current process."""
         if self._session is None or self._session.closed:
-            self._session = _client(aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE))
+            # timeouts.idleConn (0 = no limit) can only shorten the pool's keep-alive: a longer
+            # one would outlive llama-server's own.
+            idle = self.runnable.timeouts.idleConn
+            keepalive = min(UPSTREAM_KEEPALIVE, idle) if idle else UPSTREAM_KEEPALIVE
+            self._session = _client(
+                aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive), self.runnable.timeouts.connect
+            )
         return self._session
 
     @property
@@ -97,7 +103,9 @@ class Upstream:
         """A client that opens a new connection for every request (the retry after a pooled
         connection turned out to be closed)."""
         if self._fresh is None or self._fresh.closed:
-            self._fresh = _client(aiohttp.TCPConnector(limit=0, force_close=True))
+            self._fresh = _client(
+                aiohttp.TCPConnector(limit=0, force_close=True), self.runnable.timeouts.connect
+            )
         return self._fresh
 
     def url(self, path_qs: str) -> URL:
@@ -356,14 +364,15 @@ class Attempt:
     reused = False
 
 
-def _client(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+def _client(connector: aiohttp.TCPConnector, connect: int = 30) -> aiohttp.ClientSession:
+    """A client for one model's server; `connect`: timeouts.connect, seconds (0 = no limit)."""
     trace = aiohttp.TraceConfig()
     trace.on_connection_reuseconn.append(_on_reuse)
     return aiohttp.ClientSession(
         connector=connector,
         # Bytes pass through as the upstream sent them, Content-Encoding included.
         auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect or None),
         trace_configs=[trace],
     )
 

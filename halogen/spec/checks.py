@@ -83,6 +83,21 @@ def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
                     "':latest' is accepted on every name already",
                 )
             taken.setdefault(key, f"an alias of {model_id!r}")
+        for name in sorted(model.spec.variants):
+            key = f"{model_id}:{name}".lower()
+            if name == "latest":
+                yield model.doc.diagnostic(
+                    ("variants", name),
+                    "a variant may not be named 'latest'",
+                    "'<id>:latest' names the model itself",
+                )
+            elif key in taken:
+                yield model.doc.diagnostic(
+                    ("variants", name),
+                    f"variant id {model_id + ':' + name!r} is already {taken[key]}",
+                    "variant ids share the namespace of ids and aliases: rename the variant",
+                )
+            taken.setdefault(key, f"a variant of {model_id!r}")
     for sid in site.spec.selectors:
         if sid.lower() in taken:
             yield site.doc.diagnostic(
@@ -229,6 +244,13 @@ def _models(site: Site) -> Iterator[Diagnostic]:
             yield model.doc.diagnostic(
                 ("filters",), "filters may not touch `model`", "use useModelName to rename the model upstream"
             )
+        for name, params in sorted(spec.variants.items()):
+            if "model" in params:
+                yield model.doc.diagnostic(
+                    ("variants", name, "model"),
+                    "a variant may not set `model`",
+                    "a variant runs on its model's process; make a second model file instead",
+                )
 
 
 def _flag_problems(

@@ -173,6 +173,9 @@ class Globals(_Input):
     logToStdout: Literal["proxy", "upstream", "both", "none"] = "proxy"
     metricsMaxInMemory: int = Field(1000, ge=1)
     includeAliasesInList: bool = False
+    sendLoadingState: bool = Field(
+        False, description="Stream loading progress as reasoning while a chat waits for its model."
+    )
     preload: list[str] = []
 
 
@@ -249,6 +252,39 @@ class Backend(_Input):
         return resources
 
 
+class Filters(_Input):
+    stripParams: list[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_]+$")]] = []
+    setParams: dict[str, object] = {}
+
+
+class PeerKey(_Input):
+    """A peer's API key, from a Kubernetes Secret: the Deployment passes it to the proxy as the
+    environment variable `env`, and the config names it as `${env.NAME}`, so no key is ever
+    written to out/."""
+
+    secret: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=253)]
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$")] = "apiKey"
+    env: EnvName
+
+
+class PeerTimeouts(_Input):
+    connect: int | None = Field(None, ge=0, description="Seconds to connect; 0 = no limit. Default 30.")
+    responseHeader: int | None = Field(
+        None, ge=0, description="Seconds to wait for response headers; 0 = no limit. Default 60."
+    )
+
+
+class SitePeer(_Input):
+    """Another server (a second halogen or llama-swap, or a hosted API) whose models this one
+    serves as `<peer>/<model>` (llama-swap's peers)."""
+
+    proxy: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+    models: list[Annotated[str, StringConstraints(pattern=r"^[^\s\x00]{1,256}$")]] = Field(min_length=1)
+    apiKey: PeerKey | None = None
+    filters: Filters = Filters()
+    timeouts: PeerTimeouts = PeerTimeouts()
+
+
 class SiteFile(_Input):
     """`halogen.yaml`."""
 
@@ -264,6 +300,7 @@ class SiteFile(_Input):
     matrix: Matrix | None = Field(None, description="Route with a swap matrix instead of groups.")
     selectors: dict[Annotated[str, StringConstraints(min_length=1)], Selector] = {}
     profiles: dict[Annotated[str, StringConstraints(min_length=1)], Profile] = {}
+    peers: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], SitePeer] = {}
     # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
     backends: dict[Annotated[str, StringConstraints(pattern=BACKEND_ID)], Backend] = Field(min_length=1)
 
@@ -278,9 +315,9 @@ class Metadata(_Input):
     contextLength: int | None = Field(None, gt=0)
 
 
-class Filters(_Input):
-    stripParams: list[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_]+$")]] = []
-    setParams: dict[str, object] = {}
+# A variant's name is the tag after `:` in the id clients ask for (`latest`, the model itself,
+# is refused by the checks).
+VariantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 HF_REPO = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
@@ -334,7 +371,15 @@ class ModelFile(_Input):
     unlisted: bool = False
     useModelName: OneLine | None = None
     concurrencyLimit: int | None = Field(None, ge=1)
+    sendLoadingState: bool | None = Field(None, description="Unset = llamaSwap.sendLoadingState.")
     filters: Filters = Filters()
+    variants: dict[VariantName, dict[str, object]] = Field(
+        {},
+        description=(
+            "Named sets of request params on the same loaded model: variant `high` is requested as"
+            " `<id>:high` and gets its params set (llama-swap's filters.setParamsByID)."
+        ),
+    )
     metadata: Metadata = Metadata()
     capabilities: list[Capability] = []
     source: Source | None = Field(

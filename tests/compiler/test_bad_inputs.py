@@ -425,6 +425,30 @@ CASES = [
         "may not end in ':latest'",
     ),
     Case(
+        "variant-id-equal-to-an-alias",
+        both(model(SMALL + "aliases: ['tiny:high']\n", "small"), model(TINY + "variants:\n  high: {a: 1}\n")),
+        at(NEXT + 1, 3),
+        "variant id 'tiny:high' is already an alias of 'small'",
+    ),
+    Case(
+        "variant-named-latest",
+        model(TINY + "variants:\n  latest: {a: 1}\n"),
+        at(NEXT + 1, 3),
+        "a variant may not be named 'latest'",
+    ),
+    Case(
+        "variant-setting-model",
+        model(TINY + "variants:\n  high: {model: other}\n"),
+        at(NEXT + 1, 10),
+        "a variant may not set `model`",
+    ),
+    Case(
+        "variant-name-with-a-space",
+        model(TINY + "variants:\n  'a b': {x: 1}\n"),
+        at(NEXT + 1, 3),
+        "variants",
+    ),
+    Case(
         "alias-equal-to-another-id-with-latest",
         model(SMALL + "aliases: [tiny:latest]\n", "small"),
         at(NEXT, 11, "models.d/small.yaml"),

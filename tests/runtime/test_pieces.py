@@ -159,6 +159,34 @@ def test_token_counts_prefer_usage_and_fall_back_to_llama_server_timings() -> No
     assert token_counts([1]) is None
 
 
+def test_token_counts_read_anthropic_and_responses_usage() -> None:
+    # Anthropic's answer, and the Responses API's answer and its response.completed event.
+    assert token_counts({"type": "message", "usage": {"input_tokens": 12, "output_tokens": 4}}) == (12, 4)
+    completed = {"type": "response.completed", "response": {"usage": {"input_tokens": 9, "output_tokens": 2}}}
+    assert token_counts(completed) == (9, 2)
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 20, "output_tokens": 1}}}
+    assert token_counts(start) == (20, 1)
+
+
+ANTHROPIC_SSE = (
+    b"event: message_start\n"
+    b'data: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":20,"output_tokens":0}}}\n\n'
+    b"event: content_block_delta\n"
+    b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}\n\n'
+    b"event: message_delta\n"
+    b'data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":6}}\n\n'
+    b"event: message_stop\n"
+    b'data: {"type":"message_stop"}\n\n'
+)
+
+
+def test_an_anthropic_stream_counts_input_from_message_start_and_output_from_message_delta() -> None:
+    reader = TokenReader(event_stream=True)
+    for start in range(0, len(ANTHROPIC_SSE), 17):
+        reader.feed(ANTHROPIC_SSE[start : start + 17])
+    assert reader.close() == (20, 6)
+
+
 SSE = (
     b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
     b'data: {"choices":[],"usage":{"prompt_tokens":31,"completion_tokens":3},"timings":{"prompt_n":31}}\r\n\r\n'

@@ -58,6 +58,7 @@ async def test_the_model_list_has_the_documented_shape_sorted_without_unlisted_m
         "name": "Zeta 7B",
         "description": "the last one",
         "meta": {"llamaswap": {"family": "llama", "contextLength": 4096}},
+        "status": {"value": "unloaded"},
     }
 
 
@@ -102,7 +103,22 @@ async def test_path_query_and_body_reach_the_upstream_byte_for_byte(tmp_path: Pa
 
 @pytest.mark.parametrize(
     "route",
-    ["/v1/completions", "/v1/embeddings", "/v1/rerank", "/rerank", "/reranking", "/infill", "/completion"],
+    [
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/rerank",
+        "/v1/reranking",
+        "/rerank",
+        "/reranking",
+        "/infill",
+        "/completion",
+        "/v1/responses",
+        "/v1/responses/input_tokens",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/audio/speech",
+        "/v1/images/generations",
+    ],
 )
 async def test_every_openai_route_reaches_the_model_it_names(tmp_path: Path, route: str) -> None:
     site = Site(tmp_path)
@@ -160,10 +176,67 @@ async def test_audio_transcriptions_take_the_model_from_the_form(tmp_path: Path)
     assert "RIFF\x00\x01binary" in raw
 
 
+async def test_image_edits_take_the_model_from_the_form(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("sd", useModelName="sd-xl")
+    form = aiohttp.FormData()
+    form.add_field("image", b"\x89PNG\r\n\x00binary", filename="a.png", content_type="image/png")
+    form.add_field("model", "sd")
+    form.add_field("prompt", "a red hat")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.client.post("/v1/images/edits", data=form))
+    assert echo["path"] == "/v1/images/edits"
+    assert 'name="model"\r\n\r\nsd-xl\r\n' in echo["raw"]
+    assert 'name="prompt"\r\n\r\na red hat\r\n' in echo["raw"]
+
+
+async def test_one_model_is_retrieved_by_its_id_or_alias_and_an_unknown_id_is_a_404(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("org/model", aliases=["short"], name="Org Model")
+    site.fake("hidden", unlisted=True)
+    async with serving(site.write()) as proxy:
+        for name in ("org/model", "short", "hidden"):
+            async with proxy.client.get(f"/v1/models/{name}") as response:
+                assert response.status == 200
+                record = await response.json()
+            assert record["id"] == name and record["object"] == "model"
+        async with proxy.client.get("/v1/models/short") as response:
+            assert (await response.json())["name"] == "Org Model"
+        async with proxy.client.get("/v1/models/nope") as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/messages/count_tokens"])
+async def test_anthropic_routes_answer_errors_in_anthropics_shape(tmp_path: Path, route: str) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    site.top["apiKeys"] = ["k1"]
+    key = {"x-api-key": "k1"}
+    async with serving(site.write()) as proxy:
+        cases = [
+            ({"model": "nope", "messages": []}, key, 404, "not_found_error", "'nope'"),
+            ({"messages": []}, key, 400, "invalid_request_error", '"model"'),
+            ({"model": "m"}, {"x-api-key": "wrong"}, 401, "authentication_error", "API key"),
+        ]
+        for body, headers, status, kind, said in cases:
+            async with proxy.client.post(route, json=body, headers=headers) as response:
+                assert response.status == status
+                error = await response.json()
+            assert error["type"] == "error" and error["error"]["type"] == kind
+            assert said in error["error"]["message"]
+        async with proxy.client.post(route, data=b"{not json", headers=key) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["type"] == "invalid_request_error"
+
+
 EVERY_ROUTE = [
     ("GET", "/v1/models", None),
     ("POST", "/v1/chat/completions", {"model": "m"}),
     ("POST", "/v1/embeddings", {"model": "m"}),
+    ("POST", "/v1/messages", {"model": "m"}),
+    ("POST", "/v1/responses", {"model": "m"}),
+    ("GET", "/v1/models/m", None),
     ("GET", "/running", None),
     ("GET", "/unload", None),
     ("POST", "/unload/m", None),

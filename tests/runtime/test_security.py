@@ -27,6 +27,7 @@ from halogen import cli
 from halogen.commands import serve as serve_command
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime import app, auth, server
+from halogen.runtime.anthropic_routes import anthropic_style
 from halogen.runtime.upstream import Upstream
 
 from .harness import PATIENCE, Proxy, Site, eventually, fake_process, free_ports, serving
@@ -124,11 +125,12 @@ async def test_api_keys_guard_every_route_of_the_router_but_health(tmp_path: Pat
                     assert response.headers["WWW-Authenticate"] == "Bearer"
                     if method != "HEAD":
                         error = (await response.json())["error"]
-                        assert (
-                            isinstance(error, str)
-                            if ollama_route(path)
-                            else error["code"] == "invalid_api_key"
-                        )
+                        if ollama_route(path):
+                            assert isinstance(error, str)
+                        elif anthropic_style(path):
+                            assert error["type"] == "authentication_error"
+                        else:
+                            assert error["code"] == "invalid_api_key"
         assert fake.starts() == 0
         for method in ("GET", "HEAD"):
             async with proxy.client.request(method, "/health") as response:
@@ -235,7 +237,12 @@ async def test_every_route_that_reads_a_body_refuses_one_over_the_limit_with_413
             async with proxy.client.request(method, path, data=body, headers=headers) as response:
                 assert response.status == 413, (method, path)
                 error = (await response.json())["error"]
-                assert isinstance(error, str) if ollama_route(path) else error["code"] == 413
+                if ollama_route(path):
+                    assert isinstance(error, str)
+                elif anthropic_style(path):
+                    assert error["type"] == "request_too_large"
+                else:
+                    assert error["code"] == 413
 
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(4):

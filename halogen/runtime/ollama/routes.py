@@ -8,8 +8,9 @@ stream's last line, since its status is already sent.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +20,15 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import locked, proxy
-from halogen.runtime.context import MODEL, parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, NotSupported, UpstreamAnswered, UpstreamFailed
+from halogen.llamaswap.resolve import PeerRoute, Runnable, peer_fqn
+from halogen.runtime import locked, peers, proxy
+from halogen.runtime.context import MODEL, Counted, parse_json, runtime_of
+from halogen.runtime.errors import BadRequest, NotSupported, Refusal, UpstreamAnswered, UpstreamFailed
+from halogen.runtime.loading import LOADING_PATHS, Loading
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.ollama import translate as ollama
 from halogen.runtime.ollama.pull import pull
-from halogen.runtime.upstream import State, Upstream
+from halogen.runtime.upstream import State
 
 Json = dict[str, Any]
 Respond = Callable[[str, Mapping[str, Any], int, int], Json]
@@ -93,6 +95,8 @@ async def tags(request: web.Request) -> web.Response:
         ][0]
         entry["description"] = selector.description or selector.name
         listing["models"].append(entry)
+    # Peers' models too, by their qualified names, so Ollama clients see them.
+    listing["models"] += [ollama.peer_tag(name) for name in resolved.peer_names]
     listing["models"].sort(key=lambda m: str(m["name"]))
     return web.json_response(listing)
 
@@ -135,6 +139,10 @@ def _now() -> str:
 async def _load_or_unload(request: web.Request, asked: Asked, empty: Json) -> web.Response:
     """Ollama's way to manage memory: a request with nothing to generate loads the model, or
     unloads it when `keep_alive` is 0."""
+    if asked.peer is not None:
+        raise NotSupported(
+            f"{asked.name!r} is a model of peer {asked.peer.peer!r}, which loads and unloads it"
+        )
     swapper = runtime_of(request).swapper
     if asked.keep_alive == 0:
         await swapper.unload(asked.model_id)
@@ -157,20 +165,24 @@ class Asked:
     model_id: str
     started: int  # time.time_ns()
     keep_alive: float | None  # seconds the model stays up once idle; None: the config's ttl
+    peer: PeerRoute | None = None  # a peer's model (`model_id` is then `<peer>/<model>`)
 
 
 async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
     body = parse_json(await request.read())
     name = ollama.model_name(body)
-    model_id = runtime_of(request).model_id(name, request)  # refuses a missing or unknown name
+    runtime = runtime_of(request)
+    route = runtime.resolved.peer(name) if name is not None else None
+    # A missing or unknown name is refused by `model_id`.
+    model_id = peer_fqn(route.peer, route.model) if route is not None else runtime.model_id(name, request)
     assert name is not None
     request[MODEL] = model_id
     try:
         keep_alive = ollama.keep_alive(body.get("keep_alive"))
     except ollama.BadKeepAlive as exc:
         raise BadRequest(str(exc)) from None
-    return Asked(body, name, model_id, started, keep_alive)
+    return Asked(body, name, model_id, started, keep_alive, route)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -226,42 +238,94 @@ async def _translate(
 ) -> web.StreamResponse:
     """Send the translated request to the model and translate its answer back, streaming
     NDJSON as SSE arrives when the request streams."""
-    model_id, name, started = asked.model_id, asked.name, asked.started
+    model_id, name = asked.model_id, asked.name
     runtime = runtime_of(request)
+    if asked.peer is not None:
+        # The peer sees its own name for the model and the peer's filters.
+        payload = peers.rewrite(asked.peer, translated)
+        return await _held(request, asked, path, payload, stream, respond, None)
     runnable = runtime.resolved.models[model_id]
     # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
     translated["model"] = model_id
-    payload = proxy.rewrite(runnable, translated) or translated
+    payload = proxy.rewrite(runnable, translated, name) or translated
     streaming = stream is not None and bool(payload.get("stream"))
-    waited = time.monotonic_ns()
-    async with runtime.holding(request, model_id, asked.keep_alive) as (counted, upstream):
-        load_ns = time.monotonic_ns() - waited
-        answer = await proxy.open_upstream(
-            upstream,
-            "POST",
-            path,
-            headers=upstream_headers(request.headers, bool(runtime.resolved.api_keys)),
-            body=proxy.encode(payload),
-        )
+    progress = None
+    if (
+        streaming
+        and runnable.send_loading_state
+        and path in LOADING_PATHS
+        and runtime.swapper.slot(model_id).phase is not State.READY
+    ):
+        progress = await Loading.begin(request, model_id, thinking_frame(name), NDJSON)
+    try:
+        return await _held(request, asked, path, payload, stream, respond, progress)
+    except Refusal as exc:
+        if progress is None:
+            raise
+        # The stream has begun with a 200: the failure is its last line.
+        await progress.stop()
+        await progress.response.write(proxy.encode(ollama.error(exc.text())) + b"\n")
+        await progress.response.write_eof()
+        return progress.response
+    finally:
+        if progress is not None:
+            await progress.stop()
+
+
+def thinking_frame(name: str) -> Callable[[str], bytes]:
+    """Loading progress as lines of an Ollama chat stream, in the message's `thinking`."""
+
+    def frame(text: str) -> bytes:
+        line = {
+            "model": name,
+            "created_at": ollama.rfc3339_ns(time.time_ns()),
+            "message": {"role": "assistant", "content": "", "thinking": text},
+            "done": False,
+        }
+        return proxy.encode(line) + b"\n"
+
+    return frame
+
+
+async def _held(
+    request: web.Request,
+    asked: Asked,
+    path: str,
+    payload: Json,
+    stream: StreamFactory | None,
+    respond: Respond,
+    progress: Loading | None,
+) -> web.StreamResponse:
+    model_id, name, started = asked.model_id, asked.name, asked.started
+    runtime = runtime_of(request)
+    streaming = stream is not None and bool(payload.get("stream"))
+    headers = upstream_headers(request.headers, bool(runtime.resolved.api_keys))
+    async with _reach(request, asked, progress) as reach:
+        counted, load_ns = reach.counted, reach.load_ns
+        answer = await reach.open(path, headers, proxy.encode(payload))
         try:
             if answer.status != 200:
                 counted.status = answer.status
                 try:
                     message = await _upstream_error(answer)
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                    raise await proxy.failure(upstream, "failed mid-answer", exc) from None
+                    raise await reach.fail("failed mid-answer", exc) from None
                 answer.release()  # read to its end: the connection goes back to the pool
                 raise UpstreamAnswered(answer.status, message)
             if streaming:
                 assert stream is not None
                 counted.status, response = await _stream(
-                    request, answer, stream(name, started, load_ns), upstream
+                    request,
+                    answer,
+                    stream(name, started, load_ns),
+                    reach,
+                    None if progress is None else progress.response,
                 )
                 return response
             try:
                 data = await answer.json(content_type=None)
             except (ValueError, aiohttp.ClientPayloadError) as exc:
-                raise await proxy.failure(upstream, "sent no JSON answer", exc) from None
+                raise await reach.fail("sent no JSON answer", exc) from None
             runtime.metrics.tokens(model_id, token_counts(data))
             try:
                 translated_answer = respond(name, data, started, load_ns)
@@ -274,6 +338,48 @@ async def _translate(
             raise
         finally:
             answer.release()
+
+
+@dataclass
+class Reach:
+    """The model a translated request is sent to, held for it: a local model's process or a
+    peer; how to send to it and how to say it failed."""
+
+    model_id: str
+    counted: Counted
+    open: Callable[[str, CIMultiDict[str], bytes], Awaitable[aiohttp.ClientResponse]]
+    fail: Callable[[str, BaseException], Awaitable[UpstreamFailed]]
+    load_ns: int = 0
+
+
+@contextlib.asynccontextmanager
+async def _reach(request: web.Request, asked: Asked, progress: Loading | None) -> AsyncIterator[Reach]:
+    runtime = runtime_of(request)
+    route = asked.peer
+    if route is not None:
+
+        async def open_peer(path: str, headers: CIMultiDict[str], body: bytes) -> aiohttp.ClientResponse:
+            return await peers.open_peer(request, route, "POST", path, headers, body)
+
+        async def peer_failed(what: str, exc: BaseException) -> UpstreamFailed:
+            return peers.PeerFailed(f"peer {route.peer!r} {what}: {exc or type(exc).__name__}")
+
+        with runtime.counted(asked.model_id) as counted:
+            yield Reach(asked.model_id, counted, open_peer, peer_failed)
+        return
+    waited = time.monotonic_ns()
+    async with runtime.holding(request, asked.model_id, asked.keep_alive) as (counted, upstream):
+        load_ns = time.monotonic_ns() - waited
+        if progress is not None:
+            await progress.done()
+
+        async def open_local(path: str, headers: CIMultiDict[str], body: bytes) -> aiohttp.ClientResponse:
+            return await proxy.open_upstream(upstream, "POST", path, headers=headers, body=body)
+
+        async def local_failed(what: str, exc: BaseException) -> UpstreamFailed:
+            return await proxy.failure(upstream, what, exc)
+
+        yield Reach(asked.model_id, counted, open_local, local_failed, load_ns)
 
 
 def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMultiDict[str]:
@@ -291,12 +397,15 @@ async def _stream(
     request: web.Request,
     answer: aiohttp.ClientResponse,
     translator: ollama.ChatStream | ollama.GenerateStream,
-    upstream: Upstream,
+    reach: Reach,
+    prepared: web.StreamResponse | None = None,
 ) -> tuple[int, web.StreamResponse]:
     runtime = runtime_of(request)
-    model_id = upstream.id
-    response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
-    await response.prepare(request)
+    model_id = reach.model_id
+    response = prepared
+    if response is None:
+        response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
+        await response.prepare(request)
     tokens = TokenReader(event_stream=True)
     status = 200
     try:
@@ -307,7 +416,7 @@ async def _stream(
                 await response.write(b"".join(lines))
         lines = translator.close()
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-        failure = await proxy.failure(upstream, "failed mid-answer", exc)
+        failure = await reach.fail("failed mid-answer", exc)
         lines = [proxy.encode(ollama.error(failure.text())) + b"\n"]
         status = 502
     if lines:

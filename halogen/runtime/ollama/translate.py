@@ -271,7 +271,7 @@ def embed_to_openai(body: Mapping[str, Any]) -> Json:
 # --- answers: OpenAI → Ollama ----------------------------------------------------------------
 
 
-def _rfc3339_ns(ns: int) -> str:
+def rfc3339_ns(ns: int) -> str:
     seconds, fraction = divmod(ns, 1_000_000_000)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{fraction:09d}Z"
@@ -460,7 +460,7 @@ class _Stream(ABC):
         return [_line(error(message))]
 
     def _head(self, now: int | None = None) -> Json:
-        return {"model": self.model, "created_at": _rfc3339_ns(self._clock() if now is None else now)}
+        return {"model": self.model, "created_at": rfc3339_ns(self._clock() if now is None else now)}
 
     @abstractmethod
     def _choice(self, choice: Mapping[str, Any]) -> list[bytes]:
@@ -579,7 +579,7 @@ def chat_response(
     now = clock()
     return {
         "model": model,
-        "created_at": _rfc3339_ns(now),
+        "created_at": rfc3339_ns(now),
         "message": message,
         **_done(choice.get("finish_reason"), _answered(upstream, started_ns, load_ns), now),
     }
@@ -591,7 +591,7 @@ def generate_response(
     """A `/v1/completions` answer as an `/api/generate` answer; `Untranslatable` if it is none."""
     choice = _first_choice(upstream)
     now = clock()
-    answer: Json = {"model": model, "created_at": _rfc3339_ns(now), "response": choice.get("text") or ""}
+    answer: Json = {"model": model, "created_at": rfc3339_ns(now), "response": choice.get("text") or ""}
     if choice.get("reasoning_content"):
         answer["thinking"] = choice["reasoning_content"]
     return {**answer, **_done(choice.get("finish_reason"), _answered(upstream, started_ns, load_ns), now)}
@@ -689,6 +689,8 @@ def _context_length(model: Runnable) -> int | None:
     value = model.metadata.get("contextLength")
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
+    if model.capabilities.context:
+        return model.capabilities.context
     given = flag(model.argv, "-c", "--ctx-size")
     return int(given) if given and given.isdigit() and int(given) > 0 else None
 
@@ -706,10 +708,17 @@ def _details(model: Runnable) -> Json:
 
 
 def _capabilities(model: Runnable) -> list[str]:
+    """Ollama's capabilities: `metadata.capabilities` when given, else `completion`, plus what
+    llama-swap's `capabilities` block says that Ollama has a name for: `tools`, and image input
+    as `vision`."""
     value = model.metadata.get("capabilities")
-    if isinstance(value, list | tuple) and value:
-        return [str(c) for c in value]
-    return ["completion"]
+    out = [str(c) for c in value] if isinstance(value, list | tuple) and value else ["completion"]
+    caps = model.capabilities
+    if caps.tools and "tools" not in out:
+        out.append("tools")
+    if "image" in caps.in_ and "vision" not in out:
+        out.append("vision")
+    return out
 
 
 def tags(
@@ -733,6 +742,26 @@ def tags(
             for m in sorted(models, key=lambda m: m.id)
             if not m.unlisted
         ]
+    }
+
+
+def peer_tag(name: str) -> Json:
+    """An `/api/tags` entry for a peer's model (`<peer>/<model>`): what is known here is its
+    name; its file and facts are the peer's."""
+    return {
+        "name": ollama_name(name),
+        "model": ollama_name(name),
+        "modified_at": _rfc3339(UNKNOWN_TIME),
+        "size": 0,
+        "digest": hashlib.sha256(name.encode()).hexdigest(),
+        "details": {
+            "parent_model": "",
+            "format": "",
+            "family": "",
+            "families": None,
+            "parameter_size": "",
+            "quantization_level": "",
+        },
     }
 
 

@@ -1,0 +1,133 @@
+"""llama-swap's `peers`: models another server offers, reached through this one as
+`<peer>/<model>` (or by the bare name when exactly one peer offers it and no local model has
+it). The request goes to the peer's proxy URL with the model name the peer knows, the peer's
+filters and `apiKey` (internal/router/peer.go); a peer that is down is a 502 naming it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from halogen.llamaswap.config import Timeouts
+from halogen.llamaswap.resolve import PeerRoute
+from halogen.runtime import proxy
+from halogen.runtime.context import MODEL, Runtime
+from halogen.runtime.errors import UpstreamFailed
+from halogen.runtime.metrics import TokenReader
+
+SESSIONS = web.AppKey("peer_sessions", dict)
+
+
+class PeerFailed(UpstreamFailed):
+    code = "peer_failed"
+
+
+def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
+    """One pooled client per peer, with the peer's connect and idle timeouts (a reloaded config
+    that changes them gets a client of its own)."""
+    sessions: dict[tuple[str, Timeouts], aiohttp.ClientSession] = app[SESSIONS]
+    key = (route.peer, route.timeouts)
+    found = sessions.get(key)
+    if found is None or found.closed:
+        idle = route.timeouts.idleConn
+        found = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=idle or 90),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=route.timeouts.connect or None),
+        )
+        sessions[key] = found
+    return found
+
+
+async def close_sessions(app: web.Application) -> None:
+    for client in app[SESSIONS].values():
+        await client.close()
+
+
+def register(app: web.Application) -> None:
+    app[SESSIONS] = {}
+    app.on_cleanup.append(close_sessions)
+
+
+async def open_peer(
+    request: web.Request,
+    route: PeerRoute,
+    method: str,
+    path_qs: str,
+    headers: CIMultiDict[str],
+    body: bytes,
+) -> aiohttp.ClientResponse:
+    """Send a request to the peer, with its `apiKey` as Bearer token and x-api-key in place of
+    the client's (internal/router/peer.go); `PeerFailed` when it does not answer in time."""
+    if route.api_key:
+        for header in proxy.CREDENTIALS:
+            headers.popall(header, None)
+        headers["Authorization"] = f"Bearer {route.api_key}"
+        headers["x-api-key"] = route.api_key
+    wait = route.timeouts.responseHeader or None
+    try:
+        async with asyncio.timeout(wait):
+            return await session(request.app, route).request(
+                method, route.proxy + path_qs, headers=headers, data=body, allow_redirects=False
+            )
+    except TimeoutError:
+        raise PeerFailed(f"peer {route.peer!r} sent no response headers within {wait:g} s") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise PeerFailed(f"peer {route.peer!r} did not answer: {exc or type(exc).__name__}") from None
+
+
+def rewrite(route: PeerRoute, data: dict[str, Any]) -> dict[str, Any]:
+    """The body for the peer: the model as the peer knows it, then the peer's filters
+    (applyFilters in internal/server/filters.go: strip, then set)."""
+    out = dict(data)
+    out["model"] = route.model
+    for key in route.strip_params:
+        out.pop(key, None)
+    for key, value in route.set_params.items():
+        proxy.set_path(out, key, value)
+    return out
+
+
+async def forward(
+    request: web.Request, runtime: Runtime, route: PeerRoute, data: dict[str, Any]
+) -> web.StreamResponse:
+    """Send a JSON request for a peer's model and stream the peer's answer back."""
+    fqn = f"{route.peer}/{route.model}"
+    request[MODEL] = fqn
+    headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
+    headers["Content-Type"] = "application/json"
+    body = proxy.encode(rewrite(route, data))
+    with runtime.counted(fqn) as counted:
+        answer = await open_peer(request, route, request.method, request.rel_url.raw_path_qs, headers, body)
+        try:
+            response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            response.headers.extend(proxy.response_headers(answer.headers))
+            event_stream = proxy.is_event_stream(answer.headers.get("Content-Type", ""))
+            if event_stream:
+                response.headers["X-Accel-Buffering"] = "no"
+            tokens = TokenReader(event_stream) if "Content-Encoding" not in answer.headers else None
+            await response.prepare(request)
+            counted.status = answer.status
+            try:
+                async for chunk in answer.content.iter_any():
+                    if tokens is not None:
+                        tokens.feed(chunk)
+                    await response.write(chunk)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                counted.status = 502
+                if request.transport is not None:
+                    request.transport.abort()  # a body cut short must not look complete
+                return response
+            if tokens is not None:
+                runtime.metrics.tokens(fqn, tokens.close())
+            await response.write_eof()
+            return response
+        except BaseException:
+            answer.close()  # a client that went away: the peer learns by the closed connection
+            raise
+        finally:
+            answer.release()

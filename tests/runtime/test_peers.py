@@ -1,0 +1,141 @@
+"""`peers`: another `halogen serve`'s models through this one, as llama-swap's peers
+(internal/router/peer.go, internal/config/peer.go): `<peer>/<model>`, or the bare name when one
+peer alone offers it and no local model has it; the peer's `apiKey` and filters; 502 naming a
+peer that is down."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halogen.diagnostics import Invalid
+from halogen.llamaswap import io
+
+from .harness import Site, serving
+
+
+async def answer(response: Any) -> dict[str, Any]:
+    async with response:
+        body: dict[str, Any] = await response.json()
+        assert response.status == 200, body
+        return body
+
+
+async def test_a_second_halogen_serve_is_reached_by_qualified_and_bare_ids_with_its_key(
+    tmp_path: Path,
+) -> None:
+    far = Site(tmp_path / "far")
+    (tmp_path / "far").mkdir()
+    far.fake("qwen")
+    far.fake("shared")
+    far.top["apiKeys"] = ["sk-peer"]
+    async with serving(far.write()) as peer:
+        near = Site(tmp_path)
+        near.fake("shared")
+        near.top["peers"] = {
+            "box2": {
+                "proxy": peer.server.url,
+                "apiKey": "sk-peer",
+                "models": ["qwen", "shared"],
+                "filters": {"setParams": {"top_k": 3}, "stripParams": "seed"},
+            }
+        }
+        async with serving(near.write()) as proxy:
+            for name in ("box2/qwen", "qwen"):
+                body = await answer(await proxy.chat(name, seed=1))
+                assert body["served_by"] == "qwen"
+                # The peer's own id, its filters; the key the peer checks.
+                assert body["echo"]["body"]["model"] == "qwen"
+                assert body["echo"]["body"]["top_k"] == 3 and "seed" not in body["echo"]["body"]
+            # A local model wins over a bare peer name; the qualified name reaches the peer.
+            assert (await answer(await proxy.chat("shared")))["echo"]["headers"].get("x-api-key") is None
+            assert near.fakes["shared"].starts() == 1
+            assert far.fakes["shared"].starts() == 0
+            await answer(await proxy.chat("box2/shared"))
+            assert far.fakes["shared"].starts() == 1
+            async with proxy.client.get("/v1/models") as response:
+                rows = {row["id"]: row for row in (await response.json())["data"]}
+            async with proxy.client.get("/v1/models/box2/qwen") as response:
+                one = await answer(response)
+    assert {"box2/qwen", "box2/shared", "shared"} <= set(rows)
+    assert rows["box2/qwen"]["meta"] == {"llamaswap": {"type": "peer", "peerID": "box2"}}
+    assert one["id"] == "box2/qwen" and one["name"] == "box2: qwen"
+
+
+async def test_a_name_two_peers_offer_is_reached_only_qualified(tmp_path: Path) -> None:
+    a, b = Site(tmp_path / "a"), Site(tmp_path / "b")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a.fake("x")
+    b.fake("x")
+    async with serving(a.write()) as pa, serving(b.write()) as pb:
+        near = Site(tmp_path)
+        near.top["peers"] = {
+            "a": {"proxy": pa.server.url, "models": ["x"]},
+            "b": {"proxy": pb.server.url, "models": ["x"]},
+        }
+        near.fake("local")
+        async with serving(near.write()) as proxy:
+            async with await proxy.chat("x") as response:
+                assert response.status == 404
+            assert (await answer(await proxy.chat("b/x")))["served_by"] == "x"
+    assert b.fakes["x"].starts() == 1 and a.fakes["x"].starts() == 0
+
+
+async def test_a_peer_that_was_stopped_is_a_502_naming_it_within_its_connect_timeout(tmp_path: Path) -> None:
+    far = Site(tmp_path / "far")
+    (tmp_path / "far").mkdir()
+    far.fake("m")
+    async with serving(far.write()) as peer:
+        url = peer.server.url
+    near = Site(tmp_path)
+    near.fake("local")
+    near.top["peers"] = {"gone": {"proxy": url, "models": ["m"], "timeouts": {"connect": 2}}}
+    async with serving(near.write()) as proxy:
+        began = asyncio.get_running_loop().time()
+        async with await proxy.chat("gone/m") as response:
+            assert response.status == 502
+            message = (await response.json())["error"]["message"]
+        assert asyncio.get_running_loop().time() - began < 2 + 5
+    assert "peer 'gone' did not answer" in message
+
+
+def test_a_qualified_peer_name_that_is_a_local_alias_is_refused(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("m", aliases=["box2/qwen"])
+    site.top["peers"] = {"box2": {"proxy": "http://127.0.0.1:1", "models": ["qwen"]}}
+    with pytest.raises(Invalid) as raised:
+        io.load(site.write())
+    assert "'box2/qwen' is also a local model id or alias" in str(raised.value)
+
+
+async def test_ollama_clients_see_and_reach_a_peers_models(tmp_path: Path) -> None:
+    far = Site(tmp_path / "far")
+    (tmp_path / "far").mkdir()
+    far.fake("qwen")
+    async with serving(far.write()) as peer:
+        near = Site(tmp_path)
+        near.fake("local")
+        near.top["peers"] = {"box2": {"proxy": peer.server.url, "models": ["qwen"]}}
+        async with serving(near.write()) as proxy:
+            async with proxy.client.get("/api/tags") as response:
+                names = [m["name"] for m in (await response.json())["models"]]
+            assert names == ["local:latest", "box2/qwen:latest"]
+            for name in ("box2/qwen", "qwen:latest"):
+                chat = {"model": name, "messages": [{"role": "user", "content": "hi"}], "stream": False}
+                async with proxy.client.post("/api/chat", json=chat) as response:
+                    assert response.status == 200
+                    said = await response.json()
+                assert said["model"] == name and said["message"]["content"] == "hello from qwen"
+                assert far.fakes["qwen"].events("request")[-1]["body"]["model"] == "qwen"
+            chat = {"model": "box2/qwen", "messages": [{"role": "user", "content": "hi"}]}  # streams
+            async with proxy.client.post("/api/chat", json=chat) as response:
+                lines = [line for line in (await response.read()).splitlines() if line]
+            assert b'"done":true' in lines[-1].replace(b" ", b"")
+            async with proxy.client.post(
+                "/api/chat", json={"model": "box2/qwen", "messages": []}
+            ) as response:
+                assert response.status == 501
