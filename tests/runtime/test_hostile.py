@@ -204,7 +204,9 @@ async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
     monkeypatch.setenv("HALOGEN_TEST_SECRET", secret)
     site = Site(tmp_path)
     fake = site.fake("m", env=["FAKE_HIDDEN=env-value-7d2e"])
-    site.models["m"]["cmd"] += " --note ${env.HALOGEN_TEST_SECRET} -m /models/${env.HALOGEN_TEST_SECRET}.gguf"
+    # The file exists: a model whose -m file is missing is refused with a 503 before it starts.
+    (tmp_path / f"{secret}.gguf").write_bytes(b"GGUF")
+    site.models["m"]["cmd"] += f" --note ${{env.HALOGEN_TEST_SECRET}} -m {tmp_path}/${{env.HALOGEN_TEST_SECRET}}.gguf"
     stdout = io_module.StringIO()
     async with serving(site.write(), logs=Logs(echo_proxy=True, echo_upstream=True, out=stdout)) as proxy:
         assert await proxy.served_by("m") == "m"
@@ -215,7 +217,7 @@ async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
         async with proxy.client.post("/api/show", json={"model": "m"}) as response:
             shown = await response.text()
     # The model got the real value.
-    assert fake.events("start")[0]["argv"][-4:] == ["--note", secret, "-m", f"/models/{secret}.gguf"]
+    assert fake.events("start")[0]["argv"][-4:] == ["--note", secret, "-m", f"{tmp_path}/{secret}.gguf"]
     assert "--note ${env.HALOGEN_TEST_SECRET}" in json.loads(running)["running"][0]["cmd"]
     assert "starting model 'm'" in stdout.getvalue()
     for text in (running, logged, shown, stdout.getvalue()):
