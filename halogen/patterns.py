@@ -42,4 +42,13 @@ WORDS: Final = {
     r"^[^\s\x00]{1,128}$": "no spaces, at most 128 characters",
     MACRO_NAME: "letters, digits, '_' and '-', at most 63",
     r"^(\*|https?://[^/\s]+)$": "an origin, scheme and host without a path (http://chat.lan:3000), or *",
+    r"^[-._a-zA-Z0-9]+$": "a Secret key: letters, digits, '-', '_' and '.'",
+    r"^[-._a-zA-Z0-9]{1,253}$": "a Secret key: letters, digits, '-', '_' and '.', at most 253",
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$": "a Hugging Face repository, "
+    "<org>/<name>, e.g. Qwen/Qwen2.5-Coder-7B-Instruct-GGUF",
+    r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$": "a revision: a commit hash (40 hex digits), a branch or a tag",
+    r"^[^/\n\x00][^\n\x00]*\.gguf$": "a relative path in the repository that ends in .gguf",
+    r"^[^\s\x00]{1,256}$": "a model name without spaces, at most 256 characters",
+    r"^https?://[^\s/]+(/[^\s]*)?$": "an http:// or https:// URL without spaces, e.g. http://box2.lan:8080",
+    r"^https?://[^\s\x00]+$": "an http:// or https:// URL without spaces",
 }
