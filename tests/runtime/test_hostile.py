@@ -206,7 +206,9 @@ async def test_values_from_env_references_are_masked_in_running_logs_and_stdout(
     fake = site.fake("m", env=["FAKE_HIDDEN=env-value-7d2e"])
     # The file exists: a model whose -m file is missing is refused with a 503 before it starts.
     (tmp_path / f"{secret}.gguf").write_bytes(b"GGUF")
-    site.models["m"]["cmd"] += f" --note ${{env.HALOGEN_TEST_SECRET}} -m {tmp_path}/${{env.HALOGEN_TEST_SECRET}}.gguf"
+    site.models["m"]["cmd"] += (
+        f" --note ${{env.HALOGEN_TEST_SECRET}} -m {tmp_path}/${{env.HALOGEN_TEST_SECRET}}.gguf"
+    )
     stdout = io_module.StringIO()
     async with serving(site.write(), logs=Logs(echo_proxy=True, echo_upstream=True, out=stdout)) as proxy:
         assert await proxy.served_by("m") == "m"
