@@ -71,7 +71,11 @@ def backends(draw: st.DrawFn) -> dict[str, Any]:
     backend: dict[str, Any] = {"binary": BINARY, "args": _args(draw, set())}
     backend["env"] = draw(st.dictionaries(ENV_NAME, ENV_VALUE, max_size=3))
     backend["devices"] = draw(st.lists(st.sampled_from(["/dev/dri", "/dev/kfd"]), unique=True))
-    backend["supplementalGroups"] = draw(st.lists(st.integers(1, 65535), unique=True, max_size=2))
+    # A backend with GPU devices must give the groups that own them (without the AMD device plugin).
+    fewest = 1 if backend["devices"] else 0
+    backend["supplementalGroups"] = draw(
+        st.lists(st.integers(1, 65535), unique=True, min_size=fewest, max_size=2)
+    )
     return backend
 
 
