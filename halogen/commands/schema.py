@@ -27,7 +27,14 @@ RULES: dict[str, dict[str, Any]] = {
         }
     },
     "ModelFile": {
-        "properties": {"aliases": {"items": {"not": {"pattern": ":[Ll][Aa][Tt][Ee][Ss][Tt]$"}}}},
+        "properties": {
+            "aliases": {"items": {"not": {"pattern": ":[Ll][Aa][Tt][Ee][Ss][Tt]$"}}},
+            # `<id>:latest` names the model itself; a variant runs on its model's process.
+            "variants": {
+                "propertyNames": {"not": {"const": "latest"}},
+                "additionalProperties": {"propertyNames": {"not": {"const": "model"}}},
+            },
+        },
         "anyOf": [{"required": ["file"]}, {"required": ["cmd"]}],
         "if": {"required": ["cmd"]},
         "then": {"allOf": [{"not": {"required": [key]}} for key in ("file", "args", "contextSize")]},

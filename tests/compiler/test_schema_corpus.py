@@ -80,6 +80,7 @@ NOT_A_SCHEMA_MATTER = {
             "file-climbing-out-through-a-macro",
             "ids-differing-only-in-case",
             "alias-equal-to-another-id",
+            "variant-id-equal-to-an-alias",
             "alias-in-two-models",
             "unknown-macro-in-file",
             "unknown-macro-in-args",

@@ -95,9 +95,9 @@ async def tags(request: web.Request) -> web.Response:
         ][0]
         entry["description"] = selector.description or selector.name
         listing["models"].append(entry)
-    # Peers' models too, by their qualified names, so Ollama clients see them.
-    listing["models"] += [ollama.peer_tag(name) for name in resolved.peer_names]
     listing["models"].sort(key=lambda m: str(m["name"]))
+    # Peers' models too, after the local ones, by their qualified names, so Ollama clients see them.
+    listing["models"] += [ollama.peer_tag(name) for name in resolved.peer_names]
     return web.json_response(listing)
 
 
