@@ -97,3 +97,18 @@ def test_the_cycle_check_finds_a_cycle_through_a_lazy_import_and_a_relative_one(
     (root / "sub" / "c.py").write_text("def f() -> None:\n    from pkg import a\n")
     (root / "d.py").write_text("import pkg.a\n")
     assert import_cycles(root) == [["pkg.a", "pkg.sub.b", "pkg.sub.c"]]
+
+
+def test_halogen_serve_loads_neither_the_compiler_nor_the_download() -> None:
+    """The image runs only the proxy: its idle memory must not carry the site's input models,
+    the renderer or the Hub client (they took 18 MB of RSS when the runtime reached them)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, halogen.runtime.app, halogen.runtime.server;"
+        "print(sorted(m for m in sys.modules if m.startswith(('halogen.spec', 'halogen.render',"
+        " 'halogen.hub.download', 'huggingface_hub', 'jinja2', 'kubernetes_validate'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

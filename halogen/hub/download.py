@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -26,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from halogen.hub.files import SHA256, aside, marker_path, verified
 from halogen.hub.wanted import Wanted
 
 if TYPE_CHECKING:
     from huggingface_hub import HfFileMetadata
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SPACE_MARGIN = 64 * 1024 * 1024
 """Left free besides the file: the node keeps running while it downloads."""
 READ_CHUNK = 8 * 1024 * 1024
@@ -107,16 +106,8 @@ def final_path(models_dir: Path, w: Wanted) -> Path:
     return models_dir / w.path
 
 
-def _aside(final: Path, suffix: str) -> Path:
-    return final.with_name(f".{final.name}{suffix}")
-
-
-def marker_path(final: Path) -> Path:
-    return _aside(final, ".halogen-verified")
-
-
 def part_path(final: Path, sha256: str) -> Path:
-    return _aside(final, f".{sha256[:16]}.halogen-part")
+    return aside(final, f".{sha256[:16]}.halogen-part")
 
 
 def partial_size(final: Path, sha256: str | None) -> int:
@@ -126,19 +117,6 @@ def partial_size(final: Path, sha256: str | None) -> int:
         return part_path(final, sha256).stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def verified(final: Path) -> str | None:
-    """The sha256 the marker vouches for, when the file is still the one that was verified."""
-    try:
-        mark = json.loads(marker_path(final).read_text())
-        st = final.stat()
-    except (OSError, ValueError):
-        return None
-    if not isinstance(mark, dict) or mark.get("size") != st.st_size or mark.get("mtime_ns") != st.st_mtime_ns:
-        return None
-    sha = mark.get("sha256")
-    return sha if isinstance(sha, str) and SHA256.match(sha) else None
 
 
 def _write_marker(final: Path, sha256: str, commit: str | None, w: Wanted) -> None:
@@ -238,7 +216,7 @@ class HashingFile:
 def exclusive(final: Path) -> Iterator[None]:
     """One process at a time per file; the kernel drops the lock when a process dies."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_aside(final, ".halogen-lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(aside(final, ".halogen-lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from halogen.hub import download
+from halogen.hub import download, files
 from halogen.hub.download import PullError, human
 from halogen.hub.wanted import Wanted
 
@@ -44,7 +44,7 @@ def dry_run(models_dir: Path, wanted: Sequence[Wanted], say: Say) -> int:
     failed = 0
     for w in wanted:
         final = download.final_path(models_dir, w)
-        mark = download.verified(final) if final.exists() else None
+        mark = files.verified(final) if final.exists() else None
         if mark is not None and w.sha256 in (None, mark):
             say(f"have {w.path} (verified)")
             continue

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halogen.hub.download import verified
+from halogen.hub.files import split_parts, verified
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.ollama.translate import model_file
-from halogen.spec.sources import split_parts
 
 RETRY_AFTER = 30
 """Seconds: a download takes minutes; a client that retries sooner only adds load."""

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from halogen.diagnostics import Diagnostic
+from halogen.hub.files import SPLIT, split_parts
 from halogen.spec.checks import model_file
 from halogen.spec.inputs import COMMIT
 from halogen.spec.load import Model, Site
 
 # llama.cpp's split naming (`llama_split_path`, src/llama.cpp): <prefix>-00001-of-00003.gguf.
-SPLIT = re.compile(r"^(?P<prefix>.*)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
 DEFAULT_REVISION = "main"
 
 
@@ -30,15 +29,6 @@ class FileSource:
     @property
     def pinned(self) -> bool:
         return bool(COMMIT.match(self.revision))
-
-
-def split_parts(name: str) -> list[str]:
-    """Every part of a split GGUF named by its first part; the name itself otherwise."""
-    match = SPLIT.match(name)
-    if match is None:
-        return [name]
-    count = int(match["count"])
-    return [f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
 
 
 def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Diagnostic]]:
