@@ -29,8 +29,7 @@ from typing import Any
 
 import yaml
 
-from halogen.lock import write_lock
-from tests.gguf_shapes import SEED, sparse_lock, write_models
+from tests.gguf_shapes import SEED, fitted_site
 from tests.runtime.harness import FAKE, free_port_run, metric
 from tests.runtime.processes import halogen_serve
 
@@ -55,19 +54,7 @@ def fitted_config(tmp: Path) -> dict[str, Any]:
     """out/config.yaml of the worked example's site, built by the real compiler."""
     import subprocess
 
-    paths = write_models(tmp / "models", SEED)
-    root = tmp / "site"
-    (root / "models.d").mkdir(parents=True)
-    site = yaml.safe_load((REPO / "halogen.yaml").read_text())
-    site.pop("groups")
-    site["memoryBudget"] = "120Gi"
-    site["deployment"]["resources"]["limits"]["memory"] = "128Gi"
-    (root / "halogen.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
-    for model_id, (_, rel, ctx) in SEED.items():
-        (root / "models.d" / f"{model_id}.yaml").write_text(
-            f"file: {rel}\nbackend: cpu\ncontextSize: {ctx}\n"
-        )
-    write_lock(root / "halogen.lock", sparse_lock(paths, tmp / "models"))
+    root = fitted_site(tmp, SEED)
     subprocess.run(
         [sys.executable, "-m", "halogen", "build", "--src", str(root)], check=True, capture_output=True
     )

@@ -210,3 +210,26 @@ def sparse_lock(paths: dict[str, Path], folder: Path) -> Lock:
             digest = hashlib.sha256(fh.read(1 << 20)).hexdigest()
         files[str(path.relative_to(folder))] = LockedFile(path.stat().st_size, digest, read_facts(path))
     return Lock(files)
+
+
+def fitted_site(tmp: Path, models: dict[str, tuple[Shape, str, int]], budget: str = "120Gi") -> Path:
+    """The shipped site's halogen.yaml with a memory budget and no groups, a model file per
+    entry of `models` and a lock of their sparse files: a site the compiler fits. Its root."""
+    import yaml
+
+    from halogen.lock import write_lock
+
+    paths = write_models(tmp / "models", models)
+    root = tmp / "site"
+    (root / "models.d").mkdir(parents=True)
+    site = yaml.safe_load((Path(__file__).resolve().parents[1] / "halogen.yaml").read_text())
+    site.pop("groups")
+    site["memoryBudget"] = budget
+    site["deployment"]["resources"]["limits"]["memory"] = "128Gi"
+    (root / "halogen.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
+    for model_id, (_, rel, ctx) in models.items():
+        (root / "models.d" / f"{model_id}.yaml").write_text(
+            f"file: {rel}\nbackend: cpu\ncontextSize: {ctx}\n"
+        )
+    write_lock(root / "halogen.lock", sparse_lock(paths, tmp / "models"))
+    return root

@@ -16,8 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from halogen.lock import write_lock
-from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, sparse_lock, write_models
+from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, fitted_site
 
 from .harness import FAKE, free_port_run
 from .processes import halogen_serve
@@ -30,19 +29,7 @@ GiB = 1024**3
 
 def fitted_config(tmp: Path) -> dict[str, Any]:
     models = {**SEED, GPT_OSS_120B_MODEL[0]: GPT_OSS_120B_MODEL[1]}
-    paths = write_models(tmp / "models", models)
-    root = tmp / "site"
-    (root / "models.d").mkdir(parents=True)
-    site = yaml.safe_load((REPO / "halogen.yaml").read_text())
-    site.pop("groups")
-    site["memoryBudget"] = "120Gi"
-    site["deployment"]["resources"]["limits"]["memory"] = "128Gi"
-    (root / "halogen.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
-    for model_id, (_, rel, ctx) in models.items():
-        (root / "models.d" / f"{model_id}.yaml").write_text(
-            f"file: {rel}\nbackend: cpu\ncontextSize: {ctx}\n"
-        )
-    write_lock(root / "halogen.lock", sparse_lock(paths, tmp / "models"))
+    root = fitted_site(tmp, models)
     built = subprocess.run(
         [sys.executable, "-m", "halogen", "build", "--src", str(root)], capture_output=True, text=True
     )
