@@ -8,11 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from halogen.runtime.message_start import MESSAGES
 from halogen.runtime.openai_routes import openai_route
 
 # internal/server/server.go (llama-swap) lists these with the other routes whose model is in the
 # JSON body.
-ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")
+ANTHROPIC_ROUTES = (MESSAGES, f"{MESSAGES}/count_tokens")
 
 # Anthropic's error types by HTTP status (its API reference, "Errors"); any other 4xx is an
 # invalid request, any other 5xx an API error.

@@ -14,6 +14,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import UpstreamFailed
+from halogen.runtime.message_start import MESSAGES, MessageStart
 from halogen.runtime.metrics import TokenReader
 from halogen.runtime.upstream import Attempt, Upstream
 
@@ -254,9 +255,22 @@ async def forward(
         outcome = Outcome(answer.status)
         readable = "Content-Encoding" not in answer.headers
         tokens = TokenReader(event_stream) if readable else None
+        start = None
+        if event_stream and readable and answer.status == 200 and request.path == MESSAGES:
+            start = MessageStart(upstream.id)
         await response.prepare(request)
         try:
             async for chunk in answer.content.iter_any():
+                if start is not None:
+                    chunk = start.feed(chunk)
+                    if not start.done:
+                        continue
+                    start = None
+                if tokens is not None:
+                    tokens.feed(chunk)
+                await response.write(chunk)
+            if start is not None:
+                chunk = start.flush()
                 if tokens is not None:
                     tokens.feed(chunk)
                 await response.write(chunk)
@@ -265,6 +279,8 @@ async def forward(
             outcome.broken = True
             message = (await failure(upstream, "failed mid-answer", exc)).text()
             answer.close()
+            if start is not None:
+                await response.write(start.flush())
             if event_stream:
                 # llama-server's own way of reporting an error after the first event.
                 error = {"error": {"message": message, "type": "upstream_error", "code": 502}}

@@ -90,9 +90,12 @@ def test_anthropic_messages_stream_event_by_event_with_usage_in_the_metrics(serv
     before = generated(served)
     kinds: list[str] = []
     texts: list[str] = []
+    # Greedy, so the reply is the same each run; sampled, one in twenty opened with an emoji
+    # (the test below).
     with served.anthropic().messages.stream(
         model="smollm2",
         max_tokens=8,
+        extra_body={"temperature": 0},  # this client no longer has the parameter
         messages=[{"role": "user", "content": PROMPT}],
     ) as stream:
         for event in stream:
@@ -106,6 +109,27 @@ def test_anthropic_messages_stream_event_by_event_with_usage_in_the_metrics(serv
     after = generated(served)
     assert after[1] - before[1] == final.usage.output_tokens > 0
     assert after[0] > before[0]
+
+
+def test_an_anthropic_stream_that_opens_with_an_emoji_still_begins_with_message_start(
+    served: Served,
+) -> None:
+    # SmolLM2 answers this greedily with an emoji whose first token is part of a UTF-8
+    # sequence; llama-server then writes no message_start (to_json_anthropic in
+    # tools/server/server-task.cpp), and the client would refuse the stream.
+    with served.anthropic().messages.stream(
+        model="smollm2",
+        max_tokens=8,
+        extra_body={"temperature": 0},  # this client no longer has the parameter
+        messages=[{"role": "user", "content": "\N{SLIGHTLY SMILING FACE}"}],
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    text = final.content[0].text  # type: ignore[union-attr]
+    assert text and ord(text[0]) > 0xFFFF  # it did open with an emoji
+    assert final.id.startswith("msg_")  # the proxy's message_start: llama-server sent none
+    assert final.model == "smollm2" and final.usage.output_tokens > 0
 
 
 def test_anthropic_count_tokens_counts_the_prompt(served: Served) -> None:
