@@ -36,6 +36,17 @@ class Counted:
     status: int = 500  # what an unforeseen exception is counted as
 
 
+@dataclass(frozen=True)
+class Named:
+    """The model a request goes to, and the name it goes on with: the one asked for, or what a
+    profile pins it to or a selector chose for it. The body is rewritten to that name, as
+    ReplaceRequestModel does after profiles.go and selector.go (internal/server, llama-swap),
+    and the name's `setParamsByID` entry applies."""
+
+    model_id: str
+    name: str
+
+
 @dataclass
 class Runtime:
     """What every route works with."""
@@ -61,10 +72,14 @@ class Runtime:
         return self.swapper.metrics
 
     def model_id(self, name: Any, request: web.Request | None = None) -> str:
-        """The model id a request names; `MissingModel` or `UnknownModel` otherwise. The active
-        profile's pin applies first (a pin to nothing disables the id), then a selector id is
-        resolved to one of its targets for this request (a spillover choice is reserved on
-        `request` until it ends)."""
+        """The model id a request names; `MissingModel` or `UnknownModel` otherwise."""
+        return self.named(name, request).model_id
+
+    def named(self, name: Any, request: web.Request | None = None) -> Named:
+        """The model a request names, and the name it goes on with. The active profile's pin
+        applies first (a pin to nothing disables the id), then a selector id is resolved to one
+        of its targets for this request (a spillover choice is reserved on `request` until it
+        ends). `MissingModel` or `UnknownModel` when it names none."""
         if not isinstance(name, str) or not name.strip():
             raise MissingModel('the request names no "model"')
         resolved = self.resolved
@@ -80,9 +95,9 @@ class Runtime:
         found = resolved.lookup(name)
         if found is None:
             raise UnknownModel(name)
-        return found
+        return Named(found, name)
 
-    def _choose(self, selector: SelectorRule, request: web.Request | None) -> str:
+    def _choose(self, selector: SelectorRule, request: web.Request | None) -> Named:
         phases = {mid: str(self.swapper.slot(mid).phase) for mid in selector.models}
         reserved = self.reserved.setdefault(selector.id, Counter())
         turn = self.turns.get(selector.id, 0)
@@ -95,7 +110,7 @@ class Runtime:
         if choice.reserve and request is not None:
             reserved[choice.model] += 1
             request[RESERVATION] = (selector.id, choice.model)
-        return choice.model
+        return Named(choice.model, choice.target)
 
     def release(self, request: web.Request) -> None:
         """Give back the spillover reservation a request held, if any."""

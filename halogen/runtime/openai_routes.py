@@ -54,21 +54,26 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     show_loading = False
     if mark is not None:
         span = multipart.value_span(body, mark, "model")
-        model_id = runtime.model_id(multipart.value(body, span), request)
+        asked = multipart.value(body, span)
+        named = runtime.named(asked, request)
+        model_id = named.model_id
         runnable = runtime.resolved.models[model_id]
-        if runnable.use_model_name:
-            body = multipart.replace(body, span, runnable.use_model_name)
+        if runnable.use_model_name or named.name != asked:
+            body = multipart.replace(body, span, runnable.use_model_name or named.name)
     else:
         data = parse_json(body)
         asked = data.get("model")
         route = runtime.resolved.peer(asked) if isinstance(asked, str) else None
         if route is not None:
             return await peers.forward(request, runtime, route, data)
-        model_id = runtime.model_id(asked, request)
+        named = runtime.named(asked, request)
+        model_id = named.model_id
         runnable = runtime.resolved.models[model_id]
-        rewritten = proxy.rewrite(runnable, data, data["model"])
-        if rewritten is not None:
-            body = proxy.encode(rewritten)
+        if named.name != asked:
+            data = {**data, "model": named.name}
+        rewritten = proxy.rewrite(runnable, data, named.name)
+        if rewritten is not None or named.name != asked:
+            body = proxy.encode(data if rewritten is None else rewritten)
         # internal/router/base.go (llama-swap): streamed chat completions only.
         show_loading = (
             runnable.send_loading_state and data.get("stream") is True and request.path in LOADING_PATHS

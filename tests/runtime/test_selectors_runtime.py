@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from .harness import Proxy, Site, serving
 
 
@@ -82,3 +84,45 @@ async def test_profiles_are_listed_switched_and_none_is_active_at_start_or_after
         assert await put_profile(proxy, {"name": "night"}) == (200, {"active": "night"})
         proxy.swapper.reload(proxy.swapper.resolved)
         assert (await get(proxy, "/api/profiles"))["active"] is None
+
+
+def last_body(site: Site, model: str) -> Any:
+    """The JSON body of the last request `model`'s upstream received."""
+    return site.fakes[model].events("request")[-1]["body"]
+
+
+async def test_the_upstream_sees_the_target_a_selector_or_a_profile_chose_and_its_params(
+    tmp_path: Path,
+) -> None:
+    # ReplaceRequestModel after selector.go and profiles.go (internal/server, llama-swap): the
+    # body names what was chosen, and the filters of that name apply.
+    site = selector_site(tmp_path)
+    site.models["c"]["filters"] = {"setParamsByID": {"c-brief": {"max_tokens": 2}}}
+    site.top["selectors"]["brief"] = {"strategy": "pin", "targets": ["c-brief"]}
+    async with serving(site.write()) as proxy:
+        assert await proxy.served_by("best") == "a"
+        assert last_body(site, "a")["model"] == "a"
+        assert await proxy.served_by("brief") == "c"
+        assert last_body(site, "c")["model"] == "c-brief" and last_body(site, "c")["max_tokens"] == 2
+        async with proxy.client.post(
+            "/api/chat",
+            json={"model": "brief", "messages": [{"role": "user", "content": "hi"}], "stream": False},
+        ) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["model"] == "brief"  # Ollama's answer repeats the name asked
+        assert last_body(site, "c")["model"] == "c" and last_body(site, "c")["max_tokens"] == 2
+        assert await put_profile(proxy, {"name": "night"}) == (200, {"active": "night"})
+        assert await proxy.served_by("best") == "c"
+        assert last_body(site, "c")["model"] == "c" and "max_tokens" not in last_body(site, "c")
+
+
+async def test_a_selector_named_in_a_form_goes_upstream_as_its_target(tmp_path: Path) -> None:
+    site = selector_site(tmp_path)
+    async with serving(site.write()) as proxy:
+        form = aiohttp.FormData()
+        form.add_field("model", "fixed")
+        form.add_field("file", b"RIFF", filename="a.wav", content_type="audio/wav")
+        async with proxy.client.post("/v1/audio/transcriptions", data=form) as response:
+            assert response.status == 200, await response.text()
+        raw = site.fakes["c"].events("request")[-1]["raw"]
+        assert 'name="model"\r\n\r\nc\r\n' in raw and "fixed" not in raw

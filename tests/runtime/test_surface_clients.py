@@ -37,6 +37,8 @@ def config(llama_server: Path, gguf: Path) -> dict[str, object]:
                 "filters": {"setParamsByID": {"smollm2:brief": BRIEF}},
             }
         },
+        # A selector whose one target is the variant: the request goes on as the variant.
+        "selectors": {"quick": {"strategy": "pin", "targets": ["smollm2:brief"]}},
     }
 
 
@@ -198,6 +200,9 @@ def test_a_variant_reaches_llama_server_with_its_params_on_the_base_models_proce
     assert logprobs is not None and logprobs.content
     assert all(len(token.top_logprobs) == 3 for token in logprobs.content)
     assert httpx.get(served.url + "/running", timeout=30).json()["running"][0]["model"] == "smollm2"
+    quick = client.chat.completions.create(model="quick", messages=messages, temperature=0)
+    assert quick.usage is not None and quick.usage.completion_tokens <= 2
+    assert quick.choices[0].message.content == brief.choices[0].message.content
 
 
 def test_a_peer_that_is_a_second_halogen_serve_answers_openai_and_ollama_clients(

@@ -166,6 +166,7 @@ class Asked:
     started: int  # time.time_ns()
     keep_alive: float | None  # seconds the model stays up once idle; None: the config's ttl
     peer: PeerRoute | None = None  # a peer's model (`model_id` is then `<peer>/<model>`)
+    target: str = ""  # the name a profile pinned or a selector chose for it (`Named.name`)
 
 
 async def _asked(request: web.Request) -> Asked:
@@ -175,14 +176,18 @@ async def _asked(request: web.Request) -> Asked:
     runtime = runtime_of(request)
     route = runtime.resolved.peer(name) if name is not None else None
     # A missing or unknown name is refused by `model_id`.
-    model_id = peer_fqn(route.peer, route.model) if route is not None else runtime.model_id(name, request)
-    assert name is not None
+    if route is not None:
+        model_id, target = peer_fqn(route.peer, route.model), name
+    else:
+        named = runtime.named(name, request)
+        model_id, target = named.model_id, named.name
+    assert name is not None and target is not None
     request[MODEL] = model_id
     try:
         keep_alive = ollama.keep_alive(body.get("keep_alive"))
     except ollama.BadKeepAlive as exc:
         raise BadRequest(str(exc)) from None
-    return Asked(body, name, model_id, started, keep_alive, route)
+    return Asked(body, name, model_id, started, keep_alive, route, target)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -245,9 +250,10 @@ async def _translate(
         payload = peers.rewrite(asked.peer, translated)
         return await _held(request, asked, path, payload, stream, respond, None)
     runnable = runtime.resolved.models[model_id]
-    # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes.
+    # The upstream sees the model id, then the config's own rewrites, as on OpenAI routes
+    # (the `setParamsByID` entry of the name the request goes on with).
     translated["model"] = model_id
-    payload = proxy.rewrite(runnable, translated, name) or translated
+    payload = proxy.rewrite(runnable, translated, asked.target) or translated
     streaming = stream is not None and bool(payload.get("stream"))
     progress = None
     if (
