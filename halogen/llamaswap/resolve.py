@@ -100,12 +100,13 @@ class SelectorRule:
     id: str
     strategy: str  # warm | pin | spillover
     targets: tuple[str, ...]  # as written: model ids or aliases, in order
-    models: tuple[str, ...]  # the model id each target names
+    models: tuple[str, ...]  # the model id each target names (`<peer>/<model>` for a peer's)
     spillover: int = 1  # requests reserved per active target before the next one starts
     name: str = ""
     description: str = ""
     unlisted: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    peers: frozenset[str] = frozenset()  # those of `models` that are a peer's models
 
 
 @dataclass(frozen=True)
@@ -461,10 +462,10 @@ def resolve(config: Config) -> Resolved:
             problems.append(Problem(("apiKeys", i), "API keys must be non-empty and contain no spaces"))
     rules = _matrix(config, matrix, matrix_path, problems) if matrix is not None else None
     priority = _priority(config, aliases, problems)
-    selectors = _selectors(config, aliases, groups, rules, problems)
-    profiles = _profiles(config, aliases, problems)
     peers, peer_problems = _peers(config, aliases)
     problems += peer_problems
+    selectors = _selectors(config, aliases, peers, groups, rules, problems)
+    profiles = _profiles(config, aliases, problems)
     ignore_paths = []
     for i, pattern in enumerate(config.upstream.ignorePaths or [DEFAULT_IGNORE_PATHS]):
         try:
@@ -544,6 +545,25 @@ def _peers(config: Config, aliases: Mapping[str, str]) -> tuple[dict[str, PeerRo
                 )
             qualified.setdefault(fqn, route)
             bare.setdefault(model, []).append(route)
+    # The rest of ValidatePeerNamespace (internal/config/peer.go): no selector id or profile
+    # pin may take a qualified name.
+    for fqn in sorted(qualified):
+        if fqn in config.selectors:
+            problems.append(
+                Problem(
+                    ("selectors", fqn),
+                    f"selector ID {fqn!r} conflicts with fully qualified peer model name",
+                    "rename the selector",
+                )
+            )
+        for pid, profile in config.profiles.items():
+            if fqn in profile.pins:
+                problems.append(
+                    Problem(
+                        ("profiles", pid, "pins", fqn),
+                        f"profile {pid} pin {fqn!r} conflicts with fully qualified peer model name",
+                    )
+                )
     routes = dict(qualified)
     for name, offered in bare.items():
         if len(offered) == 1 and name not in qualified:
@@ -736,6 +756,7 @@ def _priority(config: Config, aliases: Mapping[str, str], problems: list[Problem
 def _selectors(
     config: Config,
     aliases: Mapping[str, str],
+    peers: Mapping[str, PeerRoute],
     groups: Mapping[str, Group],
     matrix: MatrixRules | None,
     problems: list[Problem],
@@ -771,8 +792,10 @@ def _selectors(
         if not selector.targets:
             found.append(Problem((*where, "targets"), "targets must contain at least one entry"))
         models: list[str] = []
+        remote: list[str] = []  # a peer's models among the targets, by `<peer>/<model>`
         for i, target in enumerate(selector.targets):
             model = target if target in config.models else aliases.get(target)
+            peer = peers.get(target) if model is None else None
             if target in config.selectors:
                 found.append(
                     Problem(
@@ -780,15 +803,27 @@ def _selectors(
                         f"references selector {target!r}; selector chaining is not supported",
                     )
                 )
-            elif model is None:
+            elif model is None and peer is None:
                 found.append(
                     Problem(
                         (*where, "targets", i),
                         f"references unknown model {target!r}",
-                        did_you_mean(target, names),
+                        did_you_mean(target, [*names, *peers]),
                     )
                 )
-            else:
+            elif peer is not None and selector.strategy == "warm":
+                # warm asks which target is loaded, which only a local model can say.
+                found.append(
+                    Problem(
+                        (*where, "targets", i),
+                        f'must resolve to a local model for strategy "warm": {target!r} is a peer\'s',
+                        "use pin or spillover, or a local model",
+                    )
+                )
+            elif peer is not None:
+                models.append(peer_fqn(peer.peer, peer.model))
+                remote.append(models[-1])
+            elif model is not None:
                 models.append(model)
         if selector.strategy == "spillover" and not found:
             if selector.settings.spillover < 1:
@@ -801,7 +836,8 @@ def _selectors(
                     )
                 seen.add(model)
             if not found:
-                found += _spillover_together(sid, models, groups, matrix)
+                local = [model for model in models if model not in remote]
+                found += _spillover_together(sid, local, groups, matrix)
         problems += found
         if not found:
             rules[sid] = SelectorRule(
@@ -809,6 +845,7 @@ def _selectors(
                 strategy=selector.strategy,
                 targets=tuple(selector.targets),
                 models=tuple(models),
+                peers=frozenset(remote),
                 spillover=selector.settings.spillover,
                 name=selector.name,
                 description=selector.description,

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from halogen.llamaswap.resolve import Resolved, SelectorRule
+from halogen.llamaswap.resolve import PeerRoute, Resolved, SelectorRule
 from halogen.runtime import proxy, selectors
 from halogen.runtime.errors import BadRequest, MissingModel, NoTargetAvailable, Refusal, UnknownModel
 from halogen.runtime.loading import Loading, openai_frame
@@ -43,8 +43,9 @@ class Named:
     ReplaceRequestModel does after profiles.go and selector.go (internal/server, llama-swap),
     and the name's `setParamsByID` entry applies."""
 
-    model_id: str
+    model_id: str  # `<peer>/<model>` for a peer's model
     name: str
+    peer: PeerRoute | None = None  # a selector chose a peer's model
 
 
 @dataclass
@@ -72,8 +73,12 @@ class Runtime:
         return self.swapper.metrics
 
     def model_id(self, name: Any, request: web.Request | None = None) -> str:
-        """The model id a request names; `MissingModel` or `UnknownModel` otherwise."""
-        return self.named(name, request).model_id
+        """The local model id a request names; `MissingModel` or `UnknownModel` otherwise (also
+        when a selector chose a peer's model: the routes that ask only serve local ones)."""
+        named = self.named(name, request)
+        if named.peer is not None:
+            raise UnknownModel(named.name)
+        return named.model_id
 
     def named(self, name: Any, request: web.Request | None = None) -> Named:
         """The model a request names, and the name it goes on with. The active profile's pin
@@ -98,7 +103,9 @@ class Runtime:
         return Named(found, name)
 
     def _choose(self, selector: SelectorRule, request: web.Request | None) -> Named:
-        phases = {mid: str(self.swapper.slot(mid).phase) for mid in selector.models}
+        phases = {
+            mid: str(self.swapper.slot(mid).phase) for mid in selector.models if mid not in selector.peers
+        }
         reserved = self.reserved.setdefault(selector.id, Counter())
         turn = self.turns.get(selector.id, 0)
         try:
@@ -110,6 +117,8 @@ class Runtime:
         if choice.reserve and request is not None:
             reserved[choice.model] += 1
             request[RESERVATION] = (selector.id, choice.model)
+        if choice.model in selector.peers:
+            return Named(choice.model, choice.target, self.resolved.peers[choice.model])
         return Named(choice.model, choice.target)
 
     def release(self, request: web.Request) -> None:

@@ -56,6 +56,8 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
         span = multipart.value_span(body, mark, "model")
         asked = multipart.value(body, span)
         named = runtime.named(asked, request)
+        if named.peer is not None:  # forms go to local models only, as a peer's name does
+            raise UnknownModel(named.name)
         model_id = named.model_id
         runnable = runtime.resolved.models[model_id]
         if runnable.use_model_name or named.name != asked:
@@ -67,10 +69,12 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
         if route is not None:
             return await peers.forward(request, runtime, route, data)
         named = runtime.named(asked, request)
-        model_id = named.model_id
-        runnable = runtime.resolved.models[model_id]
         if named.name != asked:
             data = {**data, "model": named.name}
+        if named.peer is not None:  # a spillover or pin selector's peer target
+            return await peers.forward(request, runtime, named.peer, data)
+        model_id = named.model_id
+        runnable = runtime.resolved.models[model_id]
         rewritten = proxy.rewrite(runnable, data, named.name)
         if rewritten is not None or named.name != asked:
             body = proxy.encode(data if rewritten is None else rewritten)

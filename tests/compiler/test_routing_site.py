@@ -189,3 +189,25 @@ def test_a_site_routes_with_groups_or_a_matrix_not_both(tree: Callable[..., Site
     assert [(field, message) for _, _, field, message, _ in refused(t)] == [
         ("matrix", "the site declares both groups and a matrix")
     ]
+
+
+def test_a_site_spills_over_from_a_local_model_to_a_peers(
+    tree: Callable[..., SiteTree], tmp_path: Path
+) -> None:
+    site = with_site(
+        peers={"box2": {"proxy": "http://box2.lan:8080", "models": ["big-70b"]}},
+        selectors={"auto": {"strategy": "spillover", "targets": ["tiny", "box2/big-70b"]}},
+    )
+    files, _ = build(tree(site=site, models=MODELS).root)
+    path = tmp_path / "config.yaml"
+    path.write_bytes(files["config.yaml"])
+    resolved, _ = llamaswap_io.load(path, environ={})
+    assert resolved.selectors["auto"].models == ("tiny", "box2/big-70b")
+    assert resolved.selectors["auto"].peers == {"box2/big-70b"}
+    warm = with_site(
+        peers={"box2": {"proxy": "http://box2.lan:8080", "models": ["big-70b"]}},
+        selectors={"auto": {"strategy": "warm", "targets": ["tiny", "big-70b"]}},
+    )
+    ((_, _, field, message, _),) = refused(tree(site=warm, models=MODELS))
+    assert field == "selectors.auto.targets[1]"
+    assert message.startswith('must resolve to a local model for strategy "warm"')

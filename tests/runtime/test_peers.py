@@ -85,6 +85,30 @@ async def test_a_name_two_peers_offer_is_reached_only_qualified(tmp_path: Path) 
     assert b.fakes["x"].starts() == 1 and a.fakes["x"].starts() == 0
 
 
+async def test_a_spillover_selector_spills_from_a_busy_local_model_to_a_peers(tmp_path: Path) -> None:
+    # strategySpillover (internal/server/selector.go): a peer's target is active while it holds
+    # reservations, else cold; the request goes to the peer under the peer's own id.
+    far = Site(tmp_path / "far")
+    (tmp_path / "far").mkdir()
+    far.fake("big")
+    async with serving(far.write()) as peer:
+        near = Site(tmp_path)
+        near.fake("small")
+        near.top["peers"] = {"box2": {"proxy": peer.server.url, "models": ["big"]}}
+        near.top["selectors"] = {"auto": {"strategy": "spillover", "targets": ["small", "box2/big"]}}
+        async with serving(near.write()) as proxy:
+            assert (await answer(await proxy.chat("auto")))["served_by"] == "small"
+            slow = {"X-Fake-Chunks": "4", "X-Fake-Chunk-Delay": "0.5"}
+            async with await proxy.chat("auto", headers=slow, stream=True) as busy:
+                assert busy.status == 200
+                spilled = await answer(await proxy.chat("auto"))
+                await busy.read()
+            assert spilled["served_by"] == "big" and spilled["echo"]["body"]["model"] == "big"
+            # Both reservations were given back: the next request is the local model's again.
+            assert (await answer(await proxy.chat("auto")))["served_by"] == "small"
+    assert far.fakes["big"].starts() == 1
+
+
 async def test_a_peer_that_was_stopped_is_a_502_naming_it_within_its_connect_timeout(tmp_path: Path) -> None:
     far = Site(tmp_path / "far")
     (tmp_path / "far").mkdir()

@@ -221,6 +221,9 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
     assert dict(r.profiles["night"].pins) == {"best": "c", "a": "", "big": "fill"}
 
 
+REMOTE = {"remote": {"proxy": "http://127.0.0.1:9", "models": ["remote-model"]}}
+
+
 @pytest.mark.parametrize(
     ("change", "field", "start"),
     [
@@ -271,6 +274,28 @@ def test_selectors_and_profiles_load_with_their_targets_resolved(tmp_path: Path)
             "selectors.s.targets",
             "spillover targets must share a group with swap: false",
         ),
+        # TestConfig_Selectors_Validation: peers' models as targets.
+        (
+            {"peers": REMOTE, "selectors": {"s": {"strategy": "warm", "targets": ["remote-model"]}}},
+            "selectors.s.targets[0]",
+            'must resolve to a local model for strategy "warm"',
+        ),
+        (
+            {
+                "peers": REMOTE,
+                "selectors": {
+                    "s": {"strategy": "spillover", "targets": ["remote-model", "remote/remote-model"]}
+                },
+            },
+            "selectors.s.targets",
+            "targets contains duplicate resolved model 'remote/remote-model'",
+        ),
+        # ValidatePeerNamespace (internal/config/peer.go)
+        (
+            {"peers": REMOTE, "selectors": {"remote/remote-model": {"strategy": "pin", "targets": ["a"]}}},
+            "selectors.remote/remote-model",
+            "selector ID 'remote/remote-model' conflicts with fully qualified peer model name",
+        ),
         # profile_test.go (internal/config)
         ({"profiles": {"p": {"pins": {}}}}, "profiles.p.pins", "pins must contain at least one entry"),
         (
@@ -296,6 +321,27 @@ def test_llama_swaps_selector_and_profile_errors_are_refused_at_the_key(
     found = refused(tmp_path, yaml.safe_dump(data, sort_keys=False))
     assert [f for _, f, _ in found] == [field], found
     assert found[0][1:] == (field, found[0][2]) and found[0][2].startswith(start), found
+
+
+def test_pin_and_spillover_selectors_may_name_peers_models_bare_or_qualified(tmp_path: Path) -> None:
+    # TestConfig_Selectors_PeerModelFQN, TestConfig_Selectors_SpilloverCoexistence "mixed local
+    # and remote targets" (internal/config/selectors_test.go): a selector id may be a bare peer
+    # name; peers' targets are left out of the group check.
+    extra = """\
+    peers:
+      remote: {proxy: "http://127.0.0.1:9", models: [remote-model, other]}
+    selectors:
+      remote-model: {strategy: spillover, targets: [remote/remote-model]}
+      mixed: {strategy: spillover, targets: [a, b, other]}
+      first: {strategy: pin, targets: [other, a]}
+    """
+    r = load(tmp_path, MODELS + extra.replace("[a, b, other]", "[a, other]"))
+    assert r.selectors["remote-model"].models == ("remote/remote-model",)
+    assert r.selectors["mixed"].models == ("a", "remote/other")
+    assert r.selectors["mixed"].peers == {"remote/other"}
+    assert r.selectors["first"].peers == {"remote/other"}
+    found = refused(tmp_path, MODELS + extra)  # a and b still must share a group
+    assert [f for _, f, _ in found] == ["selectors.mixed.targets"]
 
 
 def test_spillover_targets_must_share_a_matrix_set(tmp_path: Path) -> None:
@@ -364,7 +410,6 @@ def test_llama_swaps_example_config_loads_with_routing_selectors_and_profiles_in
         "selectors.coding-model.targets[1]",
         "selectors.llama.targets[1]",
         "selectors.llama.targets[2]",
-        "selectors.llm-plan.targets[1]",
         "profiles.coding.pins.llm-plan",
     }
     # "llama" is both a selector and a group member in the example: keep it a selector.
@@ -372,7 +417,7 @@ def test_llama_swaps_example_config_loads_with_routing_selectors_and_profiles_in
     data["hooks"]["on_startup"]["preload"] = []
     illustrative = [
         "qwen-unlisted", "modelA", "modelB", "forever-modelA", "forever-modelB", "forever-modelc",
-        "A", "B", "C", "D", "z-ai/glm-4.7",
+        "A", "B", "C", "D",
     ]  # fmt: skip
     for name in illustrative:
         data["models"][name] = {"cmd": FAKE}
@@ -390,6 +435,9 @@ def test_llama_swaps_example_config_loads_with_routing_selectors_and_profiles_in
     assert r.selectors["coding-model"].name == "Coding Model"
     assert r.selectors["coding-model"].metadata == {"purpose": "coding"}
     assert r.selectors["llama"].spillover == 4
+    # llm-plan's second target is openrouter's model (the example's peers).
+    assert r.selectors["llm-plan"].models == ("gpt-oss-120b", "openrouter/z-ai/glm-4.7")
+    assert r.selectors["llm-plan"].peers == {"openrouter/z-ai/glm-4.7"}
     assert dict(r.profiles["coding"].pins) == {
         "llm-code": "gpt-oss-120b",
         "llm-plan": "qwen-unlisted",

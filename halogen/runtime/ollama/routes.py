@@ -180,7 +180,7 @@ async def _asked(request: web.Request) -> Asked:
         model_id, target = peer_fqn(route.peer, route.model), name
     else:
         named = runtime.named(name, request)
-        model_id, target = named.model_id, named.name
+        model_id, target, route = named.model_id, named.name, named.peer
     assert name is not None and target is not None
     request[MODEL] = model_id
     try:
