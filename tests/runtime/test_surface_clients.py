@@ -78,6 +78,7 @@ def test_anthropic_messages_answer_and_their_usage_reaches_the_metrics(served: S
         model="claude-haiku",
         max_tokens=8,
         messages=[{"role": "user", "content": PROMPT}],
+        extra_body={"temperature": 0},
     )
     assert message.type == "message" and message.role == "assistant"
     assert message.content and message.content[0].type == "text" and message.content[0].text
