@@ -17,6 +17,15 @@ from halogen.llamaswap import io
 from .harness import Site, serving
 
 
+def far_site(tmp_path: Path, *models: str) -> Site:
+    """The peer's own config, in a folder of its own, with a fake for each of `models`."""
+    (tmp_path / "far").mkdir()
+    site = Site(tmp_path / "far")
+    for model in models:
+        site.fake(model)
+    return site
+
+
 async def answer(response: Any) -> dict[str, Any]:
     async with response:
         body: dict[str, Any] = await response.json()
@@ -27,10 +36,7 @@ async def answer(response: Any) -> dict[str, Any]:
 async def test_a_second_halogen_serve_is_reached_by_qualified_and_bare_ids_with_its_key(
     tmp_path: Path,
 ) -> None:
-    far = Site(tmp_path / "far")
-    (tmp_path / "far").mkdir()
-    far.fake("qwen")
-    far.fake("shared")
+    far = far_site(tmp_path, "qwen", "shared")
     far.top["apiKeys"] = ["sk-peer"]
     async with serving(far.write()) as peer:
         near = Site(tmp_path)
@@ -88,9 +94,7 @@ async def test_a_name_two_peers_offer_is_reached_only_qualified(tmp_path: Path) 
 async def test_a_spillover_selector_spills_from_a_busy_local_model_to_a_peers(tmp_path: Path) -> None:
     # strategySpillover (internal/server/selector.go): a peer's target is active while it holds
     # reservations, else cold; the request goes to the peer under the peer's own id.
-    far = Site(tmp_path / "far")
-    (tmp_path / "far").mkdir()
-    far.fake("big")
+    far = far_site(tmp_path, "big")
     async with serving(far.write()) as peer:
         near = Site(tmp_path)
         near.fake("small")
@@ -110,9 +114,7 @@ async def test_a_spillover_selector_spills_from_a_busy_local_model_to_a_peers(tm
 
 
 async def test_a_peer_that_was_stopped_is_a_502_naming_it_within_its_connect_timeout(tmp_path: Path) -> None:
-    far = Site(tmp_path / "far")
-    (tmp_path / "far").mkdir()
-    far.fake("m")
+    far = far_site(tmp_path, "m")
     async with serving(far.write()) as peer:
         url = peer.server.url
     near = Site(tmp_path)
@@ -137,9 +139,7 @@ def test_a_qualified_peer_name_that_is_a_local_alias_is_refused(tmp_path: Path) 
 
 
 async def test_ollama_clients_see_and_reach_a_peers_models(tmp_path: Path) -> None:
-    far = Site(tmp_path / "far")
-    (tmp_path / "far").mkdir()
-    far.fake("qwen")
+    far = far_site(tmp_path, "qwen")
     async with serving(far.write()) as peer:
         near = Site(tmp_path)
         near.fake("local")
