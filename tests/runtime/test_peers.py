@@ -149,6 +149,11 @@ async def test_ollama_clients_see_and_reach_a_peers_models(tmp_path: Path) -> No
                 names = [m["name"] for m in (await response.json())["models"]]
             assert names == ["local:latest", "box2/qwen:latest"]
             for name in ("box2/qwen", "qwen:latest"):
+                async with proxy.client.post("/api/show", json={"model": name}) as response:
+                    assert response.status == 200
+                    shown = await response.json()
+                assert shown["capabilities"] == ["completion"] and shown["details"]["format"] == ""
+            for name in ("box2/qwen", "qwen:latest"):
                 chat = {"model": name, "messages": [{"role": "user", "content": "hi"}], "stream": False}
                 async with proxy.client.post("/api/chat", json=chat) as response:
                     assert response.status == 200

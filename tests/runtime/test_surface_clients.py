@@ -233,6 +233,9 @@ def test_a_peer_that_is_a_second_halogen_serve_answers_openai_and_ollama_clients
             assert answer.choices[0].message.content
         listed = {m.model for m in ollama.Client(host=serving.url, timeout=120).list().models}
         assert "far/smollm2:latest" in listed
+        # What `ollama run` asks first.
+        shown = ollama.Client(host=serving.url, timeout=120).show("far/smollm2")
+        assert shown.capabilities == ["completion"] and "peer far" in (shown.modelfile or "")
         said = ollama.Client(host=serving.url, timeout=120).chat(
             "far/smollm2", messages=[{"role": "user", "content": PROMPT}], options={"num_predict": 4}
         )

@@ -104,7 +104,11 @@ async def tags(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = parse_json(await request.read())
-    runnable = runtime.resolved.models[runtime.model_id(ollama.model_name(body))]
+    name = ollama.model_name(body)
+    route = runtime.resolved.peer(name) if name is not None else None
+    if route is not None and name is not None:
+        return web.json_response(ollama.peer_show(name, route.peer))
+    runnable = runtime.resolved.models[runtime.model_id(name)]
     size, modified = file_facts(runnable)
     answer = ollama.show(runnable, size, modified_at=modified)
     # The model file's path comes from the command, which may hold a value from `${env.…}`.

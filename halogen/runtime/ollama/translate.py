@@ -745,23 +745,39 @@ def tags(
     }
 
 
+# What is known here of a peer's model: its name; its file and facts are the peer's.
+_PEER_DETAILS: Json = {
+    "parent_model": "",
+    "format": "",
+    "family": "",
+    "families": None,
+    "parameter_size": "",
+    "quantization_level": "",
+}
+
+
 def peer_tag(name: str) -> Json:
-    """An `/api/tags` entry for a peer's model (`<peer>/<model>`): what is known here is its
-    name; its file and facts are the peer's."""
+    """An `/api/tags` entry for a peer's model (`<peer>/<model>`)."""
     return {
         "name": ollama_name(name),
         "model": ollama_name(name),
         "modified_at": _rfc3339(UNKNOWN_TIME),
         "size": 0,
         "digest": hashlib.sha256(name.encode()).hexdigest(),
-        "details": {
-            "parent_model": "",
-            "format": "",
-            "family": "",
-            "families": None,
-            "parameter_size": "",
-            "quantization_level": "",
-        },
+        "details": dict(_PEER_DETAILS),
+    }
+
+
+def peer_show(name: str, peer: str) -> Json:
+    """`/api/show` for a peer's model (`name` as asked): enough for a client that shows a model
+    before it chats with it (the `ollama` CLI's run does), a chat model with nothing known of
+    its file."""
+    return {
+        "modelfile": f"# Served by peer {peer} through halogen: {name}\n",
+        "details": dict(_PEER_DETAILS),
+        "model_info": {},
+        "capabilities": ["completion"],
+        "modified_at": _rfc3339(UNKNOWN_TIME),
     }
 
 
