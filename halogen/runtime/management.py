@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from halogen.runtime import observed
+from halogen.runtime import observed, peers
 from halogen.runtime.context import parse_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotLoaded, NotReady, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.upstream import State
@@ -90,7 +90,16 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
     # `rel_url` is the path and query as sent, also when the request line held an absolute URL
     # (whose host names nothing here).
     raw_path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
-    model_id, path = split_upstream_path(raw_path.removeprefix("/upstream/"), runtime.resolved.lookup)
+    resolved = runtime.resolved
+
+    def named(name: str) -> str | None:
+        # A local id or alias, else a peer's model by the name asked (a local name wins).
+        return resolved.lookup(name) or (name if resolved.peer(name) is not None else None)
+
+    model_id, path = split_upstream_path(raw_path.removeprefix("/upstream/"), named)
+    route = None if resolved.lookup(model_id) is not None else resolved.peer(model_id)
+    if route is not None:
+        return await peers.forward_upstream(request, runtime, route, model_id, path, query)
     if runtime.swapper.slot(model_id).phase is not State.READY:
         # handleUpstream in internal/server/api.go (llama-swap): a static asset a UI asks for
         # never starts a model.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -14,8 +15,8 @@ from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolve import PeerRoute
-from halogen.runtime import proxy
-from halogen.runtime.context import MODEL, Runtime
+from halogen.runtime import multipart, proxy
+from halogen.runtime.context import MODEL, Runtime, parse_json
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.metrics import TokenReader
 
@@ -96,13 +97,48 @@ async def forward(
     request: web.Request, runtime: Runtime, route: PeerRoute, data: dict[str, Any]
 ) -> web.StreamResponse:
     """Send a JSON request for a peer's model and stream the peer's answer back."""
-    fqn = f"{route.peer}/{route.model}"
-    request[MODEL] = fqn
     headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
     headers["Content-Type"] = "application/json"
     body = proxy.encode(rewrite(route, data))
+    return await _relay(request, runtime, route, request.rel_url.raw_path_qs, headers, body)
+
+
+async def forward_upstream(
+    request: web.Request, runtime: Runtime, route: PeerRoute, asked: str, path: str, query: str
+) -> web.StreamResponse:
+    """`/upstream/<peer model>/<path>`: the request goes to `<path>` on the peer as sent, as
+    handleUpstream hands it to the peer router (internal/server/api.go, llama-swap). When the
+    name asked is not the peer's own, the model is renamed where the request carries it, as
+    ReplaceRequestModel does (internal/swaputil/http.go): a GET's `model` query parameter, a
+    JSON body's `model`, a form's `model` field."""
+    headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
+    body = await request.read()
+    content_type = request.content_type
+    if asked != route.model:
+        if request.method == "GET":
+            pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "model"]
+            query = urlencode([*pairs, ("model", route.model)])
+        elif content_type == "application/json":
+            data = parse_json(body)
+            body = proxy.encode({**data, "model": route.model})
+        elif (mark := multipart.boundary(request.headers.get("Content-Type", ""))) is not None:
+            body = multipart.replace(body, multipart.value_span(body, mark, "model"), route.model)
+    return await _relay(request, runtime, route, path + ("?" + query if query else ""), headers, body)
+
+
+async def _relay(
+    request: web.Request,
+    runtime: Runtime,
+    route: PeerRoute,
+    path_qs: str,
+    headers: CIMultiDict[str],
+    body: bytes,
+) -> web.StreamResponse:
+    """Send the request to the peer and stream its answer back, counted for its model."""
+    fqn = f"{route.peer}/{route.model}"
+    request[MODEL] = fqn
     with runtime.counted(fqn) as counted:
-        answer = await open_peer(request, route, request.method, request.rel_url.raw_path_qs, headers, body)
+        answer = await open_peer(request, route, request.method, path_qs, headers, body)
         try:
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
             response.headers.extend(proxy.response_headers(answer.headers))

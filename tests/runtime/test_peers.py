@@ -14,7 +14,7 @@ import pytest
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
 
-from .harness import Site, serving
+from .harness import Fake, Site, eventually, fake_process, free_ports, serving
 
 
 def far_site(tmp_path: Path, *models: str) -> Site:
@@ -168,3 +168,35 @@ async def test_ollama_clients_see_and_reach_a_peers_models(tmp_path: Path) -> No
                 "/api/chat", json={"model": "box2/qwen", "messages": []}
             ) as response:
                 assert response.status == 501
+
+
+async def test_upstream_paths_reach_a_peers_server_with_its_model_renamed_where_sent(tmp_path: Path) -> None:
+    # handleUpstream (internal/server/api.go) then the peer router's ReplaceRequestModel
+    # (internal/router/peer.go, internal/swaputil/http.go): the path after the model goes to the
+    # peer; a name that is not the peer's own is renamed in a GET's query or a JSON body.
+    (port,) = free_ports(1)
+    fake = Fake("qwen", port, tmp_path / "peer.events")
+    with fake_process(port, "qwen", fake.record):
+        near = Site(tmp_path)
+        near.fake("local")
+        near.top["peers"] = {
+            "box2": {"proxy": f"http://127.0.0.1:{port}", "models": ["qwen"], "apiKey": "sk-p"}
+        }
+        async with serving(near.write()) as proxy:
+            await eventually(lambda: bool(fake.events("start")), "the peer's server to start")
+            async with proxy.client.get("/upstream/box2/qwen/props?x=1") as response:
+                assert response.status == 200
+            seen = fake.events("request")[-1]
+            assert (seen["method"], seen["path"], seen["query"]) == ("GET", "/props", "x=1&model=qwen")
+            assert seen["headers"]["authorization"] == "Bearer sk-p"
+            async with proxy.client.get("/upstream/qwen/props?x=1") as response:
+                assert response.status == 200
+            assert fake.events("request")[-1]["query"] == "x=1"  # the peer's own name: as sent
+            body = {"model": "box2/qwen", "messages": [{"role": "user", "content": "hi"}]}
+            async with proxy.client.post("/upstream/box2/qwen/v1/chat/completions", json=body) as response:
+                assert response.status == 200
+            seen = fake.events("request")[-1]
+            assert seen["path"] == "/v1/chat/completions" and seen["body"]["model"] == "qwen"
+            async with proxy.client.get("/upstream/box2/nothing/props") as response:
+                assert response.status == 404
+    assert near.fakes["local"].starts() == 0
