@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolve import PeerRoute
-from halogen.runtime import multipart, proxy
+from halogen.runtime import dialing, multipart, proxy
 from halogen.runtime.context import MODEL, Runtime, parse_json
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.metrics import TokenReader
@@ -34,11 +34,13 @@ def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
     key = (route.peer, route.timeouts)
     found = sessions.get(key)
     if found is None or found.closed:
-        idle = route.timeouts.idleConn
+        timeouts = route.timeouts
         found = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=idle or 90),
+            connector=dialing.connector(timeouts, limit=0, keepalive_timeout=timeouts.idleConn or 90),
             auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=route.timeouts.connect or None),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=dialing.connect_limit(timeouts, route.proxy)
+            ),
         )
         sessions[key] = found
     return found

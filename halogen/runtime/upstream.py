@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import reaper
+from halogen.runtime import dialing, reaper
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.lines import LineSplitter
 from halogen.runtime.logs import Logs, Ring
@@ -91,10 +91,12 @@ class Upstream:
         if self._session is None or self._session.closed:
             # timeouts.idleConn (0 = no limit) can only shorten the pool's keep-alive: a longer
             # one would outlive llama-server's own.
-            idle = self.runnable.timeouts.idleConn
+            timeouts = self.runnable.timeouts
+            idle = timeouts.idleConn
             keepalive = min(UPSTREAM_KEEPALIVE, idle) if idle else UPSTREAM_KEEPALIVE
             self._session = _client(
-                aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive), self.runnable.timeouts.connect
+                dialing.connector(timeouts, limit=0, keepalive_timeout=keepalive),
+                dialing.connect_limit(timeouts, self.runnable.proxy),
             )
         return self._session
 
@@ -103,8 +105,10 @@ class Upstream:
         """A client that opens a new connection for every request (the retry after a pooled
         connection turned out to be closed)."""
         if self._fresh is None or self._fresh.closed:
+            timeouts = self.runnable.timeouts
             self._fresh = _client(
-                aiohttp.TCPConnector(limit=0, force_close=True), self.runnable.timeouts.connect
+                dialing.connector(timeouts, limit=0, force_close=True),
+                dialing.connect_limit(timeouts, self.runnable.proxy),
             )
         return self._fresh
 
@@ -364,15 +368,16 @@ class Attempt:
     reused = False
 
 
-def _client(connector: aiohttp.TCPConnector, connect: int = 30) -> aiohttp.ClientSession:
-    """A client for one model's server; `connect`: timeouts.connect, seconds (0 = no limit)."""
+def _client(connector: aiohttp.TCPConnector, connect: float | None) -> aiohttp.ClientSession:
+    """A client for one model's server; `connect`: seconds a new connection may take to open
+    (`dialing.connect_limit`), None for no limit."""
     trace = aiohttp.TraceConfig()
     trace.on_connection_reuseconn.append(_on_reuse)
     return aiohttp.ClientSession(
         connector=connector,
         # Bytes pass through as the upstream sent them, Content-Encoding included.
         auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect or None),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
         trace_configs=[trace],
     )
 

@@ -6,6 +6,7 @@ peer that is down."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,12 @@ from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
 
 from .harness import Fake, Site, eventually, fake_process, free_ports, serving
+
+
+def answers(port: int) -> bool:
+    """Whether something listens on `port` (the fake records its start before it binds)."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def far_site(tmp_path: Path, *models: str) -> Site:
@@ -183,7 +190,7 @@ async def test_upstream_paths_reach_a_peers_server_with_its_model_renamed_where_
             "box2": {"proxy": f"http://127.0.0.1:{port}", "models": ["qwen"], "apiKey": "sk-p"}
         }
         async with serving(near.write()) as proxy:
-            await eventually(lambda: bool(fake.events("start")), "the peer's server to start")
+            await eventually(lambda: answers(port), "the peer's server to listen")
             async with proxy.client.get("/upstream/box2/qwen/props?x=1") as response:
                 assert response.status == 200
             seen = fake.events("request")[-1]
