@@ -170,7 +170,14 @@ class Runtime:
         model that is not ready yet streams loading progress first (`loading.Loading`)."""
         progress = None
         if show_loading and self.swapper.slot(model_id).phase is not State.READY:
-            progress = await Loading.begin(request, model_id, openai_frame, "text/event-stream")
+            task = asyncio.current_task()
+            progress = await Loading.begin(
+                request,
+                model_id,
+                openai_frame,
+                "text/event-stream",
+                lambda: self.swapper.queue_position(task),
+            )
         try:
             async with self.holding(request, model_id) as (counted, upstream):
                 if progress is not None:

@@ -22,6 +22,7 @@ TICK = 0.75  # seconds between progress marks, as loading.go's ticker
 SAY_EVERY = 5.0  # seconds between the elapsed-time lines between the dots
 
 Frame = Callable[[str], bytes]
+Position = Callable[[], "int | None"]  # where the request waits in the queue, None when in none
 
 
 def openai_frame(text: str) -> bytes:
@@ -33,22 +34,34 @@ def openai_frame(text: str) -> bytes:
 class Loading:
     """Progress for one request, written to `response` until `done` is awaited."""
 
-    def __init__(self, response: web.StreamResponse, model_id: str, frame: Frame) -> None:
+    def __init__(
+        self, response: web.StreamResponse, model_id: str, frame: Frame, position: Position | None = None
+    ) -> None:
         self._response = response
         self._model_id = model_id
         self._frame = frame
+        self._position = position
+        self._told: int | None = None  # the queue position last written
         self._began = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._broken = False
 
     @classmethod
-    async def begin(cls, request: web.Request, model_id: str, frame: Frame, content_type: str) -> Loading:
-        """Prepare a 200 stream of `content_type` and start writing progress into it."""
+    async def begin(
+        cls,
+        request: web.Request,
+        model_id: str,
+        frame: Frame,
+        content_type: str,
+        position: Position | None = None,
+    ) -> Loading:
+        """Prepare a 200 stream of `content_type` and start writing progress into it, with the
+        request's place in the queue (`position`) whenever it changes."""
         response = web.StreamResponse(
             headers={"Content-Type": content_type, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
-        loading = cls(response, model_id, frame)
+        loading = cls(response, model_id, frame, position)
         await loading._send(f"{RULE}\nloading model: {model_id}\n")
         loading._task = asyncio.create_task(loading._run())
         return loading
@@ -70,7 +83,13 @@ class Loading:
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
-            if now - said >= SAY_EVERY:
+            place = self._position() if self._position is not None else None
+            if place is not None and place != self._told:
+                # loading.go's pending update, as base.go words it for the queue.
+                self._told = place
+                said = now
+                await self._send(f"\nQueue position: #{place} ")
+            elif now - said >= SAY_EVERY:
                 said = now
                 await self._send(f"\n{now - self._began:.0f}s ")
             else:

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from halogen.llamaswap.resolve import Resolved, Runnable
 from halogen.runtime import model_files
@@ -95,6 +96,7 @@ class _Waiter:
     model_id: str
     priority: int
     granted: asyncio.Future[Slot]
+    task: asyncio.Task[Any] | None = None  # the request's own, for its place in the queue
 
 
 class Swapper:
@@ -207,6 +209,15 @@ class Swapper:
         """Requests waiting in the queue for each model."""
         return {mid: self._queued[mid] for mid in self._slots}
 
+    def queue_position(self, task: asyncio.Task[Any] | None) -> int | None:
+        """Where the request running as `task` waits in the queue, from 1 (all models' requests
+        counted, as llama-swap's broadcastQueuePositions numbers them); None when it waits in
+        none."""
+        for at, waiter in enumerate(self._queue, 1):
+            if waiter.task is task:
+                return at
+        return None
+
     def _expiry(self, slot: Slot) -> float | None:
         if math.isinf(slot.ttl):
             return None
@@ -267,7 +278,9 @@ class Swapper:
         decision = plan(model_id, self._snapshot(), self.router, ahead, arriving=True)
         if not isinstance(decision, Wait):
             return self._carry_out(model_id, decision)
-        waiter = _Waiter(model_id, priority, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(
+            model_id, priority, asyncio.get_running_loop().create_future(), asyncio.current_task()
+        )
         # Before the first request of a lower priority: arrival order within a priority.
         at = next((i for i, w in enumerate(self._queue) if w.priority < priority), len(self._queue))
         self._queue.insert(at, waiter)

@@ -124,3 +124,35 @@ async def test_an_ollama_chat_stream_shows_loading_progress_as_thinking(tmp_path
     assert all(line["message"].get("thinking") for line in lines[:first])
     assert "".join(line["message"]["content"] for line in lines[first:]) == "tok0 tok1 tok2 "
     assert lines[-1]["done"] is True and lines[-1]["model"] == "slow"
+
+
+async def test_a_request_queued_behind_a_busy_model_is_told_its_place_in_the_queue(tmp_path: Path) -> None:
+    # base.go (internal/router, llama-swap): "Queue position: #N" from the scheduler's
+    # broadcastQueuePositions (scheduler/fifo.go) while the request waits its turn.
+    site = Site(tmp_path)
+    site.fake("a")
+    site.fake("b")
+    site.top["sendLoadingState"] = True
+    gate = tmp_path / "a-done"
+    async with serving(site.write()) as proxy:
+        async with await proxy.chat("a", stream=True, headers={"X-Fake-Gate": str(gate)}) as busy:
+            assert busy.status == 200
+            await busy.content.readline()  # a answers and holds on, so b must wait for it
+            got: list[dict[str, Any]] = []
+            async with await proxy.chat("b", stream=True) as response:
+                reader = asyncio.create_task(events(response, got))
+                await eventually(
+                    lambda: "Queue position: #1" in "".join(reasoning(e) or "" for e in got),
+                    "b's place in the queue",
+                )
+                gate.touch()
+                await busy.read()
+                await asyncio.wait_for(reader, PATIENCE)
+        said = "".join(reasoning(e) or "" for e in got)
+        assert said.count("Queue position: #1") == 1  # told once, until it changes
+        assert said.index("Queue position") < said.index("Done! (")
+        assert [e["choices"][0]["delta"].get("content") for e in got if e.get("choices")][-4:-1] == [
+            "tok0 ",
+            "tok1 ",
+            "tok2 ",
+        ]  # then b answered

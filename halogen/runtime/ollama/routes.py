@@ -8,6 +8,7 @@ stream's last line, since its status is already sent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -266,7 +267,10 @@ async def _translate(
         and path in LOADING_PATHS
         and runtime.swapper.slot(model_id).phase is not State.READY
     ):
-        progress = await Loading.begin(request, model_id, thinking_frame(name), NDJSON)
+        task = asyncio.current_task()
+        progress = await Loading.begin(
+            request, model_id, thinking_frame(name), NDJSON, lambda: runtime.swapper.queue_position(task)
+        )
     try:
         return await _held(request, asked, path, payload, stream, respond, progress)
     except Refusal as exc:
