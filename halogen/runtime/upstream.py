@@ -9,6 +9,8 @@ import os
 import re
 import shlex
 import signal
+import socket
+import struct
 from collections.abc import Callable, Sequence
 
 import aiohttp
@@ -167,9 +169,18 @@ class Upstream:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PORT_PROBE)
         except (OSError, TimeoutError):
             return
+        # A probe from an ephemeral port equal to the one it probes connects to itself when
+        # nothing listens (TCP's simultaneous open on loopback): that is not a server.
+        itself = writer.get_extra_info("sockname") == writer.get_extra_info("peername")
+        probe = writer.get_extra_info("socket")
+        if probe is not None:  # closed with a reset: no TIME_WAIT left holding the port
+            with contextlib.suppress(OSError):
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+        if itself:
+            return
         message = (
             f"cannot start model {self.id!r}: {host}:{port} is already in use by another process "
             "(a leftover server?), so the model's server could not listen there"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import signal
@@ -182,3 +183,25 @@ async def test_a_command_that_does_not_name_the_proxy_port_may_proxy_to_a_server
         await placeholder.stop()
     finally:
         await running.stop()
+
+
+async def test_a_port_probe_that_connects_to_itself_does_not_count_as_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On loopback, a connect from an ephemeral port equal to the port it probes meets itself
+    # (TCP's simultaneous open) when nothing listens; CI once saw that flagged as "in use".
+    site = Site(tmp_path)
+    fake = site.fake("m")
+    opened = asyncio.open_connection
+
+    async def from_the_same_port(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await opened(host, port, local_addr=(host, port))
+
+    monkeypatch.setattr(asyncio, "open_connection", from_the_same_port)
+    up = upstream(site, "m")
+    try:
+        await up.start()
+        assert up.state is State.READY and fake.starts() == 1
+    finally:
+        monkeypatch.undo()
+        await up.stop()
