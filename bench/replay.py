@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shlex
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 
 from tests.gguf_shapes import SEED, fitted_site
-from tests.runtime.harness import FAKE, free_port_run, metric
+from tests.runtime.harness import fake_commands, metric
 from tests.runtime.processes import halogen_serve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,21 +74,11 @@ def requests(count: int) -> list[str]:
 
 
 def serve_config(fitted: dict[str, Any], routing: dict[str, Any], tmp: Path) -> Path:
-    start = free_port_run(len(fitted["models"]))
-    models = {}
-    for i, (model_id, model) in enumerate(sorted(fitted["models"].items())):
-        delay = model["metadata"]["fileSize"] / GiB * LOAD_SECONDS_PER_GIB / SCALE
-        argv = [
-            sys.executable,
-            str(FAKE),
-            "--port",
-            str(start + i),
-            "--name",
-            model_id,
-            "--health-delay",
-            f"{delay:.3f}",
-        ]
-        models[model_id] = {"cmd": shlex.join(argv), "proxy": f"http://127.0.0.1:{start + i}"}
+    delays = {
+        model_id: model["metadata"]["fileSize"] / GiB * LOAD_SECONDS_PER_GIB / SCALE
+        for model_id, model in fitted["models"].items()
+    }
+    models = fake_commands(delays)
     path = tmp / f"config-{len(list(tmp.glob('config-*')))}.yaml"
     path.write_text(yaml.safe_dump({"healthCheckTimeout": 60, "models": models, **routing}, sort_keys=False))
     return path

@@ -55,9 +55,7 @@ def run(
 ) -> int:
     """Build every site the paths belong to; everything found is reported once, at the end
     (one JSON document, one set of annotations)."""
-    wanted = list(paths)
-    if staged:  # pre-commit's patterns are loose: a file of no site (another out/) is not ours
-        wanted = [p for p in [*paths, *sites.deleted_in_git()] if sites.site_root(p) is not None]
+    wanted = sites.wanted(paths, staged=staged)
     if staged and not wanted and src is None:
         return 0  # pre-commit: nothing in this commit belongs to a site
     roots, found = sites.locate(wanted, src)

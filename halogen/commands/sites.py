@@ -72,6 +72,15 @@ def _is_site_file(path: PurePosixPath) -> bool:
     )
 
 
+def wanted(paths: Sequence[Path], *, staged: bool) -> list[Path]:
+    """The paths a command works on. From pre-commit (`staged`), whose patterns are loose, only
+    those that belong to a site (another `out/` is not ours), with the site files the commit
+    deletes, which pre-commit does not pass."""
+    if not staged:
+        return list(paths)
+    return [p for p in [*paths, *deleted_in_git()] if site_root(p) is not None]
+
+
 def deleted_in_git() -> list[Path]:
     """Site files this commit deletes (pre-commit passes a hook no deleted file, so a hook that
     asks for them finds them itself): staged deletions, or, when pre-commit runs between two

@@ -11,9 +11,7 @@ from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
 def run(paths: Sequence[Path], *, fmt: Format, src: Path | None = None, staged: bool = False) -> int:
     """Validate every site the paths belong to (the whole site: rules span files)."""
-    wanted = list(paths)
-    if staged:  # pre-commit's patterns are loose: a file of no site (another out/) is not ours
-        wanted = [p for p in [*paths, *sites.deleted_in_git()] if sites.site_root(p) is not None]
+    wanted = sites.wanted(paths, staged=staged)
     if staged and not wanted and src is None:
         return 0  # pre-commit: nothing in this commit belongs to a site
     roots, found = sites.locate(wanted, src)

@@ -154,14 +154,20 @@ def test_a_file_placed_by_hand_is_checked_against_the_hub_and_never_overwritten(
     assert hub.fetched() == 0 and f"have {REL} (verified)" in right.stderr
 
 
-def test_a_killed_pull_resumes_where_it_stopped(hub: LocalHub, tmp_path: Path, models: Path) -> None:
-    root = site(tmp_path / "site", models)
+def killed_pull(hub: LocalHub, root: Path, models: Path) -> int:
+    """Start a slowed pull, SIGKILL it once a quarter of the file is in; the file's size."""
     size = hub.files[(REPO_ID, NAME)].size
     hub.throttle = 0.02
     first = start_pull(hub, root)
     wait_for_partial(models, size // 4, first)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
+    return size
+
+
+def test_a_killed_pull_resumes_where_it_stopped(hub: LocalHub, tmp_path: Path, models: Path) -> None:
+    root = site(tmp_path / "site", models)
+    size = killed_pull(hub, root, models)
     assert not (models / REL).exists()
     kept = sum(p.stat().st_size for p in (models / REPO_ID).glob(".*halogen-part"))
     hub.throttle = 0.0
@@ -178,12 +184,7 @@ def test_a_server_that_ignores_range_still_gives_a_verified_file(
     hub: LocalHub, tmp_path: Path, models: Path
 ) -> None:
     root = site(tmp_path / "site", models)
-    size = hub.files[(REPO_ID, NAME)].size
-    hub.throttle = 0.02
-    first = start_pull(hub, root)
-    wait_for_partial(models, size // 4, first)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
+    size = killed_pull(hub, root, models)
     hub.throttle, hub.ignore_range = 0.0, True
     hub.gets.clear()
     second = pull(hub, root)

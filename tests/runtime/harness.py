@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +55,22 @@ def free_port_run(count: int = 1) -> int:
         return start
 
 
-def fake_argv(port: int, name: str, record: Path, *flags: str) -> list[str]:
-    """The command line of a fake llama-server on `port`, recording its events in `record`."""
-    return [sys.executable, str(FAKE), "--port", str(port), "--name", name, "--record", str(record), *flags]
+def fake_argv(port: int, name: str, record: Path | None, *flags: str) -> list[str]:
+    """The command line of a fake llama-server on `port`, recording its events in `record`
+    (when given)."""
+    recording = ["--record", str(record)] if record is not None else []
+    return [sys.executable, str(FAKE), "--port", str(port), "--name", name, *recording, *flags]
+
+
+def fake_commands(delays: Mapping[str, float]) -> dict[str, dict[str, str]]:
+    """A model's `cmd` and `proxy` for a fake llama-server per model id in `delays`, on
+    consecutive free ports, each answering /health 200 after its delay in seconds."""
+    start = free_port_run(len(delays))
+    out = {}
+    for i, (model_id, delay) in enumerate(sorted(delays.items())):
+        argv = fake_argv(start + i, model_id, None, "--health-delay", f"{delay:.3f}")
+        out[model_id] = {"cmd": shlex.join(argv), "proxy": f"http://127.0.0.1:{start + i}"}
+    return out
 
 
 @contextmanager

@@ -131,6 +131,15 @@ def halogen_serve(config: Path, log: Path, *extra: str) -> Iterator[Serving]:
         stop_serving(process)
 
 
+@contextlib.contextmanager
+def serving_config(root: Path, config: dict[str, Any]) -> Iterator[Serving]:
+    """`halogen serve` on `config`, written to `root`/config.yaml, without the file watcher."""
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with halogen_serve(path, root / "serve.log", "--no-watch") as serving:
+        yield serving
+
+
 def stop_serving(process: subprocess.Popen[Any]) -> None:
     """Stop the proxy the way the kubelet does, so it stops its models; SIGKILL (which it
     cannot handle) only if it does not exit, and then its children's groups too, so a failing

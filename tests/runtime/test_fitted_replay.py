@@ -6,7 +6,6 @@ that the matrix does not allow."""
 from __future__ import annotations
 
 import random
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 
 from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, fitted_site
 
-from .harness import FAKE, free_port_run
+from .harness import fake_commands
 from .processes import halogen_serve
 
 pytestmark = [pytest.mark.slow]
@@ -44,20 +43,8 @@ def test_a_replayed_day_never_runs_a_combination_outside_the_matrix(tmp_path: Pa
     allowed = [{matrix["vars"][v] for v in dsl.split(" & ")} for dsl in matrix["sets"].values()]
     assert len(allowed) == 5
     # The built config, with each llama-server swapped for a fake on its own port.
-    start = free_port_run(len(config["models"]))
-    for i, (model_id, model) in enumerate(sorted(config["models"].items())):
-        argv = [
-            sys.executable,
-            str(FAKE),
-            "--port",
-            str(start + i),
-            "--name",
-            model_id,
-            "--health-delay",
-            "0.05",
-        ]
-        model["cmd"] = shlex.join(argv)
-        model["proxy"] = f"http://127.0.0.1:{start + i}"
+    for model_id, fake in fake_commands(dict.fromkeys(config["models"], 0.05)).items():
+        config["models"][model_id].update(fake)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     rng = random.Random(7)

@@ -16,10 +16,9 @@ import httpx
 import ollama
 import openai
 import pytest
-import yaml
 
 from .harness import free_port_run, process_exists, until
-from .processes import Serving, children, halogen_serve
+from .processes import Serving, children, serving_config
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -80,10 +79,7 @@ class Served(Serving):
 def served(
     tmp_path_factory: pytest.TempPathFactory, llama_server: Path, smollm2_gguf: Path
 ) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("serve")
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config(llama_server, smollm2_gguf), sort_keys=False))
-    with halogen_serve(path, root / "serve.log", "--no-watch") as serving:
+    with serving_config(tmp_path_factory.mktemp("serve"), config(llama_server, smollm2_gguf)) as serving:
         yield Served(serving.process, serving.url, serving.log)
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from .harness import free_port_run, metric
-from .processes import Serving, children, halogen_serve
+from .processes import Serving, children, halogen_serve, serving_config
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -57,10 +57,7 @@ class Served(Serving):
 def served(
     tmp_path_factory: pytest.TempPathFactory, llama_server: Path, smollm2_gguf: Path
 ) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("serve")
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config(llama_server, smollm2_gguf), sort_keys=False))
-    with halogen_serve(path, root / "serve.log", "--no-watch") as serving:
+    with serving_config(tmp_path_factory.mktemp("serve"), config(llama_server, smollm2_gguf)) as serving:
         yield Served(serving.process, serving.url, serving.log)
 
 
