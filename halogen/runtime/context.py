@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from halogen.llamaswap.resolve import PeerRoute, Resolved, SelectorRule
+from halogen.llamaswap.resolve import PeerRoute, Resolved, SelectorRule, peer_fqn
 from halogen.runtime import proxy, selectors
 from halogen.runtime.errors import BadRequest, MissingModel, NoTargetAvailable, Refusal, UnknownModel
 from halogen.runtime.loading import Loading, openai_frame
@@ -45,7 +45,7 @@ class Named:
 
     model_id: str  # `<peer>/<model>` for a peer's model
     name: str
-    peer: PeerRoute | None = None  # a selector chose a peer's model
+    peer: PeerRoute | None = None  # a peer's model: named so, or chosen by a selector
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Runtime:
 
     def model_id(self, name: Any, request: web.Request | None = None) -> str:
         """The local model id a request names; `MissingModel` or `UnknownModel` otherwise (also
-        when a selector chose a peer's model: the routes that ask only serve local ones)."""
+        for a peer's model: the routes that ask only serve local ones)."""
         named = self.named(name, request)
         if named.peer is not None:
             raise UnknownModel(named.name)
@@ -84,7 +84,8 @@ class Runtime:
         """The model a request names, and the name it goes on with. The active profile's pin
         applies first (a pin to nothing disables the id), then a selector id is resolved to one
         of its targets for this request (a spillover choice is reserved on `request` until it
-        ends). `MissingModel` or `UnknownModel` when it names none."""
+        ends); a name no local model answers to may be a peer's. `MissingModel` or
+        `UnknownModel` when it names none."""
         if not isinstance(name, str) or not name.strip():
             raise MissingModel('the request names no "model"')
         resolved = self.resolved
@@ -98,9 +99,12 @@ class Runtime:
         if selector is not None:
             return self._choose(selector, request)
         found = resolved.lookup(name)
-        if found is None:
+        if found is not None:
+            return Named(found, name)
+        route = resolved.peer(name)
+        if route is None:
             raise UnknownModel(name)
-        return Named(found, name)
+        return Named(peer_fqn(route.peer, route.model), name, route)
 
     def _choose(self, selector: SelectorRule, request: web.Request | None) -> Named:
         phases = {

@@ -65,13 +65,10 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     else:
         data = parse_json(body)
         asked = data.get("model")
-        route = runtime.resolved.peer(asked) if isinstance(asked, str) else None
-        if route is not None:
-            return await peers.forward(request, runtime, route, data)
         named = runtime.named(asked, request)
         if named.name != asked:
             data = {**data, "model": named.name}
-        if named.peer is not None:  # a spillover or pin selector's peer target
+        if named.peer is not None:
             return await peers.forward(request, runtime, named.peer, data)
         model_id = named.model_id
         runnable = runtime.resolved.models[model_id]

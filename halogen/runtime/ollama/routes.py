@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from halogen.llamaswap.resolve import PeerRoute, Runnable, peer_fqn
+from halogen.llamaswap.resolve import PeerRoute, Runnable
 from halogen.runtime import locked, peers, proxy
 from halogen.runtime.context import MODEL, Counted, parse_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotSupported, Refusal, UpstreamAnswered, UpstreamFailed
@@ -106,10 +106,10 @@ async def show(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = parse_json(await request.read())
     name = ollama.model_name(body)
-    route = runtime.resolved.peer(name) if name is not None else None
-    if route is not None and name is not None:
-        return web.json_response(ollama.peer_show(name, route.peer))
-    runnable = runtime.resolved.models[runtime.model_id(name)]
+    named = runtime.named(name)
+    if named.peer is not None:
+        return web.json_response(ollama.peer_show(named.name, named.peer.peer))
+    runnable = runtime.resolved.models[named.model_id]
     size, modified = file_facts(runnable)
     answer = ollama.show(runnable, size, modified_at=modified)
     # The model file's path comes from the command, which may hold a value from `${env.…}`.
@@ -179,20 +179,14 @@ async def _asked(request: web.Request) -> Asked:
     body = parse_json(await request.read())
     name = ollama.model_name(body)
     runtime = runtime_of(request)
-    route = runtime.resolved.peer(name) if name is not None else None
-    # A missing or unknown name is refused by `model_id`.
-    if route is not None:
-        model_id, target = peer_fqn(route.peer, route.model), name
-    else:
-        named = runtime.named(name, request)
-        model_id, target, route = named.model_id, named.name, named.peer
-    assert name is not None and target is not None
-    request[MODEL] = model_id
+    named = runtime.named(name, request)  # a missing or unknown name is refused here
+    assert name is not None
+    request[MODEL] = named.model_id
     try:
         keep_alive = ollama.keep_alive(body.get("keep_alive"))
     except ollama.BadKeepAlive as exc:
         raise BadRequest(str(exc)) from None
-    return Asked(body, name, model_id, started, keep_alive, route, target)
+    return Asked(body, name, named.model_id, started, keep_alive, named.peer, named.name)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
