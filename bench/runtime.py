@@ -20,7 +20,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from pathlib import Path
 from types import FrameType
 
 import aiohttp
+
+from tests.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "runtime.md"
@@ -68,10 +69,8 @@ LITELLM_OFFLINE = {
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
+    (port,) = free_ports(1)
+    return port
 
 
 def _stat(pid: int) -> list[str]:

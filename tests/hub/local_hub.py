@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.ports import free_ports
 
 CHUNK = 256 * 1024
 COMMIT = "3f0c2a9e1b7d4c5a8e6f9b0d2c4a6e8f0b1d3c5a"
@@ -152,12 +153,6 @@ class LocalHub:
         return response
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running(hub: LocalHub) -> Iterator[LocalHub]:
     """The hub and its CDN on two loopback ports, in a thread of their own."""
@@ -166,7 +161,7 @@ def running(hub: LocalHub) -> Iterator[LocalHub]:
     hub_app.router.add_route("*", "/{org}/{repo}/resolve/{revision}/{file:.+}", hub.resolve)
     cdn_app.router.add_route("*", "/lfs/{sha}", hub.lfs)
     runners = [web.AppRunner(hub_app, access_log=None), web.AppRunner(cdn_app, access_log=None)]
-    ports = [_free_port(), _free_port()]
+    ports = free_ports(2)
 
     async def start() -> None:
         for runner, port in zip(runners, ports, strict=True):

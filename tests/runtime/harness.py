@@ -7,12 +7,11 @@ import asyncio
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,35 +23,11 @@ from halogen.llamaswap import io
 from halogen.runtime.listen import Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.server import Server
+from tests.ports import free_port_run, free_ports
 
 FAKE = Path(__file__).with_name("fake_upstream.py")
 # A bound on how long a condition may take to come true; never a measure of speed.
 PATIENCE = 30.0
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def free_port_run(count: int = 1) -> int:
-    """The first of `count` consecutive free ports: `${PORT}` hands a config's models
-    consecutive ports from its `startPort`."""
-    while True:
-        (start,) = free_ports(1)
-        with ExitStack() as held:
-            try:
-                for port in range(start + 1, start + count):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except (OSError, OverflowError):  # taken, or past the last port
-                continue
-        return start
 
 
 def fake_argv(port: int, name: str, record: Path | None, *flags: str) -> list[str]:
