@@ -12,8 +12,8 @@ from halogen.runtime.message_start import MESSAGES
 from halogen.runtime.openai_routes import openai_route
 
 # internal/server/server.go (llama-swap) lists these with the other routes whose model is in the
-# JSON body.
-ANTHROPIC_ROUTES = (MESSAGES, f"{MESSAGES}/count_tokens")
+# JSON body (`/v/…` reaches the model's server as `/messages…`, carried.upstream_path).
+ANTHROPIC_ROUTES = (*MESSAGES, *(f"{path}/count_tokens" for path in MESSAGES))
 
 # Anthropic's error types by HTTP status (its API reference, "Errors"); any other 4xx is an
 # invalid request, any other 5xx an API error.

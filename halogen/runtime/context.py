@@ -16,7 +16,14 @@ from aiohttp import web
 
 from halogen.llamaswap.resolve import PeerRoute, Resolved, SelectorRule, peer_fqn
 from halogen.runtime import proxy, selectors
-from halogen.runtime.errors import BadRequest, MissingModel, NoTargetAvailable, Refusal, UnknownModel
+from halogen.runtime.errors import (
+    BadRequest,
+    MissingModel,
+    NoTargetAvailable,
+    NotReady,
+    Refusal,
+    UnknownModel,
+)
 from halogen.runtime.loading import Loading, openai_frame
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
@@ -124,6 +131,16 @@ class Runtime:
         if choice.model in selector.peers:
             return Named(choice.model, choice.target, self.resolved.peers[choice.model])
         return Named(choice.model, choice.target)
+
+    def refuse_idle_websocket(self, request: web.Request, model_id: str) -> None:
+        """compat.ignoreWebsockets (internal/config/model_config.go, llama-swap): a websocket
+        never starts its model; `NotReady` when the model is not running."""
+        if (
+            self.resolved.models[model_id].ignore_websockets
+            and request.headers.get("Upgrade", "").lower() == "websocket"
+            and self.swapper.slot(model_id).phase is not State.READY
+        ):
+            raise NotReady(f"[{model_id}] process is not ready")
 
     def release(self, request: web.Request) -> None:
         """Give back the spillover reservation a request held, if any."""

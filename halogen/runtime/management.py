@@ -10,7 +10,7 @@ from aiohttp import web
 
 from halogen.runtime import observed, peers
 from halogen.runtime.context import parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, NotLoaded, NotReady, ProfileNotFound, UnknownModel, clip
+from halogen.runtime.errors import BadRequest, NotLoaded, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.upstream import State
 
 
@@ -100,15 +100,12 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
     route = None if resolved.lookup(model_id) is not None else resolved.peer(model_id)
     if route is not None:
         return await peers.forward_upstream(request, runtime, route, model_id, path, query)
-    if runtime.swapper.slot(model_id).phase is not State.READY:
-        # handleUpstream in internal/server/api.go (llama-swap): a static asset a UI asks for
-        # never starts a model.
-        if any(p.search(unquote(path)) for p in runtime.resolved.upstream_ignore_paths):
-            raise NotLoaded(f"model {model_id} is not loaded; path matches upstream.ignorePaths")
-        # compat.ignoreWebsockets (internal/config/model_config.go): a websocket never starts it.
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        if upgrade and runtime.resolved.models[model_id].ignore_websockets:
-            raise NotReady(f"[{model_id}] process is not ready")
+    # handleUpstream in internal/server/api.go (llama-swap): a static asset a UI asks for never
+    # starts a model.
+    idle = runtime.swapper.slot(model_id).phase is not State.READY
+    if idle and any(p.search(unquote(path)) for p in runtime.resolved.upstream_ignore_paths):
+        raise NotLoaded(f"model {model_id} is not loaded; path matches upstream.ignorePaths")
+    runtime.refuse_idle_websocket(request, model_id)
     body = await request.read()
     path_qs = path + ("?" + query if query else "")
     return await runtime.forward(request, model_id, path_qs, body or None)

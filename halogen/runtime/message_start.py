@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import secrets
 
-# The route whose event streams this mends (llama-server's Anthropic Messages API).
-MESSAGES = "/v1/messages"
+# The routes whose event streams this mends (llama-server's Anthropic Messages API, and its
+# versionless twin that llama-swap offers, internal/server/server.go).
+MESSAGES = ("/v1/messages", "/v/messages")
 # The events that may only follow `message_start`; a stream opening with one of them lacks it.
 # Anything else first (`message_start`, `ping`, `error`, an unknown event) passes unchanged.
 _LATER_EVENTS = frozenset(

@@ -3,6 +3,7 @@ and the request goes to it as sent, after the config's rewrites; `/v1/models` li
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,15 +11,18 @@ from aiohttp import web
 
 from halogen.llamaswap.config import Capabilities
 from halogen.llamaswap.resolve import PeerRoute
-from halogen.runtime import multipart, peers, proxy
-from halogen.runtime.context import Runtime, parse_json, runtime_of
+from halogen.runtime import peers, proxy
+from halogen.runtime.carried import Carried, upstream_path
+from halogen.runtime.context import Runtime, runtime_of
 from halogen.runtime.errors import UnknownModel
 from halogen.runtime.loading import LOADING_PATHS
 from halogen.runtime.upstream import State
 
 # Routes whose model is named in the request body (a JSON field, or a multipart form field for
-# transcriptions and image edits); everything after the host goes upstream. The list follows
-# modelPostJSONRoutes and modelPostFormRoutes in internal/server/server.go (llama-swap).
+# transcriptions and image edits) or, on GET, in the query; everything after the host goes
+# upstream. The lists follow modelPostJSONRoutes, modelPostFormRoutes and modelGetRoutes in
+# internal/server/server.go (llama-swap); `/v/…` and `/audioapi/…` lose their prefix on the way
+# (carried.upstream_path).
 OPENAI_ROUTES = (
     "/v1/chat/completions",
     "/v1/completions",
@@ -31,16 +35,29 @@ OPENAI_ROUTES = (
     "/reranking",
     "/v1/audio/transcriptions",
     "/v1/audio/speech",
+    "/v1/audio/voices",
     "/v1/images/generations",
     "/v1/images/edits",
+    "/sdapi/v1/txt2img",
+    "/sdapi/v1/img2img",
+    "/audioapi/v1/tasks/run",
     "/infill",
     "/completion",
+    "/v/chat/completions",
+    "/v/responses",
+    "/v/completions",
+    "/v/embeddings",
+    "/v/rerank",
+    "/v/reranking",
 )
+GET_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 
 
 def register(application: web.Application) -> None:
     for path in OPENAI_ROUTES:
         application.router.add_post(path, openai_route)
+    for path in GET_ROUTES:
+        application.router.add_get(path, openai_route)
     application.router.add_get("/v1/models", list_models)
     # A model id may hold "/"; OpenAI's "retrieve model".
     application.router.add_get("/v1/models/{model:.+}", get_model)
@@ -48,40 +65,31 @@ def register(application: web.Application) -> None:
 
 async def openai_route(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
-    body = await request.read()
+    path = upstream_path(request.rel_url.raw_path)
     content_type = request.headers.get("Content-Type", "")
-    mark = multipart.boundary(content_type)
+    body = await request.read()
+    carried = Carried.read(request.method, content_type, body, request.rel_url.raw_query_string, json=True)
+    named = runtime.named(carried.asked, request)
+    if named.name != carried.asked:
+        carried = carried.naming(named.name)
+    if named.peer is not None:
+        return await peers.forward(request, runtime, named.peer, path, carried)
+    model_id = named.model_id
+    runtime.refuse_idle_websocket(request, model_id)
+    runnable = runtime.resolved.models[model_id]
     show_loading = False
-    if mark is not None:
-        span = multipart.value_span(body, mark, "model")
-        asked = multipart.value(body, span)
-        named = runtime.named(asked, request)
-        if named.peer is not None:  # forms go to local models only, as a peer's name does
-            raise UnknownModel(named.name)
-        model_id = named.model_id
-        runnable = runtime.resolved.models[model_id]
-        if runnable.use_model_name or named.name != asked:
-            body = multipart.replace(body, span, runnable.use_model_name or named.name)
-    else:
-        data = parse_json(body)
-        asked = data.get("model")
-        named = runtime.named(asked, request)
-        if named.name != asked:
-            data = {**data, "model": named.name}
-        if named.peer is not None:
-            return await peers.forward(request, runtime, named.peer, data)
-        model_id = named.model_id
-        runnable = runtime.resolved.models[model_id]
+    if (data := carried.data) is not None:
         rewritten = proxy.rewrite(runnable, data, named.name)
-        if rewritten is not None or named.name != asked:
-            body = proxy.encode(data if rewritten is None else rewritten)
+        if rewritten is not None:
+            carried = dataclasses.replace(carried, body=proxy.encode(rewritten))
         # internal/router/base.go (llama-swap): streamed chat completions only.
-        show_loading = (
-            runnable.send_loading_state and data.get("stream") is True and request.path in LOADING_PATHS
-        )
-    # The path and query as sent, in origin form even when the request line held an absolute URL.
-    path_qs = request.rel_url.raw_path_qs
-    return await runtime.forward(request, model_id, path_qs, body, show_loading=show_loading)
+        show_loading = runnable.send_loading_state and data.get("stream") is True and path in LOADING_PATHS
+    elif carried.form is not None and runnable.use_model_name:
+        # CreateFormFilterMiddleware (internal/server/filters.go): a form gets useModelName only.
+        carried = carried.naming(runnable.use_model_name)
+    return await runtime.forward(
+        request, model_id, carried.path_qs(path), carried.body, show_loading=show_loading
+    )
 
 
 def model_record(runtime: Runtime, name: str, model_id: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ filters and `apiKey` (internal/router/peer.go); a peer that is down is a 502 nam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -15,8 +15,9 @@ from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolve import PeerRoute
-from halogen.runtime import dialing, multipart, proxy
-from halogen.runtime.context import MODEL, Runtime, parse_json
+from halogen.runtime import dialing, proxy
+from halogen.runtime.carried import Carried
+from halogen.runtime.context import MODEL, Runtime
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.metrics import TokenReader
 
@@ -96,36 +97,34 @@ def rewrite(route: PeerRoute, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def forward(
-    request: web.Request, runtime: Runtime, route: PeerRoute, data: dict[str, Any]
+    request: web.Request, runtime: Runtime, route: PeerRoute, path: str, carried: Carried
 ) -> web.StreamResponse:
-    """Send a JSON request for a peer's model and stream the peer's answer back."""
+    """Send a request for a peer's model to `path` on the peer, the model renamed to the peer's
+    own wherever the request carries it, a JSON body with the peer's filters too, and stream
+    the peer's answer back."""
     headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
-    headers["Content-Type"] = "application/json"
-    body = proxy.encode(rewrite(route, data))
-    return await _relay(request, runtime, route, request.rel_url.raw_path_qs, headers, body)
+    if carried.data is not None:
+        headers["Content-Type"] = "application/json"
+        carried = dataclasses.replace(carried, body=proxy.encode(rewrite(route, carried.data)))
+    else:
+        carried = carried.naming(route.model)
+    return await _relay(request, runtime, route, carried.path_qs(path), headers, carried.body)
 
 
 async def forward_upstream(
     request: web.Request, runtime: Runtime, route: PeerRoute, asked: str, path: str, query: str
 ) -> web.StreamResponse:
     """`/upstream/<peer model>/<path>`: the request goes to `<path>` on the peer as sent, as
-    handleUpstream hands it to the peer router (internal/server/api.go, llama-swap). When the
-    name asked is not the peer's own, the model is renamed where the request carries it, as
-    ReplaceRequestModel does (internal/swaputil/http.go): a GET's `model` query parameter, a
-    JSON body's `model`, a form's `model` field."""
+    handleUpstream hands it to the peer router (internal/server/api.go, llama-swap). A request
+    that itself names the model as asked, when that is not the peer's own name, names the
+    peer's instead, as ReplaceRequestModel does (internal/swaputil/http.go): a GET's `model`
+    query parameter, a JSON body's `model`, a form's `model` field."""
     headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
-    body = await request.read()
-    content_type = request.content_type
-    if asked != route.model:
-        if request.method == "GET":
-            pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "model"]
-            query = urlencode([*pairs, ("model", route.model)])
-        elif content_type == "application/json":
-            data = parse_json(body)
-            body = proxy.encode({**data, "model": route.model})
-        elif (mark := multipart.boundary(request.headers.get("Content-Type", ""))) is not None:
-            body = multipart.replace(body, multipart.value_span(body, mark, "model"), route.model)
-    return await _relay(request, runtime, route, path + ("?" + query if query else ""), headers, body)
+    content_type = request.headers.get("Content-Type", "")
+    carried = Carried.read(request.method, content_type, await request.read(), query, json=False)
+    if asked != route.model and carried.asked == asked:
+        carried = carried.naming(route.model)
+    return await _relay(request, runtime, route, carried.path_qs(path), headers, carried.body)
 
 
 async def _relay(

@@ -256,7 +256,7 @@ async def forward(
         readable = "Content-Encoding" not in answer.headers
         tokens = TokenReader(event_stream) if readable else None
         start = None
-        if event_stream and readable and answer.status == 200 and request.path == MESSAGES:
+        if event_stream and readable and answer.status == 200 and request.path in MESSAGES:
             start = MessageStart(upstream.id)
         await response.prepare(request)
         try:

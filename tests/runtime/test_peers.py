@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from halogen.diagnostics import Invalid
@@ -180,7 +181,8 @@ async def test_ollama_clients_see_and_reach_a_peers_models(tmp_path: Path) -> No
 async def test_upstream_paths_reach_a_peers_server_with_its_model_renamed_where_sent(tmp_path: Path) -> None:
     # handleUpstream (internal/server/api.go) then the peer router's ReplaceRequestModel
     # (internal/router/peer.go, internal/swaputil/http.go): the path after the model goes to the
-    # peer; a name that is not the peer's own is renamed in a GET's query or a JSON body.
+    # peer; where the request itself names the model as asked (a GET's query, a JSON body), that
+    # name becomes the peer's own. A request that names none, or another, goes as sent.
     (port,) = free_ports(1)
     fake = Fake("qwen", port, tmp_path / "peer.events")
     with fake_process(port, "qwen", fake.record):
@@ -191,19 +193,55 @@ async def test_upstream_paths_reach_a_peers_server_with_its_model_renamed_where_
         }
         async with serving(near.write()) as proxy:
             await eventually(lambda: answers(port), "the peer's server to listen")
-            async with proxy.client.get("/upstream/box2/qwen/props?x=1") as response:
+            for query, sent in (("x=1&model=box2/qwen", "x=1&model=qwen"), ("x=1", "x=1")):
+                async with proxy.client.get(f"/upstream/box2/qwen/props?{query}") as response:
+                    assert response.status == 200
+                seen = fake.events("request")[-1]
+                assert (seen["method"], seen["path"], seen["query"]) == ("GET", "/props", sent)
+                assert seen["headers"]["authorization"] == "Bearer sk-p"
+            async with proxy.client.get("/upstream/qwen/props?x=1&model=qwen") as response:
                 assert response.status == 200
-            seen = fake.events("request")[-1]
-            assert (seen["method"], seen["path"], seen["query"]) == ("GET", "/props", "x=1&model=qwen")
-            assert seen["headers"]["authorization"] == "Bearer sk-p"
-            async with proxy.client.get("/upstream/qwen/props?x=1") as response:
-                assert response.status == 200
-            assert fake.events("request")[-1]["query"] == "x=1"  # the peer's own name: as sent
-            body = {"model": "box2/qwen", "messages": [{"role": "user", "content": "hi"}]}
-            async with proxy.client.post("/upstream/box2/qwen/v1/chat/completions", json=body) as response:
-                assert response.status == 200
-            seen = fake.events("request")[-1]
-            assert seen["path"] == "/v1/chat/completions" and seen["body"]["model"] == "qwen"
+            assert fake.events("request")[-1]["query"] == "x=1&model=qwen"  # the peer's own name
+            for named, sent_name in (("box2/qwen", "qwen"), ("something-else", "something-else")):
+                body = {"model": named, "messages": [{"role": "user", "content": "hi"}]}
+                async with proxy.client.post(
+                    "/upstream/box2/qwen/v1/chat/completions", json=body
+                ) as response:
+                    assert response.status == 200
+                seen = fake.events("request")[-1]
+                assert seen["path"] == "/v1/chat/completions" and seen["body"]["model"] == sent_name
             async with proxy.client.get("/upstream/box2/nothing/props") as response:
                 assert response.status == 404
     assert near.fakes["local"].starts() == 0
+
+
+async def test_forms_and_get_routes_reach_a_peers_model_under_the_peers_name(tmp_path: Path) -> None:
+    # localPeerHandler (internal/server/server.go) hands every model route to the peer router,
+    # forms and GETs too, and the peer router renames the model where the request carries it
+    # (ReplaceRequestModel, internal/swaputil/http.go). A form was a 404 here before.
+    (port,) = free_ports(1)
+    fake = Fake("whisper", port, tmp_path / "peer.events")
+    with fake_process(port, "whisper", fake.record):
+        near = Site(tmp_path)
+        near.top["peers"] = {"box2": {"proxy": f"http://127.0.0.1:{port}", "models": ["whisper"]}}
+        async with serving(near.write()) as proxy:
+            await eventually(lambda: answers(port), "the peer's server to listen")
+            form = aiohttp.FormData()
+            form.add_field("file", b"RIFF\x00\x01binary", filename="a.wav", content_type="audio/wav")
+            form.add_field("model", "box2/whisper")
+            form.add_field("language", "en")
+            await answer(await proxy.client.post("/v1/audio/transcriptions", data=form))
+            seen = fake.events("request")[-1]
+            assert seen["path"] == "/v1/audio/transcriptions"
+            assert 'name="model"\r\n\r\nwhisper\r\n' in seen["raw"]
+            assert 'name="language"\r\n\r\nen\r\n' in seen["raw"] and "RIFF\x00\x01binary" in seen["raw"]
+            await answer(await proxy.client.get("/v1/audio/voices?model=box2/whisper&lang=en"))
+            seen = fake.events("request")[-1]
+            assert (seen["method"], seen["path"], seen["query"]) == (
+                "GET",
+                "/v1/audio/voices",
+                "lang=en&model=whisper",
+            )
+            await answer(await proxy.client.post("/v/chat/completions", json={"model": "whisper"}))
+            seen = fake.events("request")[-1]
+            assert (seen["path"], seen["body"]) == ("/chat/completions", {"model": "whisper"})

@@ -142,9 +142,12 @@ async def test_a_websocket_does_not_start_a_model_that_ignores_websockets(tmp_pa
     other = site.fake("other")
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
     async with serving(site.write()) as proxy:
-        async with proxy.client.get("/upstream/quiet/ws", headers=upgrade) as response:
-            assert response.status == 503
-            assert "process is not ready" in (await response.json())["error"]["message"]
+        # On /upstream and on a model route that names it in the query (TestServer_SelectorMiddleware_
+        # IgnoredWebsocketDoesNotReserveSpillover in internal/server/selector_test.go uses /props).
+        for target in ("/upstream/quiet/ws", "/props?model=quiet"):
+            async with proxy.client.get(target, headers=upgrade) as response:
+                assert response.status == 503
+                assert "process is not ready" in (await response.json())["error"]["message"]
         async with proxy.client.get("/upstream/other/ws", headers=upgrade) as response:
             assert response.status == 200
     assert quiet.starts() == 0 and other.starts() == 1

@@ -117,7 +117,10 @@ async def test_path_query_and_body_reach_the_upstream_byte_for_byte(tmp_path: Pa
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/v1/audio/speech",
+        "/v1/audio/voices",
         "/v1/images/generations",
+        "/sdapi/v1/txt2img",
+        "/sdapi/v1/img2img",
     ],
 )
 async def test_every_openai_route_reaches_the_model_it_names(tmp_path: Path, route: str) -> None:
@@ -126,6 +129,50 @@ async def test_every_openai_route_reaches_the_model_it_names(tmp_path: Path, rou
     async with serving(site.write()) as proxy:
         echo = await echo_of(await proxy.client.post(route, json={"model": "m", "input": "x"}))
     assert echo["path"] == route
+
+
+# Versionless routes (issue #728) and audio.cpp's task API lose their prefix upstream:
+# TestStripVersionPrefix and TestStripAudioAPIPrefix in internal/server/extras_test.go (llama-swap).
+@pytest.mark.parametrize(
+    ("route", "upstream"),
+    [
+        ("/v/chat/completions", "/chat/completions"),
+        ("/v/responses", "/responses"),
+        ("/v/completions", "/completions"),
+        ("/v/messages", "/messages"),
+        ("/v/messages/count_tokens", "/messages/count_tokens"),
+        ("/v/embeddings", "/embeddings"),
+        ("/v/rerank", "/rerank"),
+        ("/v/reranking", "/reranking"),
+        ("/audioapi/v1/tasks/run", "/v1/tasks/run"),
+    ],
+)
+async def test_versionless_and_audio_api_routes_reach_the_model_without_their_prefix(
+    tmp_path: Path, route: str, upstream: str
+) -> None:
+    site = Site(tmp_path)
+    site.fake("m", useModelName="served-name")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.client.post(route + "?slot=2", json={"model": "m", "x": 1}))
+    assert (echo["path"], echo["query"]) == (upstream, "slot=2")
+    assert echo["body"] == {"model": "served-name", "x": 1}
+
+
+# modelGetRoutes in internal/server/server.go (llama-swap): the model is the `model` query
+# parameter (extractContext in internal/swaputil/http.go); the query goes on as sent.
+@pytest.mark.parametrize("route", ["/props", "/v1/audio/voices", "/sdapi/v1/loras"])
+async def test_get_routes_take_the_model_from_the_query(tmp_path: Path, route: str) -> None:
+    site = Site(tmp_path)
+    site.fake("m", aliases=["alias"], useModelName="served-name")
+    site.fake("other")
+    async with serving(site.write()) as proxy:
+        echo = await echo_of(await proxy.client.get(route + "?model=alias&lang=en"))
+        assert (echo["method"], echo["path"], echo["query"]) == ("GET", route, "model=alias&lang=en")
+        assert echo["body"] is None
+        assert (await proxy.running()) == {"m": "ready"}
+        for query, status in (("", 400), ("?model=", 400), ("?model=nope", 404)):
+            async with proxy.client.get(route + query) as response:
+                assert response.status == status, query
 
 
 async def test_use_model_name_rewrites_only_the_model_field(tmp_path: Path) -> None:
@@ -207,7 +254,9 @@ async def test_one_model_is_retrieved_by_its_id_or_alias_and_an_unknown_id_is_a_
             assert (await response.json())["error"]["code"] == "model_not_found"
 
 
-@pytest.mark.parametrize("route", ["/v1/messages", "/v1/messages/count_tokens"])
+@pytest.mark.parametrize(
+    "route", ["/v1/messages", "/v1/messages/count_tokens", "/v/messages", "/v/messages/count_tokens"]
+)
 async def test_anthropic_routes_answer_errors_in_anthropics_shape(tmp_path: Path, route: str) -> None:
     site = Site(tmp_path)
     site.fake("m")

@@ -126,3 +126,13 @@ async def test_a_selector_named_in_a_form_goes_upstream_as_its_target(tmp_path: 
             assert response.status == 200, await response.text()
         raw = site.fakes["c"].events("request")[-1]["raw"]
         assert 'name="model"\r\n\r\nc\r\n' in raw and "fixed" not in raw
+
+
+async def test_a_selector_named_in_a_get_routes_query_goes_upstream_as_its_target(tmp_path: Path) -> None:
+    # GET /props?model=<selector> as in internal/server/selector_test.go (llama-swap); the query's
+    # model is replaced (ReplaceRequestModel, internal/swaputil/http.go), the rest kept.
+    site = selector_site(tmp_path)
+    async with serving(site.write()) as proxy:
+        assert (await get(proxy, "/props?model=fixed&x=1"))["served_by"] == "c"
+        seen = site.fakes["c"].events("request")[-1]
+        assert (seen["path"], seen["query"]) == ("/props", "x=1&model=c")

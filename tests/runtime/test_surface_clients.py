@@ -184,6 +184,21 @@ def test_openai_responses_stream_delta_by_delta_and_complete_with_usage(served: 
     assert after[1] - before[1] == completed.usage.output_tokens > 0
 
 
+def test_versionless_and_get_routes_reach_llama_server(served: Served, smollm2_gguf: Path) -> None:
+    # An OpenAI client whose base URL is `/v` posts to /v/chat/completions, which reaches
+    # llama-server as /chat/completions (stripVersionPrefix, internal/server/server.go); GET /props
+    # names its model in the query (modelGetRoutes) and is llama-server's own answer.
+    versionless = openai.OpenAI(base_url=f"{served.url}/v", api_key="unused", timeout=120, max_retries=0)
+    reply = versionless.chat.completions.create(
+        model="claude-haiku", messages=[{"role": "user", "content": PROMPT}], max_tokens=4, temperature=0
+    )
+    assert reply.choices[0].message.content and reply.usage is not None
+    props = httpx.get(served.url + "/props", params={"model": "smollm2"}, timeout=120)
+    assert props.status_code == 200, props.text
+    assert props.json()["model_path"] == str(smollm2_gguf)
+    assert props.json()["default_generation_settings"]["n_ctx"] == 1024
+
+
 def test_a_variant_reaches_llama_server_with_its_params_on_the_base_models_process(served: Served) -> None:
     client = served.openai()
     messages: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
