@@ -30,28 +30,46 @@ def cut(line: str, limit: int = MAX_LINE) -> str:
 
 class Ring:
     """The last `size` lines written to it, at most `chars` characters in all (each line cut
-    to `MAX_LINE`): bounded in memory whatever is written."""
+    to `MAX_LINE`): bounded in memory whatever is written. Each line keeps the source it came
+    from (a model id; "" for the proxy's own)."""
 
     def __init__(self, size: int, chars: int = HISTORY_CHARS) -> None:
-        self._lines: deque[str] = deque()
+        self._lines: deque[tuple[str, str]] = deque()
         self._size = size
         self._limit = chars
         self._chars = 0
 
-    def add(self, line: str) -> None:
+    def add(self, line: str, source: str = "") -> None:
         line = cut(line)
-        self._lines.append(line)
+        self._lines.append((source, line))
         self._chars += len(line)
         while len(self._lines) > self._size or (self._chars > self._limit and len(self._lines) > 1):
-            self._chars -= len(self._lines.popleft())
+            self._chars -= len(self._lines.popleft()[1])
 
     def tail(self, count: int) -> list[str]:
         if count <= 0:
             return []
-        return list(self._lines)[-count:]
+        return self.lines()[-count:]
 
-    def lines(self) -> list[str]:
-        return list(self._lines)
+    def lines(self, wanted: str | None = None) -> list[str]:
+        """Every line, or those from the sources `wanted` names (`from_source`)."""
+        return [line for source, line in self._lines if from_source(wanted, source)]
+
+
+# Which lines a log view shows (getLogger in internal/server/log.go, llama-swap): every line
+# (None), the proxy's own, every model's output, or one model's.
+PROXY_LINES = "proxy"
+UPSTREAM_LINES = "upstream"
+
+
+def from_source(wanted: str | None, source: str) -> bool:
+    if wanted is None:
+        return True
+    if wanted == PROXY_LINES:
+        return source == ""
+    if wanted == UPSTREAM_LINES:
+        return source != ""
+    return source == wanted
 
 
 # llama-swap's logTimeFormat names Go's time layouts (llama-swap.go, logTimeFormats); the same
@@ -114,7 +132,7 @@ class Logs:
         level: str = "info",
     ) -> None:
         self._history = Ring(history)
-        self._followers: set[asyncio.Queue[str | None]] = set()
+        self._followers: dict[asyncio.Queue[str | None], str | None] = {}
         self._echo_proxy = echo_proxy
         self._echo_upstream = echo_upstream
         self._out = out
@@ -173,34 +191,37 @@ class Logs:
             )
 
     def upstream(self, model_id: str, line: str) -> None:
-        self._add(f"[{model_id}] {line}", self._echo_upstream)
+        self._add(f"[{model_id}] {line}", self._echo_upstream, model_id)
 
-    def history(self) -> list[str]:
-        return self._history.lines()
+    def history(self, wanted: str | None = None) -> list[str]:
+        """The lines kept, all of them or those from the sources `wanted` names (`from_source`)."""
+        return self._history.lines(wanted)
 
     def _stamped(self, line: str) -> str:
         if not self.time_format:
             return line
         return f"{stamp(self.time_format, datetime.now().astimezone())} {line}"
 
-    def _add(self, line: str, echo: bool) -> None:
+    def _add(self, line: str, echo: bool, source: str = "") -> None:
         line = cut(self.redact(line))
-        self._history.add(line)
+        self._history.add(line, source)
         if echo:
             out = self._out or sys.stdout
             print(line, file=out, flush=True)
-        for queue in list(self._followers):
-            # A follower that cannot keep up loses lines instead of holding memory.
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(line)
+        for queue, wanted in list(self._followers.items()):
+            if from_source(wanted, source):
+                # A follower that cannot keep up loses lines instead of holding memory.
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(line)
 
-    def follow(self) -> Follower:
-        """Every line added from now on (the subscription starts at this call), until `close`."""
+    def follow(self, wanted: str | None = None) -> Follower:
+        """Every line added from now on (the subscription starts at this call), or those from
+        the sources `wanted` names (`from_source`), until `close`."""
         follower = Follower(self._followers)
         if self._closed:
             follower.queue.put_nowait(None)
         else:
-            self._followers.add(follower.queue)
+            self._followers[follower.queue] = wanted
         return follower
 
     def close(self) -> None:
@@ -216,7 +237,7 @@ class Logs:
 class Follower:
     """A live view of the log; stops when the log closes or `close` is called."""
 
-    def __init__(self, followers: set[asyncio.Queue[str | None]]) -> None:
+    def __init__(self, followers: dict[asyncio.Queue[str | None], str | None]) -> None:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
         self._followers = followers
 
@@ -231,4 +252,4 @@ class Follower:
         return line
 
     def close(self) -> None:
-        self._followers.discard(self.queue)
+        self._followers.pop(self.queue, None)

@@ -9,22 +9,28 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.runtime import observed, peers
-from halogen.runtime.context import parse_json, runtime_of
+from halogen.runtime.context import Runtime, parse_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotLoaded, ProfileNotFound, UnknownModel, clip
+from halogen.runtime.logs import PROXY_LINES, UPSTREAM_LINES
 from halogen.runtime.upstream import State
 
 
 def register(application: web.Application) -> None:
     router = application.router
     router.add_get("/health", health)
+    router.add_get("/wol-health", health)
     router.add_get("/running", running)
     router.add_route("GET", "/unload", unload_all)
     router.add_route("POST", "/unload", unload_all)
     router.add_post("/unload/{model:.+}", unload_one)
+    # The same as llama-swap's UI calls them (internal/server/apigroup.go).
+    router.add_post("/api/models/unload", api_unload_all)
+    router.add_post("/api/models/unload/{model:.+}", api_unload_one)
     router.add_route("*", "/upstream/{tail:.*}", upstream_route)
     router.add_get("/metrics", metrics)
     router.add_get("/logs", logs)
     router.add_get("/logs/stream", logs_stream)
+    router.add_get("/logs/stream/{source:.+}", logs_stream)
     router.add_get("/api/profiles", profiles)
     router.add_put("/api/profiles/active", activate_profile)
 
@@ -61,6 +67,22 @@ async def unload_one(request: web.Request) -> web.Response:
     was_running = runtime.swapper.slot(model_id).phase is not State.STOPPED
     await runtime.swapper.unload(model_id)
     return web.json_response({"status": "ok", "unloaded": [model_id] if was_running else []})
+
+
+async def api_unload_all(request: web.Request) -> web.Response:
+    await runtime_of(request).swapper.unload_all()
+    return web.json_response({"msg": "ok"})
+
+
+async def api_unload_one(request: web.Request) -> web.Response:
+    """handleAPIUnloadModel: a local model by its id or an alias (no selector, no profile)."""
+    runtime = runtime_of(request)
+    name = request.match_info["model"]
+    model_id = runtime.resolved.lookup(name)
+    if model_id is None:
+        raise UnknownModel(name)
+    await runtime.swapper.unload(model_id)
+    return web.Response(text="OK")
 
 
 def split_upstream_path(raw: str, lookup: Callable[[str], str | None]) -> tuple[str, str]:
@@ -126,17 +148,30 @@ async def logs(request: web.Request) -> web.Response:
     return web.Response(text="".join(line + "\n" for line in lines))
 
 
+def log_source(runtime: Runtime, name: str) -> str | None:
+    """Which lines `/logs/stream/<name>` shows (getLogger in internal/server/log.go, llama-swap):
+    every line for no name, the proxy's or every model's for `proxy` and `upstream`, else one
+    local model's, by its id or an alias."""
+    if name in ("", PROXY_LINES, UPSTREAM_LINES):
+        return name or None
+    model_id = runtime.resolved.lookup(name)
+    if model_id is None:
+        raise BadRequest("invalid logger. Use 'proxy', 'upstream' or a model's ID")
+    return model_id
+
+
 async def logs_stream(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
+    wanted = log_source(runtime, request.match_info.get("source", ""))
     headers = {"Content-Type": "text/plain; charset=utf-8", "X-Accel-Buffering": "no"}
     if request.method == "HEAD":
         # The headers only: a stream that never ends would hold the connection for ever.
         return web.Response(headers=headers)
     response = web.StreamResponse(headers=headers)
     await response.prepare(request)
-    follow = runtime.logs.follow()
+    follow = runtime.logs.follow(wanted)
     try:
-        history = [] if "no-history" in request.query else runtime.logs.history()
+        history = [] if "no-history" in request.query else runtime.logs.history(wanted)
         if history:
             await response.write("".join(line + "\n" for line in history).encode())
         async for line in follow:

@@ -17,7 +17,9 @@ from halogen.runtime.logs import Level
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Routes polled by probes and scrapers: logged at debug, not info.
-QUIET = frozenset({"/health", "/metrics"})
+QUIET = frozenset({"/health", "/wol-health", "/metrics"})
+# Answered without a key, as llama-swap registers them outside its auth chain (server.go).
+UNGUARDED = frozenset({"/health", "/wol-health"})
 
 
 def ollama_style(path: str) -> bool:
@@ -86,6 +88,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     keys = runtime_of(request).resolved.api_keys
-    if keys and request.path != "/health" and not auth.allowed(request.headers, keys):
+    if keys and request.path not in UNGUARDED and not auth.allowed(request.headers, keys):
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key> or x-api-key)")
     return await handler(request)

@@ -59,6 +59,7 @@ def register(application: web.Application) -> None:
     for path in GET_ROUTES:
         application.router.add_get(path, openai_route)
     application.router.add_get("/v1/models", list_models)
+    application.router.add_get("/models", list_models)
     # A model id may hold "/"; OpenAI's "retrieve model".
     application.router.add_get("/v1/models/{model:.+}", get_model)
 

@@ -293,6 +293,12 @@ EVERY_ROUTE = [
     ("GET", "/metrics", None),
     ("GET", "/logs", None),
     ("GET", "/logs/stream", None),
+    ("GET", "/logs/stream/proxy", None),
+    ("GET", "/models", None),
+    ("POST", "/api/models/unload", None),
+    ("POST", "/api/models/unload/m", None),
+    ("GET", "/props?model=m", None),
+    ("POST", "/v/chat/completions", {"model": "m"}),
     ("GET", "/", None),
     ("HEAD", "/", None),
     ("GET", "/api/version", None),
@@ -417,6 +423,69 @@ async def test_logs_hold_proxy_and_upstream_output_and_the_stream_follows_new_li
     assert "[m] fake-upstream[m]: loading model" in history
 
 
+async def test_the_log_stream_shows_the_proxys_lines_every_models_or_one_models(tmp_path: Path) -> None:
+    # getLogger and handleLogStream in internal/server/log.go (llama-swap): /logs/stream/proxy,
+    # /logs/stream/upstream, /logs/stream/<model id or alias>; anything else is a 400.
+    site = Site(tmp_path)
+    site.fake("a", aliases=["first"])
+    site.fake("b")
+    site.top["groups"] = {"both": {"swap": False, "members": ["a", "b"]}}
+
+    async def shown(source: str, *until: str) -> list[str]:
+        """The lines `/logs/stream/<source>` shows, read until each of `until` was seen."""
+        async with asyncio.timeout(PATIENCE), proxy.client.get(f"/logs/stream/{source}") as response:
+            assert response.status == 200, source
+            seen = ""
+            while not seen.endswith("\n") or not all(marker in seen for marker in until):
+                seen += (await response.content.readany()).decode()
+            return seen.splitlines()
+
+    loaded = {m: f"[{m}] fake-upstream[{m}]: loading model" for m in ("a", "b")}
+    async with serving(site.write()) as proxy:
+        await echo_of(await proxy.chat("a"))
+        await echo_of(await proxy.chat("b"))
+        proxy_lines = await shown("proxy", "model 'b' is ready")
+        assert all(line.startswith("[halogen] ") for line in proxy_lines)
+        for source, models in (("upstream", {"a", "b"}), ("b", {"b"}), ("first", {"a"})):
+            lines = await shown(source, *(loaded[m] for m in models))
+            assert {line.split()[0] for line in lines} == {f"[{m}]" for m in models}, source
+        async with proxy.client.get("/logs/stream/nope") as response:
+            assert response.status == 400
+            assert "'proxy', 'upstream' or a model's ID" in (await response.json())["error"]["message"]
+        # A live line reaches the views it belongs to, and only those.
+        await proxy.swapper.unload_all()
+        only_b = await proxy.client.get("/logs/stream/b?no-history")
+        await echo_of(await proxy.chat("a"))
+        await echo_of(await proxy.chat("b"))
+        seen = b""
+        async with asyncio.timeout(PATIENCE):
+            while loaded["b"].encode() not in seen:
+                seen += await only_b.content.readany()
+        only_b.close()
+    assert b"[a]" not in seen and b"[halogen]" not in seen
+
+
+async def test_the_api_unload_routes_stop_every_model_or_one(tmp_path: Path) -> None:
+    # handleAPIUnloadAll and handleAPIUnloadModel in internal/server/apigroup.go (llama-swap).
+    site = Site(tmp_path)
+    site.fake("a", aliases=["first"])
+    site.fake("b")
+    site.top["groups"] = {"both": {"swap": False, "members": ["a", "b"]}}
+    async with serving(site.write()) as proxy:
+        await echo_of(await proxy.chat("a"))
+        await echo_of(await proxy.chat("b"))
+        async with proxy.client.post("/api/models/unload/first") as response:
+            assert (response.status, await response.text()) == (200, "OK")
+        assert await proxy.running() == {"b": "ready"}
+        async with proxy.client.post("/api/models/unload/nope") as response:
+            assert response.status == 404
+        async with proxy.client.post("/api/models/unload") as response:
+            assert (response.status, await response.json()) == (200, {"msg": "ok"})
+        assert await proxy.running() == {}
+        async with proxy.client.get("/models") as response:
+            assert [row["id"] for row in (await response.json())["data"]] == ["a", "b"]
+
+
 async def test_the_access_log_has_a_stdout_line_per_request_and_stays_out_of_the_history(
     tmp_path: Path,
 ) -> None:
@@ -493,9 +562,11 @@ async def test_health_answers_without_auth_and_without_starting_anything(tmp_pat
     site = Site(tmp_path)
     fake = site.fake("m")
     site.top["apiKeys"] = ["sk-key"]
-    async with serving(site.write()) as proxy, proxy.client.get("/health") as response:
-        assert response.status == 200
-        assert await response.text() == "OK"
+    async with serving(site.write()) as proxy:
+        for path in ("/health", "/wol-health"):  # handleHealth in internal/server/api.go
+            async with proxy.client.get(path) as response:
+                assert response.status == 200
+                assert await response.text() == "OK"
     assert fake.starts() == 0
 
 

@@ -38,11 +38,13 @@ PACKAGE = ROOT / "halogen"
 
 # Values for the router's path parameters; a route with a parameter not named here fails the
 # walk, so whoever adds it decides what it takes.
-SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0"}
+SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy"}
 # Routes that never read a request body, so no body can cost them memory.
 WITHOUT_BODY = {
     "/unload",
     "/unload/{model}",
+    "/api/models/unload",
+    "/api/models/unload/{model}",
     "/api/pull",
     "/api/push",
     "/api/create",
@@ -106,7 +108,11 @@ async def test_api_keys_guard_every_route_of_the_router_but_health(tmp_path: Pat
     fake = site.fake("m")
     site.top["apiKeys"] = ["sk-one", "sk-two"]
     async with serving(site.write()) as proxy:
-        guarded = [(method, path) for method, template, path in routes() if template != "/health"]
+        guarded = [
+            (method, path)
+            for method, template, path in routes()
+            if template not in ("/health", "/wol-health")
+        ]
         # A path or method the router does not know says nothing about the routes without a key.
         guarded += [("GET", "/nope"), ("PATCH", "/v1/chat/completions")]
         for method, path in guarded:
