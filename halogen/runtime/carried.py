@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from halogen.runtime import multipart, proxy
 from halogen.runtime.context import parse_json
+from halogen.runtime.errors import BadRequest
 
 # Versionless routes (`/v/chat/completions`, llama-swap issue #728) and audio.cpp's task API
 # (`/audioapi/v1/tasks/run`) reach the model's server without their prefix (stripVersionPrefix
@@ -44,16 +45,23 @@ class Carried:
     @classmethod
     def read(cls, method: str, content_type: str, body: bytes, query: str, *, json: bool) -> Carried:
         """What a request carries: a GET or HEAD its query, a multipart form its `model` field,
-        any other body JSON when `json` (a `BadRequest` when it is not) or when it says so."""
+        any other body JSON when `json` (a `BadRequest` when it is not) or when its type says
+        so (when it is not JSON, it names no model)."""
         if method in ("GET", "HEAD"):
             return cls(_query_model(query), body, query, in_query=True)
         mark = multipart.boundary(content_type)
         if mark is not None:
             return cls(multipart.field(body, content_type, "model"), body, query, form=mark)
-        if json or content_type.split(";")[0].strip().lower() == "application/json":
+        if json:
             data = parse_json(body)
-            return cls(data.get("model"), body, query, data=data)
-        return cls(None, body, query)
+        elif content_type.split(";")[0].strip().lower() == "application/json":
+            try:  # as gjson reads it: a body that is not a JSON object names no model
+                data = parse_json(body)
+            except BadRequest:
+                return cls(None, body, query)
+        else:
+            return cls(None, body, query)
+        return cls(data.get("model"), body, query, data=data)
 
     def naming(self, name: str) -> Carried:
         """The same request with `name` as its model, every other byte as sent; a request that

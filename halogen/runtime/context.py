@@ -191,13 +191,8 @@ class Runtime:
         model that is not ready yet streams loading progress first (`loading.Loading`)."""
         progress = None
         if show_loading and self.swapper.slot(model_id).phase is not State.READY:
-            task = asyncio.current_task()
             progress = await Loading.begin(
-                request,
-                model_id,
-                openai_frame,
-                "text/event-stream",
-                lambda: self.swapper.queue_position(task),
+                request, model_id, openai_frame, "text/event-stream", self.swapper.position_reader()
             )
         try:
             async with self.holding(request, model_id) as (counted, upstream):

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -48,9 +48,18 @@ def keepalive_sockets(period: int) -> SocketFactory:
     return make
 
 
-def connector(timeouts: Timeouts, **options: Any) -> aiohttp.TCPConnector:
-    """A connector whose connections probe with `timeouts.keepalive`."""
-    return aiohttp.TCPConnector(socket_factory=keepalive_sockets(timeouts.keepalive), **options)
+def client(
+    timeouts: Timeouts, url: str, *, traces: Sequence[aiohttp.TraceConfig] = (), **pool: Any
+) -> aiohttp.ClientSession:
+    """A client for the server at `url` with these `timeouts`: its connections probe with
+    `keepalive` and take at most `connect_limit` to open; `pool`: the connector's options. It
+    passes bytes on as the server sent them, Content-Encoding included."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(socket_factory=keepalive_sockets(timeouts.keepalive), **pool),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_limit(timeouts, url)),
+        trace_configs=list(traces),
+    )
 
 
 def connect_limit(timeouts: Timeouts, url: str) -> float | None:

@@ -6,7 +6,6 @@ filters and `apiKey` (internal/router/peer.go); a peer that is down is a 502 nam
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
-from halogen.llamaswap.resolve import PeerRoute
+from halogen.llamaswap.resolve import PeerRoute, peer_fqn
 from halogen.runtime import dialing, proxy
 from halogen.runtime.carried import Carried
 from halogen.runtime.context import MODEL, Runtime
@@ -36,13 +35,7 @@ def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
     found = sessions.get(key)
     if found is None or found.closed:
         timeouts = route.timeouts
-        found = aiohttp.ClientSession(
-            connector=dialing.connector(timeouts, limit=0, keepalive_timeout=timeouts.idleConn or 90),
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=dialing.connect_limit(timeouts, route.proxy)
-            ),
-        )
+        found = dialing.client(timeouts, route.proxy, limit=0, keepalive_timeout=timeouts.idleConn or 90)
         sessions[key] = found
     return found
 
@@ -102,13 +95,11 @@ async def forward(
     """Send a request for a peer's model to `path` on the peer, the model renamed to the peer's
     own wherever the request carries it, a JSON body with the peer's filters too, and stream
     the peer's answer back."""
-    headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
-    if carried.data is not None:
-        headers["Content-Type"] = "application/json"
-        carried = dataclasses.replace(carried, body=proxy.encode(rewrite(route, carried.data)))
-    else:
+    if carried.data is None:
         carried = carried.naming(route.model)
-    return await _relay(request, runtime, route, carried.path_qs(path), headers, carried.body)
+        return await _relay(request, runtime, route, carried.path_qs(path), carried.body)
+    body = proxy.encode(rewrite(route, carried.data))
+    return await _relay(request, runtime, route, carried.path_qs(path), body, "application/json")
 
 
 async def forward_upstream(
@@ -119,12 +110,13 @@ async def forward_upstream(
     that itself names the model as asked, when that is not the peer's own name, names the
     peer's instead, as ReplaceRequestModel does (internal/swaputil/http.go): a GET's `model`
     query parameter, a JSON body's `model`, a form's `model` field."""
-    headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
-    content_type = request.headers.get("Content-Type", "")
-    carried = Carried.read(request.method, content_type, await request.read(), query, json=False)
-    if asked != route.model and carried.asked == asked:
-        carried = carried.naming(route.model)
-    return await _relay(request, runtime, route, carried.path_qs(path), headers, carried.body)
+    carried = Carried(None, await request.read(), query)
+    if asked != route.model:
+        content_type = request.headers.get("Content-Type", "")
+        carried = Carried.read(request.method, content_type, carried.body, query, json=False)
+        if carried.asked == asked:
+            carried = carried.naming(route.model)
+    return await _relay(request, runtime, route, carried.path_qs(path), carried.body)
 
 
 async def _relay(
@@ -132,11 +124,15 @@ async def _relay(
     runtime: Runtime,
     route: PeerRoute,
     path_qs: str,
-    headers: CIMultiDict[str],
     body: bytes,
+    content_type: str | None = None,
 ) -> web.StreamResponse:
-    """Send the request to the peer and stream its answer back, counted for its model."""
-    fqn = f"{route.peer}/{route.model}"
+    """Send the request to the peer (with `content_type` in place of the client's, when given)
+    and stream its answer back, counted for its model."""
+    headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    fqn = peer_fqn(route.peer, route.model)
     request[MODEL] = fqn
     with runtime.counted(fqn) as counted:
         answer = await open_peer(request, route, request.method, path_qs, headers, body)

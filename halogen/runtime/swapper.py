@@ -218,6 +218,12 @@ class Swapper:
                 return at
         return None
 
+    def position_reader(self) -> Callable[[], int | None]:
+        """`queue_position` of the request running now, read whenever it is called (from the
+        task that streams its loading progress)."""
+        task = asyncio.current_task()
+        return lambda: self.queue_position(task)
+
     def _expiry(self, slot: Slot) -> float | None:
         if math.isinf(slot.ttl):
             return None

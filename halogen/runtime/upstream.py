@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -93,13 +94,9 @@ class Upstream:
         if self._session is None or self._session.closed:
             # timeouts.idleConn (0 = no limit) can only shorten the pool's keep-alive: a longer
             # one would outlive llama-server's own.
-            timeouts = self.runnable.timeouts
-            idle = timeouts.idleConn
+            idle = self.runnable.timeouts.idleConn
             keepalive = min(UPSTREAM_KEEPALIVE, idle) if idle else UPSTREAM_KEEPALIVE
-            self._session = _client(
-                dialing.connector(timeouts, limit=0, keepalive_timeout=keepalive),
-                dialing.connect_limit(timeouts, self.runnable.proxy),
-            )
+            self._session = self._client(limit=0, keepalive_timeout=keepalive)
         return self._session
 
     @property
@@ -107,12 +104,14 @@ class Upstream:
         """A client that opens a new connection for every request (the retry after a pooled
         connection turned out to be closed)."""
         if self._fresh is None or self._fresh.closed:
-            timeouts = self.runnable.timeouts
-            self._fresh = _client(
-                dialing.connector(timeouts, limit=0, force_close=True),
-                dialing.connect_limit(timeouts, self.runnable.proxy),
-            )
+            self._fresh = self._client(limit=0, force_close=True)
         return self._fresh
+
+    def _client(self, **pool: Any) -> aiohttp.ClientSession:
+        """A client for this model's server, which marks an `Attempt` that reused a connection."""
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_reuseconn.append(_on_reuse)
+        return dialing.client(self.runnable.timeouts, self.runnable.proxy, traces=[trace], **pool)
 
     def url(self, path_qs: str) -> URL:
         """The upstream URL for a path (with query) that starts with `/`: the proxy's scheme and
@@ -377,20 +376,6 @@ class Attempt:
     """One try at sending a request: whether the pool handed it a connection used before."""
 
     reused = False
-
-
-def _client(connector: aiohttp.TCPConnector, connect: float | None) -> aiohttp.ClientSession:
-    """A client for one model's server; `connect`: seconds a new connection may take to open
-    (`dialing.connect_limit`), None for no limit."""
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_reuseconn.append(_on_reuse)
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Bytes pass through as the upstream sent them, Content-Encoding included.
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
-        trace_configs=[trace],
-    )
 
 
 def _group_alive(pgid: int) -> bool:

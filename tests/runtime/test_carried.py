@@ -50,6 +50,8 @@ def test_a_body_that_must_be_json_and_is_not_is_a_bad_request() -> None:
         Carried.read("POST", "text/plain", b"model=a", "", json=True)
     # Where JSON is not required (the /upstream route), such a body names no model.
     assert Carried.read("POST", "text/plain", b"model=a", "", json=False).asked is None
+    # A body that says it is JSON and is not names no model there either (gjson reads it so).
+    assert Carried.read("POST", "application/json", b"{not json", "", json=False).asked is None
 
 
 def test_a_form_names_its_model_in_its_field_and_only_that_field_changes() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -27,12 +26,12 @@ async def held(request: web.Request) -> web.StreamResponse:
 
 
 async def keepalive_options(timeouts: Timeouts) -> tuple[int, int, int]:
-    """SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL of a connection the connector opened."""
+    """SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL of a connection the client opened."""
     app = web.Application()
     app.router.add_get("/", held)
     async with (
         TestServer(app, host="127.0.0.1") as server,
-        aiohttp.ClientSession(connector=dialing.connector(timeouts, limit=0)) as client,
+        dialing.client(timeouts, str(server.make_url("/")), limit=0) as client,
         client.get(server.make_url("/")) as response,
     ):
         assert response.status == 200

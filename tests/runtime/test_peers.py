@@ -6,7 +6,9 @@ peer that is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,26 @@ def far_site(tmp_path: Path, *models: str) -> Site:
     return site
 
 
+def near_site(tmp_path: Path, url: str, offered: list[str], *local: str, **peer: Any) -> Site:
+    """This server's config: a fake for each of `local`, and the peer `box2` at `url` offering
+    `offered`, with `peer`'s other keys."""
+    near = Site(tmp_path)
+    for model in local:
+        near.fake(model)
+    near.top["peers"] = {"box2": {"proxy": url, "models": offered, **peer}}
+    return near
+
+
+@contextlib.asynccontextmanager
+async def peer_fake(tmp_path: Path, model: str) -> AsyncIterator[tuple[Fake, str]]:
+    """A fake llama-server in a peer's place, offering `model`, once it listens; and its URL."""
+    (port,) = free_ports(1)
+    fake = Fake(model, port, tmp_path / "peer.events")
+    with fake_process(port, model, fake.record):
+        await eventually(lambda: answers(port), "the peer's server to listen")
+        yield fake, f"http://127.0.0.1:{port}"
+
+
 async def answer(response: Any) -> dict[str, Any]:
     async with response:
         body: dict[str, Any] = await response.json()
@@ -47,16 +69,14 @@ async def test_a_second_halogen_serve_is_reached_by_qualified_and_bare_ids_with_
     far = far_site(tmp_path, "qwen", "shared")
     far.top["apiKeys"] = ["sk-peer"]
     async with serving(far.write()) as peer:
-        near = Site(tmp_path)
-        near.fake("shared")
-        near.top["peers"] = {
-            "box2": {
-                "proxy": peer.server.url,
-                "apiKey": "sk-peer",
-                "models": ["qwen", "shared"],
-                "filters": {"setParams": {"top_k": 3}, "stripParams": "seed"},
-            }
-        }
+        near = near_site(
+            tmp_path,
+            peer.server.url,
+            ["qwen", "shared"],
+            "shared",
+            apiKey="sk-peer",
+            filters={"setParams": {"top_k": 3}, "stripParams": "seed"},
+        )
         async with serving(near.write()) as proxy:
             for name in ("box2/qwen", "qwen"):
                 body = await answer(await proxy.chat(name, seed=1))
@@ -104,9 +124,7 @@ async def test_a_spillover_selector_spills_from_a_busy_local_model_to_a_peers(tm
     # reservations, else cold; the request goes to the peer under the peer's own id.
     far = far_site(tmp_path, "big")
     async with serving(far.write()) as peer:
-        near = Site(tmp_path)
-        near.fake("small")
-        near.top["peers"] = {"box2": {"proxy": peer.server.url, "models": ["big"]}}
+        near = near_site(tmp_path, peer.server.url, ["big"], "small")
         near.top["selectors"] = {"auto": {"strategy": "spillover", "targets": ["small", "box2/big"]}}
         async with serving(near.write()) as proxy:
             assert (await answer(await proxy.chat("auto")))["served_by"] == "small"
@@ -149,9 +167,7 @@ def test_a_qualified_peer_name_that_is_a_local_alias_is_refused(tmp_path: Path) 
 async def test_ollama_clients_see_and_reach_a_peers_models(tmp_path: Path) -> None:
     far = far_site(tmp_path, "qwen")
     async with serving(far.write()) as peer:
-        near = Site(tmp_path)
-        near.fake("local")
-        near.top["peers"] = {"box2": {"proxy": peer.server.url, "models": ["qwen"]}}
+        near = near_site(tmp_path, peer.server.url, ["qwen"], "local")
         async with serving(near.write()) as proxy:
             async with proxy.client.get("/api/tags") as response:
                 names = [m["name"] for m in (await response.json())["models"]]
@@ -183,16 +199,9 @@ async def test_upstream_paths_reach_a_peers_server_with_its_model_renamed_where_
     # (internal/router/peer.go, internal/swaputil/http.go): the path after the model goes to the
     # peer; where the request itself names the model as asked (a GET's query, a JSON body), that
     # name becomes the peer's own. A request that names none, or another, goes as sent.
-    (port,) = free_ports(1)
-    fake = Fake("qwen", port, tmp_path / "peer.events")
-    with fake_process(port, "qwen", fake.record):
-        near = Site(tmp_path)
-        near.fake("local")
-        near.top["peers"] = {
-            "box2": {"proxy": f"http://127.0.0.1:{port}", "models": ["qwen"], "apiKey": "sk-p"}
-        }
+    async with peer_fake(tmp_path, "qwen") as (fake, url):
+        near = near_site(tmp_path, url, ["qwen"], "local", apiKey="sk-p")
         async with serving(near.write()) as proxy:
-            await eventually(lambda: answers(port), "the peer's server to listen")
             for query, sent in (("x=1&model=box2/qwen", "x=1&model=qwen"), ("x=1", "x=1")):
                 async with proxy.client.get(f"/upstream/box2/qwen/props?{query}") as response:
                     assert response.status == 200
@@ -219,13 +228,9 @@ async def test_forms_and_get_routes_reach_a_peers_model_under_the_peers_name(tmp
     # localPeerHandler (internal/server/server.go) hands every model route to the peer router,
     # forms and GETs too, and the peer router renames the model where the request carries it
     # (ReplaceRequestModel, internal/swaputil/http.go). A form was a 404 here before.
-    (port,) = free_ports(1)
-    fake = Fake("whisper", port, tmp_path / "peer.events")
-    with fake_process(port, "whisper", fake.record):
-        near = Site(tmp_path)
-        near.top["peers"] = {"box2": {"proxy": f"http://127.0.0.1:{port}", "models": ["whisper"]}}
+    async with peer_fake(tmp_path, "whisper") as (fake, url):
+        near = near_site(tmp_path, url, ["whisper"])
         async with serving(near.write()) as proxy:
-            await eventually(lambda: answers(port), "the peer's server to listen")
             form = aiohttp.FormData()
             form.add_field("file", b"RIFF\x00\x01binary", filename="a.wav", content_type="audio/wav")
             form.add_field("model", "box2/whisper")

@@ -8,7 +8,6 @@ stream's last line, since its status is already sent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -261,9 +260,8 @@ async def _translate(
         and path in LOADING_PATHS
         and runtime.swapper.slot(model_id).phase is not State.READY
     ):
-        task = asyncio.current_task()
         progress = await Loading.begin(
-            request, model_id, thinking_frame(name), NDJSON, lambda: runtime.swapper.queue_position(task)
+            request, model_id, thinking_frame(name), NDJSON, runtime.swapper.position_reader()
         )
     try:
         return await _held(request, asked, path, payload, stream, respond, progress)
