@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from halogen.lock import GgufFacts
 
@@ -163,14 +164,19 @@ def kv_cache(facts: GgufFacts, flags: Flags, n_ctx: int) -> int:
     cells_swa = cells_full
     if facts.slidingWindow and not flags.swa_full:
         cells_swa = _pad(min(cells_full, facts.slidingWindow * (n_seq if unified else 1) + n_ubatch))
-    swa = set(facts.slidingWindowLayers)
-    k_size, v_size = CACHE_TYPES[flags.cache_k], CACHE_TYPES[flags.cache_v]
-    total = 0.0
-    for il in range(facts.blockCount):
-        n_head_kv = facts.per_layer(facts.headCountKv, il)
-        cells = cells_swa if il in swa else cells_full
-        total += cells * n_stream * n_head_kv * (facts.keyLength * k_size + facts.valueLength * v_size)
-    return int(total)
+    # Closed form over the layers, by kind (sliding or full), so the time does not grow with
+    # blockCount; exact, as the per-layer sum in floats was while it stayed under 2^53.
+    swa = {il for il in facts.slidingWindowLayers if 0 <= il < facts.blockCount}
+    heads = facts.headCountKv
+    if isinstance(heads, list):
+        heads_swa = sum(heads[il] for il in swa if il < len(heads))
+        heads_full = sum(heads[: facts.blockCount]) - heads_swa
+    else:
+        heads_swa, heads_full = heads * len(swa), heads * (facts.blockCount - len(swa))
+    per_head = facts.keyLength * Fraction(CACHE_TYPES[flags.cache_k]) + facts.valueLength * Fraction(
+        CACHE_TYPES[flags.cache_v]
+    )
+    return int((cells_swa * heads_swa + cells_full * heads_full) * n_stream * per_head)
 
 
 def estimate(facts: GgufFacts, argv: Sequence[str]) -> Estimate:

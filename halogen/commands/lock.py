@@ -64,8 +64,9 @@ def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
             bar.label = rel
             try:
                 facts = gguf_header.read_facts(path)
-            except (ValueError, OSError, IndexError, KeyError) as exc:
-                found.append(_problem(models, files[rel], f"{path} is not a readable GGUF file: {exc}", ""))
+            except (ValueError, OSError, IndexError, KeyError, MemoryError) as exc:
+                hint = getattr(exc, "hint", "")  # gguf_header.Unreadable says what to do
+                found.append(_problem(models, files[rel], f"{path} is not a readable GGUF file: {exc}", hint))
                 continue
             size, sha256 = gguf_header.digest(path, bar.update)
             entries[rel] = LockedFile(size, sha256, facts)
