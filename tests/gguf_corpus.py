@@ -88,7 +88,7 @@ def small() -> bytes:
         kv("general.name", STR, "tiny"),
         kv("general.file_type", U32, 0),
         kv("llama.block_count", U32, 2),
-        kv("llama.context_length", U32, 256),
+        kv("llama.context_length", U32, 4096),
         kv("llama.embedding_length", U32, 8),
         kv("llama.feed_forward_length", ARR, (U32, [16, 32])),
         kv("llama.attention.head_count", U32, 2),

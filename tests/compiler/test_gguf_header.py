@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from halogen import memory
 from halogen.gguf_header import MAX_ARRAY, Truncated, Unreadable, read_facts
-from halogen.lock import GgufFacts
+from halogen.lock import GgufFacts, Lock, LockedFile, dumps
 from tests import gguf_corpus as corpus
 from tests.compiler.conftest import MODEL, SITE, SiteTree
 
@@ -266,3 +266,55 @@ def test_lock_refuses_a_crafted_header_naming_the_file_the_byte_and_the_field(
     assert "download it again" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (site.root / "halogen.lock").exists()
+
+
+def _locked_site(tree: Callable[..., SiteTree], tmp_path: Path, edit: Callable[[str], str]) -> SiteTree:
+    """A site whose one model's file is the small header, locked, then the lock edited by hand."""
+    path = tmp_path / "small.gguf"
+    path.write_bytes(corpus.small())
+    site = _site(tree, tmp_path)
+    text = dumps(Lock({"tiny.gguf": LockedFile(path.stat().st_size, "0" * 64, read_facts(path))})).decode()
+    (site.root / "halogen.lock").write_text(edit(text))
+    return site
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda t: t.replace("blockCount: 2\n", "blockCount: 1000000000000\n"),
+            "halogen.lock:14:7: files.tiny.gguf.gguf.blockCount: input should be less than or equal to 512",
+        ),
+        (
+            lambda t: t.replace("blockCount: 2\n", "blockCount: 4\n").replace(
+                "headCountKv: 1\n", "headCountKv: [1, 2]\n"
+            ),
+            "halogen.lock:21:7: files.tiny.gguf.gguf.headCountKv: 2 values for 4 layers (blockCount)",
+        ),
+        (
+            lambda t: t.replace("slidingWindowLayers: []", "slidingWindowLayers: [0, 7]"),
+            "files.tiny.gguf.gguf.slidingWindowLayers: layer 7 is past the 2 layers (blockCount)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [("validate",), ("build", "--check")])
+def test_a_hand_edited_lock_past_the_bounds_is_an_error_at_its_position(
+    edit: Callable[[str], str],
+    expected: str,
+    command: tuple[str, ...],
+    tree: Callable[..., SiteTree],
+    tmp_path: Path,
+) -> None:
+    site = _locked_site(tree, tmp_path, edit)
+    result = subprocess.run([HALOGEN, *command], cwd=site.root, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_the_unedited_lock_of_the_small_header_validates(
+    tree: Callable[..., SiteTree], tmp_path: Path
+) -> None:
+    site = _locked_site(tree, tmp_path, lambda t: t)
+    result = subprocess.run([HALOGEN, "validate"], cwd=site.root, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
