@@ -42,18 +42,52 @@ _SUFFIX = {
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([-+]?[0-9]+))?([kMGTP]i?|Ki)?$")
 
 
-def quantity_bytes(value: str | int) -> int | None:
-    """A Kubernetes memory quantity (120Gi, 128G, 1.5Ti, 1e9, 1073741824) in bytes."""
+MAX_BYTES = 2**63 - 1
+"""The largest quantity Kubernetes holds: "no quantity may represent a number greater than 2^63-1"
+(the Quantity type's comment, k8s.io/apimachinery pkg/api/resource/quantity.go)."""
+_DIGITS = 40  # a quantity with more digits before its point than this is past MAX_BYTES anyway
+
+
+def _amount(value: str | int) -> int | None:
+    """The bytes a quantity states, or None when it is not one. Past MAX_BYTES the exact
+    figure does not matter (MAX_BYTES + 1 stands for it): nothing is computed with an exponent
+    of a million (`1e1000000` overflowed Decimal, `1e400` a float)."""
     if isinstance(value, int):
-        return value
+        return value if value >= 0 else None
     m = _QUANTITY.match(value.strip())
     if not m:
         return None
     try:
-        number = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0))
+        mantissa = Decimal(m.group(1))
     except InvalidOperation:
         return None
-    return int(number * _SUFFIX[m.group(3) or ""])
+    digits = (m.group(2) or "0").lstrip("+-").lstrip("0")
+    exponent = int(digits or "0") if len(digits) <= 6 else 10**6  # past ±10^6 only the sign matters
+    if (m.group(2) or "").startswith("-"):
+        exponent = -exponent
+    if not mantissa:
+        return 0
+    magnitude = mantissa.adjusted() + exponent
+    if magnitude > _DIGITS:
+        return MAX_BYTES + 1
+    if magnitude < -_DIGITS:
+        return 0
+    return int(mantissa * (Decimal(10) ** exponent) * _SUFFIX[m.group(3) or ""])
+
+
+def quantity_bytes(value: str | int) -> int | None:
+    """A Kubernetes memory quantity (120Gi, 128G, 1.5Ti, 1e9, 1073741824) in bytes; None when it
+    is not one, or is past what Kubernetes holds."""
+    amount = _amount(value)
+    return amount if amount is not None and amount <= MAX_BYTES else None
+
+
+def too_large(value: str | int) -> str | None:
+    """What is wrong with a quantity past MAX_BYTES, said for a diagnostic."""
+    amount = _amount(value)
+    if amount is None or amount <= MAX_BYTES:
+        return None
+    return f"{value!r} is more than the 2^63 - 1 bytes (8 EiB) a Kubernetes quantity may hold"
 
 
 def gib(n: int) -> str:
@@ -107,6 +141,19 @@ def together(sizes: Mapping[str, int], members: Sequence[str], swap: bool) -> tu
 
 def check(site: Site) -> Iterator[Diagnostic]:
     written = site.spec.memoryBudget
+    limit_text = site.spec.deployment.resources.limits.get("memory")
+    large = False
+    quantities: list[tuple[Path_, str | int | None]] = [
+        (("memoryBudget",), written),
+        (("deployment", "resources", "limits", "memory"), limit_text),
+    ]
+    for at, text in quantities:
+        problem = too_large(text) if text is not None else None
+        if problem is not None:
+            large = True
+            yield site.doc.diagnostic(at, problem, "write it in bytes or as e.g. 120Gi")
+    if large:
+        return
     if written is not None and quantity_bytes(written) is None:
         yield site.doc.diagnostic(
             ("memoryBudget",), f"{written!r} is not a memory size", "write it in bytes or as e.g. 120Gi"
@@ -120,7 +167,6 @@ def check(site: Site) -> Iterator[Diagnostic]:
         if not budget.derived
         else f"the pod's memory limit less {gib(PROXY_SHARE)} for the proxy"
     )
-    limit_text = site.spec.deployment.resources.limits.get("memory")
     limit = quantity_bytes(limit_text) if limit_text is not None else None
     if not budget.derived and limit is not None and limit < budget.bytes + PROXY_SHARE:
         yield site.doc.diagnostic(
