@@ -12,6 +12,7 @@ for name in (
     "bench.fit",
     "bench.replay",
     "bench.pull",
+    "bench.gguf_corpus",
 ):
     print(f"== {name}", flush=True)
     module = importlib.import_module(name)

@@ -39,7 +39,8 @@ from halogen.lock import MAX_BLOCK_COUNT, MAX_COUNT, GgufFacts, InfoValue
 CHUNK = 8 * 1024 * 1024
 MAX_INFO_ARRAY = 1024  # per-layer arrays are kept; vocabularies are not
 MAX_INFO_STRING = 1024  # names and licenses are kept; a long description or template is not
-MAX_INFO_ELEMENTS = 64 * 1024  # array elements kept over the whole header
+MAX_INFO_ELEMENTS = 4096  # array elements kept over the whole header: 8 per-layer keys of 512 layers
+MAX_INFO_TEXT = 16 * 1024  # characters of strings kept over the whole header
 
 # The bounds of a header halogen reads: the largest real values, times a margin. A file past one
 # is refused before anything is allocated for it.
@@ -163,6 +164,14 @@ class _Stream:
         self._pos += n
         return out
 
+    def read_at(self, offset: int, n: int, field: str) -> bytes:
+        """`n` bytes at `offset`, already checked to be in the file (a key's array, read again)."""
+        self._fh.seek(offset)
+        data = self._fh.read(n)
+        if len(data) < n:  # the file shrank while being read
+            raise Truncated(offset, field, f"the file ends at byte {offset + len(data)}")
+        return data
+
     def skip(self, n: int, field: str) -> None:
         self.need(n, field)
         if self._pos + n <= len(self._buf):
@@ -211,8 +220,9 @@ class _Stream:
 @dataclass(frozen=True)
 class _Key:
     offset: int  # where the key/value starts
-    count: int | None  # elements, for an array
-    value: InfoValue | None  # None: not kept
+    count: int | None = None  # elements, for an array
+    value: InfoValue | None = None  # a scalar or a short string; None: not kept
+    items: tuple[int, int] | None = None  # a numeric array: its item type and where its items start
 
 
 class _Header:
@@ -226,7 +236,6 @@ class _Header:
         self.weight = Counter[str]()
         self._types: dict[str, int] = {}
         self._strings = 0
-        self._kept = 0
 
     def read(self) -> None:
         s = self.s
@@ -294,23 +303,15 @@ class _Header:
                 s.skip_strings(count, key)
                 self.keys[key] = _Key(at, count, None if count else [])  # gguf-py: [] has no item type
                 return
-            size = struct.calcsize(_SCALAR[item])
-            s.need(count * size, key)
-            if count > MAX_INFO_ARRAY or self._kept + count > MAX_INFO_ELEMENTS:
-                s.skip(count * size, key)
-                self.keys[key] = _Key(at, count, None)
-                return
-            self._kept += count
-            raw_items = s.take(count * size, key)
-            items = struct.unpack(f"{s.order}{count}{_SCALAR[item]}", raw_items)
-            values = [_scalar(v, item) for v in items]
-            self.keys[key] = _Key(at, count, values)  # type: ignore[arg-type]
+            # Stepped over now, read once the header is whole and only if wanted (array()).
+            self.keys[key] = _Key(at, count, None, (item, s.offset))
+            s.skip(count * struct.calcsize(_SCALAR[item]), key)
             return
         if kind == STRING:
             n = s.length(key, MAX_STRING)
             if n > 4 * MAX_INFO_STRING:  # more characters than kept, whatever the bytes are
                 s.skip(n, key)
-                self.keys[key] = _Key(at, None, None)
+                self.keys[key] = _Key(at)
                 return
             text = s.take(n, key).decode("utf-8", "replace")
             self.keys[key] = _Key(at, None, text if len(text) <= MAX_INFO_STRING else None)
@@ -318,6 +319,19 @@ class _Header:
         if kind not in _SCALAR:
             raise Unreadable(at, key, f"GGUF type {kind}, which llama.cpp does not read")
         self.keys[key] = _Key(at, None, _scalar(s.scalar(_SCALAR[kind], key), kind))
+
+    def value(self, key: str) -> InfoValue | None:
+        """A key's value as halogen keeps it: a scalar, a string of up to MAX_INFO_STRING
+        characters, a numeric array of up to MAX_INFO_ARRAY elements; None for anything else."""
+        entry = self.keys.get(key)
+        if entry is None or entry.items is None:
+            return entry.value if entry is not None else None
+        if entry.count is None or entry.count > MAX_INFO_ARRAY:
+            return None
+        item, at = entry.items
+        raw = self.s.read_at(at, entry.count * struct.calcsize(_SCALAR[item]), key)
+        values = struct.unpack(f"{self.s.order}{entry.count}{_SCALAR[item]}", raw)
+        return [_scalar(v, item) for v in values]  # type: ignore[return-value]
 
     def _tensor(self, i: int, names: set[bytes]) -> None:
         s = self.s
@@ -370,27 +384,26 @@ def read_facts(path: Path) -> GgufFacts:
     with path.open("rb") as fh:
         header = _Header(_Stream(fh, os.fstat(fh.fileno()).st_size))
         header.read()
-    return _facts(header)
+        return _facts(header)
 
 
 def _facts(header: _Header) -> GgufFacts:
     keys = header.keys
     end = header.s.offset
-    fields = {k: e.value for k, e in keys.items() if e.value is not None and not k.startswith("GGUF.")}
-    fields.pop("tokenizer.chat_template", None)
-    arch = fields.get("general.architecture")
+    value = header.value
+    arch = value("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise Unreadable(end, "general.architecture", "the header has no general.architecture")
 
     def a(key: str) -> InfoValue | None:
-        return fields.get(f"{arch}.{key}")
+        return value(f"{arch}.{key}")
 
     def count(key: str, default: int = 0) -> int:
         """A whole number the facts hold: a negative one (from a signed type) is refused."""
-        value = _int(fields.get(key), default)
-        if value < 0:
-            raise Unreadable(keys[key].offset, key, f"{value} is negative")
-        return value
+        number = _int(value(key), default)
+        if number < 0:
+            raise Unreadable(keys[key].offset, key, f"{number} is negative")
+        return number
 
     n_layer = count(f"{arch}.block_count")
     if n_layer > MAX_BLOCK_COUNT:
@@ -414,10 +427,10 @@ def _facts(header: _Header) -> GgufFacts:
                 f"{entry.count} values for the {n_layer} layers of {arch}.block_count: llama.cpp "
                 "refuses a per-layer array of another length",
             )
-        value = entry.value
-        if not isinstance(value, list) or not all(_int(v, -1) >= 0 for v in value):
+        values = value(name)
+        if not isinstance(values, list) or not all(_int(v, -1) >= 0 for v in values):
             return 0
-        ints = [int(v) for v in value]
+        ints = [int(v) for v in values]
         return ints if len(set(ints)) > 1 else (ints[0] if ints else 0)
 
     n_embd = count(f"{arch}.embedding_length")
@@ -440,15 +453,13 @@ def _facts(header: _Header) -> GgufFacts:
         vocab = tokens.count
     if max(header.parameters, header.tensor_bytes) > MAX_COUNT:
         raise Unreadable(end, "tensors", "their sizes add up to more than 2^64 - 1")
-    info: dict[str, InfoValue] = {
-        k: v for k, v in fields.items() if k.startswith(("general.", f"{arch}.", "tokenizer.ggml."))
-    }
+    info = _info(header, arch)
     # Ollama reports general.parameter_count, counted from the tensors when the file has none.
     info.setdefault("general.parameter_count", header.parameters)
     return GgufFacts(
         architecture=arch,
-        name=str(fields.get("general.name", "")),
-        fileType=_file_type(fields, header.weight),
+        name=str(value("general.name") or ""),
+        fileType=_file_type(value("general.file_type"), header.weight),
         parameterCount=header.parameters,
         tensorBytes=header.tensor_bytes,
         contextLength=count(f"{arch}.context_length"),
@@ -471,8 +482,30 @@ def _facts(header: _Header) -> GgufFacts:
     )
 
 
-def _file_type(fields: dict[str, InfoValue], weight: Counter[str]) -> str:
-    code = fields.get("general.file_type")
+def _info(header: _Header, arch: str) -> dict[str, InfoValue]:
+    """The general.*, <arch>.* and tokenizer.ggml.* keys Ollama's model_info shows, in the
+    header's order, until MAX_INFO_ELEMENTS array elements and MAX_INFO_TEXT characters are kept:
+    halogen.lock stays small (it is read back whole)."""
+    info: dict[str, InfoValue] = {}
+    elements = text = 0
+    for key in header.keys:
+        if not key.startswith(("general.", f"{arch}.", "tokenizer.ggml.")):
+            continue
+        value = header.value(key)
+        if isinstance(value, list):
+            elements += len(value)
+            if elements > MAX_INFO_ELEMENTS:
+                continue
+        elif isinstance(value, str):
+            text += len(value)
+            if text > MAX_INFO_TEXT:
+                continue
+        if value is not None:
+            info[key] = value
+    return info
+
+
+def _file_type(code: InfoValue | None, weight: Counter[str]) -> str:
     if isinstance(code, int):
         try:
             return gguf.LlamaFileType(code).name.removeprefix("MOSTLY_").removeprefix("ALL_")

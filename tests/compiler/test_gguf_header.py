@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from halogen import memory
 from halogen.gguf_header import MAX_ARRAY, Truncated, Unreadable, read_facts
-from halogen.lock import GgufFacts, Lock, LockedFile, dumps
+from halogen.lock import GgufFacts, Lock, LockedFile, dumps, read_lock
 from tests import gguf_corpus as corpus
 from tests.compiler.conftest import MODEL, SITE, SiteTree
 
@@ -318,3 +318,19 @@ def test_the_unedited_lock_of_the_small_header_validates(
     site = _locked_site(tree, tmp_path, lambda t: t)
     result = subprocess.run([HALOGEN, "validate"], cwd=site.root, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_header_full_of_values_halogen_keeps_still_gives_a_small_lock_that_reads_back(
+    tmp_path: Path,
+) -> None:
+    keys = [corpus.kv(f"general.s{i}", corpus.STR, "x" * 1024) for i in range(500)]
+    keys += [corpus.kv(f"general.a{i}", corpus.ARR, (corpus.U32, list(range(64)))) for i in range(500)]
+    path = tmp_path / "full.gguf"
+    path.write_bytes(corpus.gguf([corpus.arch(), *keys]))
+    with bounded():
+        facts = read_facts(path)
+    data = dumps(Lock({"full.gguf": LockedFile(1, "0" * 64, facts)}))
+    assert len(data) < 128 * 1024  # many models' entries fit in the 1 MiB halogen reads back
+    (tmp_path / "halogen.lock").write_bytes(data)
+    assert read_lock(tmp_path / "halogen.lock").facts("full.gguf") == facts
+    assert facts.info["general.s0"] == "x" * 1024 and facts.info["general.a0"] == list(range(64))
