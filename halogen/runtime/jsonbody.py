@@ -30,10 +30,10 @@ Walk = Generator[None, None, T]
 # body nested close to the interpreter's recursion limit would fail in whichever comes first.
 MAX_DEPTH = 256
 # A body that is parsed may hold at most this many elements (containers and separators):
-# json.loads takes about 0.1 us and 100 bytes per element, so the parse stays within a few
-# milliseconds and megabytes. A long chat is a few thousand; Ollama's `context` of a 128k window
-# is 128k.
-MAX_ELEMENTS = 1 << 18
+# json.loads takes about 0.1-0.3 us and 100 bytes an element, without letting go of the event
+# loop, so a parse stays within some milliseconds and megabytes. A long chat holds a few
+# thousand; Ollama's (ignored) `context` of a 64k window holds 64k.
+MAX_ELEMENTS = 1 << 16
 # Bytes walked between two turns of the event loop (a regular expression in C crosses about
 # 20-50 bytes per microsecond, memchr far more).
 SLICE = 64 * 1024
@@ -113,8 +113,8 @@ def survey(
     max_elements: int | None = None,
 ) -> Walk[Survey]:
     """Walk a body that must be one JSON object: `Unreadable`, `TooDeep` past `max_depth`, and
-    with `max_elements`, `TooMany` past it (the elements are then counted one by one, which a
-    body past the limit stops early)."""
+    with `max_elements`, `TooMany` past it (the walk stops there). Elements are counted from
+    above: brackets and commas inside strings may count too."""
     return _Walker(body, wanted, max_depth, max_elements).top()
 
 
