@@ -8,7 +8,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import aiohttp
+
 from .harness import Site, serving
+from .processes import halogen_serve
 
 # About 2.8 M empty objects in 8 MiB: parsed and walked per container, this froze the loop for
 # seconds.
@@ -31,20 +34,22 @@ async def test_health_answers_within_a_second_while_wide_bodies_are_read(tmp_pat
         ("/v1/messages", wide("nope", model_first=False), 404),
         ("/api/chat", wide("m"), 413),
     ]
-    async with serving(site.write()) as proxy:
-        for path, body, status in cases:
-            headers = {"Content-Type": "application/json"}
-            sending = asyncio.ensure_future(proxy.client.post(path, data=body, headers=headers))
-            slowest = 0.0
-            while not sending.done():
-                began = time.perf_counter()
-                async with proxy.client.get("/health") as health:
-                    assert health.status == 200
-                slowest = max(slowest, time.perf_counter() - began)
-                await asyncio.sleep(0.05)
-            async with await sending as response:
-                assert response.status == status, (path, await response.text())
-            assert slowest < 1.0, (path, slowest)
+    # A process of its own: a probe from this event loop could not see that one stalls.
+    with halogen_serve(site.write(), tmp_path / "serve.log", "--no-watch") as served:
+        async with aiohttp.ClientSession(served.url) as client:
+            for path, body, status in cases:
+                headers = {"Content-Type": "application/json"}
+                sending = asyncio.ensure_future(client.post(path, data=body, headers=headers))
+                slowest = 0.0
+                while not sending.done():
+                    began = time.perf_counter()
+                    async with client.get("/health") as health:
+                        assert health.status == 200
+                    slowest = max(slowest, time.perf_counter() - began)
+                    await asyncio.sleep(0.02)
+                async with await sending as response:
+                    assert response.status == status, (path, await response.text())
+                assert slowest < 1.0, (path, slowest)
     assert fake.starts() == 0
 
 
