@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from halogen.runtime.listen import Limits
+
 from .harness import Site, serving
 from .processes import halogen_serve
 
@@ -91,3 +93,35 @@ async def test_a_routed_body_goes_upstream_byte_for_byte_but_for_a_renamed_model
             assert response.status == 200
             raw = (await response.json())["echo"]["raw"]
     assert raw == body.replace(b'"m",', b'"org/real:Q4",').decode()
+
+
+async def test_a_large_body_waits_for_room_while_another_is_held_and_small_ones_do_not(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    site.fake("m")
+    limits = Limits(header_timeout=5.0, idle_timeout=5.0, body_timeout=3.0, max_connections=16)
+    head = b'{"model":"nope","a":"'
+    large = head + b"x" * (900_000 - len(head) - 2) + b'"}'
+    async with serving(site.write(), max_body=1024 * 1024, limits=limits) as proxy:
+        # A body of 900 kB declared and trickled: it holds room for 900 kB until its 408.
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 900000\r\n\r\n{"
+        )
+        await writer.drain()
+        await asyncio.sleep(1.0)
+        headers = {"Content-Type": "application/json"}
+        waiting = asyncio.ensure_future(
+            proxy.client.post("/v1/chat/completions", data=large, headers=headers)
+        )
+        async with await proxy.chat("nope") as small:
+            assert small.status == 404  # a small body is never kept waiting
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # no room for a second 900 kB body yet
+        status_line = await asyncio.wait_for(reader.readline(), 5.0)
+        assert b" 408 " in status_line
+        writer.close()
+        async with await asyncio.wait_for(waiting, 5.0) as response:
+            assert response.status == 404, await response.text()
