@@ -29,11 +29,12 @@ Walk = Generator[None, None, T]
 # Deeper JSON is refused: Python's parser, comparisons and encoder recurse once per level, and a
 # body nested close to the interpreter's recursion limit would fail in whichever comes first.
 MAX_DEPTH = 256
-# A body that is parsed may hold at most this many elements (containers and separators):
-# json.loads takes about 0.1-0.3 us and 100 bytes an element, without letting go of the event
-# loop, so a parse stays within some milliseconds and megabytes. A long chat holds a few
-# thousand; Ollama's (ignored) `context` of a 64k window holds 64k.
-MAX_ELEMENTS = 1 << 16
+# A body that is parsed may hold at most this many elements (containers and separators).
+# json.loads, a translation and json.dumps each take 0.1-1 us an element without letting go of
+# the event loop (C holds the interpreter, a thread would not help), so a parse with what
+# follows stays within some milliseconds. A long chat holds a few thousand; Ollama's `context`
+# (ignored by the translation) of a 16k window holds 16k.
+MAX_ELEMENTS = 1 << 14
 # Bytes walked between two turns of the event loop: a regular expression in C crosses 20-50
 # bytes a microsecond (memchr far more), so a slice takes well under a millisecond.
 SLICE = 16 * 1024

@@ -73,7 +73,7 @@ async def test_a_body_past_the_element_limit_is_a_413_in_the_route_s_error_shape
             ) as response:
                 assert response.status == 413, path
                 error = await response.json()
-                assert "more than 65536 elements" in message(error), (path, error)
+                assert "more than 16384 elements" in message(error), (path, error)
                 if path == "/v1/messages":
                     assert error["error"]["type"] == "request_too_large"
         # A body within the limit goes on, its filters applied.
