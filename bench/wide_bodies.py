@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import aiohttp
@@ -91,22 +93,30 @@ class Result:
     answer_s: dict[str, list[float]] = field(default_factory=dict)
 
 
-async def probe(base: str, result: Result, stop: asyncio.Event) -> None:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        while not stop.is_set():
-            began = time.perf_counter()
-            try:
-                async with session.get(base + "/health") as response:
-                    await response.read()
-                    ok = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            if ok:
-                result.health_ms.append(1000 * (time.perf_counter() - began))
-            else:
-                result.health_failed += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PROBE_EVERY)
+def probe(base: str, stop: EventType, answers: Connection) -> None:
+    """Ask `/health` every PROBE_EVERY s until `stop`; send back (latencies in ms, failures).
+    Runs in a process of its own, so the attackers' sending never delays it."""
+
+    async def asking() -> tuple[list[float], int]:
+        latencies: list[float] = []
+        failed = 0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            while not stop.is_set():
+                began = time.perf_counter()
+                try:
+                    async with session.get(base + "/health") as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                if ok:
+                    latencies.append(1000 * (time.perf_counter() - began))
+                else:
+                    failed += 1
+                await asyncio.sleep(PROBE_EVERY)
+        return latencies, failed
+
+    answers.send(asyncio.run(asking()))
 
 
 async def attack(base: str, path: str, body: bytes, result: Result, deadline: float) -> None:
@@ -146,13 +156,17 @@ async def run(processes: Processes, tmp: Path, seconds: float, tree: Path | None
             attacks = [("/api/chat", parsed_chat())] * len(FAMILIES)
         else:
             attacks = [(path, widest(first)) for path, first in FAMILIES]
-        stop = asyncio.Event()
-        prober = asyncio.create_task(probe(base, result, stop))
+        spawn = multiprocessing.get_context("spawn")
+        stop = spawn.Event()
+        mine, theirs = spawn.Pipe()
+        prober = spawn.Process(target=probe, args=(base, stop, theirs))
+        prober.start()
         await asyncio.sleep(0.5)
         deadline = time.monotonic() + seconds
         await asyncio.gather(*(attack(base, path, body, result, deadline) for path, body in attacks))
         stop.set()
-        await prober
+        result.health_ms, result.health_failed = await asyncio.to_thread(mine.recv)
+        prober.join()
         result.peak_mb = peak_mb(child.pid)
         return result
     finally:
