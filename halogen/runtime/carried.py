@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from halogen.runtime import multipart, proxy
-from halogen.runtime.context import parse_json
+from halogen.runtime import jsonbody, multipart
 from halogen.runtime.errors import BadRequest
 
 # Versionless routes (`/v/chat/completions`, llama-swap issue #728) and audio.cpp's task API
@@ -32,13 +31,17 @@ def upstream_path(path: str) -> str:
 @dataclass(frozen=True)
 class Carried:
     """A request's body and query, and the model they name (`asked`: None when they name none).
-    Exactly one of `data` (a JSON body, parsed), `form` (a multipart form's boundary) or
-    `in_query` says where the name is; none of them when the request cannot carry one."""
+    Exactly one of `named_at` (a JSON object body: where its top-level `model` value is, None
+    when it has none), `form` (a multipart form's boundary) or `in_query` says where the name
+    is; none of them when the request cannot carry one. A JSON body is walked, never parsed:
+    it goes on as sent, but for its model's value when that is renamed (`jsonbody`)."""
 
     asked: Any
     body: bytes
     query: str
-    data: dict[str, Any] | None = None
+    is_json: bool = False
+    named_at: tuple[int, int] | None = None
+    streams: bool = False  # a JSON body's top-level `stream` is true
     form: bytes | None = None
     in_query: bool = False
 
@@ -46,29 +49,50 @@ class Carried:
     def read(cls, method: str, content_type: str, body: bytes, query: str, *, json: bool) -> Carried:
         """What a request carries: a GET or HEAD its query, a multipart form its `model` field,
         any other body JSON when `json` (a `BadRequest` when it is not) or when its type says
-        so (when it is not JSON, it names no model)."""
+        so (when it is not JSON, it names no model). Walked at once: `receive` is for a route."""
+        return jsonbody.run(cls._reading(method, content_type, body, query, json))
+
+    @classmethod
+    async def receive(cls, method: str, content_type: str, body: bytes, query: str, *, json: bool) -> Carried:
+        """`read`, a JSON body walked a slice at a time with the event loop free between."""
+        return await jsonbody.run_sliced(cls._reading(method, content_type, body, query, json))
+
+    @classmethod
+    def _reading(
+        cls, method: str, content_type: str, body: bytes, query: str, json: bool
+    ) -> jsonbody.Walk[Carried]:
         if method in ("GET", "HEAD"):
             return cls(_query_model(query), body, query, in_query=True)
         mark = multipart.boundary(content_type)
         if mark is not None:
             return cls(multipart.field(body, content_type, "model"), body, query, form=mark)
-        if json:
-            data = parse_json(body)
-        elif content_type.split(";")[0].strip().lower() == "application/json":
-            try:  # as gjson reads it: a body that is not a JSON object names no model
-                data = parse_json(body)
-            except BadRequest:
-                return cls(None, body, query)
-        else:
+        if not json and content_type.split(";")[0].strip().lower() != "application/json":
             return cls(None, body, query)
-        return cls(data.get("model"), body, query, data=data)
+        try:
+            found = yield from jsonbody.survey(body, _MEMBERS)
+        except (jsonbody.Unreadable, jsonbody.TooDeep) as exc:
+            if json:
+                raise BadRequest(str(exc)) from None
+            return cls(None, body, query)  # as gjson reads it: such a body names no model
+        span = found.members.get("model")
+        asked = None if span is None else jsonbody.member_text(body, span)
+        stream = found.members.get("stream")
+        streams = stream is not None and body[stream[0] : stream[1]] == b"true"
+        return cls(asked, body, query, is_json=True, named_at=span, streams=streams)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """A JSON body parsed (within `jsonbody`'s limits); None for any other."""
+        return jsonbody.parse(self.body) if self.is_json else None
 
     def naming(self, name: str) -> Carried:
         """The same request with `name` as its model, every other byte as sent; a request that
         cannot carry a name is unchanged."""
-        if self.data is not None:
-            data = {**self.data, "model": name}
-            return dataclasses.replace(self, asked=name, body=proxy.encode(data), data=data)
+        if self.named_at is not None:
+            body = jsonbody.replaced(self.body, self.named_at, name)
+            start, end = self.named_at
+            named_at = (start, len(body) - (len(self.body) - end))
+            return dataclasses.replace(self, asked=name, body=body, named_at=named_at)
         if self.form is not None:
             span = multipart.value_span(self.body, self.form, "model")
             return dataclasses.replace(self, asked=name, body=multipart.replace(self.body, span, name))
@@ -79,6 +103,10 @@ class Carried:
 
     def path_qs(self, path: str) -> str:
         return f"{path}?{self.query}" if self.query else path
+
+
+# The top-level members a route reads without a parse (extractContext's gjson reads).
+_MEMBERS = ("model", "stream")
 
 
 def _query_model(query: str) -> str | None:

@@ -11,13 +11,14 @@ generation takes as long as it takes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from halogen.runtime.errors import RequestTimeout
+from halogen.runtime.errors import Overloaded, RequestTimeout
 from halogen.runtime.listen import Limits
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -169,24 +170,65 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         guard.end()
 
 
+# A body up to this size is read without asking for room: 512 connections of them hold 32 MiB.
+SMALL_BODY = 64 * 1024
+
+
+class BodyRoom:
+    """Room for the larger request bodies held at once: `size` bytes in all (the body limit), one
+    body always let in. A request whose body needs more room than is left waits, before its
+    body is read, until a request holding room ends; so clients that each send a body near the
+    limit cost the memory of about one body at a time, not one per connection."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.held = 0
+        self._freed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, length: int) -> AsyncIterator[None]:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self.held == 0 or self.held + length <= self.size)
+            self.held += length
+        try:
+            yield
+        finally:
+            async with self._freed:
+                self.held -= length
+                self._freed.notify_all()
+
+
 def body_middleware(limits: Limits, max_body: int) -> Middleware:
     """Read the request's body (aiohttp keeps it for the route's own `read()`) within
     `body_timeout`; refuse at once a body declared larger than `max_body`, which would
-    otherwise be waited for. After the key check: a client without a key costs no body."""
+    otherwise be waited for. After the key check: a client without a key costs no body.
+    A body over `SMALL_BODY` (or of unknown length) is read and handled only once there is
+    room for it (`BodyRoom`); waiting for room counts against `body_timeout`."""
+    room = BodyRoom(max_body)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         length = request.content_length
         if length is not None and length > max_body:
             raise web.HTTPRequestEntityTooLarge(max_size=max_body, actual_size=length)
-        if request.body_exists:
+        if not request.body_exists:
+            return await handler(request)
+        needed = max_body if length is None else length
+        deadline = asyncio.get_running_loop().time() + limits.body_timeout
+        async with contextlib.AsyncExitStack() as held:
+            if needed > SMALL_BODY:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await held.enter_async_context(room.hold(needed))
+                except TimeoutError:
+                    raise Overloaded("the proxy holds other large request bodies; retry later") from None
             try:
-                async with asyncio.timeout(limits.body_timeout):
+                async with asyncio.timeout_at(deadline):
                     await request.read()
             except TimeoutError:
                 raise RequestTimeout(
                     f"the request body did not arrive within {limits.body_timeout:g} s"
                 ) from None
-        return await handler(request)
+            return await handler(request)
 
     return middleware

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -15,9 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from halogen.llamaswap.resolve import PeerRoute, Resolved, SelectorRule, peer_fqn
-from halogen.runtime import proxy, selectors
+from halogen.runtime import jsonbody, proxy, selectors
 from halogen.runtime.errors import (
-    BadRequest,
     MissingModel,
     NoTargetAvailable,
     NotReady,
@@ -230,34 +228,7 @@ def runtime_of(request: web.Request) -> Runtime:
     return request.app[RUNTIME]
 
 
-# Deeper JSON is refused: Python's parser, comparisons and encoder recurse once per level, and
-# a body nested close to the interpreter's recursion limit would fail in whichever comes first.
-MAX_JSON_DEPTH = 256
-
-
-def parse_json(body: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object; `BadRequest` otherwise."""
-    try:
-        data = json.loads(body)
-    except RecursionError:
-        raise BadRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object")
-    # Fewer brackets than the limit cannot nest deeper than it: most bodies are not walked.
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
-        raise BadRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
-    return data
-
-
-def _deeper_than(data: Any, limit: int) -> bool:
-    """Whether `data` holds containers nested more than `limit` deep (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """A request body that must be a JSON object, parsed within `jsonbody`'s limits after a walk
+    that leaves the event loop free: `BadRequest` or `TooLarge` otherwise."""
+    return await jsonbody.parse_sliced(await request.read())

@@ -50,6 +50,14 @@ class MissingModel(BadRequest):
     code = "model_missing"
 
 
+class TooLarge(Refusal):
+    """A body past what the proxy will hold or parse (`jsonbody.MAX_ELEMENTS`)."""
+
+    status = 413
+    kind = "invalid_request_error"
+    code = "request_too_large"
+
+
 class RequestTimeout(BadRequest):
     status = 408
     code = "request_timeout"

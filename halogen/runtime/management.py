@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from halogen.runtime import observed, peers
-from halogen.runtime.context import Runtime, parse_json, runtime_of
+from halogen.runtime.context import Runtime, read_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotLoaded, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.logs import PROXY_LINES, UPSTREAM_LINES
 from halogen.runtime.upstream import State
@@ -196,7 +196,7 @@ async def profiles(request: web.Request) -> web.Response:
 async def activate_profile(request: web.Request) -> web.Response:
     """`{"name": "<profile>"}` activates a profile, `{"name": null}` (or "") none."""
     runtime = runtime_of(request)
-    body = parse_json(await request.read())
+    body = await read_json(request)
     if "name" not in body:
         raise BadRequest("profile name is required")
     name = body["name"]

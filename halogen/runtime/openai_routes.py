@@ -11,7 +11,7 @@ from aiohttp import web
 
 from halogen.llamaswap.config import Capabilities
 from halogen.llamaswap.resolve import PeerRoute
-from halogen.runtime import peers, proxy
+from halogen.runtime import jsonbody, peers, proxy
 from halogen.runtime.carried import Carried, upstream_path
 from halogen.runtime.context import Runtime, runtime_of
 from halogen.runtime.errors import UnknownModel
@@ -69,7 +69,9 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     path = upstream_path(request.rel_url.raw_path)
     content_type = request.headers.get("Content-Type", "")
     body = await request.read()
-    carried = Carried.read(request.method, content_type, body, request.rel_url.raw_query_string, json=True)
+    carried = await Carried.receive(
+        request.method, content_type, body, request.rel_url.raw_query_string, json=True
+    )
     named = runtime.named(carried.asked, request)
     if named.name != carried.asked:
         carried = carried.naming(named.name)
@@ -79,12 +81,17 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     runtime.refuse_idle_websocket(request, model_id)
     runnable = runtime.resolved.models[model_id]
     show_loading = False
-    if (data := carried.data) is not None:
-        rewritten = proxy.rewrite(runnable, data, named.name)
-        if rewritten is not None:
-            carried = dataclasses.replace(carried, body=proxy.encode(rewritten))
+    if carried.is_json:
+        # The body is parsed only when a filter changes more than its model.
+        if proxy.filters(runnable, named.name):
+            data = await jsonbody.parse_sliced(carried.body)
+            rewritten = proxy.rewrite(runnable, data, named.name)
+            if rewritten is not None:
+                carried = dataclasses.replace(carried, body=proxy.encode(rewritten))
+        elif runnable.use_model_name:
+            carried = carried.naming(runnable.use_model_name)
         # internal/router/base.go (llama-swap): streamed chat completions only.
-        show_loading = runnable.send_loading_state and data.get("stream") is True and path in LOADING_PATHS
+        show_loading = runnable.send_loading_state and carried.streams and path in LOADING_PATHS
     elif carried.form is not None and runnable.use_model_name:
         # CreateFormFilterMiddleware (internal/server/filters.go): a form gets useModelName only.
         carried = carried.naming(runnable.use_model_name)

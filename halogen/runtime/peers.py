@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolve import PeerRoute, peer_fqn
-from halogen.runtime import dialing, proxy
+from halogen.runtime import dialing, jsonbody, proxy
 from halogen.runtime.carried import Carried
 from halogen.runtime.context import MODEL, Runtime
 from halogen.runtime.errors import UpstreamFailed
@@ -95,10 +95,13 @@ async def forward(
     """Send a request for a peer's model to `path` on the peer, the model renamed to the peer's
     own wherever the request carries it, a JSON body with the peer's filters too, and stream
     the peer's answer back."""
-    if carried.data is None:
+    if not carried.is_json:
         carried = carried.naming(route.model)
         return await _relay(request, runtime, route, carried.path_qs(path), carried.body)
-    body = proxy.encode(rewrite(route, carried.data))
+    if route.strip_params or route.set_params:
+        body = proxy.encode(rewrite(route, await jsonbody.parse_sliced(carried.body)))
+    else:  # renamed on the bytes: the body is not parsed
+        body = carried.naming(route.model).body
     return await _relay(request, runtime, route, carried.path_qs(path), body, "application/json")
 
 
@@ -113,7 +116,7 @@ async def forward_upstream(
     carried = Carried(None, await request.read(), query)
     if asked != route.model:
         content_type = request.headers.get("Content-Type", "")
-        carried = Carried.read(request.method, content_type, carried.body, query, json=False)
+        carried = await Carried.receive(request.method, content_type, carried.body, query, json=False)
         if carried.asked == asked:
             carried = carried.naming(route.model)
     return await _relay(request, runtime, route, carried.path_qs(path), carried.body)

@@ -61,6 +61,12 @@ def rewrite(
     return out
 
 
+def filters(runnable: Runnable, requested: str | None) -> bool:
+    """Whether `rewrite` may change more of a body than its model (which a rename does on the
+    bytes, `Carried.naming`): only then is the body parsed."""
+    return bool(runnable.strip_params or runnable.set_params or params_for(runnable, requested))
+
+
 def params_for(runnable: Runnable, requested: str | None) -> Mapping[str, Any]:
     """The `setParamsByID` entry for the id a request named (as sent, or without `:latest`)."""
     if requested is None or not runnable.set_params_by_id:

@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from halogen.runtime import model_files
-from halogen.runtime.context import MODEL, parse_json, runtime_of
+from halogen.runtime.context import MODEL, read_json, runtime_of
 from halogen.runtime.ollama import translate as ollama
 
 NDJSON = "application/x-ndjson"
@@ -18,7 +18,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     with `"stream": false`, the last status alone, or the error with status 503, as Ollama's
     waitForStream does with its own (server/routes.go)."""
     runtime = runtime_of(request)
-    body = parse_json(await request.read())
+    body = await read_json(request)
     name = ollama.model_name(body)
     model_id = runtime.model_id(name)  # a model the config does not declare is a 404
     request[MODEL] = model_id

@@ -21,9 +21,16 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import PeerRoute, Runnable
-from halogen.runtime import locked, peers, proxy
-from halogen.runtime.context import MODEL, Counted, parse_json, runtime_of
-from halogen.runtime.errors import BadRequest, NotSupported, Refusal, UpstreamAnswered, UpstreamFailed
+from halogen.runtime import jsonbody, locked, peers, proxy
+from halogen.runtime.context import MODEL, Counted, read_json, runtime_of
+from halogen.runtime.errors import (
+    BadRequest,
+    NotSupported,
+    Refusal,
+    TooLarge,
+    UpstreamAnswered,
+    UpstreamFailed,
+)
 from halogen.runtime.loading import LOADING_PATHS, Loading
 from halogen.runtime.metrics import TokenReader, token_counts
 from halogen.runtime.ollama import translate as ollama
@@ -103,7 +110,7 @@ async def tags(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    body = parse_json(await request.read())
+    body = await read_json(request)
     name = ollama.model_name(body)
     named = runtime.named(name)
     if named.peer is not None:
@@ -175,7 +182,7 @@ class Asked:
 
 async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
-    body = parse_json(await request.read())
+    body = await read_json(request)
     name = ollama.model_name(body)
     runtime = runtime_of(request)
     named = runtime.named(name, request)  # a missing or unknown name is refused here
@@ -435,7 +442,7 @@ async def _stream(
 async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
     raw = await answer.read()
     try:
-        data = parse_json(raw)
-    except BadRequest:
+        data = jsonbody.parse(raw)
+    except (BadRequest, TooLarge):
         return raw.decode("utf-8", "replace").strip() or f"upstream answered {answer.status}"
     return ollama.error_message(data)
