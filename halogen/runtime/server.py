@@ -18,6 +18,7 @@ from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
 from halogen.runtime.connections import GuardedSite
 from halogen.runtime.context import Runtime
+from halogen.runtime.hosts import Hosts, default_names
 from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_MAX_BODY, DEFAULT_PORT, Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
@@ -37,6 +38,7 @@ class Options(TypedDict, total=False):
     health_check_timeout: float | None
     limits: Limits
     allow_origins: Sequence[str]
+    allow_hosts: Sequence[str]
 
 
 def serve(
@@ -68,6 +70,7 @@ class Server:
         health_check_timeout: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
         allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
@@ -81,6 +84,7 @@ class Server:
         self._max_body = max_body
         self.limits = limits
         self._allow_origins = tuple(allow_origins)
+        self.hosts = Hosts.of([*default_names(host), *allow_hosts])
         self._config_path = config_path
         self._runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
@@ -97,7 +101,11 @@ class Server:
         # queue or closes the upstream connection at once.
         runner = web.AppRunner(
             app.build(
-                self.runtime, max_body=self._max_body, limits=self.limits, allow_origins=self._allow_origins
+                self.runtime,
+                max_body=self._max_body,
+                limits=self.limits,
+                allow_origins=self._allow_origins,
+                allow_hosts=self.hosts,
             ),
             handler_cancellation=True,
             access_log=None,
