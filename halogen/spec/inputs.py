@@ -149,6 +149,19 @@ class Deployment(_Input):
         description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
         "API from a browser; the proxy refuses requests from other sites' pages.",
     )
+    allowHosts: list[
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^(\*|\.?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*)$"
+            ),
+        ]
+    ] = Field(
+        [],
+        description="Names (chat.lan; .lan for every name under it; * for any) the proxy answers "
+        "to besides the Service's own and any address; a request that names another is refused, "
+        "so a page on another site cannot reach it by pointing its own name here (DNS rebinding).",
+    )
 
     @field_validator("kubernetesVersion")
     @classmethod

@@ -688,6 +688,12 @@ CASES = [
         "an address needs service type LoadBalancer",
     ),
     Case(
+        "allowed-host-with-a-port",
+        edit_site("  name: llm\n", "  name: llm\n  allowHosts: [chat.lan:8080]\n"),
+        in_site(3, 16),
+        "allowHosts",
+    ),
+    Case(
         "peer-proxy-with-a-bracket-left-open",
         site(SITE + 'peers:\n  box2:\n    proxy: "http://[::1"\n    models: [m]\n'),
         in_site(SITE_NEXT + 2, 5),
