@@ -228,7 +228,7 @@ def pull(
     type=click.FloatRange(min=0),
     default=0,
     show_default=True,
-    help="On SIGTERM/SIGINT, stop taking requests and give those in flight this many seconds to finish before the models stop (a second signal cuts it short). The Deployment sets it from its grace period.",
+    help="On SIGTERM, SIGINT or SIGHUP, stop taking requests and give those in flight this many seconds to finish before the models stop (a second signal cuts it short). The Deployment sets it from its grace period.",
 )
 @click.option(
     "--header-timeout",
@@ -288,7 +288,7 @@ def serve(
     allow_hosts: tuple[str, ...],
 ) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
-    OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
+    OpenAI and Ollama APIs on one port. Stops every child on SIGTERM, SIGINT or SIGHUP; on Linux the children die with it even when it is killed."""
     from halogen.commands import serve as command
 
     limits = Limits(header_timeout, idle_timeout, body_timeout, max_connections)

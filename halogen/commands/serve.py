@@ -20,7 +20,7 @@ def run(
     allow_origins: Sequence[str] = (),
     allow_hosts: Sequence[str] = (),
 ) -> int:
-    """Serve until SIGTERM/SIGINT; the exit status (1: invalid config or port in use, 2: bad
+    """Serve until SIGTERM, SIGINT or SIGHUP; the exit status (1: invalid config or port in use, 2: bad
     `listen` or `--allow-host`). The runtime is imported here so the compiler runs without aiohttp installed."""
     from halogen.runtime.hosts import allowed_value
     from halogen.runtime.server import serve

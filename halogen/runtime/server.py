@@ -1,4 +1,5 @@
-"""`halogen serve` as a function: load the config, serve until SIGTERM/SIGINT, stop every child."""
+"""`halogen serve` as a function: load the config, serve until SIGTERM, SIGINT or SIGHUP, stop
+every child."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from halogen.runtime.swapper import Swapper
 
 # In-flight requests get this long to finish after the children are gone.
 SHUTDOWN_GRACE = 2.0
+# A terminal that closes sends SIGHUP: its default would end the proxy and leave the children
+# running, holding their ports.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Options(TypedDict, total=False):
@@ -161,13 +165,13 @@ class Server:
 async def run(
     resolved: Resolved, *, config_path: Path | None = None, drain: float = 0.0, **options: Unpack[Options]
 ) -> int:
-    """Serve until SIGTERM/SIGINT; every child is stopped and reaped before this returns.
+    """Serve until SIGTERM, SIGINT or SIGHUP; every child is stopped and reaped before this returns.
     `drain`: seconds the requests in flight get to finish first (a second signal cuts it)."""
     server = Server(resolved, config_path=config_path, **options)
     stop = asyncio.Event()
     draining = 0.0  # no drain unless a signal asked for the stop
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         try:
@@ -182,6 +186,6 @@ async def run(
         draining = drain
     finally:
         await server.close(draining, cut=stop)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     return 0
