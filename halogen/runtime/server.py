@@ -4,6 +4,7 @@ every child."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TypedDict, Unpack
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
@@ -59,6 +61,30 @@ def serve(
     if warnings:
         print(render(warnings, "text"), file=sys.stderr)
     return asyncio.run(run(resolved, config_path=path if watch else None, drain=drain, **options))
+
+
+class _ClientErrors(logging.Filter):
+    """A request aiohttp's parser refuses (no Host, two Host headers, bytes that are not HTTP)
+    is answered 400 there, before any route, and logged with a traceback: for a client's bad
+    input that is one line in the proxy's log. Anything else goes on to aiohttp's logger."""
+
+    def __init__(self, logs: Logs) -> None:
+        super().__init__()
+        self._logs = logs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self._logs.proxy(f"{record.getMessage()}: {exc.code} {exc.message.strip()}", "info")
+            return False
+        return True
+
+
+def _http_logger(logs: Logs) -> logging.Logger:
+    logger = logging.Logger("halogen.http")  # one per server; what it lets through goes on
+    logger.parent = logging.getLogger("aiohttp.server")
+    logger.addFilter(_ClientErrors(logs))
+    return logger
 
 
 class Server:
@@ -113,6 +139,7 @@ class Server:
             ),
             handler_cancellation=True,
             access_log=None,
+            logger=_http_logger(self.logs),
             shutdown_timeout=SHUTDOWN_GRACE,
             keepalive_timeout=self.limits.idle_timeout,
         )

@@ -248,3 +248,20 @@ def test_halogen_serve_refuses_an_allow_host_with_a_scheme_or_port_as_a_usage_er
         )
         assert done.returncode == 2, done.stderr
         assert f"--allow-host {value!r}" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_a_request_the_http_parser_refuses_is_one_line_in_the_log_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with served(tmp_path) as (server, _):
+        for head in (
+            b"GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"GET /v1/models HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        ):
+            answer = await asyncio.to_thread(_raw, server.port, head)
+            assert answer.split(b" ", 2)[1] == b"400", answer
+        said = [line for line in server.logs.history() if "Error handling request" in line]
+        assert len(said) == 2, server.logs.history()
+        assert "Missing 'Host' header" in said[0] and "Duplicate 'Host' header" in said[1]
+        assert not any("Traceback" in line for line in server.logs.history())
+    assert not [record for record in caplog.records if record.exc_info]
