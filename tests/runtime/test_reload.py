@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -282,3 +284,22 @@ async def test_a_loader_that_fails_unexpectedly_is_logged_and_the_watcher_keeps_
             await eventually(lambda: "b" in proxy.swapper.resolved.models, "the next config adopted")
         finally:
             await watcher.close()
+
+
+def test_halogen_serve_exits_1_naming_a_malformed_proxy_url_at_its_position(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    site.models["a"]["proxy"] = "http://[::1"
+    path = site.write()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("halogen")), "serve", "--config", str(path), "--no-watch"],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    line = 1 + path.read_text().splitlines().index("    proxy: http://[::1")
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"{path}:{line}:5: models.a.proxy: invalid proxy URL 'http://[::1': Invalid IPv6 URL" in done.stderr
+    )
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
