@@ -97,7 +97,7 @@ async def test_same_origin_browser_requests_under_the_server_s_names_are_served(
             assert status == 200, (name, text)
             status, text = await send(server, "POST", "/unload", page)
             assert status == 200, (name, text)
-        for name in ("chat.lan.evil.example", "evilchat.lan", "home.arpa.evil.example"):
+        for name in ("chat.lan.evil.example", "evilchat.lan", "home.arpa.evil.example", "evilhome.arpa"):
             status, _ = await send(server, "GET", "/v1/models", {"Host": f"{name}:{server.port}"})
             assert status == 403, name
         assert fake.starts() == len(names)  # each chat started the model the unload before stopped
