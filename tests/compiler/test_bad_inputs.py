@@ -691,7 +691,7 @@ CASES = [
         "allowed-host-with-a-port",
         edit_site("  name: llm\n", "  name: llm\n  allowHosts: [chat.lan:8080]\n"),
         in_site(3, 16),
-        "allowHosts",
+        "a host name without scheme or port (chat.lan)",
     ),
     Case(
         "peer-proxy-with-a-bracket-left-open",
