@@ -111,15 +111,15 @@ async def attack_connection(port: int, kind: str, deadline: float) -> Attacker:
     try:
         if kind == "huge":
             writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 10000000000\r\n\r\n"
             )
         elif kind == "slow-body":
             writer.write(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 1000000\r\n\r\n"
             )
-        drip = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 10_000
+        drip = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 10_000
         sent = 0
         while time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):

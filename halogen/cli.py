@@ -228,7 +228,7 @@ def pull(
     type=click.FloatRange(min=0),
     default=0,
     show_default=True,
-    help="On SIGTERM/SIGINT, stop taking requests and give those in flight this many seconds to finish before the models stop (a second signal cuts it short). The Deployment sets it from its grace period.",
+    help="On SIGTERM, SIGINT or SIGHUP, stop taking requests and give those in flight this many seconds to finish before the models stop (a second signal cuts it short). The Deployment sets it from its grace period.",
 )
 @click.option(
     "--header-timeout",
@@ -266,6 +266,14 @@ def pull(
     metavar="ORIGIN",
     help="A web origin (http://chat.lan:3000, or * for any) whose pages may call the API from a browser; repeat for more. Requests from other sites' pages are refused (403), curl and API clients are unaffected. Also HALOGEN_ALLOW_ORIGINS (space-separated).",
 )
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    envvar="HALOGEN_ALLOW_HOSTS",
+    metavar="NAME",
+    help="A host name (chat.lan; .lan for every name under it; * for any) this server answers to, besides localhost, the name it listens on and, on 0.0.0.0, the machine's name; addresses are always answered. A request whose Host names another is refused (403), so a page on another site cannot reach it by pointing its own name here (DNS rebinding). Repeat for more. Also HALOGEN_ALLOW_HOSTS (space-separated).",
+)
 def serve(
     config_path: Path,
     listen: str,
@@ -277,9 +285,10 @@ def serve(
     body_timeout: float,
     max_connections: int,
     allow_origins: tuple[str, ...],
+    allow_hosts: tuple[str, ...],
 ) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
-    OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
+    OpenAI and Ollama APIs on one port. Stops every child on SIGTERM, SIGINT or SIGHUP; on Linux the children die with it even when it is killed."""
     from halogen.commands import serve as command
 
     limits = Limits(header_timeout, idle_timeout, body_timeout, max_connections)
@@ -292,5 +301,6 @@ def serve(
             drain=drain,
             limits=limits,
             allow_origins=allow_origins,
+            allow_hosts=allow_hosts,
         )
     )

@@ -46,20 +46,33 @@ def shutdown_seconds(unload_timeout: int) -> int:
 ENTRYPOINT: Final = ("halogen", "serve")
 
 
+def service_names(name: str, namespace: str) -> list[str]:
+    """The names a Service is reached by in the cluster's DNS (with the default cluster domain;
+    another goes in `allowHosts`)."""
+    return [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+
+
 def serve_args(config_path: str = CONFIG_PATH, port: int = PORT) -> list[str]:
     """The arguments after ENTRYPOINT; with the defaults, the image's CMD."""
     return ["--config", config_path, "--listen", f"0.0.0.0:{port}"]
 
 
 def serve_command(
-    config_path: str = CONFIG_PATH, port: int = PORT, drain: int = 0, allow_origins: Sequence[str] = ()
+    config_path: str = CONFIG_PATH,
+    port: int = PORT,
+    drain: int = 0,
+    allow_origins: Sequence[str] = (),
+    allow_hosts: Sequence[str] = (),
 ) -> list[str]:
     """The container's full argv: what the Deployment sets as `command` (with the seconds the
-    requests in flight get on SIGTERM, when any, and the web origins allowed)."""
+    requests in flight get on SIGTERM, when any, the host names the proxy answers to besides its
+    own, and the web origins allowed)."""
+    hosts = [arg for host in allow_hosts for arg in ("--allow-host", host)]
     origins = [arg for origin in allow_origins for arg in ("--allow-origin", origin)]
     return [
         *ENTRYPOINT,
         *serve_args(config_path, port),
+        *hosts,
         *origins,
         *(["--drain", str(drain)] if drain > 0 else []),
     ]

@@ -15,6 +15,10 @@ DEVICE: Final = r"^/dev(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
 EXTENDED_RESOURCE: Final = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 """Kubernetes' extended resource name: a domain, '/', a name."""
 QUANTITY: Final = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+ALLOWED_HOST: Final = (
+    r"^(\*|\.?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*)$"
+)
+"""A host name the proxy answers to (`--allow-host`): a name, a domain with a leading dot, or *."""
 
 HINTS: Final = {
     ENV_NAME: "environment variable names are upper-case letters, digits and '_'",
@@ -24,6 +28,8 @@ HINTS: Final = {
     DEVICE: "an absolute path under /dev without '.', '..', '//' or a trailing '/', e.g. /dev/dri",
     EXTENDED_RESOURCE: "an extended resource: a domain, '/', a name, e.g. amd.com/gpu",
     QUANTITY: "a Kubernetes quantity: e.g. 32Gi, 512Mi, 500m, or a whole number",
+    ALLOWED_HOST: "a host name without scheme or port (chat.lan), a domain with a leading dot "
+    "for every name under it (.lan), or *",
 }
 
 # Words for the other patterns of the input models, so that no diagnostic shows a regex.

@@ -18,13 +18,17 @@ def run(
     drain: float = 0.0,
     limits: Limits = DEFAULT_LIMITS,
     allow_origins: Sequence[str] = (),
+    allow_hosts: Sequence[str] = (),
 ) -> int:
-    """Serve until SIGTERM/SIGINT; the exit status (1: invalid config or port in use, 2: bad
-    `listen`). The runtime is imported here so the compiler runs without aiohttp installed."""
+    """Serve until SIGTERM, SIGINT or SIGHUP; the exit status (1: invalid config or port in use, 2: bad
+    `listen` or `--allow-host`). The runtime is imported here so the compiler runs without aiohttp installed."""
+    from halogen.runtime.hosts import allowed_value
     from halogen.runtime.server import serve
 
     try:
         host, port = parse_listen(listen)
+        for value in allow_hosts:
+            allowed_value(value)
     except ValueError as exc:
         print(f"halogen serve: {exc}", file=sys.stderr)
         return 2
@@ -37,4 +41,5 @@ def run(
         drain=drain,
         limits=limits,
         allow_origins=tuple(allow_origins),
+        allow_hosts=tuple(allow_hosts),
     )

@@ -45,6 +45,22 @@ class Problem:
     hint: str = ""
 
 
+def url_problem(text: str) -> str | None:
+    """Why `text` is not an http(s) URL with a host (None when it is one). `urlsplit` raises
+    ValueError for a `[` left open, and `.port` for a port that is not 0-65535: both are input
+    to report, never a crash."""
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - read for the ValueError it raises
+    except ValueError as exc:
+        return str(exc)
+    if url.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not url.hostname or any(c.isspace() for c in url.netloc):
+        return "it names no host"
+    return None
+
+
 class Unresolvable(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
@@ -329,10 +345,11 @@ def resolve(config: Config) -> Resolved:
                     )
                 )
                 bad = True
-        proxy = urlsplit(fields["proxy"])
-        if proxy.scheme not in ("http", "https") or not proxy.hostname:
+        if (why := url_problem(fields["proxy"])) is not None:
             problems.append(
-                Problem((*base, "proxy"), f"invalid proxy URL {fields['proxy']!r}", "use http://host:port")
+                Problem(
+                    (*base, "proxy"), f"invalid proxy URL {fields['proxy']!r}: {why}", "use http://host:port"
+                )
             )
             bad = True
         env = []
@@ -508,11 +525,12 @@ def _peers(config: Config, aliases: Mapping[str, str]) -> tuple[dict[str, PeerRo
     for peer_id in sorted(config.peers):
         peer = config.peers[peer_id]
         where: FieldPath = ("peers", peer_id)
-        url = urlsplit(peer.proxy)
-        if url.scheme not in ("http", "https") or not url.hostname:
+        if (why := url_problem(peer.proxy)) is not None:
             problems.append(
                 Problem(
-                    (*where, "proxy"), f"invalid peer proxy URL {peer.proxy!r}", "use http(s)://host:port"
+                    (*where, "proxy"),
+                    f"invalid peer proxy URL {peer.proxy!r}: {why}",
+                    "use http(s)://host:port",
                 )
             )
             continue

@@ -130,7 +130,15 @@ def render(site: Site, config_text: str, wanted: Sequence[Wanted] = ()) -> dict[
         "port_name": image.PORT_NAME,
         "config_text": config_text,
         "config_version": config_version(config_text),
-        "command": image.serve_command(image.CONFIG_PATH, d.port, drain_seconds(site), d.allowOrigins),
+        "command": image.serve_command(
+            image.CONFIG_PATH,
+            d.port,
+            drain_seconds(site),
+            d.allowOrigins,
+            # The Service's address needs no name: serve answers every address (the pod's own,
+            # which the kubelet's probes send, and the ClusterIP, which no config knows).
+            [*image.service_names(d.name, d.namespace), *d.allowHosts],
+        ),
         "prestop_seconds": image.PRESTOP_SECONDS,
         "container_env": sorted({**d.env, **budget.environment(site)}.items()),
         # Peers' API keys: from their Secrets into the variables the config names.

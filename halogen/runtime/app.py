@@ -7,7 +7,16 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from halogen.runtime import anthropic_routes, connections, management, observed, openai_routes, origin, peers
+from halogen.runtime import (
+    anthropic_routes,
+    connections,
+    hosts,
+    management,
+    observed,
+    openai_routes,
+    origin,
+    peers,
+)
 from halogen.runtime.context import RUNTIME, Runtime
 from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.middleware import access_middleware, error_middleware, key_middleware
@@ -20,12 +29,17 @@ def build(
     max_body: int = DEFAULT_MAX_BODY,
     limits: Limits = DEFAULT_LIMITS,
     allow_origins: Sequence[str] = (),
+    allow_hosts: hosts.Hosts | None = None,
 ) -> web.Application:
+    """`allow_hosts`: the names a request's Host may give (by default, those of a server on
+    loopback)."""
+    allowed = allow_hosts if allow_hosts is not None else hosts.Hosts.of(hosts.default_names("127.0.0.1"))
     app = web.Application(
         middlewares=[
             connections.guard_middleware,
             access_middleware,
             error_middleware,
+            hosts.middleware(allowed),
             origin.middleware(allow_origins),
             key_middleware,
             connections.body_middleware(limits, max_body),

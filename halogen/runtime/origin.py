@@ -14,12 +14,12 @@ option, so a llama-swap config stays valid.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from halogen.runtime.errors import Refusal, clip
+from halogen.runtime.errors import BadRequest, Refusal, clip
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ALLOWED = web.RequestKey("allowed_origin", str)
@@ -35,6 +35,10 @@ class CrossSite(Refusal):
     status = 403
     kind = "invalid_request_error"
     code = "cross_site_request"
+
+
+class BadHeader(BadRequest):
+    code = "invalid_header"
 
 
 class NotJson(Refusal):
@@ -53,15 +57,27 @@ def _own(request: web.Request) -> str:
 
 
 def _origin_of(request: web.Request) -> str | None:
-    """Where a browser says the request comes from: `Origin`, else the origin of `Referer`."""
+    """Where a browser says the request comes from: `Origin`, else the origin of `Referer`.
+    A value no browser sends (`http://[::1`, a port past 65535) is a 400: a client's header
+    must never be a 500."""
     origin = request.headers.get("Origin")
     if origin is not None:
+        _split("Origin", origin)
         return normal(origin)
     referer = request.headers.get("Referer")
     if referer:
-        parts = urlsplit(referer)
+        parts = _split("Referer", referer)
         return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else "null"
     return None
+
+
+def _split(header: str, value: str) -> SplitResult:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - read for the ValueError it raises
+    except ValueError as exc:
+        raise BadHeader(f"the {header} header {clip(value)} is not a URL: {exc}") from None
+    return parts
 
 
 def middleware(allowed_origins: Iterable[str]) -> Middleware:

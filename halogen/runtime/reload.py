@@ -26,7 +26,7 @@ def fingerprint(path: Path) -> str | None:
 
 class Watcher:
     """Polls the config file's content; a valid new config is handed to the Swapper, an invalid
-    one is logged and the running config kept."""
+    one (or any failure to load it) is logged and the running config kept."""
 
     def __init__(self, path: Path, swapper: Swapper, logs: Logs, interval: float = POLL_SECONDS) -> None:
         self._path = path
@@ -42,7 +42,10 @@ class Watcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.check()
+            try:
+                await self.check()
+            except Exception as exc:  # a watcher that dies ignores every later edit, silently
+                self._logs.proxy(f"config reload failed: {type(exc).__name__}: {exc}", "error")
 
     async def check(self) -> bool:
         """Reload if the file changed since the last look; True when a new config was adopted."""
@@ -58,6 +61,13 @@ class Watcher:
             )
             for diagnostic in exc.diagnostics:
                 self._logs.proxy(diagnostic.text(), "warn")
+            return False
+        except Exception as exc:  # a bug in the loader: the running config is still good
+            self._logs.proxy(
+                f"config {self._path} changed but could not be read ({type(exc).__name__}: {exc}); "
+                "keeping the running config",
+                "error",
+            )
             return False
         self._logs.hide(resolved.secrets)
         for diagnostic in warnings:

@@ -1,8 +1,10 @@
-"""`halogen serve` as a function: load the config, serve until SIGTERM/SIGINT, stop every child."""
+"""`halogen serve` as a function: load the config, serve until SIGTERM, SIGINT or SIGHUP, stop
+every child."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import TypedDict, Unpack
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
@@ -18,6 +21,7 @@ from halogen.llamaswap.resolve import Resolved
 from halogen.runtime import app, reaper
 from halogen.runtime.connections import GuardedSite
 from halogen.runtime.context import Runtime
+from halogen.runtime.hosts import Hosts, default_names
 from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_MAX_BODY, DEFAULT_PORT, Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
@@ -25,6 +29,9 @@ from halogen.runtime.swapper import Swapper
 
 # In-flight requests get this long to finish after the children are gone.
 SHUTDOWN_GRACE = 2.0
+# A terminal that closes sends SIGHUP: its default would end the proxy and leave the children
+# running, holding their ports.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Options(TypedDict, total=False):
@@ -37,6 +44,7 @@ class Options(TypedDict, total=False):
     health_check_timeout: float | None
     limits: Limits
     allow_origins: Sequence[str]
+    allow_hosts: Sequence[str]
 
 
 def serve(
@@ -55,6 +63,30 @@ def serve(
     return asyncio.run(run(resolved, config_path=path if watch else None, drain=drain, **options))
 
 
+class _ClientErrors(logging.Filter):
+    """A request aiohttp's parser refuses (no Host, two Host headers, bytes that are not HTTP)
+    is answered 400 there, before any route, and logged with a traceback: for a client's bad
+    input that is one line in the proxy's log. Anything else goes on to aiohttp's logger."""
+
+    def __init__(self, logs: Logs) -> None:
+        super().__init__()
+        self._logs = logs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self._logs.proxy(f"{record.getMessage()}: {exc.code} {exc.message.strip()}", "info")
+            return False
+        return True
+
+
+def _http_logger(logs: Logs) -> logging.Logger:
+    logger = logging.Logger("halogen.http")  # one per server; what it lets through goes on
+    logger.parent = logging.getLogger("aiohttp.server")
+    logger.addFilter(_ClientErrors(logs))
+    return logger
+
+
 class Server:
     """The runtime on a socket: routes, Swapper and (optionally) the config watcher."""
 
@@ -68,6 +100,7 @@ class Server:
         health_check_timeout: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
         allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
         config_path: Path | None = None,
         logs: Logs | None = None,
     ) -> None:
@@ -81,6 +114,7 @@ class Server:
         self._max_body = max_body
         self.limits = limits
         self._allow_origins = tuple(allow_origins)
+        self.hosts = Hosts.of([*default_names(host), *allow_hosts])
         self._config_path = config_path
         self._runner: web.AppRunner | None = None
         self._watcher: Watcher | None = None
@@ -97,10 +131,15 @@ class Server:
         # queue or closes the upstream connection at once.
         runner = web.AppRunner(
             app.build(
-                self.runtime, max_body=self._max_body, limits=self.limits, allow_origins=self._allow_origins
+                self.runtime,
+                max_body=self._max_body,
+                limits=self.limits,
+                allow_origins=self._allow_origins,
+                allow_hosts=self.hosts,
             ),
             handler_cancellation=True,
             access_log=None,
+            logger=_http_logger(self.logs),
             shutdown_timeout=SHUTDOWN_GRACE,
             keepalive_timeout=self.limits.idle_timeout,
         )
@@ -153,13 +192,13 @@ class Server:
 async def run(
     resolved: Resolved, *, config_path: Path | None = None, drain: float = 0.0, **options: Unpack[Options]
 ) -> int:
-    """Serve until SIGTERM/SIGINT; every child is stopped and reaped before this returns.
+    """Serve until SIGTERM, SIGINT or SIGHUP; every child is stopped and reaped before this returns.
     `drain`: seconds the requests in flight get to finish first (a second signal cuts it)."""
     server = Server(resolved, config_path=config_path, **options)
     stop = asyncio.Event()
     draining = 0.0  # no drain unless a signal asked for the stop
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         try:
@@ -174,6 +213,6 @@ async def run(
         draining = drain
     finally:
         await server.close(draining, cut=stop)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     return 0

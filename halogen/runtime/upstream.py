@@ -18,7 +18,7 @@ import aiohttp
 from yarl import URL
 
 from halogen.llamaswap.resolve import Runnable
-from halogen.runtime import dialing, reaper
+from halogen.runtime import deathsig, dialing, reaper
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.lines import LineSplitter
 from halogen.runtime.logs import Logs, Ring
@@ -189,8 +189,8 @@ class Upstream:
 
     async def _exec(self, argv: Sequence[str]) -> asyncio.subprocess.Process:
         """Run argv (never through a shell) with the model's env and output captured, in its
-        own process group, so a stop reaches every process it spawned. The session stays the
-        proxy's: `ps`/`pgrep -s` show the children under it."""
+        own process group, so a stop reaches every process it spawned, and killed if the proxy
+        dies. The session stays the proxy's: `ps`/`pgrep -s` show the children under it."""
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -198,6 +198,7 @@ class Upstream:
             stderr=asyncio.subprocess.STDOUT,
             env=self._environment(),
             process_group=0,
+            preexec_fn=deathsig.preexec(),
         )
 
     async def _spawn(self) -> asyncio.Task[int]:

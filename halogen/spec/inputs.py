@@ -14,6 +14,7 @@ from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
 from halogen.llamaswap.config import MIN_HEALTH_CHECK_TIMEOUT
 from halogen.patterns import (
+    ALLOWED_HOST,
     BACKEND_ID,
     DEVICE,
     ENV_NAME,
@@ -148,6 +149,12 @@ class Deployment(_Input):
         [],
         description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
         "API from a browser; the proxy refuses requests from other sites' pages.",
+    )
+    allowHosts: list[Annotated[str, StringConstraints(pattern=ALLOWED_HOST)]] = Field(
+        [],
+        description="Names (chat.lan; .lan for every name under it; * for any) the proxy answers "
+        "to besides the Service's own and any address; a request that names another is refused, "
+        "so a page on another site cannot reach it by pointing its own name here (DNS rebinding).",
     )
 
     @field_validator("kubernetesVersion")

@@ -688,6 +688,24 @@ CASES = [
         "an address needs service type LoadBalancer",
     ),
     Case(
+        "allowed-host-with-a-port",
+        edit_site("  name: llm\n", "  name: llm\n  allowHosts: [chat.lan:8080]\n"),
+        in_site(3, 16),
+        "a host name without scheme or port (chat.lan)",
+    ),
+    Case(
+        "peer-proxy-with-a-bracket-left-open",
+        site(SITE + 'peers:\n  box2:\n    proxy: "http://[::1"\n    models: [m]\n'),
+        in_site(SITE_NEXT + 2, 5),
+        "invalid peer proxy URL 'http://[::1': Invalid IPv6 URL",
+    ),
+    Case(
+        "peer-proxy-port-out-of-range",
+        site(SITE + "peers:\n  box2:\n    proxy: http://box2.lan:99999\n    models: [m]\n"),
+        in_site(SITE_NEXT + 2, 5),
+        "Port out of range 0-65535",
+    ),
+    Case(
         "proxy-port-among-model-ports",
         edit_site("  name: llm\n", "  name: llm\n  port: 5800\n"),
         in_site(3, 3),

@@ -239,3 +239,64 @@ def test_origins_the_site_allows_reach_the_proxy_s_command_line(tmp_path: Path) 
         build(shipped_site(tmp_path / "bad", site_edit=(grace, grace + "  allowOrigins: [chat.lan/path]\n")))
     (error,) = refused.value.diagnostics
     assert error.field == "deployment.allowOrigins[0]"
+
+
+def test_the_proxy_answers_under_the_service_s_names_its_address_and_the_kubelet_s_probes(
+    tmp_path: Path,
+) -> None:
+    """The Deployment's own command line, run on loopback: the names the cluster's DNS gives
+    the Service, the names the site allows and every address (the LoadBalancer's, the pod's,
+    which the kubelet's probes send) are answered; another name is a 403 (DNS rebinding)."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.ports import free_ports
+    from tests.runtime.processes import stop_serving, wait_healthy
+
+    grace = "  terminationGracePeriodSeconds: 90\n"
+    root = shipped_site(
+        tmp_path / "site", site_edit=(grace, grace + "  allowHosts: [chat.lan, .home.arpa]\n")
+    )
+    files, _ = build(root)
+    (root / "config.yaml").write_bytes(files["config.yaml"])
+    manifest = yaml.safe_load(files["deployment.yaml"])
+    command = list(pod(manifest)["containers"][0]["command"])
+    assert command[:2] == ["halogen", "serve"]
+    (port,) = free_ports(1)
+    command[0] = str(Path(sys.executable).with_name("halogen"))
+    command[command.index("--config") + 1] = str(root / "config.yaml")
+    command[command.index("--listen") + 1] = f"127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+    def status(path: str, host: str) -> int:
+        request = urllib.request.Request(url + path, headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        wait_healthy(process, url, log.read_text)
+        name = "llama-swappo-halo"
+        answered = [
+            name,
+            f"{name}:8080",
+            f"{name}.default",
+            f"{name}.default.svc:8080",
+            f"{name}.default.svc.cluster.local:8080",
+            "192.168.68.100:8080",  # the Service's LoadBalancer address
+            "chat.lan:8080",
+            "nas.home.arpa",
+        ]
+        assert {host: status("/v1/models", host) for host in answered} == dict.fromkeys(answered, 200)
+        assert status("/health", "10.244.0.5:8080") == 200  # the kubelet's probe: the pod's IP
+        assert status("/v1/models", f"evil.example:{port}") == 403
+        assert status("/v1/models", f"{name}.evil.example") == 403
+    finally:
+        stop_serving(process)

@@ -116,6 +116,8 @@ NOT_A_SCHEMA_MATTER = {
             "file-climbing-out-with-dotdot",
             "mount-path-with-dotdot",
             "mount-path-over-scratch",
+            "peer-proxy-with-a-bracket-left-open",
+            "peer-proxy-port-out-of-range",
         ],
         "compares values or parses a command line, a path or a version",
     ),

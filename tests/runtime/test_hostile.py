@@ -295,7 +295,7 @@ async def test_a_header_sent_a_byte_at_a_time_is_cut_off_at_the_header_timeout(t
     site.fake("m")
     async with serving(site.write(), limits=SHORT) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
-        head = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+        head = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
 
         async def drip() -> None:
             for byte in head:  # 200 bytes at 0.1 s: far longer than the header timeout
@@ -316,7 +316,7 @@ async def test_a_body_that_trickles_in_gets_408_after_the_body_timeout(tmp_path:
     async with serving(site.write(), limits=SHORT) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
         writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n{"
         )
 
@@ -343,7 +343,7 @@ async def test_a_huge_content_length_without_a_body_is_refused_at_once(tmp_path:
         for path in ("/v1/chat/completions", "/api/chat", "/upstream/m/props"):
             reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
             writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 "Content-Length: 10000000000\r\n\r\n".encode()
             )
             try:
@@ -362,7 +362,7 @@ async def test_an_idle_keep_alive_connection_is_closed_but_a_long_stream_is_not(
         # A stream three times as long as every timeout: never cut.
         body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
         writer.write(
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"X-Fake-Chunks: 6\r\nX-Fake-Chunk-Delay: 0.5\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
         )
         answer = b""
@@ -390,7 +390,7 @@ async def test_connections_over_the_cap_get_503_and_the_rest_are_served(tmp_path
         assert answer.startswith(b"HTTP/1.1 503 "), answer
         # A held connection is still served.
         reader, writer = held[0]
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 200 ")
         for _, other in held:
             other.close()

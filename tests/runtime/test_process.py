@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,9 +18,12 @@ from typing import Any
 import pytest
 
 from halogen.commands import serve as serve_command
+from halogen.runtime import deathsig
 
 from .harness import PATIENCE, Site, process_exists, until
-from .processes import halogen_serve, runtime
+from .processes import ROOT, halogen_serve, listen_port, runtime, state, stop_serving, wait_healthy
+
+HALOGEN = Path(sys.executable).with_name("halogen")
 
 
 def post(url: str, body: dict[str, object]) -> dict[str, object]:
@@ -24,7 +33,7 @@ def post(url: str, body: dict[str, object]) -> dict[str, object]:
         return answer
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_to_the_proxy_stops_every_child_and_grandchild_before_it_exits(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
@@ -162,3 +171,43 @@ def test_a_drain_that_runs_out_or_is_cut_short_ends_the_stream_with_an_error(
     assert b'data: {"error":' in rest
     assert "drain cut short with 1 requests in flight" in serving.output()
     assert not process_exists(fake.last_pid())
+
+
+@pytest.mark.skipif(not deathsig.supported(), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_proxy_killed_with_sigkill_takes_its_model_servers_with_it(tmp_path: Path) -> None:
+    """SIGKILL cannot be handled: the children ask the kernel to kill them when their parent
+    dies, so no orphan keeps the model's port (the next serve would get 'already in use')."""
+    site = Site(tmp_path)
+    a = site.fake("a")
+    b = site.fake("b")
+    site.top["groups"] = {"side": {"swap": False, "exclusive": False, "members": ["a", "b"]}}
+    path = site.write()
+    port = listen_port(path)
+    log = tmp_path / "serve.log"
+    argv = [str(HALOGEN), "serve", "--config", str(path), "--listen", f"127.0.0.1:{port}", "--no-watch"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    children: list[int] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(process, url, log.read_text)
+        for model in ("a", "b"):
+            assert post(url + "/v1/chat/completions", {"model": model})["served_by"] == model
+        children += [a.last_pid(), b.last_pid()]
+        process.kill()
+        process.wait(PATIENCE)
+        killed = time.monotonic()
+        until(
+            lambda: all(state(pid) in (None, "Z") for pid in children),  # a zombie holds no port
+            lambda: f"the model servers died with the proxy; left: {[(p, state(p)) for p in children]}",
+            patience=5,
+        )
+        assert time.monotonic() - killed < 2.0
+        for fake in (a, b):
+            with pytest.raises(OSError), socket.create_connection(("127.0.0.1", fake.port), timeout=1):
+                pass
+    finally:
+        stop_serving(process)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

@@ -4,6 +4,8 @@ seen through its routes, the official OpenAI client and the process table."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 import yaml
 
 from .harness import PATIENCE, free_port_run, process_exists, until
-from .processes import Serving, children, halogen_serve
+from .processes import Serving, children, halogen_serve, state
 
 pytestmark = pytest.mark.real
 
@@ -109,3 +111,25 @@ def test_a_client_that_hangs_up_mid_stream_makes_llama_server_cancel_the_generat
         return "[smol-a]" in text and "cancel task" in text
 
     until(cancelled, lambda: logs()[-3000:], interval=0.1)
+
+
+def test_a_real_llama_server_dies_with_a_proxy_killed_with_sigkill(served: Serving) -> None:
+    process, url = served.process, served.url
+    request = urllib.request.Request(
+        url + "/v1/chat/completions",
+        json.dumps(
+            {"model": "smol-a", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        ).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=PATIENCE * 4) as response:
+        assert response.status == 200
+    (server,) = children(process.pid, "llama-server")
+    process.kill()
+    process.wait(PATIENCE)
+    try:
+        # Gone, or a zombie the new parent has not reaped yet: either way it holds no port.
+        until(lambda: state(server) in (None, "Z"), "llama-server died with its proxy", patience=2)
+    finally:
+        if state(server) not in (None, "Z"):
+            os.kill(server, signal.SIGKILL)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from halogen.llamaswap import io
@@ -17,6 +21,7 @@ from halogen.runtime.swapper import Swapper
 
 from .harness import PATIENCE, Site, eventually, next_event, process_exists, serving
 from .processes import halogen_serve
+from .test_hostile import BAD_TOP_VALUES
 
 
 async def test_a_reload_keeps_unchanged_commands_running_and_restarts_changed_ones(tmp_path: Path) -> None:
@@ -164,3 +169,137 @@ async def test_a_reload_applies_a_changed_health_check_timeout_unless_it_is_over
     finally:
         await by_config.close()
         await overridden.close()
+
+
+# --- the watcher survives every bad config --------------------------------------------------
+
+
+def _laughs(levels: int = 9) -> str:
+    """Billion laughs: each alias lists the previous one nine times."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def bad_configs(good: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Every kind of broken config a hand edit or a hostile one makes, from a valid `good`."""
+
+    def edited(**top: Any) -> bytes:
+        return yaml.safe_dump({**good, **top}, sort_keys=False).encode()
+
+    def with_model(macros: dict[str, str] | None = None, **keys: Any) -> bytes:
+        (model_id, model), *_ = good["models"].items()
+        return edited(macros=macros or {}, models={model_id: {**model, **keys}})
+
+    peer = {"models": ["far"]}
+    return [
+        ("broken YAML", b"models: [\n"),
+        ("empty file", b""),
+        ("a list", b"- models\n"),
+        ("not UTF-8", b"models:\n  a:\n    cmd: \xff\xfe\n"),
+        ("a NUL byte", b"models: {}\x00\n"),
+        ("alias bomb", _laughs().encode()),
+        ("64-bit overflow", edited(startPort=2**64)),
+        ("macro cycle", with_model({"x": "${y}", "y": "${x}"}, cmd=good["models"]["a"]["cmd"] + " ${x}")),
+        *((f"{key}={value!r}", edited(**{key: value})) for key, value in BAD_TOP_VALUES),
+        ("proxy with a bracket left open", with_model(proxy="http://[::1")),
+        ("proxy port out of range", with_model(proxy="http://127.0.0.1:99999")),
+        ("proxy port not a number", with_model(proxy="http://127.0.0.1:port")),
+        ("proxy with no host", with_model(proxy="http://:8080")),
+        ("peer proxy with a bracket left open", edited(peers={"far": {**peer, "proxy": "http://[::1"}})),
+        ("peer proxy port out of range", edited(peers={"far": {**peer, "proxy": "https://x.lan:70000"}})),
+    ]
+
+
+async def test_the_watcher_survives_every_bad_config_and_adopts_the_next_valid_one(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    path = site.write()
+    good = {**site.top, "models": dict(site.models)}
+    async with serving(path) as proxy:
+        logs = Logs(echo_proxy=False)
+        watcher = Watcher(path, proxy.swapper, logs, interval=0.02)
+        watcher.start()
+        try:
+            for number, (what, text) in enumerate(bad_configs(good), start=1):
+                path.write_bytes(text)
+                await eventually(
+                    lambda n=number: _kept(logs) == n,  # type: ignore[misc]
+                    f"the watcher to refuse config {number} ({what})",
+                )
+            assert not any(line for line in logs.history() if "reload failed" in line)
+            site.fake("b")
+            site.write()
+            await eventually(lambda: "b" in proxy.swapper.resolved.models, "the valid config adopted")
+            async with await proxy.chat("b") as response:
+                assert response.status == 200
+        finally:
+            await watcher.close()
+
+
+def _kept(logs: Logs) -> int:
+    return sum("keeping the running config" in line for line in logs.history())
+
+
+async def test_a_malformed_proxy_url_in_a_reload_is_logged_at_its_position(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    path = site.write()
+    async with serving(path) as proxy:
+        logs = Logs(echo_proxy=False)
+        watcher = Watcher(path, proxy.swapper, logs)
+        site.models["a"]["proxy"] = "http://[::1"
+        site.write()
+        assert await watcher.check() is False
+        line = 1 + path.read_text().splitlines().index("    proxy: http://[::1")
+        assert any(f"{path}:{line}:5: models.a.proxy: invalid proxy URL" in x for x in logs.history())
+
+
+async def test_a_loader_that_fails_unexpectedly_is_logged_and_the_watcher_keeps_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    path = site.write()
+    real_load = io.load
+    failures = iter([RuntimeError("the loader tripped")])
+
+    def flaky_load(config: Path) -> Any:
+        for exc in failures:
+            raise exc
+        return real_load(config)
+
+    async with serving(path) as proxy:
+        monkeypatch.setattr(io, "load", flaky_load)
+        logs = Logs(echo_proxy=False)
+        watcher = Watcher(path, proxy.swapper, logs, interval=0.02)
+        watcher.start()
+        try:
+            site.top["logLevel"] = "warn"
+            site.write()
+            await eventually(lambda: _kept(logs) == 1, "the failure logged")
+            assert any("RuntimeError: the loader tripped" in line for line in logs.history())
+            site.fake("b")
+            site.write()
+            await eventually(lambda: "b" in proxy.swapper.resolved.models, "the next config adopted")
+        finally:
+            await watcher.close()
+
+
+def test_halogen_serve_exits_1_naming_a_malformed_proxy_url_at_its_position(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    site.models["a"]["proxy"] = "http://[::1"
+    path = site.write()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("halogen")), "serve", "--config", str(path), "--no-watch"],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    line = 1 + path.read_text().splitlines().index("    proxy: http://[::1")
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"{path}:{line}:5: models.a.proxy: invalid proxy URL 'http://[::1': Invalid IPv6 URL" in done.stderr
+    )
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr

@@ -577,7 +577,7 @@ async def test_a_head_of_the_log_stream_answers_its_headers_and_ends(tmp_path: P
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
         # Two requests on one connection: the second is answered only if the HEAD ended.
         writer.write(
-            b"HEAD /logs/stream HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            b"HEAD /logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         await writer.drain()
         async with asyncio.timeout(PATIENCE):  # a bound, not a measure
