@@ -113,23 +113,18 @@ def validate(paths: tuple[Path, ...], src: Path | None, fmt: str, staged: bool) 
 
 
 @main.command()
-@click.option(
-    "--src",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The repository: schemas/ is written under it.",
-)
+@SRC
 @click.option("--check", is_flag=True, help="Exit 1 when schemas/ differs from what would be written.")
-def schema(src: Path, check: bool) -> None:
-    """(Re)write schemas/: JSON Schemas for halogen.yaml and for model files, for editors
-    (the YAML files carry a `yaml-language-server: $schema=` line)."""
+def schema(src: Path | None, check: bool) -> None:
+    """(Re)write the site's schemas/: JSON Schemas for halogen.yaml and for model files, for
+    editors (the YAML files carry a `yaml-language-server: $schema=` line)."""
     from halogen.commands import schema as command
 
     sys.exit(command.run(src, check=check))
 
 
 @main.command()
+@PATHS
 @SRC
 @click.option(
     "--models-dir",
@@ -139,13 +134,15 @@ def schema(src: Path, check: bool) -> None:
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files and halogen.lock disagree.")
 @FORMAT
-def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
+def lock(paths: tuple[Path, ...], src: Path | None, models_dir: Path | None, check: bool, fmt: str) -> None:
     """Hash every GGUF file the site's models load and read its header into halogen.lock
     (size, sha256, architecture, parameters, quantization, context, shapes), to commit with the
     site: the compiler and CI know the models from it. Needs the `gguf` package (halogen-llamaswap[lock])."""
     from halogen.commands import lock as command
 
-    sys.exit(command.run(src, models_dir, check=check, fmt=fmt))  # type: ignore[arg-type]
+    if paths and src is not None:
+        raise click.UsageError("give PATHS or --src, not both")
+    sys.exit(command.run(list(paths), src, models_dir, check=check, fmt=fmt))  # type: ignore[arg-type]
 
 
 @main.command()
@@ -168,7 +165,7 @@ def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
 @click.argument("models", nargs=-1)
 @FORMAT
 def pull(
-    src: Path,
+    src: Path | None,
     sources_file: Path | None,
     models_dir: Path | None,
     dry_run: bool,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from halogen.commands import sites
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.facts import used_files
@@ -87,16 +89,23 @@ def _differences(old: Lock, new: Lock) -> list[str]:
     return out
 
 
-def run(root: Path, models_dir: Path | None, *, check: bool, fmt: Format) -> int:
+def run(paths: Sequence[Path], src: Path | None, models_dir: Path | None, *, check: bool, fmt: Format) -> int:
+    """Lock the site the paths (or the current folder) belong to, or `src`."""
+    root, found = sites.one(paths, src)
+    if root is None:
+        emit(found, fmt)
+        return 1
     lock_path = root / LOCK_FILE
     try:
         # Writing replaces the lock whatever it holds (a broken one included); --check compares.
         old = read_lock(lock_path) if check else Lock()
         new, found = scan(root, models_dir)
     except Invalid as exc:
-        emit(exc.diagnostics, fmt)
-        summary(exc.diagnostics, fmt)
+        shown = sites.relocate(exc.diagnostics, root, fmt)
+        emit(shown, fmt)
+        summary(shown, fmt)
         return 1
+    found = sites.relocate(found, root, fmt)
     emit(found, fmt)
     if errors(found):
         summary(found, fmt)
