@@ -7,7 +7,7 @@ import click
 
 from halogen import output, pipeline
 from halogen.commands import sites
-from halogen.commands.report import emit, summary
+from halogen.commands.report import emit, plural, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
 
@@ -40,7 +40,10 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
     except OSError as exc:
         return [*found, Diagnostic(label, 0, 0, "", f"cannot write: {exc.strerror or exc}")]
     if fmt == "text":
-        click.echo(f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({len(files)} files)", err=True)
+        click.echo(
+            f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({plural(len(files), 'file')})",
+            err=True,
+        )
     return found
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from halogen.commands import sites
-from halogen.commands.report import emit, summary
+from halogen.commands.report import emit, plural, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.facts import used_files
 from halogen.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
@@ -103,12 +103,12 @@ def run(paths: Sequence[Path], src: Path | None, models_dir: Path | None, *, che
     except Invalid as exc:
         shown = sites.relocate(exc.diagnostics, root, fmt)
         emit(shown, fmt)
-        summary(shown, fmt)
+        summary(shown, fmt, writes=not check)
         return 1
     found = sites.relocate(found, root, fmt)
     emit(found, fmt)
     if errors(found):
-        summary(found, fmt)
+        summary(found, fmt, writes=not check)
         return 1
     if check:
         stale = _differences(old, new)
@@ -120,6 +120,7 @@ def run(paths: Sequence[Path], src: Path | None, models_dir: Path | None, *, che
         return 0
     changed = write_lock(lock_path, new)
     click.echo(
-        f"halogen: {'wrote' if changed else 'unchanged'} {LOCK_FILE} ({len(new.files)} files)", err=True
+        f"halogen: {'wrote' if changed else 'unchanged'} {LOCK_FILE} ({plural(len(new.files), 'file')})",
+        err=True,
     )
     return 0

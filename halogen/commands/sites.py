@@ -52,7 +52,7 @@ def locate(paths: Sequence[Path], src: Path | None) -> tuple[list[Path], list[Di
                     0,
                     0,
                     "",
-                    f"not found in {src} (--src)",
+                    f"not found in {src}, the folder --src names",
                     f"--src names the folder that holds {SITE_FILE} and {MODELS_DIR}/",
                 )
             ]

@@ -23,5 +23,5 @@ def run(paths: Sequence[Path], *, fmt: Format, src: Path | None = None, staged: 
             diagnostics = list(exc.diagnostics)
         found += sites.relocate(diagnostics, root, fmt)
     emit(found, fmt)
-    summary(found, fmt)
+    summary(found, fmt, writes=False)
     return 1 if errors(found) else 0

@@ -62,7 +62,7 @@ def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Dia
                 model.doc.diagnostic(
                     where,
                     f"{label} names part {match['part']} of a split GGUF",
-                    "name the first part (-00001-of-...): llama-server loads the rest from it, and pull fetches them all",
+                    "name the first part, -00001-of-...: llama-server loads the rest from it, and pull fetches them all",
                 )
             )
     if problems:
