@@ -95,7 +95,9 @@ def run(
         if learned:
             files = dict(old.files)
             files.update({p: LockedFile(o.size, o.sha256) for p, o in learned.items()})
-            write_lock(lock_path, Lock(dict(sorted(files.items()))))
+            write_lock(
+                lock_path, Lock(dict(sorted(files.items())), tuple(m for m in old.missing if m not in files))
+            )
             _say(f"recorded {len(learned)} file(s) in {LOCK_FILE}: commit it with the site")
     _say(f"{len(done)} in place, {failed} failed" if failed else f"{len(done)} file(s) in place, verified")
     return 1 if failed else 0
