@@ -186,7 +186,7 @@ def check(site: Site) -> Iterator[Diagnostic]:
                 f"needs {gib(est.total)} (weights {gib(est.weights)}, KV cache {gib(est.kv_cache)} at "
                 f"{est.context} tokens, buffers {gib(est.output + est.compute + est.overhead)}), over the "
                 f"budget of {gib(budget.bytes)} ({where})",
-                "lower contextSize, quantize the KV cache (-ctk/-ctv q8_0), pick a smaller quantization, "
+                "lower contextSize, quantize the KV cache with -ctk/-ctv q8_0, pick a smaller quantization, "
                 "or raise the budget",
             )
     yield from _groups(site, budget, sizes, where)
@@ -228,7 +228,7 @@ def _groups(site: Site, budget: Budget, sizes: Mapping[str, int], where: str) ->
             ("groups", blame, rule),
             f"groups {', '.join(repr(g) for g in sorted({*always, *([worst] if worst else [])}))} can run "
             f"{_listing(running, sizes)} together = {gib(total)}, over the budget of {gib(budget.bytes)} ({where})",
-            "make the groups exclusive and not persistent, or leave routing to the budget (no groups)",
+            "make the groups exclusive and not persistent, or leave routing to the budget: no groups",
         )
 
 
@@ -270,6 +270,6 @@ def matrix_check(site: Site, program: Program, sizes: Mapping[str, int]) -> Iter
                     where,
                     f"matrix set {compiled.name!r} lets {_listing(ordered, sizes)} run together = "
                     f"{gib(total)}, over the budget of {gib(budget.bytes)}",
-                    "split the set, or leave routing to the budget (no matrix or groups of the site's own)",
+                    "split the set, or leave routing to the budget: no matrix or groups of the site's own",
                 )
                 break

@@ -113,23 +113,41 @@ def validate(paths: tuple[Path, ...], src: Path | None, fmt: str, staged: bool) 
 
 
 @main.command()
+@PATHS
+@SRC
 @click.option(
-    "--src",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
     show_default=True,
-    help="The repository: schemas/ is written under it.",
+    help="A table for people, or one JSON document (sizes in bytes) for programs.",
 )
+def fit(paths: tuple[Path, ...], src: Path | None, fmt: str) -> None:
+    """Show how the models of the site PATHS belong to (default: found from the current folder)
+    fit the memory budget: each model's estimate (weights, KV cache at its context, buffers),
+    the sets that may run together, and the pairs that never do, with what they would need.
+    From halogen.lock: a model not in it is unknown. `halogen build` prints the same table on a terminal."""
+    from halogen.commands import fit as command
+
+    if paths and src is not None:
+        raise click.UsageError("give PATHS or --src, not both")
+    sys.exit(command.run(list(paths), src, fmt=fmt))  # type: ignore[arg-type]
+
+
+@main.command()
+@SRC
 @click.option("--check", is_flag=True, help="Exit 1 when schemas/ differs from what would be written.")
-def schema(src: Path, check: bool) -> None:
-    """(Re)write schemas/: JSON Schemas for halogen.yaml and for model files, for editors
-    (the YAML files carry a `yaml-language-server: $schema=` line)."""
+def schema(src: Path | None, check: bool) -> None:
+    """(Re)write the site's schemas/: JSON Schemas for halogen.yaml and for model files, for
+    editors (the YAML files carry a `yaml-language-server: $schema=` line)."""
     from halogen.commands import schema as command
 
     sys.exit(command.run(src, check=check))
 
 
 @main.command()
+@PATHS
 @SRC
 @click.option(
     "--models-dir",
@@ -138,14 +156,25 @@ def schema(src: Path, check: bool) -> None:
     help="Where the model files are [default: deployment.models.hostPath, as on the node].",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files and halogen.lock disagree.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 and write nothing when a model's file is missing [default: lock the files there, "
+    "record the missing ones, exit 0].",
+)
 @FORMAT
-def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
-    """Hash every GGUF file the site's models load and read its header into halogen.lock
-    (size, sha256, architecture, parameters, quantization, context, shapes), to commit with the
-    site: the compiler and CI know the models from it. Needs the `gguf` package (halogen-llamaswap[lock])."""
+def lock(
+    paths: tuple[Path, ...], src: Path | None, models_dir: Path | None, check: bool, strict: bool, fmt: str
+) -> None:
+    """Hash every GGUF file the models of the site PATHS belong to (default: found from the
+    current folder) load, and read its header into halogen.lock (size, sha256, architecture,
+    parameters, quantization, context, shapes), to commit with the site: the compiler and CI know
+    the models from it. Files not there are recorded as missing (exit 0; --strict: exit 1). Needs the `gguf` package (halogen-llamaswap[lock])."""
     from halogen.commands import lock as command
 
-    sys.exit(command.run(src, models_dir, check=check, fmt=fmt))  # type: ignore[arg-type]
+    if paths and src is not None:
+        raise click.UsageError("give PATHS or --src, not both")
+    sys.exit(command.run(list(paths), src, models_dir, check=check, strict=strict, fmt=fmt))  # type: ignore[arg-type]
 
 
 @main.command()
@@ -168,7 +197,7 @@ def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
 @click.argument("models", nargs=-1)
 @FORMAT
 def pull(
-    src: Path,
+    src: Path | None,
     sources_file: Path | None,
     models_dir: Path | None,
     dry_run: bool,

@@ -103,7 +103,7 @@ def check(site: Site) -> Iterator[Diagnostic]:
             yield model.doc.diagnostic(
                 ("metadata", "architecture"),
                 f"architecture {meta.architecture!r} contradicts {where}: {facts.architecture!r}",
-                "leave it out: halogen takes it from the lock (a display name belongs in `family`)",
+                "leave it out: halogen takes it from the lock; a display name belongs in `family`",
             )
         if meta.quantizationLevel is not None and meta.quantizationLevel.upper() != facts.fileType.upper():
             yield model.doc.diagnostic(

@@ -137,7 +137,7 @@ def fitted(site: Site) -> tuple[ls.Router | None, list[Diagnostic]]:
                 ("memoryBudget",),
                 f"{len(sizes)} models make more than {MAX_SETS} combinations that fit "
                 f"{budgets.gib(found.bytes)}: too many for a matrix anyone can review",
-                "declare groups for the models that belong together (fitted routing then stays off), "
+                "declare groups for the models that belong together, which turns fitted routing off, "
                 "or lower memoryBudget",
             )
         ]

@@ -12,7 +12,9 @@ file's size and sha256, and the facts its GGUF header states. The file is YAML, 
         sha256: 0123...
         gguf: {architecture: qwen2, contextLength: 32768, ...}
 
-Paths are relative to the models mount. `gguf` is absent until `halogen lock` has read the
+Paths are relative to the models mount. `missing` lists the files the site loads that were not
+there when `halogen lock` ran (a partial lock): the build names their models, whose memory it
+cannot check. `gguf` is absent until `halogen lock` has read the
 header (`halogen pull` records size and sha256 on a first download). This module reads and writes
 the file; it does not read GGUF files (that is `halogen.gguf`, which needs the `gguf` package).
 """
@@ -121,6 +123,7 @@ class _LockFile(BaseModel):
     files: dict[
         Annotated[str, StringConstraints(min_length=1, pattern=r"^[^/\x00\n][^\x00\n]*$")], _Entry
     ] = {}
+    missing: list[Annotated[str, StringConstraints(min_length=1, pattern=r"^[^/\x00\n][^\x00\n]*$")]] = []
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,13 @@ class LockedFile:
 @dataclass(frozen=True)
 class Lock:
     files: Mapping[str, LockedFile] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    """Files the site loads that `halogen lock` did not find: a partial lock."""
+
+    @property
+    def written(self) -> bool:
+        """Whether `halogen lock` (or pull) has written this site's lock at all."""
+        return bool(self.files or self.missing)
 
     def facts(self, path: str) -> GgufFacts | None:
         entry = self.files.get(path)
@@ -157,7 +167,10 @@ def read_lock(path: Path) -> Lock:
         )
     if spec is None or problems:
         raise Invalid(problems or [Diagnostic(path.name, 0, 0, "", "not a valid lock")])
-    return Lock({p: LockedFile(e.size, e.sha256, e.gguf) for p, e in sorted(spec.files.items())})
+    return Lock(
+        {p: LockedFile(e.size, e.sha256, e.gguf) for p, e in sorted(spec.files.items())},
+        tuple(sorted(set(spec.missing) - set(spec.files))),
+    )
 
 
 def _document(lock: Lock) -> dict[str, Any]:
@@ -170,7 +183,10 @@ def _document(lock: Lock) -> dict[str, Any]:
             facts["info"] = dict(sorted(facts["info"].items()))
             data["gguf"] = facts
         files[path] = data
-    return {"version": VERSION, "files": files}
+    document: dict[str, Any] = {"version": VERSION, "files": files}
+    if lock.missing:  # absent when complete: a full lock's bytes are what they always were
+        document["missing"] = sorted(lock.missing)
+    return document
 
 
 def dumps(lock: Lock) -> bytes:

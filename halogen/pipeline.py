@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from halogen import budget, facts, fit, image
+from halogen import budget, coverage, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.hub.wanted import Wanted, from_sources
 from halogen.llamaswap import config as ls
@@ -104,6 +104,7 @@ def compile_config(root: Path) -> Compiled:
     found += sources.sources(site)[1]
     found += facts.check(site)
     found += budget.check(site)
+    found += coverage.check(site)
     routing, problems = fit.fitted(site)
     found += problems
     if errors(found):
@@ -131,15 +132,20 @@ def _wanted(root: Path, site: Site) -> list[Wanted]:
     return from_sources(sources.sources(site)[0], read_lock(root / LOCK_FILE))
 
 
-def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
+def files_of(root: Path, compiled: Compiled) -> dict[str, bytes]:
     """The bytes of every file in out/, checked with strict kubernetes-validate."""
     from halogen.render import kube, manifests
 
-    compiled = compile_config(root)
     config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
     files = manifests.render(compiled.site, config_text, _wanted(root, compiled.site))
     problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:
         raise Invalid(list(compiled.warnings) + problems)
     out = {image.CONFIG_FILE: config_text, **files}
-    return {name: text.encode("utf-8") for name, text in sorted(out.items())}, compiled.warnings
+    return {name: text.encode("utf-8") for name, text in sorted(out.items())}
+
+
+def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
+    """The bytes of every file in out/, and the warnings met on the way."""
+    compiled = compile_config(root)
+    return files_of(root, compiled), compiled.warnings

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from halogen import output, pipeline
+from halogen import coverage, fit_report, output, pipeline
 from halogen.commands import sites
-from halogen.commands.report import emit, summary
+from halogen.commands.report import emit, plural, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
+from halogen.spec.load import Site, load
 
 
 def _label(out: Path, root: Path) -> str:
@@ -32,6 +34,8 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
         diff, stale = output.stale(out, files, label)
         if fmt == "text":
             click.echo(diff, nl=False)
+            if not stale:
+                _notice(root)
         return found + stale
     try:
         changed = output.write(out, files, label)
@@ -40,8 +44,23 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
     except OSError as exc:
         return [*found, Diagnostic(label, 0, 0, "", f"cannot write: {exc.strerror or exc}")]
     if fmt == "text":
-        click.echo(f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({len(files)} files)", err=True)
+        site = _notice(root)
+        click.echo(
+            f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({plural(len(files), 'file')})",
+            err=True,
+        )
+        if site is not None and sys.stdout.isatty():  # for a person at a terminal: the fit just written
+            click.echo(fit_report.text(fit_report.report(site)), nl=False)
     return found
+
+
+def _notice(root: Path) -> Site | None:
+    """After a build that succeeded: say once when the site has no lock; the site, read again."""
+    site, _ = load(root)
+    note = coverage.notice(site) if site is not None else None
+    if note is not None:
+        click.echo(f"halogen: {note}", err=True)
+    return site
 
 
 def run(

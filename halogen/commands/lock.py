@@ -3,24 +3,39 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
 
-from halogen.commands.report import emit, summary
+from halogen.commands import sites
+from halogen.commands.report import emit, plural, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.facts import used_files
 from halogen.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
-from halogen.spec.load import Model, load
+from halogen.spec.load import Model, Site, load
 
 
-def _problem(models: dict[str, Model], model_ids: list[str], message: str, hint: str) -> Diagnostic:
+def _problem(
+    models: dict[str, Model], model_ids: list[str], message: str, hint: str, *, warning: bool = False
+) -> Diagnostic:
     model = models[model_ids[0]]
-    return model.doc.diagnostic(("cmd",) if model.spec.cmd else ("file",), message, hint)
+    return model.doc.diagnostic(
+        ("cmd",) if model.spec.cmd else ("file",), message, hint, severity="warning" if warning else "error"
+    )
 
 
-def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
-    """The lock the files on disk give now, and every problem met on the way."""
+def locked(site: Site, read: Mapping[str, LockedFile]) -> Lock:
+    """The lock of `site` from what was read of the files it loads (from the models folder, or
+    from anywhere else that gives size, sha256 and header facts per file): those read are
+    locked, the others recorded as missing. Files no model loads are left out."""
+    wanted = used_files(site)
+    return Lock({p: read[p] for p in wanted if p in read}, tuple(p for p in wanted if p not in read))
+
+
+def scan(root: Path, models_dir: Path | None, *, strict: bool = False) -> tuple[Lock, list[Diagnostic]]:
+    """The lock the files on disk give now, and every problem met on the way. A file that is not
+    there is a warning (the lock records it as missing), an error when `strict` or when none is."""
     try:
         from halogen import gguf_header
     except ImportError:  # the image and `pip install halogen-llamaswap[build]` leave the reader out
@@ -43,18 +58,19 @@ def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
     folder = models_dir or Path(site.spec.deployment.models.hostPath)
     files = used_files(site)
     models = site.models
-    present: dict[str, Path] = {}
+    present = {rel: folder / rel for rel in files if (folder / rel).is_file()}
+    # None there: the wrong node or the wrong --models-dir, not a partial lock worth writing.
+    partial = not strict and bool(present)
     for rel, ids in files.items():
-        path = folder / rel
-        if path.is_file():
-            present[rel] = path
-        else:
+        if rel not in present:
             found.append(
                 _problem(
                     models,
                     ids,
-                    f"{path} is not a file",
-                    "run on the node that holds the models, or pass --models-dir",
+                    f"{folder / rel} is not a file",
+                    "run on the node that holds the models, or pass --models-dir"
+                    + ("; halogen.lock records it as missing" if partial else ""),
+                    warning=partial,
                 )
             )
     entries: dict[str, LockedFile] = {}
@@ -70,7 +86,7 @@ def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
                 continue
             size, sha256 = gguf_header.digest(path, bar.update)
             entries[rel] = LockedFile(size, sha256, facts)
-    return Lock(entries), found
+    return locked(site, entries), found
 
 
 def _differences(old: Lock, new: Lock) -> list[str]:
@@ -88,19 +104,35 @@ def _differences(old: Lock, new: Lock) -> list[str]:
     return out
 
 
-def run(root: Path, models_dir: Path | None, *, check: bool, fmt: Format) -> int:
+def run(
+    paths: Sequence[Path],
+    src: Path | None,
+    models_dir: Path | None,
+    *,
+    check: bool,
+    fmt: Format,
+    strict: bool = False,
+) -> int:
+    """Lock the site the paths (or the current folder) belong to, or `src`. A file that is not
+    there fails the run only under `strict` or `check`; otherwise the lock records it as missing."""
+    root, found = sites.one(paths, src)
+    if root is None:
+        emit(found, fmt)
+        return 1
     lock_path = root / LOCK_FILE
     try:
         # Writing replaces the lock whatever it holds (a broken one included); --check compares.
         old = read_lock(lock_path) if check else Lock()
-        new, found = scan(root, models_dir)
+        new, found = scan(root, models_dir, strict=strict or check)
     except Invalid as exc:
-        emit(exc.diagnostics, fmt)
-        summary(exc.diagnostics, fmt)
+        shown = sites.relocate(exc.diagnostics, root, fmt)
+        emit(shown, fmt)
+        summary(shown, fmt, writes=not check)
         return 1
+    found = sites.relocate(found, root, fmt)
     emit(found, fmt)
     if errors(found):
-        summary(found, fmt)
+        summary(found, fmt, writes=not check)
         return 1
     if check:
         stale = _differences(old, new)
@@ -111,7 +143,15 @@ def run(root: Path, models_dir: Path | None, *, check: bool, fmt: Format) -> int
             return 1
         return 0
     changed = write_lock(lock_path, new)
+    missing = f"; {len(new.missing)} missing, their models' memory unchecked" if new.missing else ""
     click.echo(
-        f"halogen: {'wrote' if changed else 'unchanged'} {LOCK_FILE} ({len(new.files)} files)", err=True
+        f"halogen: {'wrote' if changed else 'unchanged'} {LOCK_FILE} ({plural(len(new.files), 'file')}{missing})",
+        err=True,
     )
+    if new.missing:
+        click.echo(
+            "halogen: run `halogen lock` again where the missing files are, or `halogen pull` them; "
+            "--strict makes a missing file an error",
+            err=True,
+        )
     return 0

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from halogen.commands import sites
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
@@ -40,7 +41,7 @@ def _from_site(root: Path) -> tuple[list[Wanted], Path, list[Diagnostic]]:
 
 
 def run(
-    root: Path,
+    src: Path | None,
     sources_file: Path | None,
     models_dir: Path | None,
     models: Sequence[str],
@@ -53,16 +54,22 @@ def run(
     from halogen.hub import pull, wanted
     from halogen.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
 
+    root: Path | None = None
     try:
         if sources_file is not None:
             wants = wanted.read(sources_file)
             default_dir = Path(image.MODELS_DIR)
             warnings: list[Diagnostic] = []
         else:
+            root, missing = sites.one([], src)
+            if root is None:
+                raise Invalid(missing)
             wants, default_dir, warnings = _from_site(root)
+            warnings = sites.relocate(warnings, root, fmt)
     except Invalid as exc:
-        emit(exc.diagnostics, fmt)
-        summary(exc.diagnostics, fmt)
+        shown = sites.relocate(exc.diagnostics, root, fmt) if root is not None else list(exc.diagnostics)
+        emit(shown, fmt)
+        summary(shown, fmt)
         return 1
     emit(warnings, fmt)
     chosen, unknown = pull.select(wants, models)
@@ -81,14 +88,16 @@ def run(
         _say(f"error: {folder} is not a folder: create it, or pass --models-dir")
         return 1
     done, failed = pull.pull(folder, chosen, _say, progress=progress)
-    if sources_file is None:
+    if root is not None:
         lock_path = root / LOCK_FILE
         old = read_lock(lock_path)
         learned = {o.path: o for o in done if o.path not in old.files}
         if learned:
             files = dict(old.files)
             files.update({p: LockedFile(o.size, o.sha256) for p, o in learned.items()})
-            write_lock(lock_path, Lock(dict(sorted(files.items()))))
+            write_lock(
+                lock_path, Lock(dict(sorted(files.items())), tuple(m for m in old.missing if m not in files))
+            )
             _say(f"recorded {len(learned)} file(s) in {LOCK_FILE}: commit it with the site")
     _say(f"{len(done)} in place, {failed} failed" if failed else f"{len(done)} file(s) in place, verified")
     return 1 if failed else 0

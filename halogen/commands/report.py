@@ -14,9 +14,16 @@ def emit(diagnostics: Sequence[Diagnostic], fmt: Format) -> None:
         click.echo(render(diagnostics, fmt), err=fmt != "json")
 
 
-def summary(diagnostics: Sequence[Diagnostic], fmt: Format) -> None:
+def plural(count: int, noun: str) -> str:
+    """`1 file`, `2 files`."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def summary(diagnostics: Sequence[Diagnostic], fmt: Format, *, writes: bool = True) -> None:
+    """The count of errors; a command that would have written says it wrote nothing (validate
+    and the --check modes never write, so they do not say it)."""
     if fmt != "text":
         return
     count = len(errors(diagnostics))
     if count:
-        click.echo(f"halogen: {count} error{'s' * (count != 1)}; nothing was written", err=True)
+        click.echo(f"halogen: {plural(count, 'error')}{'; nothing was written' * writes}", err=True)

@@ -7,6 +7,8 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
+from halogen.commands import sites
+from halogen.diagnostics import render
 from halogen.spec.inputs import ModelFile, SiteFile
 
 SCHEMAS: dict[str, type[BaseModel]] = {"halogen.schema.json": SiteFile, "model.schema.json": ModelFile}
@@ -75,8 +77,13 @@ def documents() -> dict[str, bytes]:
     return out
 
 
-def run(src: Path, *, check: bool) -> int:
-    folder = src / "schemas"
+def run(src: Path | None, *, check: bool) -> int:
+    """Write (or check) schemas/ in the site found from the current folder, or in `src`."""
+    root, found = sites.one([], src)
+    if root is None:
+        click.echo(render(found, "text"), err=True)
+        return 1
+    folder = root / "schemas"
     wanted = documents()
     stale = [
         name

@@ -1,8 +1,8 @@
 """Which site a command works on, and how its diagnostics name files.
 
 A site is a folder holding halogen.yaml; it may sit anywhere in a repository (`apps/llm/` in a
-Flux repo). Without `--src`, `build` and `validate` look for it upward from each path given, or
-from the current folder, as git looks for `.git`."""
+Flux repo). Without `--src`, every command looks for it upward from each path given, or from the
+current folder, as git looks for `.git`: `locate` is the one place that does."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
+
+import click
 
 from halogen.diagnostics import Diagnostic, Format
 from halogen.spec.load import MODELS_DIR, SITE_FILE
@@ -50,7 +52,7 @@ def locate(paths: Sequence[Path], src: Path | None) -> tuple[list[Path], list[Di
                     0,
                     0,
                     "",
-                    f"not found in {src} (--src)",
+                    f"not found in {src}, the folder --src names",
                     f"--src names the folder that holds {SITE_FILE} and {MODELS_DIR}/",
                 )
             ]
@@ -64,6 +66,17 @@ def locate(paths: Sequence[Path], src: Path | None) -> tuple[list[Path], list[Di
         elif root not in roots:
             roots.append(root)
     return roots, found
+
+
+def one(paths: Sequence[Path], src: Path | None) -> tuple[Path | None, list[Diagnostic]]:
+    """The site of a command that works on one (lock, pull, schema): found as `locate` finds
+    them; paths in two sites are a usage error, as `--out` with two sites is for build."""
+    roots, found = locate(paths, src)
+    if len(roots) > 1:
+        raise click.UsageError(
+            "these paths belong to several sites: " + ", ".join(str(r) for r in roots) + "; give one"
+        )
+    return (roots[0] if roots and not found else None), found
 
 
 def _is_site_file(path: PurePosixPath) -> bool:

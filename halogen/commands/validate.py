@@ -1,9 +1,13 @@
+"""`halogen validate`: every rule of build but the manifest checks, for pre-commit; writes nothing."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from halogen import pipeline
+import click
+
+from halogen import coverage, pipeline
 from halogen.commands import sites
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
@@ -18,10 +22,15 @@ def run(paths: Sequence[Path], *, fmt: Format, src: Path | None = None, staged: 
     for root in roots:
         diagnostics: list[Diagnostic]
         try:
-            diagnostics = list(pipeline.compile_config(root).warnings)
+            compiled = pipeline.compile_config(root)
         except Invalid as exc:
             diagnostics = list(exc.diagnostics)
+        else:
+            diagnostics = list(compiled.warnings)
+            note = coverage.notice(compiled.site)
+            if note is not None and fmt == "text":
+                click.echo(f"halogen: {note}", err=True)
         found += sites.relocate(diagnostics, root, fmt)
     emit(found, fmt)
-    summary(found, fmt)
+    summary(found, fmt, writes=False)
     return 1 if errors(found) else 0

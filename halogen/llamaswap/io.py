@@ -138,7 +138,7 @@ def _screen(doc: yamlio.Document) -> list[Diagnostic]:
                 doc.diagnostic(
                     ("groups", gid),
                     f"group {gid!r} has no members",
-                    "add `members: []` (llama-swap's schema requires it)",
+                    "add `members: []`: llama-swap's schema requires it",
                     severity="warning",
                 )
             )

@@ -134,7 +134,7 @@ def _references(site: Site) -> Iterator[Diagnostic]:
         yield site.doc.diagnostic(
             ("matrix",),
             "the site declares both groups and a matrix",
-            "route with one of them: remove `groups` (and `group:` in the model files) or `matrix`",
+            "route with one of them: remove `groups`, with `group:` in the model files, or `matrix`",
         )
     used = {m.spec.group for m in site.models.values()}
     for gid in sorted(spec.groups):
@@ -186,7 +186,7 @@ def _macros(site: Site) -> Iterator[Diagnostic]:
                     yield site.doc.diagnostic(
                         ("backends", bid, "args", j),
                         f"unknown macro ${{{ref}}}",
-                        f"declare it under macros: (known: {', '.join(sorted(known))})",
+                        f"declare it under macros; known: {', '.join(sorted(known))}",
                     )
     for model_id in sorted(site.models):
         model = site.models[model_id]
@@ -203,7 +203,7 @@ def _macros(site: Site) -> Iterator[Diagnostic]:
                     yield model.doc.diagnostic(
                         path,
                         f"unknown macro ${{{ref}}}",
-                        f"declare it under macros: in halogen.yaml (known: {', '.join(sorted(known))})",
+                        f"declare it under macros: in halogen.yaml; known: {', '.join(sorted(known))}",
                     )
 
 
@@ -237,7 +237,7 @@ def _models(site: Site) -> Iterator[Diagnostic]:
             yield model.doc.diagnostic(
                 (),
                 "contextSize is missing",
-                "set contextSize (llama-server's default is the model's full context, which may not fit)",
+                "set contextSize: llama-server's default is the model's full context, which may not fit",
                 severity="warning",
             )
         if "model" in spec.filters.setParams or "model" in spec.filters.stripParams:
@@ -326,7 +326,7 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
                 yield site.doc.diagnostic(
                     ("backends", backend_id, "binary"),
                     f"{backend.binary} is not where a {d.image.base} image has llama-server ({expected})",
-                    f"set binary to {expected}, or deployment.image.base to the image's kind (custom skips this check)",
+                    f"set binary to {expected}, or deployment.image.base to the image's kind; custom skips this check",
                 )
     for key in ("hostPath", "mountPath"):
         if ".." in PurePosixPath(getattr(d.models, key)).parts:
@@ -353,7 +353,7 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
                 ("backends", backend_id, key),
                 f"the pod runs as uid {d.runAsUser}, which can open the GPU ({', '.join(gpu)}) only "
                 "through the host groups that own its device files, and this backend gives none",
-                "add their ids to supplementalGroups (on the node: getent group render video)"
+                "add their ids to supplementalGroups, as `getent group render video` prints them on the node"
                 + (
                     ", or set deployment.devicePlugin: amd if the nodes run the AMD device plugin"
                     if "amd.com/gpu" in backend.resources

@@ -392,7 +392,8 @@ class ModelFile(_Input):
     source: Source | None = Field(
         None,
         description="Where `halogen pull` fetches the GGUF from. Without it, a `file` that reads "
-        "<org>/<repo>/<file> is fetched from that Hugging Face repository at `main`.",
+        "<org>/<repo>/<file> is fetched from that Hugging Face repository at `main`; `null` says "
+        "the file is placed on the node by hand.",
     )
 
     @model_validator(mode="after")

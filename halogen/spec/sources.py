@@ -1,5 +1,7 @@
 """Where each model's files come from: the model file's `source`, or its `file` path read as
-`<org>/<repo>/<file>` on the Hugging Face Hub. A split GGUF is one model with all its parts."""
+`<org>/<repo>/<file>` on the Hugging Face Hub, which a warning then spells out (the path's shape
+alone made a download and a pull Job). `source: null` says the file is placed by hand. A split
+GGUF is one model with all its parts."""
 
 from __future__ import annotations
 
@@ -31,6 +33,12 @@ class FileSource:
         return bool(COMMIT.match(self.revision))
 
 
+def _written_null(model: Model) -> bool:
+    """`source: null` written out: the file is placed by hand, whatever its path reads as."""
+    data = model.doc.data
+    return isinstance(data, dict) and "source" in data and data["source"] is None
+
+
 def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Diagnostic]]:
     spec = model.spec
     path = model_file(site, model)
@@ -39,8 +47,19 @@ def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Dia
     source = spec.source
     parts = path.parts
     derivable = len(parts) >= 3
-    if source is None and not derivable:
+    if source is None and (not derivable or _written_null(model)):
         return [], []  # placed on the node by hand: nothing to fetch
+    notices = []
+    if source is None:  # said nowhere but in the path's shape: say what it becomes
+        repo, name = "/".join(parts[:2]), "/".join(parts[2:])
+        notices.append(
+            model.doc.diagnostic(
+                ("file",),
+                f"read as {name} in the Hugging Face repository {repo}: `halogen pull` and the pull Job fetch it from there",
+                f"write `source: {{repo: {repo}}}` to say so, or `source: null` for a file placed on the node by hand",
+                severity="warning",
+            )
+        )
     where = ("source",) if source is not None else ("file",)
     if source is not None and (source.repo is None or source.file is None) and not derivable:
         missing = "repo" if source.repo is None else "file"
@@ -62,7 +81,7 @@ def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Dia
                 model.doc.diagnostic(
                     where,
                     f"{label} names part {match['part']} of a split GGUF",
-                    "name the first part (-00001-of-...): llama-server loads the rest from it, and pull fetches them all",
+                    "name the first part, -00001-of-...: llama-server loads the rest from it, and pull fetches them all",
                 )
             )
     if problems:
@@ -82,7 +101,7 @@ def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Dia
     return [
         FileSource(local, repo, remote, revision, model.id)
         for local, remote in zip(local_parts, remote_parts, strict=True)
-    ], []
+    ], notices
 
 
 def sources(site: Site) -> tuple[list[FileSource], list[Diagnostic]]:
