@@ -138,14 +138,21 @@ def schema(src: Path, check: bool) -> None:
     help="Where the model files are [default: deployment.models.hostPath, as on the node].",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files and halogen.lock disagree.")
+@click.option(
+    "--remote",
+    is_flag=True,
+    help="Lock the models with a source from the Hugging Face Hub, downloading no weights: each "
+    "file's sha256 from the Hub, the facts from its header read by range (a few MB). Honours "
+    "HF_TOKEN and HF_ENDPOINT. Needs halogen-llamaswap[lock,pull].",
+)
 @FORMAT
-def lock(src: Path, models_dir: Path | None, check: bool, fmt: str) -> None:
+def lock(src: Path, models_dir: Path | None, check: bool, remote: bool, fmt: str) -> None:
     """Hash every GGUF file the site's models load and read its header into halogen.lock
     (size, sha256, architecture, parameters, quantization, context, shapes), to commit with the
     site: the compiler and CI know the models from it. Needs the `gguf` package (halogen-llamaswap[lock])."""
     from halogen.commands import lock as command
 
-    sys.exit(command.run(src, models_dir, check=check, fmt=fmt))  # type: ignore[arg-type]
+    sys.exit(command.run(src, models_dir, check=check, fmt=fmt, remote=remote))  # type: ignore[arg-type]
 
 
 @main.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from halogen.commands import sites
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.facts import used_files
@@ -87,12 +88,46 @@ def _differences(old: Lock, new: Lock) -> list[str]:
     return out
 
 
-def run(root: Path, models_dir: Path | None, *, check: bool, fmt: Format) -> int:
+def _from_hub(root: Path) -> tuple[Lock, list[Diagnostic]]:
+    """`--remote`: the sourced models' files as the Hub states them (halogen/hub/remote_lock.py)."""
+    try:
+        import gguf  # noqa: F401
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        raise Invalid(
+            [
+                Diagnostic(
+                    LOCK_FILE,
+                    0,
+                    0,
+                    "",
+                    "--remote needs the gguf and huggingface_hub packages",
+                    "pip install 'halogen-llamaswap[lock,pull]'",
+                )
+            ]
+        ) from None
+    from halogen.hub import remote_lock
+    from halogen.hub.download import human
+
+    new, found, reads = remote_lock.scan(root)
+    for read in reads:
+        how = f"header read from the Hub ({human(read.fetched)})" if read.fetched else "unchanged on the Hub"
+        click.echo(f"halogen: {read.model}: {read.path}, {human(read.size)}: {how}", err=True)
+    return new, found
+
+
+def run(root: Path | None, models_dir: Path | None, *, check: bool, fmt: Format, remote: bool = False) -> int:
+    if root is None:  # the site holding the current folder, as build finds it
+        roots, missing = sites.locate([], None)
+        if missing:
+            emit(missing, fmt)
+            return 1
+        root = roots[0]
     lock_path = root / LOCK_FILE
     try:
         # Writing replaces the lock whatever it holds (a broken one included); --check compares.
         old = read_lock(lock_path) if check else Lock()
-        new, found = scan(root, models_dir)
+        new, found = _from_hub(root) if remote else scan(root, models_dir)
     except Invalid as exc:
         emit(exc.diagnostics, fmt)
         summary(exc.diagnostics, fmt)
