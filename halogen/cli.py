@@ -156,6 +156,32 @@ def lock(src: Path, models_dir: Path | None, check: bool, remote: bool, fmt: str
 
 
 @main.command()
+@click.argument("model", metavar="ORG/REPO/FILE.gguf")
+@SRC
+@click.option("--id", "new_id", default=None, help="The model id [default: from the file name, lower case].")
+@click.option(
+    "--revision",
+    default="main",
+    show_default=True,
+    help="The branch, tag or commit to read; the model file pins the commit it names now.",
+)
+@click.option(
+    "--context-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="contextSize [default: the trained context, at most 32768].",
+)
+def add(model: str, src: Path | None, new_id: str | None, revision: str, context_size: int | None) -> None:
+    """Write models.d/<id>.yaml for a GGUF on the Hugging Face Hub, from what the Hub says of it:
+    file, source pinned to a commit, contextSize within the trained context; and its sha256 and
+    header facts into halogen.lock. Reads the header by range: no weights are downloaded. Never
+    overwrites a model file. Honours HF_TOKEN and HF_ENDPOINT. Needs halogen-llamaswap[lock,pull]."""
+    from halogen.commands import add as command
+
+    sys.exit(command.run(model, src, new_id=new_id, revision=revision, context=context_size, fmt="text"))
+
+
+@main.command()
 @SRC
 @click.option(
     "--sources",
