@@ -156,6 +156,18 @@ def lock(src: Path, models_dir: Path | None, check: bool, remote: bool, fmt: str
 
 
 @main.command()
+@click.argument("folder", metavar="[DIR]", default=".", type=click.Path(file_okay=False, path_type=Path))
+def init(folder: Path) -> None:
+    """Start a site in DIR (default: the current folder): halogen.yaml with one CPU backend,
+    models.d/ with an example model commented out, and docs/flux/ to apply out/ with Flux; at the
+    top of the git repository, a .pre-commit-config.yaml with halogen's hooks and a GitHub
+    Actions workflow. The site builds as it stands. Writes nothing when a file is in the way."""
+    from halogen.commands import init as command
+
+    sys.exit(command.run(folder))
+
+
+@main.command()
 @click.argument("model", metavar="ORG/REPO/FILE.gguf")
 @SRC
 @click.option("--id", "new_id", default=None, help="The model id [default: from the file name, lower case].")

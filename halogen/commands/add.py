@@ -7,9 +7,7 @@ file's sha256, so the build knows the model's memory before anything is download
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import click
 
 from halogen import yamlio
 from halogen.commands import sites
+from halogen.commands.created import create
 from halogen.commands.report import emit
 from halogen.diagnostics import Diagnostic, Format, Invalid
 from halogen.hub.files import SPLIT, split_parts
@@ -93,18 +92,6 @@ def model_text(w: Wanted, commit: str, revision: str, facts: GgufFacts, context:
     return yamlio.dump(data, head)
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Create `path` with `text`, whole or not at all; never over an existing file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.link(tmp, path)  # fails when the name exists, unlike a rename
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def run(
     spec: str, src: Path | None, *, new_id: str | None, revision: str, context: int | None, fmt: Format
 ) -> int:
@@ -164,7 +151,7 @@ def run(
     size = context or min(facts.contextLength or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
     target.parent.mkdir(exist_ok=True)
     try:
-        _write_new(target, model_text(wanted, listed.commit, revision, facts, size))
+        create(target, model_text(wanted, listed.commit, revision, facts, size))
     except FileExistsError:
         click.echo(
             f"halogen: error: {MODELS_DIR}/{mid}.yaml appeared meanwhile: nothing was written", err=True
