@@ -25,7 +25,8 @@ from halogen.spec.load import MODELS_DIR, SITE_FILE
 PROJECT = "https://github.com/halogen-project/halogen"
 """Where the pre-commit hooks and the CI's install come from (no release is on PyPI yet)."""
 FLUX_FILE = "docs/flux/kustomizations.yaml"
-WORKFLOW_FILE = ".github/workflows/halogen.yaml"
+# Not halogen.yaml: a folder holding a file of that name is a site to the hooks and to build.
+WORKFLOW_FILE = ".github/workflows/halogen-check.yaml"
 PRE_COMMIT_FILE = ".pre-commit-config.yaml"
 
 SITE_TEXT = """\

@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 HALOGEN = Path(sys.executable).with_name("halogen")
 SITE_FILES = ["halogen.yaml", "models.d/example.yaml", "docs/flux/kustomizations.yaml"]
-TOP_FILES = [".pre-commit-config.yaml", ".github/workflows/halogen.yaml"]
+TOP_FILES = [".pre-commit-config.yaml", ".github/workflows/halogen-check.yaml"]
 
 
 def halogen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +62,7 @@ def test_init_dir_from_the_top_of_the_repository_names_the_site_in_the_wiring(re
     assert [k["spec"]["path"] for k in flux] == ["./apps/llm/out/pull", "./apps/llm/out"]
     assert {k["spec"]["sourceRef"]["name"] for k in flux} == {"flux-system"}
     assert flux[1]["spec"]["dependsOn"] == [{"name": flux[0]["metadata"]["name"]}]
-    workflow = yaml.safe_load((repo / ".github/workflows/halogen.yaml").read_text())
+    workflow = yaml.safe_load((repo / ".github/workflows/halogen-check.yaml").read_text())
     # The documented workflow (docs/ci-workflow.yaml) is the one init writes for apps/llm.
     assert workflow == yaml.safe_load((REPO / "docs" / "ci-workflow.yaml").read_text())
 
@@ -113,7 +113,7 @@ def test_init_outside_a_git_repository_keeps_everything_in_the_site(tmp_path: Pa
     assert sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file()) == sorted(
         SITE_FILES + TOP_FILES
     )
-    workflow = yaml.safe_load((site / ".github/workflows/halogen.yaml").read_text())
+    workflow = yaml.safe_load((site / ".github/workflows/halogen-check.yaml").read_text())
     assert workflow["jobs"]["check"]["steps"][-1]["run"] == "halogen build --check --format github ."
     flux = list(yaml.safe_load_all((site / "docs/flux/kustomizations.yaml").read_text()))
     assert flux[1]["spec"]["path"] == "./out"
