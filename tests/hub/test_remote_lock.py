@@ -60,7 +60,9 @@ def repo_with_site(tmp: Path, models: dict[str, dict[str, object]]) -> Path:
     return site
 
 
-def halogen(hub: LocalHub, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def halogen(
+    hub: LocalHub, cwd: Path, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "HF_ENDPOINT": hub.endpoint,
@@ -68,6 +70,8 @@ def halogen(hub: LocalHub, cwd: Path, *args: str) -> subprocess.CompletedProcess
         "HF_HOME": str(cwd / ".no-hf-home"),
     }
     env.pop("HF_TOKEN", None)
+    if token is not None:
+        env["HF_TOKEN"] = token
     return subprocess.run(
         [str(HALOGEN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -221,3 +225,48 @@ def test_header_length_needs_the_whole_header_and_refuses_what_is_no_gguf(tmp_pa
     assert header.split_count(head[:end]) == 1
     with pytest.raises(header.HeaderError, match="no GGUF magic"):
         header.header_length(b"PK\x03\x04" + bytes(100))
+
+
+def test_a_cdn_that_ignores_range_still_costs_only_about_the_header(hub: LocalHub, tmp_path: Path) -> None:
+    repo, name, shape = MODELS["gpt-oss-20b"]
+    path = shapes.write_sparse(tmp_path / "hub" / name, shape)
+    served = hub.add(repo, name, path, sha256=fake_sha(path))
+    hub.ignore_range = True  # 200 and the whole file, from its first byte
+    site = repo_with_site(tmp_path, {"gpt-oss": {"file": f"{repo}/{name}"}})
+    result = halogen(hub, site, "lock", "--remote")
+    assert result.returncode == 0, result.stderr
+    assert read_lock(site / "halogen.lock").files[f"{repo}/{name}"].gguf == read_facts(path)
+    assert hub.fetched(served.sha256) <= 2 * MiB  # read as far as needed, then closed (of 12 GB)
+
+
+def test_a_private_repository_is_read_with_hf_token_and_refused_without(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    repo, name, shape = MODELS["qwen2.5-coder-7b"]
+    path = shapes.write_sparse(tmp_path / "hub" / name, shape)
+    hub.add(repo, name, path, sha256=fake_sha(path))
+    hub.token = "hf_secret"
+    site = repo_with_site(tmp_path, {"qwen": {"file": f"{repo}/{name}"}})
+    refused = halogen(hub, site, "lock", "--remote")
+    assert refused.returncode == 1
+    assert (
+        f"models.d/qwen.yaml:1:1: file: {repo}@main: repository not found, or private without HF_TOKEN"
+        in refused.stderr
+    )
+    allowed = halogen(hub, site, "lock", "--remote", token="hf_secret")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "hf_secret" not in (site / "halogen.lock").read_text()
+
+
+@pytest.mark.slow
+def test_the_real_smollm2_header_spans_two_requests_and_locks_as_the_file_on_disk_does(
+    hub: LocalHub, tmp_path: Path, smollm2_gguf: Path
+) -> None:
+    repo = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+    served = hub.add(repo, smollm2_gguf.name, smollm2_gguf)
+    site = repo_with_site(tmp_path, {"smollm2": {"file": f"{repo}/{smollm2_gguf.name}", "contextSize": 2048}})
+    result = halogen(hub, site, "lock", "--remote")
+    assert result.returncode == 0, result.stderr
+    entry = read_lock(site / "halogen.lock").files[f"{repo}/{smollm2_gguf.name}"]
+    assert (entry.size, entry.sha256, entry.gguf) == (served.size, served.sha256, read_facts(smollm2_gguf))
+    assert len(hub.gets) == 2 and hub.fetched() == 2 * MiB  # its header is 1.7 MiB, of 94 MiB
