@@ -183,14 +183,26 @@ def init(folder: Path) -> None:
     default=None,
     help="contextSize [default: the trained context, at most 32768].",
 )
-def add(model: str, src: Path | None, new_id: str | None, revision: str, context_size: int | None) -> None:
+@click.option("--backend", default=None, help="The backend to run it with [default: the site's only one].")
+def add(
+    model: str,
+    src: Path | None,
+    new_id: str | None,
+    revision: str,
+    context_size: int | None,
+    backend: str | None,
+) -> None:
     """Write models.d/<id>.yaml for a GGUF on the Hugging Face Hub, from what the Hub says of it:
     file, source pinned to a commit, contextSize within the trained context; and its sha256 and
     header facts into halogen.lock. Reads the header by range: no weights are downloaded. Never
     overwrites a model file. Honours HF_TOKEN and HF_ENDPOINT. Needs halogen-llamaswap[lock,pull]."""
     from halogen.commands import add as command
 
-    sys.exit(command.run(model, src, new_id=new_id, revision=revision, context=context_size, fmt="text"))
+    sys.exit(
+        command.run(
+            model, src, new_id=new_id, revision=revision, context=context_size, fmt="text", backend=backend
+        )
+    )
 
 
 @main.command()

@@ -73,17 +73,21 @@ def model_id(file: str) -> str:
     return stem or "model"
 
 
-def model_text(w: Wanted, commit: str, revision: str, facts: GgufFacts, context: int) -> str:
+def model_text(
+    w: Wanted, commit: str, revision: str, facts: GgufFacts, context: int, backend: str | None = None
+) -> str:
     """The model file, with what was read said in a comment."""
     from halogen.facts import human_number
 
     trained = f", trained on {facts.contextLength} tokens" if facts.contextLength else ""
-    data = {
+    data: dict[str, object] = {
         "name": facts.name or model_id(w.file),
         "file": w.path,
         "source": {"repo": w.repo, "file": w.file, "revision": commit},
-        "contextSize": context,
     }
+    if backend is not None:
+        data["backend"] = backend
+    data["contextSize"] = context
     head = (
         f"# Written by `halogen add {w.path}`: {facts.architecture}, "
         f"{human_number(facts.parameterCount)} parameters, {facts.fileType}{trained}.\n"
@@ -92,8 +96,33 @@ def model_text(w: Wanted, commit: str, revision: str, facts: GgufFacts, context:
     return yamlio.dump(data, head)
 
 
+def _backend(root: Path, backend: str | None) -> str | None:
+    """The backend to name: the one asked for, which the site must have; none when the site
+    has one (it applies to every model); asked for when it has several."""
+    from halogen.spec.load import load
+
+    site, _ = load(root)
+    known = list(site.spec.backends) if site is not None else []
+    if backend is not None and known and backend not in known:
+        raise click.BadParameter(
+            f"the site has no backend {backend!r} (it has {', '.join(known)})", param_hint="--backend"
+        )
+    if backend is None and len(known) > 1:
+        raise click.BadParameter(
+            f"the site has backends {', '.join(known)}: name one", param_hint="--backend"
+        )
+    return backend
+
+
 def run(
-    spec: str, src: Path | None, *, new_id: str | None, revision: str, context: int | None, fmt: Format
+    spec: str,
+    src: Path | None,
+    *,
+    new_id: str | None,
+    revision: str,
+    context: int | None,
+    fmt: Format,
+    backend: str | None = None,
 ) -> int:
     try:
         import gguf  # noqa: F401
@@ -125,6 +154,7 @@ def run(
             fmt,
         )  # fmt: skip
         return 1
+    backend = _backend(root, backend)
     try:
         old = read_lock(root / LOCK_FILE)
     except Invalid as exc:
@@ -141,7 +171,7 @@ def run(
             ]
         )
     except remote.RemoteError as exc:
-        click.echo(f"halogen: error: {exc}", err=True)
+        click.echo(f"halogen: error: {exc}" + (f" ({exc.hint})" if exc.hint else ""), err=True)
         return 1
     if context is not None and facts.contextLength and context > facts.contextLength:
         raise click.BadParameter(
@@ -151,7 +181,7 @@ def run(
     size = context or min(facts.contextLength or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
     target.parent.mkdir(exist_ok=True)
     try:
-        create(target, model_text(wanted, listed.commit, revision, facts, size))
+        create(target, model_text(wanted, listed.commit, revision, facts, size, backend))
     except FileExistsError:
         click.echo(
             f"halogen: error: {MODELS_DIR}/{mid}.yaml appeared meanwhile: nothing was written", err=True

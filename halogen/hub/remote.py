@@ -17,9 +17,15 @@ from halogen.hub import header
 from halogen.hub.download import endpoint
 from halogen.lock import GgufFacts
 
+FILE_HINT = "check the file's name in the repository"
+
 
 class RemoteError(Exception):
-    """The Hub could not say; the message says why and what to do."""
+    """The Hub could not say: the message says why, the hint what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,12 @@ class Listing:
             known = (
                 f" (its GGUF files: {', '.join(near[:8])}{', ...' if len(near) > 8 else ''})" if near else ""
             )
-            raise RemoteError(f"{name} is not in {self.repo} at {self.revision}{known}")
+            raise RemoteError(f"{name} is not in {self.repo} at {self.revision}{known}", FILE_HINT)
         size, sha = self.files[name]
         if sha is None:
-            raise RemoteError(f"{self.repo}/{name} is not an LFS file: the Hub gives no sha256 for it")
+            raise RemoteError(
+                f"{self.repo}/{name} is not an LFS file: the Hub gives no sha256 for it", FILE_HINT
+            )
         return size, sha
 
 
@@ -61,19 +69,25 @@ def _errors(what: str) -> Iterator[None]:
         yield
     except GatedRepoError as exc:
         raise RemoteError(
-            f"{what}: the repository is gated: accept its terms on the Hub and set HF_TOKEN"
+            f"{what}: the repository is gated", "accept its terms on the Hub, and set HF_TOKEN"
         ) from exc
     except RepositoryNotFoundError as exc:
-        raise RemoteError(f"{what}: repository not found, or private without HF_TOKEN") from exc
+        raise RemoteError(
+            f"{what}: repository not found, or private without HF_TOKEN", "check it, or set HF_TOKEN"
+        ) from exc
     except RevisionNotFoundError as exc:
-        raise RemoteError(f"{what}: revision not found") from exc
+        raise RemoteError(
+            f"{what}: revision not found", "name a branch, tag or commit of the repository"
+        ) from exc
     except EntryNotFoundError as exc:
-        raise RemoteError(f"{what}: file not found") from exc
+        raise RemoteError(f"{what}: file not found", FILE_HINT) from exc
     except HfHubHTTPError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RemoteError(f"{what}: the Hub refused: {first}") from exc
     except (httpx2.TransportError, OSError) as exc:  # after the client's own retries
-        raise RemoteError(f"{what}: cannot reach the Hub ({exc})") from exc
+        raise RemoteError(
+            f"{what}: cannot reach the Hub: {exc}", "check the network, or HF_ENDPOINT"
+        ) from exc
 
 
 def listing(repo: str, revision: str) -> Listing:

@@ -77,7 +77,7 @@ def scan(root: Path) -> tuple[Lock, list[Diagnostic], list[Read]]:
         try:
             got, fetched = entries(parts, site.lock, listings)
         except remote.RemoteError as exc:
-            found.append(model.doc.diagnostic(_where(model), str(exc), "check the source, or HF_TOKEN"))
+            found.append(model.doc.diagnostic(_where(model), str(exc), exc.hint))
             continue
         result.update(got)
         reads.append(Read(model_id, parts[0].path, fetched, sum(e.size for e in got.values())))

@@ -127,3 +127,16 @@ def test_a_model_id_is_the_file_name_lower_case_without_what_an_id_may_not_hold(
     file: str, expected: str
 ) -> None:
     assert model_id(file) == expected
+
+
+def test_add_to_a_site_of_several_backends_asks_which_and_names_it(hub: LocalHub, site: Path) -> None:
+    spec = yaml.safe_load((site / "halogen.yaml").read_text())
+    spec["backends"]["gpu"] = {"args": ["-ngl", "999"]}
+    (site / "halogen.yaml").write_text(yaml.safe_dump(spec))
+    asked = halogen(hub, site, "add", "/".join(QWEN))
+    assert asked.returncode == 2 and "the site has backends cpu, gpu: name one" in asked.stderr
+    assert hub.infos == 0 and list((site / "models.d").iterdir()) == []
+    assert halogen(hub, site, "add", "/".join(QWEN), "--backend", "gpu").returncode == 0
+    data = yaml.safe_load((site / "models.d" / "qwen2.5-coder-7b-instruct-q5_k_m.yaml").read_text())
+    assert data["backend"] == "gpu"
+    assert subprocess.run([str(HALOGEN), "validate"], cwd=site, check=False).returncode == 0

@@ -236,7 +236,9 @@ def test_a_cdn_that_ignores_range_still_costs_only_about_the_header(hub: LocalHu
     result = halogen(hub, site, "lock", "--remote")
     assert result.returncode == 0, result.stderr
     assert read_lock(site / "halogen.lock").files[f"{repo}/{name}"].gguf == read_facts(path)
-    assert hub.fetched(served.sha256) <= 2 * MiB  # read as far as needed, then closed (of 12 GB)
+    # Read as far as needed, then closed: what the CDN sent is that, and what filled the sockets'
+    # buffers meanwhile (of 12 GB).
+    assert hub.fetched(served.sha256) <= 16 * MiB
 
 
 def test_a_private_repository_is_read_with_hf_token_and_refused_without(
