@@ -21,6 +21,8 @@ FIRST = 1 << 20
 LIMIT = 32 << 20
 """A header is at most this long: the vocabulary lives in it (5 to 10 MB for today's models)."""
 DEFAULT_ALIGNMENT = 32
+MAX_NESTING = 8
+"""Arrays of arrays: no model nests them; a crafted header could, past Python's recursion limit."""
 
 RangeReader = Callable[[int, int], bytes]
 """Bytes [start, end) of one file."""
@@ -63,16 +65,18 @@ class _Cursor:
     def string(self) -> bytes:
         return self.take(self.u64())
 
-    def skip_value(self, kind: int) -> None:
+    def skip_value(self, kind: int, depth: int = 0) -> None:
         if kind == _STRING:
             self.take(self.u64())
         elif kind == _ARRAY:
+            if depth >= MAX_NESTING:
+                raise HeaderError(f"arrays nested deeper than {MAX_NESTING}")
             inner, count = self.u32(), self.u64()
             if inner in _SIZES:
                 self.take(_SIZES[inner] * count)
             elif inner in (_STRING, _ARRAY):
                 for _ in range(count):
-                    self.skip_value(inner)
+                    self.skip_value(inner, depth + 1)
             else:
                 raise HeaderError(f"unknown array type {inner}")
         elif kind in _SIZES:

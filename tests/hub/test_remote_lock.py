@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -272,3 +273,12 @@ def test_the_real_smollm2_header_spans_two_requests_and_locks_as_the_file_on_dis
     entry = read_lock(site / "halogen.lock").files[f"{repo}/{smollm2_gguf.name}"]
     assert (entry.size, entry.sha256, entry.gguf) == (served.size, served.sha256, read_facts(smollm2_gguf))
     assert len(hub.gets) == 2 and hub.fetched() == 2 * MiB  # its header is 1.7 MiB, of 94 MiB
+
+
+def test_a_crafted_header_of_arrays_nested_without_end_is_refused_not_a_crash() -> None:
+    nested = b"".join(struct.pack("<IQ", 9, 1) for _ in range(100_000))  # array of one array of...
+    head = (
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k" + struct.pack("<I", 9) + nested
+    )
+    with pytest.raises(header.HeaderError, match="nested deeper than 8"):
+        header.header_length(head)
