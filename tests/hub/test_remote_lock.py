@@ -215,6 +215,9 @@ def test_a_later_pull_verifies_against_the_sha256_lock_remote_recorded(hub: Loca
     pulled = halogen(hub, site, "pull", "--src", str(site), "--no-progress")
     assert pulled.returncode == 0, pulled.stderr
     assert f"sha256 {served.sha256} verified" in pulled.stderr
+    # On the node, the lock of the file on disk is the lock the Hub gave, byte for byte.
+    checked = halogen(hub, site, "lock", "--check")
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_header_length_needs_the_whole_header_and_refuses_what_is_no_gguf(tmp_path: Path) -> None:
