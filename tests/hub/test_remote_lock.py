@@ -285,3 +285,29 @@ def test_a_crafted_header_of_arrays_nested_without_end_is_refused_not_a_crash() 
     )
     with pytest.raises(header.HeaderError, match="nested deeper than 8"):
         header.header_length(head)
+
+
+def test_after_lock_remote_the_build_checks_memory_and_fits_routing_before_any_download(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    for repo, name, shape in MODELS.values():
+        path = shapes.write_sparse(tmp_path / "hub" / repo / name, shape)
+        hub.add(repo, name, path, sha256=fake_sha(path))
+    site = repo_with_site(
+        tmp_path,
+        {m: {"file": f"{repo}/{name}", "contextSize": 8192} for m, (repo, name, _) in MODELS.items()},
+    )
+    assert halogen(hub, site, "lock", "--remote").returncode == 0
+    assert not (tmp_path / "node").exists()  # nothing downloaded, nowhere to put it
+    fitted = halogen(hub, site, "build")
+    assert fitted.returncode == 0, fitted.stderr
+    config = yaml.safe_load((site / "out" / "config.yaml").read_text())
+    assert all(isinstance(config["models"][m]["metadata"]["memory"], int) for m in MODELS)
+    assert config["routing"]["router"]["use"] == "matrix"  # fitted to the 120Gi budget
+    spec = yaml.safe_load((site / "halogen.yaml").read_text())
+    spec["memoryBudget"] = "8Gi"
+    (site / "halogen.yaml").write_text(yaml.safe_dump(spec))
+    over = halogen(hub, site, "build")
+    assert over.returncode == 1
+    assert "models.d/gpt-oss-20b.yaml:2:1: contextSize: needs " in over.stderr
+    assert "(weights 11.2 GiB, KV cache" in over.stderr and "over the budget of 8.0 GiB" in over.stderr
