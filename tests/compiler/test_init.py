@@ -118,3 +118,44 @@ def test_init_outside_a_git_repository_keeps_everything_in_the_site(tmp_path: Pa
     flux = list(yaml.safe_load_all((site / "docs/flux/kustomizations.yaml").read_text()))
     assert flux[1]["spec"]["path"] == "./out"
     assert halogen(site, "build").returncode == 0
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_the_gpu_backend_init_suggests_is_one_the_real_llama_server_takes(
+    repo: Path, llama_server: Path, smollm2_gguf: Path
+) -> None:
+    """Current llama.cpp refuses --no-mmap (`invalid argument`); the suggestion must start."""
+    import time
+    import urllib.request
+
+    from tests.ports import free_ports
+
+    assert halogen(repo, "init", "apps/llm").returncode == 0
+    text = (repo / "apps/llm/halogen.yaml").read_text()
+    uncommented = text.replace("  # gpu:", "  gpu:").replace("  #   ", "    ")
+    (repo / "apps/llm/halogen.yaml").write_text(uncommented)
+    assert halogen(repo / "apps/llm", "validate").returncode == 0
+    args = yaml.safe_load(uncommented)["backends"]["gpu"]["args"]
+    assert "--no-mmap" not in args and "--load-mode" in args
+    [port] = free_ports(1)
+    server = subprocess.Popen(
+        [str(llama_server), *args, "-m", str(smollm2_gguf), "--ctx-size", "256", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.communicate()[1][-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("llama-server never became healthy")
+    finally:
+        server.terminate()
+        server.wait(30)
