@@ -140,3 +140,22 @@ def test_add_to_a_site_of_several_backends_asks_which_and_names_it(hub: LocalHub
     data = yaml.safe_load((site / "models.d" / "qwen2.5-coder-7b-instruct-q5_k_m.yaml").read_text())
     assert data["backend"] == "gpu"
     assert subprocess.run([str(HALOGEN), "validate"], cwd=site, check=False).returncode == 0
+
+
+def test_add_of_a_split_gguf_names_its_first_part_and_locks_every_part(
+    hub: LocalHub, site: Path, tmp_path: Path
+) -> None:
+    repo = "unsloth/Qwen2.5-Coder-32B-Instruct-GGUF"
+    first = shapes.write_sparse(
+        tmp_path / "split" / "Q5_K_M" / "Qwen-32B-Q5_K_M.gguf", shapes.QWEN25_32B, parts=2
+    )
+    for part in sorted(first.parent.iterdir()):
+        hub.add(repo, f"Q5_K_M/{part.name}", part, sha256=fake_sha(part))
+    result = halogen(hub, site, "add", f"{repo}/Q5_K_M/{first.name}")
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load((site / "models.d" / "qwen-32b-q5_k_m.yaml").read_text())
+    assert data["file"] == f"{repo}/Q5_K_M/Qwen-32B-Q5_K_M-00001-of-00002.gguf"
+    assert data["source"]["file"] == "Q5_K_M/Qwen-32B-Q5_K_M-00001-of-00002.gguf"
+    lock = read_lock(site / "halogen.lock")
+    assert sorted(lock.files) == [f"{repo}/Q5_K_M/Qwen-32B-Q5_K_M-0000{i}-of-00002.gguf" for i in (1, 2)]
+    assert halogen(hub, site, "build").returncode == 0
