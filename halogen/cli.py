@@ -162,19 +162,85 @@ def schema(src: Path | None, check: bool) -> None:
     help="Exit 1 and write nothing when a model's file is missing [default: lock the files there, "
     "record the missing ones, exit 0].",
 )
+@click.option(
+    "--remote",
+    is_flag=True,
+    help="Lock the models with a source from the Hugging Face Hub, downloading no weights: each "
+    "file's sha256 from the Hub, the facts from its header read by range (a few MB). Honours "
+    "HF_TOKEN and HF_ENDPOINT. Needs halogen-llamaswap[lock,pull].",
+)
 @FORMAT
 def lock(
-    paths: tuple[Path, ...], src: Path | None, models_dir: Path | None, check: bool, strict: bool, fmt: str
+    paths: tuple[Path, ...],
+    src: Path | None,
+    models_dir: Path | None,
+    check: bool,
+    strict: bool,
+    remote: bool,
+    fmt: str,
 ) -> None:
     """Hash every GGUF file the models of the site PATHS belong to (default: found from the
     current folder) load, and read its header into halogen.lock (size, sha256, architecture,
     parameters, quantization, context, shapes), to commit with the site: the compiler and CI know
-    the models from it. Files not there are recorded as missing (exit 0; --strict: exit 1). Needs the `gguf` package (halogen-llamaswap[lock])."""
+    the models from it. Files not there are recorded as missing (exit 0; --strict: exit 1).
+    --remote reads them from the Hub instead. Needs the `gguf` package (halogen-llamaswap[lock])."""
     from halogen.commands import lock as command
 
     if paths and src is not None:
         raise click.UsageError("give PATHS or --src, not both")
-    sys.exit(command.run(list(paths), src, models_dir, check=check, strict=strict, fmt=fmt))  # type: ignore[arg-type]
+    sys.exit(
+        command.run(list(paths), src, models_dir, check=check, strict=strict, remote=remote, fmt=fmt)  # type: ignore[arg-type]
+    )
+
+
+@main.command()
+@click.argument("folder", metavar="[DIR]", default=".", type=click.Path(file_okay=False, path_type=Path))
+def init(folder: Path) -> None:
+    """Start a site in DIR (default: the current folder): halogen.yaml with one CPU backend,
+    models.d/ with an example model commented out, and docs/flux/ to apply out/ with Flux; at the
+    top of the git repository, a .pre-commit-config.yaml with halogen's hooks and a GitHub
+    Actions workflow. The site builds as it stands. Writes nothing when a file is in the way."""
+    from halogen.commands import init as command
+
+    sys.exit(command.run(folder))
+
+
+@main.command()
+@click.argument("model", metavar="ORG/REPO/FILE.gguf")
+@SRC
+@click.option("--id", "new_id", default=None, help="The model id [default: from the file name, lower case].")
+@click.option(
+    "--revision",
+    default="main",
+    show_default=True,
+    help="The branch, tag or commit to read; the model file pins the commit it names now.",
+)
+@click.option(
+    "--context-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="contextSize [default: the trained context, at most 32768].",
+)
+@click.option("--backend", default=None, help="The backend to run it with [default: the site's only one].")
+def add(
+    model: str,
+    src: Path | None,
+    new_id: str | None,
+    revision: str,
+    context_size: int | None,
+    backend: str | None,
+) -> None:
+    """Write models.d/<id>.yaml for a GGUF on the Hugging Face Hub, from what the Hub says of it:
+    file, source pinned to a commit, contextSize within the trained context; and its sha256 and
+    header facts into halogen.lock. Reads the header by range: no weights are downloaded. Never
+    overwrites a model file. Honours HF_TOKEN and HF_ENDPOINT. Needs halogen-llamaswap[lock,pull]."""
+    from halogen.commands import add as command
+
+    sys.exit(
+        command.run(
+            model, src, new_id=new_id, revision=revision, context=context_size, fmt="text", backend=backend
+        )
+    )
 
 
 @main.command()

@@ -121,10 +121,14 @@ def _tensors(s: Shape) -> list[tuple[str, tuple[int, ...], Q]]:
     return out
 
 
-def write_sparse(path: Path, s: Shape) -> Path:
-    """Write `s` as a GGUF whose tensor data is a hole; returns `path`."""
+def write_sparse(path: Path, s: Shape, *, parts: int = 1, vocabulary: bool = False) -> Path:
+    """Write `s` as a GGUF whose tensor data is a hole; returns `path`. With `parts`, as
+    llama.cpp's gguf-split writes it: `<stem>-00001-of-0000N.gguf` and so on beside `path`, the
+    key/values in the first part (returned). With `vocabulary`, the header holds a tokenizer of
+    `s.vocab` tokens, as the real files' do (megabytes of header)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, s.arch)
+    tensors = _tensors(s)
+    writer = gguf.GGUFWriter(path, s.arch, split_max_tensors=-(-len(tensors) // parts) if parts > 1 else 0)
     writer.add_name(s.name)
     writer.add_file_type(s.file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -146,22 +150,27 @@ def write_sparse(path: Path, s: Shape) -> Path:
         writer.add_sliding_window(s.sliding_window)
     for key, value in s.extra.items():
         writer.add_uint32(f"{s.arch}.{key}", value)
-    total = 0
-    for name, shape, qtype in _tensors(s):
+    if vocabulary:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_token_list([f"token{i}" for i in range(s.vocab)])
+        writer.add_token_types([1] * s.vocab)
+    for name, shape, qtype in tensors:
         if shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
             qtype = Q.Q5_0  # llama.cpp's fallback for rows a k-quant block does not divide
         block, size = gguf.GGML_QUANT_SIZES[qtype]
         nbytes = int(np.prod(shape)) // block * size
         writer.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
-        total += nbytes + (-nbytes % 32)  # GGUF_DEFAULT_ALIGNMENT
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     writer.close()
-    with path.open("r+b") as fh:
-        end = fh.seek(0, 2)
-        fh.truncate(end + (-end % 32) + total)  # the data starts aligned after the header
-    return path
+    files = writer.format_shard_names(path)
+    for file, infos in zip(files, writer.tensors, strict=True):
+        total = sum(t.nbytes + (-t.nbytes % 32) for t in infos.values())  # GGUF_DEFAULT_ALIGNMENT
+        with file.open("r+b") as fh:
+            end = fh.seek(0, 2)
+            fh.truncate(end + (-end % 32) + total)  # the data starts aligned after the header
+    return files[0]
 
 
 # The seed's five models (models.d/), by id: the synthetic shape standing in for each file, the

@@ -104,6 +104,34 @@ def _differences(old: Lock, new: Lock) -> list[str]:
     return out
 
 
+def _from_hub(root: Path) -> tuple[Lock, list[Diagnostic]]:
+    """`--remote`: the sourced models' files as the Hub states them (halogen/hub/remote_lock.py)."""
+    try:
+        import gguf  # noqa: F401
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        raise Invalid(
+            [
+                Diagnostic(
+                    LOCK_FILE,
+                    0,
+                    0,
+                    "",
+                    "--remote needs the gguf and huggingface_hub packages",
+                    "pip install 'halogen-llamaswap[lock,pull]'",
+                )
+            ]
+        ) from None
+    from halogen.hub import remote_lock
+    from halogen.hub.download import human
+
+    new, found, reads = remote_lock.scan(root)
+    for read in reads:
+        how = f"header read from the Hub ({human(read.fetched)})" if read.fetched else "unchanged on the Hub"
+        click.echo(f"halogen: {read.model}: {read.path}, {human(read.size)}: {how}", err=True)
+    return new, found
+
+
 def run(
     paths: Sequence[Path],
     src: Path | None,
@@ -112,6 +140,7 @@ def run(
     check: bool,
     fmt: Format,
     strict: bool = False,
+    remote: bool = False,
 ) -> int:
     """Lock the site the paths (or the current folder) belong to, or `src`. A file that is not
     there fails the run only under `strict` or `check`; otherwise the lock records it as missing."""
@@ -123,7 +152,7 @@ def run(
     try:
         # Writing replaces the lock whatever it holds (a broken one included); --check compares.
         old = read_lock(lock_path) if check else Lock()
-        new, found = scan(root, models_dir, strict=strict or check)
+        new, found = _from_hub(root) if remote else scan(root, models_dir, strict=strict or check)
     except Invalid as exc:
         shown = sites.relocate(exc.diagnostics, root, fmt)
         emit(shown, fmt)

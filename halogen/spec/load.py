@@ -156,6 +156,20 @@ def load(root: Path) -> tuple[Site | None, list[Diagnostic]]:
         doc = _read(path, label, found)
         if doc is None:
             continue
+        if doc.data is None and any(line.strip() for line in doc.lines):
+            # A model commented out, as `halogen init` writes its example: no model, said so.
+            found.append(
+                Diagnostic(
+                    label,
+                    1,
+                    1,
+                    "",
+                    "only comments: no model is served from this file",
+                    "uncomment the model to serve it, or delete the file",
+                    "warning",
+                )
+            )
+            continue
         if doc.data is None:
             found.append(
                 Diagnostic(label, 1, 1, "", "file is empty", "describe the model, at least its `file`")

@@ -179,7 +179,6 @@ CASES = [
     Case("utf-16-file", model(TINY.encode("utf-16")), at(1, 1), "file is not valid UTF-8"),
     Case("nul-byte", model(b"name: Ti\x00ny\nfile: a.gguf\n"), at(1, 9), "file contains a NUL byte"),
     Case("empty-model-file", model(""), at(1, 1), "file is empty"),
-    Case("model-file-of-comments-only", model("# to do\n---\n"), at(1, 1), "file is empty"),
     Case("empty-halogen-yaml", site(""), in_site(1, 1), "file is empty"),
     Case("model-file-is-a-list", model("- file: a.gguf\n"), at(1, 1), "input should be a valid dictionary"),
     # --- size, depth, expansion ------------------------------------------------------------
