@@ -9,7 +9,7 @@ import click
 from halogen.commands.report import emit
 from halogen.diagnostics import Diagnostic, Format, Invalid
 from halogen.importing import notes
-from halogen.importing.site import import_site, refused, write
+from halogen.importing.site import NotImported, import_site, refused, write
 from halogen.spec.load import MODELS_DIR, SITE_FILE
 
 
@@ -22,6 +22,8 @@ def run(config: Path, target: Path, manifests: Path | None, *, fmt: Format) -> i
         imported = import_site(config, manifests)
         write(target, imported.files)
     except Invalid as exc:
+        if isinstance(exc, NotImported) and fmt == "text":
+            click.echo(notes.text(exc.notes), err=True)
         emit(exc.diagnostics, fmt)
         click.echo("halogen import: nothing was written", err=True)
         return 1

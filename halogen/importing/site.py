@@ -48,6 +48,14 @@ ORDER = (
 SECTIONS = ("selectors", "profiles", "peers", "groups")
 
 
+class NotImported(Invalid):
+    """The site does not build even with every refused part left out; `notes` says what was."""
+
+    def __init__(self, diagnostics: list[Diagnostic], notes: list[Note]) -> None:
+        super().__init__(diagnostics)
+        self.notes = notes
+
+
 @dataclass(frozen=True)
 class Imported:
     files: dict[str, str]  # path in the site -> text
@@ -147,17 +155,18 @@ def import_site(config_path: Path, manifests: Path | None) -> Imported:
     name = config_path.name
     for _ in range(MAX_ROUNDS):
         if not draft.models:
-            raise Invalid(
-                [Diagnostic(name, 0, 0, "models", "no model could be imported", "see the notes above")]
+            raise NotImported(
+                [Diagnostic(name, 0, 0, "models", "no model could be imported", "see the notes above")],
+                draft.notes,
             )
         files = _files(draft, name)
         problems, compiled = _staged_build(files)
         if compiled is not None:
             break
         if not _prune(draft, problems):
-            raise Invalid(problems)
+            raise NotImported(problems, draft.notes)
     else:
-        raise Invalid([Diagnostic(name, 0, 0, "", "the imported site does not build")])
+        raise NotImported([Diagnostic(name, 0, 0, "", "the imported site does not build")], draft.notes)
     lines, found_differences = compare.compare(config, compiled, draft.intended)
     unexpected = [d for d in found_differences if not d.why]
     files[REPORT_FILE] = report(name, draft.notes, draft.raw, lines)
