@@ -146,7 +146,7 @@ def _prune(draft: translate.Draft, problems: list[Diagnostic]) -> bool:
 def import_site(config_path: Path, manifests: Path | None) -> Imported:
     """Everything `halogen import` writes, as text; raises `Invalid` for input it cannot read
     and for a site that does not build once every refused part is left out."""
-    config, doc, notes, raw = source.read(config_path)
+    config, ran, doc, notes, raw = source.read(config_path)
     found = kube.read(manifests) if manifests is not None else None
     draft = translate.translate(config, doc, found, config_path.stem)
     draft.notes[:0] = notes
@@ -167,7 +167,13 @@ def import_site(config_path: Path, manifests: Path | None) -> Imported:
             raise NotImported(problems, draft.notes)
     else:
         raise NotImported([Diagnostic(name, 0, 0, "", "the imported site does not build")], draft.notes)
-    lines, found_differences = compare.compare(config, compiled, draft.intended)
+    if ran.globalTTL != config.globalTTL:
+        for mid, model in config.models.items():
+            if model.ttl is None or model.ttl == -1:
+                draft.intended.setdefault(mid, {})["ttl"] = (
+                    "the top-level `ttl` llama-swap ignored is globalTTL now"
+                )
+    lines, found_differences = compare.compare(ran, compiled, draft.intended)
     unexpected = [d for d in found_differences if not d.why]
     files[REPORT_FILE] = report(name, draft.notes, draft.raw, lines)
     return Imported(files, draft.notes, lines, unexpected)

@@ -41,9 +41,10 @@ def _keep(raw: dict[str, Any], path: yamlio.Path_, value: Any) -> None:
     node[str(path[-1])] = value
 
 
-def read(path: Path) -> tuple[Config, yamlio.Document, list[Note], dict[str, Any]]:
-    """The config, its document (for positions), the notes, and what was taken out, raw.
-    Raises `Invalid` for what llama-swap would refuse to read at all."""
+def read(path: Path) -> tuple[Config, Config, yamlio.Document, list[Note], dict[str, Any]]:
+    """The config as the site means it, the config as llama-swap ran it (they differ by the fixes
+    made here), its document (for positions), the notes, and what was taken out, raw. Raises
+    `Invalid` for what llama-swap would refuse to read at all."""
     doc = yamlio.read(path, path.name, what="config")
     data = doc.data
     if not isinstance(data, dict) or "models" not in data:
@@ -58,6 +59,7 @@ def read(path: Path) -> tuple[Config, yamlio.Document, list[Note], dict[str, Any
         )
     notes: list[Note] = []
     raw: dict[str, Any] = {}
+    moved = False  # the top-level `ttl` became globalTTL
     for key in list(data):
         if key in UNSUPPORTED_TOP:
             value = data.pop(key)
@@ -73,6 +75,7 @@ def read(path: Path) -> tuple[Config, yamlio.Document, list[Note], dict[str, Any
         elif key == "ttl" and "globalTTL" not in data and isinstance(data[key], int) and data[key] >= 0:
             ttl = data.pop(key)
             data["globalTTL"] = ttl
+            moved = bool(ttl)
             notes.append(
                 Note(
                     "fixed",
@@ -118,4 +121,5 @@ def read(path: Path) -> tuple[Config, yamlio.Document, list[Note], dict[str, Any
     config, problems = parse(Config, doc)
     if config is None or errors(problems):
         raise Invalid(problems)
-    return config, doc, notes, raw
+    ran = config.model_copy(update={"globalTTL": 0}) if moved else config
+    return config, ran, doc, notes, raw

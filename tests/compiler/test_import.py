@@ -117,6 +117,7 @@ def test_the_seed_import_reports_each_known_bug_as_fixed(tmp_path: Path) -> None
     report = (root / "import-report.md").read_text()
     assert "## Fixed" in report and "`ttl: 1800`" in report
     assert "flag --host: '0.0.0.0' -> '127.0.0.1' (intended" in report
+    assert "ttl: 0 -> 1800 (intended: the top-level `ttl` llama-swap ignored is globalTTL now)" in report
     assert "logRequests: true" in report  # kept raw: a key llama-swap ignores
 
 
