@@ -342,3 +342,36 @@ def test_the_installed_command_imports_into_the_current_folder_of_a_git_reposito
     built_ = subprocess.run([str(CONSOLE), "build"], cwd=site, capture_output=True, text=True, timeout=120)
     assert built_.returncode == 0, built_.stderr
     assert (site / "out" / "config.yaml").is_file()
+
+
+def test_the_help_shows_the_command_as_the_readme_writes_it() -> None:
+    result = subprocess.run([str(CONSOLE), "import", "--help"], capture_output=True, text=True, timeout=60)
+    assert "Usage: halogen import [OPTIONS] CONFIG [DIR]" in result.stdout
+    assert "--manifests DIR" in result.stdout
+
+
+def test_a_model_whose_command_needs_an_environment_variable_is_left_out_and_kept_raw(tmp_path: Path) -> None:
+    config = {
+        "macros": {"server": SERVER},
+        "models": {
+            "home": {"cmd": "${server} -m ${env.HOME}/m.gguf"},
+            "kept": {"cmd": "${server} -m /models/k.gguf -c 1024"},
+        },
+    }
+    root, notes = imported(tmp_path, write_config(tmp_path, config))
+    assert sorted(p.name for p in (root / "models.d").iterdir()) == ["kept.yaml"]
+    assert any("${env.HOME}, which the pod does not set" in n for n in notes)
+    assert "${env.HOME}/m.gguf" in (root / "import-report.md").read_text()
+
+
+def test_a_model_id_that_cannot_be_a_file_name_is_left_out_and_named(tmp_path: Path) -> None:
+    config = {
+        "macros": {"server": SERVER},
+        "models": {
+            "org/model": {"cmd": "${server} -m /models/o.gguf -c 1024"},
+            "fine": {"cmd": "${server} -m /models/f.gguf -c 1024"},
+        },
+    }
+    root, notes = imported(tmp_path, write_config(tmp_path, config))
+    assert sorted(p.name for p in (root / "models.d").iterdir()) == ["fine.yaml"]
+    assert any("model id 'org/model' cannot be a file name" in n for n in notes)
