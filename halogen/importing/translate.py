@@ -14,32 +14,21 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from halogen import image, yamlio
+from halogen.importing import backends
 from halogen.importing.kube import Manifests
 from halogen.importing.notes import Note, at
 from halogen.llamaswap import command
 from halogen.llamaswap import matrix as dsl
 from halogen.llamaswap.config import Capabilities, Compat, Config, Model, Timeouts
 from halogen.llamaswap.resolve import _expand, _routing  # llama-swap's expansion and router choice
-from halogen.patterns import BACKEND_ID, ENV_NAME
+from halogen.patterns import BACKEND_ID
 from halogen.spec import flags
 from halogen.spec.inputs import K8S_NAME, MODEL_ID, Globals
 
-MACRO_ONLY = re.compile(r"^\$\{([a-zA-Z0-9_-]+)\}$")
 ENV_REF = re.compile(r"\$\{env\.([a-zA-Z_][a-zA-Z0-9_]*)\}")
 DEFAULT_PROXY = "http://localhost:${PORT}"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SECRET_SUFFIX = "-keys"
-
-
-@dataclass(frozen=True)
-class Launcher:
-    """A macro that starts a server on the proxy's port: the makings of a backend."""
-
-    macro: str
-    tokens: tuple[str, ...]  # the macro's value, split
-    binary: str
-    host: str | None
-    args: tuple[str, ...]
 
 
 @dataclass
@@ -54,59 +43,6 @@ class Draft:
     intended: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> compared key -> why
 
 
-def _drop(tokens: list[str], dropped: list[flags.Flag]) -> list[str]:
-    """`tokens` without the given flags and the values they took."""
-    gone: set[int] = set()
-    for flag in dropped:
-        gone.add(flag.index)
-        if (
-            flag.value is not None
-            and flag.written
-            and flag.index + 1 < len(tokens)
-            and "=" not in tokens[flag.index]
-        ):
-            gone.add(flag.index + 1)
-    return [t for i, t in enumerate(tokens) if i not in gone]
-
-
-def launcher(name: str, value: object) -> Launcher | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        tokens = command.split(value)
-    except ValueError:
-        return None
-    if not tokens or not tokens[0].startswith("/") or "${" in tokens[0]:
-        return None
-    parsed = flags.parse(tokens[1:])
-    ports = [f for f in parsed if f.name == "--port"]
-    hosts = [f for f in parsed if f.name == "--host"]
-    if (
-        len(ports) != 1
-        or ports[0].value != "${PORT}"
-        or len(hosts) > 1
-        or any(h.value is None for h in hosts)
-    ):
-        return None
-    rest = _drop(list(tokens[1:]), ports + hosts)
-    if any("${" in t for t in rest) or any(f.name in ("--model", "--ctx-size") for f in flags.parse(rest)):
-        return None
-    return Launcher(name, tuple(tokens), tokens[0], hosts[0].value if hosts else None, tuple(rest))
-
-
-def _last_wins(args: list[str]) -> tuple[list[str], list[str]]:
-    """`args` with each flag given once, at its last value (llama-server keeps the last), and
-    the flags that were given more than once."""
-    parsed = flags.parse(args)
-    last = {f.name: f.index for f in parsed if f.name}
-    twice = sorted({f.written for f in parsed if f.name and last[f.name] != f.index})
-    return _drop(args, [f for f in parsed if f.name and last[f.name] != f.index]), twice
-
-
-def _values(args: list[str]) -> dict[str, str | None]:
-    return {f.name: f.value for f in flags.parse(args) if f.name}
-
-
 class Translation:
     def __init__(self, config: Config, doc: yamlio.Document, manifests: Manifests | None) -> None:
         self.config = config
@@ -117,8 +53,8 @@ class Translation:
         self.models: dict[str, dict[str, Any]] = {}
         self.origin: dict[str, str] = {}
         self.intended: dict[str, dict[str, str]] = {}
-        self.launchers = {n: launch for n, v in config.macros.items() if (launch := launcher(n, v))}
-        self.split: dict[str, tuple[Launcher, list[str]]] = {}  # id -> its launcher, its args
+        self.launchers = {n: launch for n, v in config.macros.items() if (launch := backends.launcher(n, v))}
+        self.split: dict[str, tuple[backends.Launcher, list[str]]] = {}  # id -> its launcher, its args
         self.used_macros: Counter[str] = Counter()
         self.secret_keys: list[str] = []
 
@@ -170,7 +106,7 @@ class Translation:
         for key in ("name", "description"):
             if fields[key]:
                 entry[key] = fields[key]
-        first = MACRO_ONLY.match(written[0]) if written else None
+        first = backends.MACRO_ONLY.match(written[0]) if written else None
         launch = self.launchers.get(first.group(1)) if first and first.group(1) not in model.macros else None
         if (
             launch is not None
@@ -215,23 +151,23 @@ class Translation:
             value = getattr(model, key)
             if value != default:
                 carried[key] = value.model_dump(mode="json", exclude_defaults=True, by_alias=True)
-        if carried.get("metadata") or any(k != "metadata" for k in carried) or entry.get("llamaSwap"):
+        if carried:
             entry["llamaSwap"] = {**entry.get("llamaSwap", {}), **carried}
         self.models[mid] = entry
         self.origin[mid] = at(self.doc, where)
 
-    def _why_raw(self, written: list[str], launch: Launcher | None) -> str:
+    def _why_raw(self, written: list[str], launch: backends.Launcher | None) -> str:
         head = written[0] if written else ""
         if launch is not None:
             return (
                 f"kept as a raw `cmd`: after {head} it does not name one `-m` file and a literal `--ctx-size` "
                 "(or it sets --port or --host itself)"
             )
-        if MACRO_ONLY.match(head):
+        if backends.MACRO_ONLY.match(head):
             return f"kept as a raw `cmd`: macro {head} does not start a server on --port ${{PORT}} with literal flags"
         return "kept as a raw `cmd`: it starts with no macro, so there is no backend to share"
 
-    def _split(self, mid: str, entry: dict[str, Any], launch: Launcher, rest: list[str]) -> bool:
+    def _split(self, mid: str, entry: dict[str, Any], launch: backends.Launcher, rest: list[str]) -> bool:
         parsed = flags.parse(rest)
         models = [f for f in parsed if f.name == "--model"]
         contexts = [f for f in parsed if f.name == "--ctx-size"]
@@ -244,7 +180,7 @@ class Translation:
             or any("${" in t for t in rest)
         ):
             return False
-        args, twice = _last_wins(_drop(rest, models + contexts))
+        args, twice = backends.last_wins(backends.drop(rest, models + contexts))
         if twice:
             self.note(
                 "fixed",
@@ -316,7 +252,7 @@ class Translation:
 
     # --- backends -------------------------------------------------------------------------
 
-    def backends(self) -> dict[str, dict[str, Any]]:
+    def declare_backends(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         ids: dict[str, str] = {}
         for macro in sorted({launch.macro for launch, _ in self.split.values()}):
@@ -335,40 +271,23 @@ class Translation:
             )
         return out
 
-    def _backend(self, launch: Launcher, bid: str, users: list[str]) -> dict[str, Any]:
-        base, twice = _last_wins(list(launch.args))
+    def _backend(self, launch: backends.Launcher, bid: str, users: list[str]) -> dict[str, Any]:
+        base, twice = backends.last_wins(list(launch.args))
         if twice:
             self.note(
                 "fixed", ("macros", launch.macro), f"{', '.join(twice)} given more than once: given once now"
             )
-        own = {mid: _values(self.split[mid][1]) for mid in users}
-        for name in [f.name for f in flags.parse(base) if f.name]:
-            flag = next(f for f in flags.parse(base) if f.name == name)
-            overrides = {mid: values[name] for mid, values in own.items() if name in values}
-            if not overrides:
-                continue
-            value = next(iter(overrides.values()))
-            spelled = [flag.written] + ([value] if value is not None else [])
-            if len(overrides) == len(users) and len(set(overrides.values())) == 1:
-                kept = _drop(base, [flag])
-                base = kept[: flag.index] + spelled + kept[flag.index :]
-                for mid in users:
-                    args = self.split[mid][1]
-                    args[:] = _drop(args, [f for f in flags.parse(args) if f.name == name])
-                self.note(
-                    "fixed",
-                    ("macros", launch.macro),
-                    f"macro {launch.macro!r} sets {flag.written} {flag.value or ''}".rstrip()
-                    + f", and every model using it overrode that with {' '.join(spelled)}: "
-                    f"backend {bid!r} says {' '.join(spelled)} once",
-                )
-            else:  # the models disagree: each says its own value, the backend none
-                base = _drop(base, [flag])
-                for mid in users:
-                    if mid not in overrides:
-                        self.split[mid][1].extend(
-                            [flag.written] + ([flag.value] if flag.value is not None else [])
-                        )
+        folded = backends.fold(base, {mid: self.split[mid][1] for mid in users})
+        base = folded.args
+        for mid in users:
+            self.split[mid] = (launch, folded.models[mid])
+        for written, spelled in folded.once:
+            self.note(
+                "fixed",
+                ("macros", launch.macro),
+                f"macro {launch.macro!r} sets {written}, and every model using it overrode that with "
+                f"{spelled}: backend {bid!r} says {spelled} once",
+            )
         backend: dict[str, Any] = {"binary": launch.binary}
         host = launch.host or "127.0.0.1"
         proxies = {self.models[m].get("llamaSwap", {}).get("proxy", DEFAULT_PROXY) for m in users}
@@ -385,7 +304,7 @@ class Translation:
             backend["host"] = host
         if base:
             backend["args"] = base
-        shared = _shared_env([self.models[m].get("env", {}) for m in users])
+        shared = backends.shared_env([self.models[m].get("env", {}) for m in users])
         if shared:
             backend["env"] = shared
             for mid in users:
@@ -579,7 +498,10 @@ class Translation:
         deployment.update({k: v for k, v in found.items() if k not in deployment})
         paths = [PurePosixPath(e["file"]) for e in self.models.values() if "file" in e]
         paths += [
-            PurePosixPath(p) for e in self.models.values() if "cmd" in e for p in _model_paths(e["cmd"])
+            PurePosixPath(p)
+            for e in self.models.values()
+            if "cmd" in e
+            for p in backends.model_paths(e["cmd"])
         ]
         absolute = [p for p in paths if p.is_absolute()]
         mounts = self.manifests.mounts if self.manifests else {}
@@ -627,16 +549,16 @@ class Translation:
             deployment["image"] = {"base": kinds[0]}
         return deployment
 
-    def plain_backend(self, backends: dict[str, dict[str, Any]]) -> None:
+    def plain_backend(self, declared: dict[str, dict[str, Any]]) -> None:
         """Raw commands take their environment from their backend: give them one that adds none."""
         raw = [mid for mid, e in self.models.items() if "cmd" in e]
         if not raw:
             return
-        plain = next((b for b, v in backends.items() if not v.get("env")), None)
+        plain = next((b for b, v in declared.items() if not v.get("env")), None)
         if plain is None:
-            plain = "plain" if "plain" not in backends else "plain-raw"
-            backends[plain] = {}
-        if len(backends) > 1:
+            plain = "plain" if "plain" not in declared else "plain-raw"
+            declared[plain] = {}
+        if len(declared) > 1:
             for mid in raw:
                 self.models[mid]["backend"] = plain
 
@@ -652,26 +574,18 @@ def _common(paths: list[str]) -> str:
     return posixpath.commonpath(paths)
 
 
-def _model_paths(cmd: str) -> list[str]:
-    try:
-        tokens = command.split(cmd)
-    except ValueError:
-        return []
-    return [f.value for f in flags.parse(tokens[1:]) if f.name == "--model" and f.value]
-
-
 def translate(config: Config, doc: yamlio.Document, manifests: Manifests | None, name: str) -> Draft:
     """The site for `config`: halogen.yaml's data, each model file's, and the notes."""
     t = Translation(config, doc, manifests)
     for mid, model in config.models.items():
         t.model(mid, model)
-    backends = t.backends()
-    t.plain_backend(backends)
+    declared = t.declare_backends()
+    t.plain_backend(declared)
     site: dict[str, Any] = {"deployment": t.deployment(name)}
     t.globals(site)
     t.routing(site)
     t.peers_and_keys(site)
-    site["backends"] = backends or {"llama-server": {}}
+    site["backends"] = declared or {"llama-server": {}}
     texts = [m.model_dump_json() for m in config.models.values()] + [str(v) for v in config.macros.values()]
     for macro, value in config.macros.items():
         if macro in t.used_macros:
@@ -683,10 +597,3 @@ def translate(config: Config, doc: yamlio.Document, manifests: Manifests | None,
             t.keep(("macros", macro), value)
     notes = (manifests.notes if manifests else []) + t.notes
     return Draft(site, t.models, notes, t.raw, t.origin, t.intended)
-
-
-def _shared_env(envs: list[dict[str, str]]) -> dict[str, str]:
-    if not envs:
-        return {}
-    first = envs[0]
-    return {k: v for k, v in first.items() if re.match(ENV_NAME, k) and all(e.get(k) == v for e in envs[1:])}

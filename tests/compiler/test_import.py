@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from halogen import pipeline
+from halogen.importing import backends
 from halogen.importing.site import import_site, write
 from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import Runnable
@@ -375,3 +376,27 @@ def test_a_model_id_that_cannot_be_a_file_name_is_left_out_and_named(tmp_path: P
     root, notes = imported(tmp_path, write_config(tmp_path, config))
     assert sorted(p.name for p in (root / "models.d").iterdir()) == ["fine.yaml"]
     assert any("model id 'org/model' cannot be a file name" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("base", "models", "expected"),
+    [
+        (
+            ["-ngl", "-1", "-t", "4"],
+            {"a": ["-ngl", "0"], "b": ["-ngl", "0", "--jinja"]},
+            (["-ngl", "0", "-t", "4"], {"a": [], "b": ["--jinja"]}),
+        ),
+        (
+            ["-ngl", "99", "-t", "4"],
+            {"a": ["--n-gpu-layers", "0"], "b": []},
+            (["-t", "4"], {"a": ["--n-gpu-layers", "0"], "b": ["-ngl", "99"]}),
+        ),
+        (["-t", "4"], {"a": ["--jinja"]}, (["-t", "4"], {"a": ["--jinja"]})),
+    ],
+    ids=["every model overrides alike", "the models disagree", "no override"],
+)
+def test_each_flag_is_said_in_one_place_with_the_value_llama_server_kept(
+    base: list[str], models: dict[str, list[str]], expected: tuple[list[str], dict[str, list[str]]]
+) -> None:
+    folded = backends.fold(base, models)
+    assert (folded.args, folded.models) == expected
