@@ -1,5 +1,8 @@
 """A llama-swap command line read for its backend: the macro that starts the server, the flags
-each model adds, and the one place each flag is said. Pure: token lists in, token lists out."""
+each model adds, and the one place each flag is said. Pure: token lists in, token lists out.
+
+A flag given twice takes its last value in llama-server (common/arg.cpp in llama.cpp parses
+the arguments in order, each one setting its field), which is what makes folding safe."""
 
 from __future__ import annotations
 

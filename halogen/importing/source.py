@@ -1,5 +1,9 @@
 """Read the llama-swap config being imported: what llama-swap itself would read, with each key
-it ignores, or halogen cannot run, taken out and noted instead of refused."""
+it ignores, or halogen cannot run, taken out and noted instead of refused.
+
+As llama-swap at 0bdb3720 reads it (internal/config/load.go, LoadConfigFromReader): its YAML
+decoder skips keys it does not know (the seed's `ttl`, `logRequests`), and a null section is an
+empty one."""
 
 from __future__ import annotations
 

@@ -3,7 +3,12 @@
 A model whose command starts with a macro that runs a server on `--port ${PORT}` becomes
 `file`, `contextSize` and `args` on a backend made of that macro; any other keeps its command
 as a raw `cmd`. Macros are expanded as llama-swap expands them (the resolver's own expansion),
-so what each model runs stays what it ran."""
+so what each model runs stays what it ran.
+
+llama-swap's rules, as of 0bdb3720: macros expand per model, model macros over global ones
+(internal/config/macros.go); `setParamsByID` keys are ids the model answers to
+(internal/config/filters.go); routing is the legacy `groups`/`matrix` or `routing.router`, and
+the scheduler's `priority` names models or aliases (internal/config/load.go, scheduling.go)."""
 
 from __future__ import annotations
 
