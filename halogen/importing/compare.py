@@ -12,6 +12,8 @@ from halogen.llamaswap.config import Config, Hooks, Routing
 from halogen.llamaswap.resolve import Runnable, Unresolvable, resolve
 from halogen.spec import flags
 
+PORT = 5800
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -29,6 +31,7 @@ def alone(config: Config) -> dict[str, Runnable | str]:
         single = config.model_copy(
             update={
                 "models": {mid: model},
+                "startPort": PORT,  # the port is the proxy's to hand out: the same on both sides
                 "groups": {},
                 "matrix": None,
                 "routing": Routing(),

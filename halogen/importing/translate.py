@@ -387,6 +387,12 @@ class Translation:
                 self.note(
                     "changed", (*mpath, "vars"), "the matrix names models by id; halogen writes the vars"
                 )
+        if config.routing.scheduler.use not in ("", "fifo"):
+            self.note(
+                "refused",
+                ("routing", "scheduler", "use"),
+                f"scheduler {config.routing.scheduler.use!r}: the one scheduler is fifo (llama-swap refuses it too)",
+            )
         priority = config.routing.scheduler.settings.fifo.priority
         aliases = {a: mid for mid, m in config.models.items() for a in m.aliases}
         for key, value in priority.items():
@@ -422,6 +428,14 @@ class Translation:
                 "changed",
                 ("healthCheckTimeout",),
                 "llama-swap raises a healthCheckTimeout under 15 to 15: written as 15",
+            )
+        if not 1024 <= config.startPort <= 65000:
+            swap.pop("startPort", None)
+            self.note(
+                "changed",
+                ("startPort",),
+                f"startPort {config.startPort} is outside 1024-65000, where the site's model ports go: "
+                f"the models take ports from {defaults.startPort}",
             )
         if config.unloadTimeout < 1:
             swap["unloadTimeout"] = 1

@@ -400,3 +400,14 @@ def test_each_flag_is_said_in_one_place_with_the_value_llama_server_kept(
 ) -> None:
     folded = backends.fold(base, models)
     assert (folded.args, folded.models) == expected
+
+
+def test_a_start_port_the_site_cannot_take_is_noted_and_the_default_used(tmp_path: Path) -> None:
+    config = {
+        "startPort": 80,
+        "macros": {"server": SERVER},
+        "models": {"a": {"cmd": "${server} -m /models/a.gguf -c 64"}},
+    }
+    root, notes = imported(tmp_path, write_config(tmp_path, config))
+    assert "llamaSwap" not in yaml.safe_load((root / "halogen.yaml").read_text())
+    assert any("startPort 80 is outside 1024-65000" in n for n in notes)
