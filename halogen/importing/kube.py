@@ -4,15 +4,18 @@ type and address. What halogen renders otherwise is noted, the seed's bugs as fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from halogen import yamlio
 from halogen.diagnostics import Diagnostic, Invalid
 from halogen.importing.notes import Note
 from halogen.yamlio import MAX_BYTES
 
 METALLB_ADDRESS = "metallb.universe.tf/loadBalancerIPs"
+SEPARATOR = re.compile(r"^---[ \t]*(#.*)?$", re.MULTILINE)
 MAX_FILES = 200
 
 
@@ -25,9 +28,6 @@ class Manifests:
 
 def _documents(folder: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every object in the folder's YAML files, with the file it came from."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
     if not folder.is_dir():
         raise Invalid(
             [
@@ -43,23 +43,22 @@ def _documents(folder: Path) -> list[tuple[str, dict[str, Any]]]:
         )
     out = []
     for path in files:
-        raw = path.read_bytes()
-        if len(raw) > MAX_BYTES:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # checked before reading: a manifest folder may hold anything
             raise Invalid(
-                [
-                    Diagnostic(
-                        path.name, 0, 0, "", f"file is {len(raw)} bytes, over the {MAX_BYTES} byte limit"
-                    )
-                ]
+                [Diagnostic(path.name, 0, 0, "", f"file is {size} bytes, over the {MAX_BYTES} byte limit")]
             )
-        try:
-            docs = list(YAML(typ="safe", pure=True).load_all(raw.decode("utf-8", "replace")))
-        except YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-            raise Invalid(
-                [Diagnostic(path.name, line, column, "", f"not YAML: {getattr(exc, 'problem', exc)}")]
-            ) from None
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+        # One document at a time through the project's reader (its node and alias budget),
+        # each padded to its own lines so that positions stay the file's.
+        text = raw.decode("utf-8", "replace")
+        starts = [0, *(m.end() for m in SEPARATOR.finditer(text))]
+        ends = [m.start() for m in SEPARATOR.finditer(text)] + [len(text)]
+        docs = []
+        for start, end in zip(starts, ends, strict=True):
+            padding = "\n" * text.count("\n", 0, start)
+            docs.append(yamlio.load((padding + text[start:end]).encode(), path.name).data)
         out += [(path.name, d) for d in docs if isinstance(d, dict)]
     return out
 

@@ -325,7 +325,7 @@ def test_manifests_that_are_not_yaml_are_an_error_naming_the_file(tmp_path: Path
     (k8s / "deployment.yaml").write_text("kind: Deployment\nspec: [\n")
     result = halogen("import", SEED_CONFIG, tmp_path / "site", "--manifests", k8s)
     assert result.returncode == 1
-    assert "deployment.yaml:" in result.stderr and "not YAML" in result.stderr
+    assert "deployment.yaml:3:1: expected the node content" in result.stderr
 
 
 def test_the_installed_command_imports_into_the_current_folder_of_a_git_repository(tmp_path: Path) -> None:
@@ -411,3 +411,51 @@ def test_a_start_port_the_site_cannot_take_is_noted_and_the_default_used(tmp_pat
     root, notes = imported(tmp_path, write_config(tmp_path, config))
     assert "llamaSwap" not in yaml.safe_load((root / "halogen.yaml").read_text())
     assert any("startPort 80 is outside 1024-65000" in n for n in notes)
+
+
+def test_the_same_config_imports_to_the_same_bytes() -> None:
+    assert import_site(SEED_CONFIG, SEED_K8S).files == import_site(SEED_CONFIG, SEED_K8S).files
+
+
+def test_a_literal_peer_key_becomes_a_secret_reference_and_is_reported(tmp_path: Path) -> None:
+    config = {
+        "macros": {"server": SERVER},
+        "models": {"a": {"cmd": "${server} -m /models/a.gguf -c 64"}},
+        "peers": {"box2": {"proxy": "http://box2.lan:8080", "apiKey": "sk-peer-secret", "models": ["q"]}},
+    }
+    root, notes = imported(tmp_path, write_config(tmp_path, config))
+    site = yaml.safe_load((root / "halogen.yaml").read_text())
+    assert site["peers"]["box2"]["apiKey"] == {
+        "secret": "config-keys",
+        "key": "PEER_BOX2_API_KEY",
+        "env": "PEER_BOX2_API_KEY",
+    }
+    assert "sk-peer-secret" not in "".join(p.read_text() for p in root.rglob("*") if p.is_file())
+    assert any("--from-literal=PEER_BOX2_API_KEY=<the key>" in n for n in notes)
+
+
+def test_a_huge_manifest_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    k8s = tmp_path / "k8s"
+    k8s.mkdir()
+    (k8s / "big.yaml").write_bytes(b"#" * (2 * 1024 * 1024))
+    result = halogen("import", SEED_CONFIG, tmp_path / "site", "--manifests", k8s)
+    assert result.returncode == 1
+    assert "big.yaml: file is 2097152 bytes, over the 1048576 byte limit" in result.stderr
+
+
+def test_manifests_with_several_documents_are_read_each_at_its_own_lines(tmp_path: Path) -> None:
+    k8s = tmp_path / "k8s"
+    k8s.mkdir()
+    (k8s / "all.yaml").write_text(
+        "".join("---\n" + (SEED_K8S / name).read_text() for name in ("deployment.yaml", "service.yaml"))
+        + "---\nkind: Broken\nspec: [\n"
+    )
+    result = halogen("import", SEED_CONFIG, tmp_path / "site", "--manifests", k8s)
+    assert result.returncode == 1
+    lines = (k8s / "all.yaml").read_text().count("\n")
+    assert f"all.yaml:{lines + 1}:" in result.stderr
+    (k8s / "all.yaml").write_text((k8s / "all.yaml").read_text().rsplit("---\n", 1)[0])
+    root, _ = imported(tmp_path, SEED_CONFIG, k8s)
+    site = yaml.safe_load((root / "halogen.yaml").read_text())
+    assert site["deployment"]["service"]["address"] == "192.168.68.100"
+    assert site["deployment"]["models"]["hostPath"] == "/var/lib/llama-swappo/models"
