@@ -61,7 +61,6 @@ class Translation:
         self.launchers = {n: launch for n, v in config.macros.items() if (launch := backends.launcher(n, v))}
         self.split: dict[str, tuple[backends.Launcher, list[str]]] = {}  # id -> its launcher, its args
         self.used_macros: Counter[str] = Counter()
-        self.secret_keys: list[str] = []
 
     def note(self, kind: Any, path: yamlio.Path_, message: str) -> None:
         self.notes.append(Note(kind, at(self.doc, path), message))
@@ -461,7 +460,6 @@ class Translation:
         if found is not None:
             env = found.group(1)
         else:
-            self.secret_keys.append(env)
             self.note(
                 "secret",
                 path,
