@@ -137,16 +137,7 @@ def _deployment(name: str, d: dict[str, Any], found: Manifests) -> None:
     container = _get(pod, "containers", 0) or {}
     image = container.get("image")
     if isinstance(image, str):
-        latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
-        notes.append(
-            Note(
-                "changed",
-                name,
-                f"the pod ran {image}; the site runs halogen's image (halogen serve with llama-server): "
-                "set deployment.image to your own build of it"
-                + ("; the old image was unpinned (:latest), halogen's is pinned" if latest else ""),
-            )
-        )
+        _image(name, image, found)
     port = _get(container, "ports", 0, "containerPort")
     if isinstance(port, int):
         out["port"] = port
@@ -208,6 +199,37 @@ def _deployment(name: str, d: dict[str, Any], found: Manifests) -> None:
     strategy = _get(d, "spec", "strategy", "type")
     if strategy == "Recreate":
         out["strategy"] = "Recreate"
+
+
+def _image(name: str, image: str, found: Manifests) -> None:
+    """A pod that already ran halogen keeps its image (pinned); any other image, llama-swap's,
+    cannot run `halogen serve`, so the site gets halogen's and the note says so."""
+    reference, _, digest = image.partition("@")
+    repository, tag = reference, ""
+    if ":" in reference.rsplit("/", 1)[-1]:  # a registry's port is no tag
+        repository, _, tag = reference.rpartition(":")
+    latest = not digest and tag in ("", "latest")
+    if "halogen" in repository.rsplit("/", 1)[-1]:
+        carried: dict[str, str] = {"repository": repository}
+        if digest:
+            carried["digest"] = digest
+        elif not latest:
+            carried["tag"] = tag
+        found.deployment["image"] = carried
+        if latest:
+            found.notes.append(
+                Note("fixed", name, f"{image} was unpinned (:latest): the site pins halogen's own version")
+            )
+        return
+    found.notes.append(
+        Note(
+            "changed",
+            name,
+            f"the pod ran {image}; the site runs halogen's image (halogen serve with llama-server): "
+            "set deployment.image to your own build of it"
+            + ("; the old image was unpinned (:latest), halogen's is pinned" if latest else ""),
+        )
+    )
 
 
 def _service(name: str, s: dict[str, Any], found: Manifests) -> None:

@@ -459,3 +459,30 @@ def test_manifests_with_several_documents_are_read_each_at_its_own_lines(tmp_pat
     site = yaml.safe_load((root / "halogen.yaml").read_text())
     assert site["deployment"]["service"]["address"] == "192.168.68.100"
     assert site["deployment"]["models"]["hostPath"] == "/var/lib/llama-swappo/models"
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("ghcr.io/me/halogen:0.2.0", {"repository": "ghcr.io/me/halogen", "tag": "0.2.0"}),
+        (
+            "registry.lan:5000/halogen@sha256:" + "a" * 64,
+            {"repository": "registry.lan:5000/halogen", "digest": "sha256:" + "a" * 64},
+        ),
+        ("ghcr.io/me/halogen:latest", {"repository": "ghcr.io/me/halogen"}),
+        ("ghcr.io/mootikins/llama-swappo-halo:latest", None),
+    ],
+)
+def test_a_pod_that_ran_halogen_keeps_its_image_pinned_and_any_other_gets_halogens(
+    tmp_path: Path, image: str, expected: dict[str, str] | None
+) -> None:
+    k8s = tmp_path / "k8s"
+    k8s.mkdir()
+    (k8s / "deployment.yaml").write_text(
+        (SEED_K8S / "deployment.yaml")
+        .read_text()
+        .replace("ghcr.io/mootikins/llama-swappo-halo:latest", image)
+    )
+    root, _ = imported(tmp_path, SEED_CONFIG, k8s)
+    deployment = yaml.safe_load((root / "halogen.yaml").read_text())["deployment"]
+    assert deployment.get("image") == expected
