@@ -13,7 +13,7 @@ Kind = Literal["fixed", "changed", "kept", "not carried", "secret", "refused"]
 REPORT_FILE = "import-report.md"
 HEADINGS: dict[Kind, str] = {
     "fixed": "Fixed: bugs of the original, corrected in the site",
-    "changed": "Changed: runs otherwise than before, on purpose",
+    "changed": "Changed: how the site says it, and what runs otherwise on purpose",
     "kept": "Kept as written: commands the site runs raw",
     "not carried": "Not carried: kept raw below, or named here",
     "secret": "Secrets: not written to the site; create them in the cluster",
