@@ -290,6 +290,30 @@ def pull(
     )
 
 
+@main.command(name="import")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."), metavar="[DIR]"
+)
+@click.option(
+    "--manifests",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    default=None,
+    help="The folder of the Kubernetes manifests it ran from: the Deployment's name, namespace, port, "
+    "resources and model hostPath, the Service's type and address.",
+)
+@FORMAT
+def import_(config: Path, directory: Path, manifests: Path | None, fmt: str) -> None:
+    """Write a site into DIR (default: the current folder) from a llama-swap CONFIG:
+    halogen.yaml, one models.d/ file per model and import-report.md, which says what was fixed,
+    changed, kept raw or left out, and how each model compares with before. Never overwrites a
+    site. Literal API keys are reported, never written."""
+    from halogen.commands import importing as command
+
+    sys.exit(command.run(config, directory, manifests, fmt=fmt))  # type: ignore[arg-type]
+
+
 @main.command()
 @click.option(
     "--config",

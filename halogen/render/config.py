@@ -54,7 +54,8 @@ def _model(site: Site, model: Model) -> ls.Model:
         "env": [f"{k}={v}" for k, v in sorted(env.items())],
         "aliases": sorted(spec.aliases),
         "unlisted": spec.unlisted,
-        "metadata": facts.metadata(site, model),
+        # What the model file writes under llamaSwap.metadata, then what halogen knows.
+        "metadata": {**spec.llamaSwap.metadata, **facts.metadata(site, model)},
         "filters": ls.Filters(
             stripParams=", ".join(spec.filters.stripParams),
             setParams=dict(sorted(spec.filters.setParams.items())),
@@ -73,6 +74,15 @@ def _model(site: Site, model: Model) -> ls.Model:
         "sendLoadingState": spec.sendLoadingState,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
+    extra = spec.llamaSwap
+    carried = {
+        "proxy": extra.proxy,
+        "unloadTimeout": extra.unloadTimeout,
+        "timeouts": extra.timeouts,
+        "compat": extra.compat,
+        "capabilities": extra.capabilities,
+    }
+    fields.update({k: v for k, v in carried.items() if v is not None})
     return ls.Model.model_validate(fields)
 
 
@@ -142,4 +152,5 @@ def render(site: Site) -> ls.Config:
         profiles={pid: ls.Profile.model_validate(p.model_dump()) for pid, p in spec.profiles.items()},
         peers={pid: _peer(peer) for pid, peer in sorted(spec.peers.items())},
         hooks=ls.Hooks(on_startup=ls.OnStartup(preload=list(swap.preload))),
+        apiKeys=[f"${{env.{key.env}}}" for key in spec.apiKeys],
     )

@@ -141,11 +141,16 @@ def render(site: Site, config_text: str, wanted: Sequence[Wanted] = ()) -> dict[
         ),
         "prestop_seconds": image.PRESTOP_SECONDS,
         "container_env": sorted({**d.env, **budget.environment(site)}.items()),
-        # Peers' API keys: from their Secrets into the variables the config names.
+        # Peers' and clients' API keys: from their Secrets into the variables the config names.
         "secret_env": sorted(
-            (p.apiKey.env, p.apiKey.secret, p.apiKey.key)
-            for p in site.spec.peers.values()
-            if p.apiKey is not None
+            {
+                *(
+                    (p.apiKey.env, p.apiKey.secret, p.apiKey.key)
+                    for p in site.spec.peers.values()
+                    if p.apiKey
+                ),
+                *((k.env, k.secret, k.key) for k in site.spec.apiKeys),
+            }
         ),
         "service_annotations": dict(sorted(service_annotations.items())),
         "strategy": strategy,

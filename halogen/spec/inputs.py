@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
+from halogen.llamaswap import config as ls
 from halogen.llamaswap.config import MIN_HEALTH_CHECK_TIMEOUT
 from halogen.patterns import (
     ALLOWED_HOST,
@@ -169,6 +170,12 @@ class Deployment(_Input):
         return version
 
 
+class Upstream(_Input):
+    ignorePaths: list[OneLine] | None = Field(
+        None, description="Regular expressions: /upstream paths that never start a model."
+    )
+
+
 class Globals(_Input):
     """llama-swap's top-level settings that halogen passes through."""
 
@@ -184,6 +191,8 @@ class Globals(_Input):
         False, description="Stream loading progress as reasoning while a chat waits for its model."
     )
     preload: list[str] = []
+    logTimeFormat: ls.LogTimeFormat = ""
+    upstream: Upstream = Upstream()
 
 
 class Group(_Input):
@@ -308,6 +317,11 @@ class SiteFile(_Input):
     selectors: dict[Annotated[str, StringConstraints(min_length=1)], Selector] = {}
     profiles: dict[Annotated[str, StringConstraints(min_length=1)], Profile] = {}
     peers: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")], SitePeer] = {}
+    apiKeys: list[PeerKey] = Field(
+        [],
+        description="Keys clients must send (llama-swap's apiKeys), each from a Kubernetes Secret: "
+        "the config names it as `${env.NAME}`, so no key is ever written to out/.",
+    )
     # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
     backends: dict[Annotated[str, StringConstraints(pattern=BACKEND_ID)], Backend] = Field(min_length=1)
 
@@ -354,6 +368,22 @@ class Source(_Input):
         return bool(COMMIT.match(self.revision))
 
 
+class ModelLlamaSwap(_Input):
+    """llama-swap's model keys that a model file has no key of its own for, written into
+    config.yaml as given (what `halogen import` carries over from a llama-swap config)."""
+
+    proxy: OneLine | None = Field(None, description="Where requests go; default http://localhost:${PORT}.")
+    unloadTimeout: int | None = Field(
+        None, ge=0, description="Seconds to stop; unset = llamaSwap.unloadTimeout."
+    )
+    timeouts: ls.Timeouts | None = None
+    compat: ls.Compat | None = None
+    capabilities: ls.Capabilities | None = Field(
+        None, description="What /v1/models says the model takes and gives."
+    )
+    metadata: dict[str, object] = Field({}, description="More metadata for /v1/models, beside `metadata`.")
+
+
 class ModelFile(_Input):
     """One file in `models.d/`; the model id is the file name without `.yaml`."""
 
@@ -395,6 +425,7 @@ class ModelFile(_Input):
         "<org>/<repo>/<file> is fetched from that Hugging Face repository at `main`; `null` says "
         "the file is placed on the node by hand.",
     )
+    llamaSwap: ModelLlamaSwap = ModelLlamaSwap()
 
     @model_validator(mode="after")
     def _command_source(self) -> ModelFile:

@@ -1,0 +1,1 @@
+"""`halogen import`: an existing llama-swap config (and its Kubernetes manifests) as a halogen site."""
