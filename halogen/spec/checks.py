@@ -287,6 +287,8 @@ def _flag_problems(
 
 def _flags(site: Site) -> Iterator[Diagnostic]:
     for backend_id, declared in site.spec.backends.items():
+        for index, message, hint in flags.refused(declared.args):
+            yield site.doc.diagnostic(("backends", backend_id, "args", index), message, hint)
         for index, message, hint in _flag_problems(declared.args, {}, ""):
             yield site.doc.diagnostic(("backends", backend_id, "args", index), message, hint)
     for model_id in sorted(site.models):
@@ -298,6 +300,8 @@ def _flags(site: Site) -> Iterator[Diagnostic]:
             if backend and model.spec.cmd is None
             else {}
         )
+        for index, message, hint in flags.refused(model.spec.args):
+            yield model.doc.diagnostic(("args", index), message, hint)
         for index, message, hint in _flag_problems(model.spec.args, inherited, f"from backend {bid!r}"):
             yield model.doc.diagnostic(("args", index), message, hint)
 
