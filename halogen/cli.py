@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from halogen import __version__
+from halogen.image import MODELS_DIR
 from halogen.runtime.listen import (
     DEFAULT_LIMITS,
     DEFAULT_LISTEN,
@@ -266,6 +267,18 @@ def pull(
     metavar="ORIGIN",
     help="A web origin (http://chat.lan:3000, or * for any) whose pages may call the API from a browser; repeat for more. Requests from other sites' pages are refused (403), curl and API clients are unaffected. Also HALOGEN_ALLOW_ORIGINS (space-separated).",
 )
+@click.option(
+    "--models-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help=f"Serve a site's out/config.yaml away from its node: model files named under the pod's models mount ({MODELS_DIR}/...) are read from this folder instead. The file is left as built.",
+)
+@click.option(
+    "--llama-server",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Run this llama-server binary wherever the config names one (the image's path, e.g. /usr/local/bin/llama-server).",
+)
 def serve(
     config_path: Path,
     listen: str,
@@ -277,6 +290,8 @@ def serve(
     body_timeout: float,
     max_connections: int,
     allow_origins: tuple[str, ...],
+    models_dir: Path | None,
+    llama_server: Path | None,
 ) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
     OpenAI and Ollama APIs on one port. Stops every child on SIGTERM or SIGINT."""
@@ -292,5 +307,7 @@ def serve(
             drain=drain,
             limits=limits,
             allow_origins=allow_origins,
+            models_dir=models_dir.resolve() if models_dir else None,
+            llama_server=llama_server.resolve() if llama_server else None,
         )
     )

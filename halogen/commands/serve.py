@@ -18,9 +18,12 @@ def run(
     drain: float = 0.0,
     limits: Limits = DEFAULT_LIMITS,
     allow_origins: Sequence[str] = (),
+    models_dir: Path | None = None,
+    llama_server: Path | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; the exit status (1: invalid config or port in use, 2: bad
     `listen`). The runtime is imported here so the compiler runs without aiohttp installed."""
+    from halogen.runtime.local import Local
     from halogen.runtime.server import serve
 
     try:
@@ -37,4 +40,5 @@ def run(
         drain=drain,
         limits=limits,
         allow_origins=tuple(allow_origins),
+        local=Local(models_dir, llama_server),
     )
