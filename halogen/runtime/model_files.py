@@ -88,7 +88,10 @@ def how_to_get(runnable: Runnable, missing: list[str]) -> str:
         )
     if runnable.source == "":
         return f"the site gives this model no `source`, so nothing fetches it: copy the file to {where}"
-    return f"{FETCHED_BY}. A model without a `source` is fetched by no one: copy its file to {where}"
+    return (
+        f"{FETCHED_BY}. A model without a `source` is fetched by no one: copy its file to {where} "
+        "(on the node, under deployment.models.hostPath)"
+    )
 
 
 def pull_progress(runnable: Runnable) -> list[dict[str, Any]]:

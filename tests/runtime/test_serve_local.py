@@ -24,7 +24,7 @@ HALOGEN = Path(sys.executable).parent / "halogen"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _site(root: Path, gguf: str, start_port: int) -> Path:
+def _site(root: Path, gguf: str, start_port: int, mount: str = "/models") -> Path:
     """A site like the shipped one (a cpu backend at the image's llama-server, models under
     /models), with SmolLM2, a model with a source whose file is not there, and one without."""
     (root / "models.d").mkdir(parents=True)
@@ -33,7 +33,7 @@ def _site(root: Path, gguf: str, start_port: int) -> Path:
             "name": "smol",
             "namespace": "ai",
             "image": {"tag": "0.1.0"},
-            "models": {"hostPath": "/var/lib/models", "mountPath": "/models"},
+            "models": {"hostPath": "/var/lib/models", "mountPath": mount},
             "resources": {"limits": {"memory": "4Gi"}},
         },
         "llamaSwap": {"healthCheckTimeout": 120, "startPort": start_port},
@@ -59,8 +59,8 @@ def _site(root: Path, gguf: str, start_port: int) -> Path:
     return root
 
 
-def _built(tmp_path: Path, gguf: str = "SmolLM2-135M-Instruct.Q4_1.gguf") -> Path:
-    root = _site(tmp_path / "site", gguf, free_ports(1)[0])
+def _built(tmp_path: Path, gguf: str = "SmolLM2-135M-Instruct.Q4_1.gguf", mount: str = "/models") -> Path:
+    root = _site(tmp_path / "site", gguf, free_ports(1)[0], mount)
     built = subprocess.run([str(HALOGEN), "build"], cwd=root, capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stdout + built.stderr
     return root
@@ -81,6 +81,13 @@ def test_local_paths_replace_the_pods_models_mount_and_llama_server_and_read_the
     assert here.models["fetched"].source == f"org/repo/missing.gguf@{COMMIT}"
     assert here.models["copied"].source == ""
     assert sources_beside(tmp_path / "elsewhere.yaml") is None
+
+
+def test_a_site_with_its_own_models_mount_has_that_mount_rewritten(tmp_path: Path) -> None:
+    root = _built(tmp_path, mount="/srv/gguf")
+    config = root / "out" / "config.yaml"
+    smol = Local(tmp_path / "here").adapt(io.load(config)[0], config).models["smol"]
+    assert smol.argv[smol.argv.index("-m") + 1] == str(tmp_path / "here" / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def test_a_missing_file_says_pull_for_a_model_with_a_source_and_copy_for_one_without(
