@@ -134,3 +134,18 @@ def test_halogen_build_refuses_a_misspelt_flag_in_a_model_with_a_did_you_mean(
     )
     assert "did you mean --flash-attn?" in result.stderr
     assert not t.out.exists()
+
+
+def test_a_backend_that_runs_another_server_keeps_its_own_flags(tree: Callable[..., SiteTree]) -> None:
+    whisper = {
+        "binary": "/usr/local/bin/whisper-server",
+        "args": ["--inference-path", "/v1/audio/transcriptions"],
+    }
+    # base custom: the image check would want llama-server where a toolbox has it.
+    deployment = {**SITE["deployment"], "image": {"tag": "1.2.3", "base": "custom"}}  # type: ignore[dict-item]
+    t = tree(
+        site={**SITE, "deployment": deployment, "backends": {"whisper": whisper}},
+        models={"tiny": {**MODEL, "args": ["--no-gpu"]}},
+    )
+    result = subprocess.run([str(HALOGEN), "validate"], cwd=t.root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
