@@ -103,7 +103,7 @@ def pull_progress(runnable: Runnable) -> list[dict[str, Any]]:
         return [*events, {"error": f"model {runnable.id!r} names no model file (-m) in its command"}]
     for f in found:
         if f.size is None:
-            return [*events, {"error": f"{f.path} is not on disk; {FETCHED_BY}"}]
+            return [*events, {"error": f"{f.path} is not on disk; {how_to_get(runnable, [f.path])}"}]
         if f.sha256 is None:
             return [
                 *events,

@@ -15,7 +15,7 @@ import yaml
 
 from halogen.llamaswap import io
 from halogen.runtime.local import Local, sources_beside
-from halogen.runtime.model_files import FileMissing, require
+from halogen.runtime.model_files import FileMissing, pull_progress, require
 
 from .harness import free_ports
 from .processes import stop_serving, wait_healthy
@@ -152,3 +152,11 @@ def test_halogen_serve_runs_the_built_site_on_a_workstation_and_chats_through_op
     finally:
         stop_serving(process)
     assert config.read_bytes() == as_built
+
+
+def test_ollama_pull_of_a_model_without_a_source_says_to_copy_its_file(tmp_path: Path) -> None:
+    root = _built(tmp_path)
+    config = root / "out" / "config.yaml"
+    here = Local(tmp_path / "gguf").adapt(io.load(config)[0], config)
+    events = pull_progress(here.models["copied"])
+    assert events[-1]["error"].endswith(f"copy the file to {tmp_path / 'gguf' / 'mine/copied.gguf'}")
