@@ -149,3 +149,25 @@ def test_a_backend_that_runs_another_server_keeps_its_own_flags(tree: Callable[.
     )
     result = subprocess.run([str(HALOGEN), "validate"], cwd=t.root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _help_spellings(text: str) -> set[str]:
+    """The spellings `llama-server --help` lists: each option's line starts with them, comma
+    separated, then its value hint and, two spaces on, its description."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("-") and not line.startswith("-----"):
+            head = re.split(r"\s{2,}", re.sub(r",\s+", ", ", line), maxsplit=1)[0]
+            found |= {word.rstrip(",") for word in head.split() if word.startswith("-")}
+    return found
+
+
+@pytest.mark.real
+def test_the_flags_the_table_gives_llama_server_are_the_ones_the_built_binary_lists(
+    llama_server: Path,
+) -> None:
+    version = subprocess.run([str(llama_server), "--version"], capture_output=True, text=True, timeout=60)
+    assert f"commit {llama_flags.LLAMA_CPP_COMMIT[:7]}" in version.stdout + version.stderr
+    listed = subprocess.run([str(llama_server), "--help"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert _help_spellings(listed.stdout) == {s for s, spec in flags.KNOWN.items() if spec.server}
