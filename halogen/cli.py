@@ -201,9 +201,8 @@ def pull(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("out/config.yaml"),
-    show_default=True,
-    help="A llama-swap config.yaml.",
+    default=None,
+    help="A llama-swap config.yaml [default: out/config.yaml, here or in the site found upward from here].",
 )
 @click.option(
     "--listen",
@@ -280,7 +279,7 @@ def pull(
     help="Run this llama-server binary wherever the config names one (the image's path, e.g. /usr/local/bin/llama-server).",
 )
 def serve(
-    config_path: Path,
+    config_path: Path | None,
     listen: str,
     max_body_bytes: int,
     watch: bool,

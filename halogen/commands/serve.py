@@ -6,11 +6,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from halogen.image import CONFIG_FILE
 from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
 
 
+def config_of(given: Path | str | None) -> Path:
+    """The config to serve: the one given; else out/config.yaml here, or in the site (the
+    folder holding halogen.yaml) found upward from here, as `halogen build` wrote it."""
+    from halogen.commands.sites import OUT_DIR, site_root
+
+    if given is not None:
+        return Path(given)
+    here = Path(OUT_DIR, CONFIG_FILE)
+    if here.is_file():
+        return here
+    root = site_root(Path.cwd())
+    return root / OUT_DIR / CONFIG_FILE if root is not None else here
+
+
 def run(
-    config_path: Path | str,
+    config_path: Path | str | None,
     listen: str = DEFAULT_LISTEN,
     *,
     max_body: int = DEFAULT_MAX_BODY,
@@ -32,7 +47,7 @@ def run(
         print(f"halogen serve: {exc}", file=sys.stderr)
         return 2
     return serve(
-        config_path,
+        config_of(config_path),
         host=host,
         port=port,
         max_body=max_body,

@@ -13,6 +13,7 @@ import openai
 import pytest
 import yaml
 
+from halogen.commands.serve import config_of
 from halogen.llamaswap import io
 from halogen.runtime.local import Local, sources_beside
 from halogen.runtime.model_files import FileMissing, pull_progress, require
@@ -90,6 +91,16 @@ def test_a_site_with_its_own_models_mount_has_that_mount_rewritten(tmp_path: Pat
     assert smol.argv[smol.argv.index("-m") + 1] == str(tmp_path / "here" / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+def test_serve_finds_the_sites_compiled_config_from_the_site_or_a_sub_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _built(tmp_path)
+    for where in (root, root / "models.d"):
+        monkeypatch.chdir(where)
+        assert config_of(None).resolve() == (root / "out" / "config.yaml").resolve()
+    assert config_of("elsewhere.yaml") == Path("elsewhere.yaml")
+
+
 def test_a_missing_file_says_pull_for_a_model_with_a_source_and_copy_for_one_without(
     tmp_path: Path,
 ) -> None:
@@ -110,7 +121,7 @@ def test_a_missing_file_says_pull_for_a_model_with_a_source_and_copy_for_one_wit
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_halogen_serve_runs_the_built_site_on_a_workstation_and_chats_through_openai(
+def test_halogen_serve_runs_the_built_site_from_a_sub_folder_on_a_workstation_and_chats_through_openai(
     tmp_path: Path, llama_server: Path, smollm2_gguf: Path
 ) -> None:
     root = _built(tmp_path, smollm2_gguf.name)
@@ -118,11 +129,10 @@ def test_halogen_serve_runs_the_built_site_on_a_workstation_and_chats_through_op
     as_built = config.read_bytes()
     (port,) = free_ports(1)
     log = tmp_path / "serve.log"
+    # From a sub-folder of the site: serve finds its out/config.yaml as build wrote it.
     argv = [
         str(HALOGEN),
         "serve",
-        "--config",
-        "out/config.yaml",
         "--models-dir",
         str(smollm2_gguf.parent),
         "--llama-server",
@@ -131,7 +141,7 @@ def test_halogen_serve_runs_the_built_site_on_a_workstation_and_chats_through_op
         f"127.0.0.1:{port}",
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=root / "models.d", stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(process, url, lambda: log.read_text(errors="replace"))
