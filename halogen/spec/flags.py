@@ -9,12 +9,12 @@ word where no flag expects one all stop llama-server at start: the build refuses
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from halogen.llamaswap.resolve import did_you_mean
 from halogen.spec import llama_flags
 
 LLAMA_CPP = llama_flags.LLAMA_CPP_COMMIT[:7]
@@ -190,14 +190,8 @@ def _unknown(token: str) -> tuple[str, str]:
     spelled = name.replace("_", "-") if name.startswith("--") else name
     if spelled in REMOVED:
         return f"{token} was removed from llama-server ({where} refuses it)", f"use {REMOVED[spelled]}"
-    server = sorted(s for s, spec in KNOWN.items() if spec.server)
-    # One suggestion per option: --gpu-layers and --n-gpu-layers are the same one.
-    close = list(
-        dict.fromkeys(KNOWN[s].name for s in difflib.get_close_matches(spelled, server, n=6, cutoff=0.6))
-    )[:3]
+    hint = did_you_mean(spelled, (s for s, spec in KNOWN.items() if spec.server))
     return (
         f"{token} is not a llama-server flag at {where}",
-        f"did you mean {' or '.join(close)}?"
-        if close
-        else "see `llama-server --help` for the flags it takes",
+        hint or "see `llama-server --help` for the flags it takes",
     )
