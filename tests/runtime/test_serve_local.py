@@ -4,6 +4,7 @@ how to get it (`halogen pull` for a model with a source, a copy for one without)
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,10 @@ import yaml
 from halogen.commands.serve import config_of
 from halogen.llamaswap import io
 from halogen.runtime.local import Local, sources_beside
+from halogen.runtime.logs import Logs
 from halogen.runtime.model_files import FileMissing, pull_progress, require
+from halogen.runtime.reload import Watcher
+from halogen.runtime.swapper import Swapper
 
 from .harness import free_ports
 from .processes import stop_serving, wait_healthy
@@ -170,3 +174,18 @@ def test_ollama_pull_of_a_model_without_a_source_says_to_copy_its_file(tmp_path:
     here = Local(tmp_path / "gguf").adapt(io.load(config)[0], config)
     events = pull_progress(here.models["copied"])
     assert events[-1]["error"].endswith(f"copy the file to {tmp_path / 'gguf' / 'mine/copied.gguf'}")
+
+
+async def test_a_config_reloaded_while_serving_keeps_the_local_paths(tmp_path: Path) -> None:
+    root = _built(tmp_path)
+    config = root / "out" / "config.yaml"
+    adapt = functools.partial(Local(tmp_path / "gguf").adapt, config_path=config)
+    swapper = Swapper(adapt(io.load(config)[0]), logs=Logs(echo_proxy=False))
+    watcher = Watcher(config, swapper, Logs(echo_proxy=False), adapt=adapt)
+    try:
+        config.write_text(config.read_text().replace("--ctx-size 2048", "--ctx-size 1024"))
+        assert await watcher.check() is True
+        argv = swapper.resolved.models["smol"].argv
+        assert "1024" in argv and str(tmp_path / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf") in argv
+    finally:
+        await swapper.close()
