@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from halogen import __version__
+from halogen.image import MODELS_DIR
 from halogen.runtime.listen import (
     DEFAULT_LIMITS,
     DEFAULT_LISTEN,
@@ -319,9 +320,8 @@ def import_(config: Path, directory: Path, manifests: Path | None, fmt: str) -> 
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("out/config.yaml"),
-    show_default=True,
-    help="A llama-swap config.yaml.",
+    default=None,
+    help="A llama-swap config.yaml [default: out/config.yaml, here or in the site found upward from here].",
 )
 @click.option(
     "--listen",
@@ -393,8 +393,20 @@ def import_(config: Path, directory: Path, manifests: Path | None, fmt: str) -> 
     metavar="NAME",
     help="A host name (chat.lan; .lan for every name under it; * for any) this server answers to, besides localhost, the name it listens on and, on 0.0.0.0, the machine's name; addresses are always answered. A request whose Host names another is refused (403), so a page on another site cannot reach it by pointing its own name here (DNS rebinding). Repeat for more. Also HALOGEN_ALLOW_HOSTS (space-separated).",
 )
+@click.option(
+    "--models-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help=f"Serve a site's out/config.yaml away from its node: model files named under the pod's models mount ({MODELS_DIR}/...) are read from this folder instead. The file is left as built.",
+)
+@click.option(
+    "--llama-server",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Run this llama-server binary wherever the config names one (the image's path, e.g. /usr/local/bin/llama-server).",
+)
 def serve(
-    config_path: Path,
+    config_path: Path | None,
     listen: str,
     max_body_bytes: int,
     watch: bool,
@@ -405,6 +417,8 @@ def serve(
     max_connections: int,
     allow_origins: tuple[str, ...],
     allow_hosts: tuple[str, ...],
+    models_dir: Path | None,
+    llama_server: Path | None,
 ) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
     OpenAI and Ollama APIs on one port. Stops every child on SIGTERM, SIGINT or SIGHUP; on Linux the children die with it even when it is killed."""
@@ -421,5 +435,7 @@ def serve(
             limits=limits,
             allow_origins=allow_origins,
             allow_hosts=allow_hosts,
+            models_dir=models_dir.resolve() if models_dir else None,
+            llama_server=llama_server.resolve() if llama_server else None,
         )
     )

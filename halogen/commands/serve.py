@@ -6,11 +6,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from halogen.image import CONFIG_FILE
 from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
 
 
+def config_of(given: Path | str | None) -> Path:
+    """The config to serve: the one given; else out/config.yaml here, or in the site (the
+    folder holding halogen.yaml) found upward from here, as `halogen build` wrote it."""
+    from halogen.commands.sites import OUT_DIR, site_root
+
+    if given is not None:
+        return Path(given)
+    here = Path(OUT_DIR, CONFIG_FILE)
+    if here.is_file():
+        return here
+    root = site_root(Path.cwd())
+    return root / OUT_DIR / CONFIG_FILE if root is not None else here
+
+
 def run(
-    config_path: Path | str,
+    config_path: Path | str | None,
     listen: str = DEFAULT_LISTEN,
     *,
     max_body: int = DEFAULT_MAX_BODY,
@@ -19,10 +34,13 @@ def run(
     limits: Limits = DEFAULT_LIMITS,
     allow_origins: Sequence[str] = (),
     allow_hosts: Sequence[str] = (),
+    models_dir: Path | None = None,
+    llama_server: Path | None = None,
 ) -> int:
     """Serve until SIGTERM, SIGINT or SIGHUP; the exit status (1: invalid config or port in use, 2: bad
     `listen` or `--allow-host`). The runtime is imported here so the compiler runs without aiohttp installed."""
     from halogen.runtime.hosts import allowed_value
+    from halogen.runtime.local import Local
     from halogen.runtime.server import serve
 
     try:
@@ -33,7 +51,7 @@ def run(
         print(f"halogen serve: {exc}", file=sys.stderr)
         return 2
     return serve(
-        config_path,
+        config_of(config_path),
         host=host,
         port=port,
         max_body=max_body,
@@ -42,4 +60,5 @@ def run(
         limits=limits,
         allow_origins=tuple(allow_origins),
         allow_hosts=tuple(allow_hosts),
+        local=Local(models_dir, llama_server),
     )

@@ -95,6 +95,9 @@ class Runnable:
     name: str = ""
     description: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Where `halogen pull` fetches the model's file (the site's `source`), "" when the site gives
+    # none, None when the config alone does not say (it does not record sources).
+    source: str | None = None
 
 
 @dataclass(frozen=True)

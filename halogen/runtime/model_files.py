@@ -72,8 +72,26 @@ def require(runnable: Runnable) -> None:
     missing = [f.path for f in on_disk(runnable) if f.size is None]
     if missing:
         raise FileMissing(
-            f"model {runnable.id!r} is not available yet: {', '.join(missing)} is not on disk; {FETCHED_BY}"
+            f"model {runnable.id!r} is not available yet: {', '.join(missing)} is not on disk; "
+            + how_to_get(runnable, missing)
         )
+
+
+def how_to_get(runnable: Runnable, missing: list[str]) -> str:
+    """What puts the files there: `halogen pull` (or the pull Job) for a model with a source,
+    a copy for one without."""
+    where = ", ".join(missing)
+    if runnable.source:
+        return (
+            f"it comes from {runnable.source}: run `halogen pull {runnable.id}` in the site "
+            "(on the cluster, the pull Job in out/pull/ fetches it)"
+        )
+    if runnable.source == "":
+        return f"the site gives this model no `source`, so nothing fetches it: copy the file to {where}"
+    return (
+        f"{FETCHED_BY}. A model without a `source` is fetched by no one: copy its file to {where} "
+        "(on the node, under deployment.models.hostPath)"
+    )
 
 
 def pull_progress(runnable: Runnable) -> list[dict[str, Any]]:
@@ -85,7 +103,7 @@ def pull_progress(runnable: Runnable) -> list[dict[str, Any]]:
         return [*events, {"error": f"model {runnable.id!r} names no model file (-m) in its command"}]
     for f in found:
         if f.size is None:
-            return [*events, {"error": f"{f.path} is not on disk; {FETCHED_BY}"}]
+            return [*events, {"error": f"{f.path} is not on disk; {how_to_get(runnable, [f.path])}"}]
         if f.sha256 is None:
             return [
                 *events,

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
+from halogen.llamaswap.resolve import Resolved
 from halogen.runtime.logs import Logs
 from halogen.runtime.swapper import Swapper
 
@@ -28,8 +30,16 @@ class Watcher:
     """Polls the config file's content; a valid new config is handed to the Swapper, an invalid
     one (or any failure to load it) is logged and the running config kept."""
 
-    def __init__(self, path: Path, swapper: Swapper, logs: Logs, interval: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        swapper: Swapper,
+        logs: Logs,
+        interval: float = POLL_SECONDS,
+        adapt: Callable[[Resolved], Resolved] | None = None,
+    ) -> None:
         self._path = path
+        self._adapt = adapt  # what `serve` does to each config it loads (local paths)
         self._swapper = swapper
         self._logs = logs
         self._interval = interval
@@ -69,6 +79,8 @@ class Watcher:
                 "error",
             )
             return False
+        if self._adapt is not None:
+            resolved = self._adapt(resolved)
         self._logs.hide(resolved.secrets)
         for diagnostic in warnings:
             self._logs.proxy(diagnostic.text(), "warn")

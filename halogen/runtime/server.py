@@ -4,11 +4,12 @@ every child."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -23,6 +24,7 @@ from halogen.runtime.connections import GuardedSite
 from halogen.runtime.context import Runtime
 from halogen.runtime.hosts import Hosts, default_names
 from halogen.runtime.listen import DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_MAX_BODY, DEFAULT_PORT, Limits
+from halogen.runtime.local import Local
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher
 from halogen.runtime.swapper import Swapper
@@ -45,13 +47,19 @@ class Options(TypedDict, total=False):
     limits: Limits
     allow_origins: Sequence[str]
     allow_hosts: Sequence[str]
+    adapt: Callable[[Resolved], Resolved] | None
 
 
 def serve(
-    config_path: str | Path, *, watch: bool = True, drain: float = 0.0, **options: Unpack[Options]
+    config_path: str | Path,
+    *,
+    watch: bool = True,
+    drain: float = 0.0,
+    local: Local | None = None,
+    **options: Unpack[Options],
 ) -> int:
     """Serve a llama-swap config; return the exit status (1 when the config is invalid or the
-    port cannot be bound)."""
+    port cannot be bound). `local`: the node's paths in it stand for these."""
     path = Path(config_path)
     try:
         resolved, warnings = io.load(path)
@@ -60,6 +68,10 @@ def serve(
         return 1
     if warnings:
         print(render(warnings, "text"), file=sys.stderr)
+    if local:
+        adapt = functools.partial(local.adapt, config_path=path)
+        resolved = adapt(resolved)
+        options["adapt"] = adapt
     return asyncio.run(run(resolved, config_path=path if watch else None, drain=drain, **options))
 
 
@@ -103,7 +115,9 @@ class Server:
         allow_hosts: Sequence[str] = (),
         config_path: Path | None = None,
         logs: Logs | None = None,
+        adapt: Callable[[Resolved], Resolved] | None = None,
     ) -> None:
+        self._adapt = adapt
         self.logs = logs or Logs.for_setting(resolved.log_to_stdout, resolved.log_level)
         self.logs.time_format = resolved.log_time_format
         self.logs.hide(resolved.secrets)
@@ -156,7 +170,7 @@ class Server:
         if resolved.preload:
             self.swapper.preload(resolved.preload)
         if self._config_path is not None:
-            self._watcher = Watcher(self._config_path, self.swapper, self.logs)
+            self._watcher = Watcher(self._config_path, self.swapper, self.logs, adapt=self._adapt)
             self._watcher.start()
         if os.getpid() == 1:
             self._reaper = asyncio.create_task(reaper.reap_forever())

@@ -285,8 +285,17 @@ def _flag_problems(
         seen.setdefault(flag.name, flag)
 
 
+def _runs_llama_server(binary: str) -> bool:
+    """The flag table is llama-server's: a backend may run another server (whisper-server)."""
+    return PurePosixPath(binary).name == "llama-server"
+
+
 def _flags(site: Site) -> Iterator[Diagnostic]:
     for backend_id, declared in site.spec.backends.items():
+        for index, message, hint in (
+            flags.refused(declared.args) if _runs_llama_server(declared.binary) else []
+        ):
+            yield site.doc.diagnostic(("backends", backend_id, "args", index), message, hint)
         for index, message, hint in _flag_problems(declared.args, {}, ""):
             yield site.doc.diagnostic(("backends", backend_id, "args", index), message, hint)
     for model_id in sorted(site.models):
@@ -298,6 +307,9 @@ def _flags(site: Site) -> Iterator[Diagnostic]:
             if backend and model.spec.cmd is None
             else {}
         )
+        if backend is not None and _runs_llama_server(backend.binary):
+            for index, message, hint in flags.refused(model.spec.args):
+                yield model.doc.diagnostic(("args", index), message, hint)
         for index, message, hint in _flag_problems(model.spec.args, inherited, f"from backend {bid!r}"):
             yield model.doc.diagnostic(("args", index), message, hint)
 

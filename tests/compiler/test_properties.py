@@ -45,7 +45,7 @@ FLAGS: dict[str, st.SearchStrategy[str] | None] = {
     "--seed": st.integers(0, 2**31).map(str),
     "--flash-attn": st.sampled_from(["on", "off", "auto"]),
     "--jinja": None,
-    "--no-mmap": None,
+    "--no-warmup": None,
 }
 CAPABILITIES = ["completion", "tools", "insert", "vision", "embedding", "thinking"]
 
