@@ -275,7 +275,7 @@ def pull(
     """Download the GGUF files of MODELS (default: every model with a source) from the
     Hugging Face Hub into the models folder, resuming partial downloads, verifying each sha256
     (halogen.lock's, or the Hub's on a first pull, then recorded in halogen.lock) before the
-    file takes its name. Honours HF_TOKEN and HF_ENDPOINT. Needs halogen[pull]."""
+    file takes its name. Honours HF_TOKEN and HF_ENDPOINT. Needs halogen-llamaswap[pull]."""
     from halogen.commands import pull as command
 
     sys.exit(
