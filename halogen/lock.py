@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from halogen import yamlio
+from halogen import models_folder, yamlio
 from halogen.diagnostics import Diagnostic, Invalid
 from halogen.typed import parse
 
@@ -88,9 +88,7 @@ class _LockFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: int
-    files: dict[
-        Annotated[str, StringConstraints(min_length=1, pattern=r"^[^/\x00\n][^\x00\n]*$")], _Entry
-    ] = {}
+    files: dict[Annotated[str, AfterValidator(models_folder.validator)], _Entry] = {}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from halogen import models_folder
 from halogen.commands.report import emit, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 from halogen.facts import used_files
@@ -45,7 +46,11 @@ def scan(root: Path, models_dir: Path | None) -> tuple[Lock, list[Diagnostic]]:
     models = site.models
     present: dict[str, Path] = {}
     for rel, ids in files.items():
-        path = folder / rel
+        try:
+            path = models_folder.confine(folder, rel)
+        except models_folder.OutsideModels as exc:
+            found.append(_problem(models, ids, str(exc), "the pod sees only the models folder"))
+            continue
         if path.is_file():
             present[rel] = path
         else:
