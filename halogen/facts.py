@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from halogen import memory
+from halogen import memory, models_folder
 from halogen.diagnostics import Diagnostic
 from halogen.lock import LOCK_FILE, GgufFacts
 from halogen.spec.checks import backend_of, model_file
@@ -31,8 +31,8 @@ def file_of(site: Site, model: Model) -> str | None:
     for flag, value in itertools.pairwise(argv):
         if flag in ("-m", "--model") and "${" not in value:
             path = PurePosixPath(value)
-            if mount in path.parents and ".." not in path.parts:
-                return str(path.relative_to(mount))
+            if mount in path.parents and models_folder.problem(rel := str(path.relative_to(mount))) is None:
+                return rel
     return None
 
 

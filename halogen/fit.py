@@ -48,6 +48,8 @@ def maximal_sets(sizes: Mapping[str, int], budget: int, limit: int = MAX_SETS) -
     """Every combination of models that fits `budget` and to which no other model can be added;
     models over the budget alone are left out. Largest total first, then by name."""
     ids = sorted((m for m in sizes if sizes[m] <= budget), key=lambda m: (-sizes[m], m))
+    if not ids:  # nothing fits alone: no set (an empty one would be a matrix set with no members)
+        return []
     suffix = [0] * (len(ids) + 1)
     for i in range(len(ids) - 1, -1, -1):
         suffix[i] = suffix[i + 1] + sizes[ids[i]]

@@ -28,9 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
-from halogen import yamlio
+from halogen import models_folder, yamlio
 from halogen.diagnostics import Diagnostic, Invalid
 from halogen.typed import parse
 
@@ -120,10 +128,8 @@ class _LockFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: int
-    files: dict[
-        Annotated[str, StringConstraints(min_length=1, pattern=r"^[^/\x00\n][^\x00\n]*$")], _Entry
-    ] = {}
-    missing: list[Annotated[str, StringConstraints(min_length=1, pattern=r"^[^/\x00\n][^\x00\n]*$")]] = []
+    files: dict[Annotated[str, AfterValidator(models_folder.validator)], _Entry] = {}
+    missing: list[Annotated[str, AfterValidator(models_folder.validator)]] = []
 
 
 @dataclass(frozen=True)

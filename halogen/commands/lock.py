@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from halogen import models_folder
 from halogen.commands import sites
 from halogen.commands.report import emit, plural, summary
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
@@ -58,11 +59,21 @@ def scan(root: Path, models_dir: Path | None, *, strict: bool = False) -> tuple[
     folder = models_dir or Path(site.spec.deployment.models.hostPath)
     files = used_files(site)
     models = site.models
-    present = {rel: folder / rel for rel in files if (folder / rel).is_file()}
+    present: dict[str, Path] = {}
+    outside: set[str] = set()
+    for rel, ids in files.items():
+        try:
+            path = models_folder.confine(folder, rel)
+        except models_folder.OutsideModels as exc:
+            found.append(_problem(models, ids, str(exc), "the pod sees only the models folder"))
+            outside.add(rel)
+            continue
+        if path.is_file():
+            present[rel] = path
     # None there: the wrong node or the wrong --models-dir, not a partial lock worth writing.
     partial = not strict and bool(present)
     for rel, ids in files.items():
-        if rel not in present:
+        if rel not in present and rel not in outside:
             found.append(
                 _problem(
                     models,

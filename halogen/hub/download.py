@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from halogen import models_folder
 from halogen.hub.files import SHA256, aside, marker_path, verified
 from halogen.hub.wanted import Wanted
 
@@ -103,7 +104,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def final_path(models_dir: Path, w: Wanted) -> Path:
-    return models_dir / w.path
+    """Where `w` goes under `models_dir`; PullError when its path would leave that folder."""
+    try:
+        return models_folder.confine(models_dir, w.path)
+    except models_folder.OutsideModels as exc:
+        raise PullError(f"{exc}: pull writes only under the models folder") from None
 
 
 def part_path(final: Path, sha256: str) -> Path:

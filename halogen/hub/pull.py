@@ -43,7 +43,12 @@ def dry_run(models_dir: Path, wanted: Sequence[Wanted], say: Say) -> int:
     total = 0
     failed = 0
     for w in wanted:
-        final = download.final_path(models_dir, w)
+        try:
+            final = download.final_path(models_dir, w)
+        except PullError as exc:
+            say(f"error: {exc}")
+            failed += 1
+            continue
         mark = files.verified(final) if final.exists() else None
         if mark is not None and w.sha256 in (None, mark):
             say(f"have {w.path} (verified)")

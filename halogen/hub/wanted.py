@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from halogen import yamlio
 from halogen.diagnostics import Diagnostic, Invalid
 from halogen.lock import Lock
+from halogen.models_folder import validator
 from halogen.spec.inputs import COMMIT, HF_REPO
 from halogen.spec.sources import FileSource
 from halogen.typed import parse
@@ -77,7 +78,7 @@ class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: int
-    files: dict[Annotated[str, StringConstraints(pattern=r"^[^/\x00\n][^\x00\n]*$")], _Entry] = {}
+    files: dict[Annotated[str, AfterValidator(validator)], _Entry] = {}
 
 
 def dumps(wanted: Sequence[Wanted]) -> str:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from halogen import image
+from halogen import image, models_folder
 from halogen.diagnostics import Diagnostic
 from halogen.llamaswap.resolve import RESERVED
 from halogen.spec import flags
@@ -28,17 +28,23 @@ def backend_of(site: Site, model: Model) -> str | None:
 
 def model_file(site: Site, model: Model) -> PurePosixPath | None:
     """The GGUF path relative to the models mount, or None when it would leave the mount."""
-    if model.spec.file is None:
-        return None
-    path = PurePosixPath(model.spec.file)
-    mount = PurePosixPath(site.spec.deployment.models.mountPath)
-    if path.is_absolute():
+    return _in_mount(site, model)[0]
+
+
+def _in_mount(site: Site, model: Model) -> tuple[PurePosixPath | None, str | None]:
+    """The model's `file` relative to the mount (an absolute one under it is accepted), or None
+    and why not (None too for an absolute path elsewhere)."""
+    name = model.spec.file
+    if name is None:
+        return None, None
+    if name.startswith("/"):
+        mount = PurePosixPath(site.spec.deployment.models.mountPath)
+        path = PurePosixPath(name)
         if mount not in path.parents:
-            return None
-        path = path.relative_to(mount)
-    if ".." in path.parts or str(path) in ("", "."):
-        return None
-    return path
+            return None, None
+        name = str(path.relative_to(mount))
+    why = models_folder.problem(name)
+    return (None, why) if why else (models_folder.relative(name), None)
 
 
 def check(site: Site) -> list[Diagnostic]:
@@ -213,10 +219,12 @@ def _models(site: Site) -> Iterator[Diagnostic]:
         model = site.models[model_id]
         spec = model.spec
         if spec.file is not None:
-            if model_file(site, model) is None:
+            path, why = _in_mount(site, model)
+            if path is None:
                 yield model.doc.diagnostic(
                     ("file",),
-                    f"{spec.file!r} is not under the models mount {mount}",
+                    f"{spec.file!r} is not under the models mount {mount}"
+                    + (f": the path {why}" if why else ""),
                     f"give a path relative to {mount}, without '..'",
                 )
             elif not spec.file.endswith(".gguf"):

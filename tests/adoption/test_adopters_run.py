@@ -84,8 +84,11 @@ def test_an_adopter_starts_a_site_adds_two_models_locks_them_remotely_builds_and
     assert "unchanged on the Hub" in locked  # add locked them already
     assert hub.fetched() <= len(MODELS) << 20  # headers only: at most 1 MiB a model
     built = ok(site, str(HALOGEN), "build")
+    fitted = ok(site / "models.d", str(HALOGEN), "fit")
     print("\n".join(log))
     assert "wrote out/" in built
+    # The fit table names both models with their estimates, known before any weights were fetched.
+    assert all(model_id in fitted for model_id in MODELS) and "GiB" in fitted
     config = (site / "out" / "config.yaml").read_text()
     assert all(model_id in config for model_id in MODELS)
     ok(root, sys.executable, "-m", "pre_commit", "install")
