@@ -57,7 +57,7 @@ def test_the_audit_reports_killed_survived_and_stale_and_leaves_the_tree_alone(t
     rows = {
         line.split(" | ")[0].strip("| "): line for line in result.stdout.splitlines() if line.startswith("| ")
     }
-    assert "| killed |" in rows["unpadded"] and "halogen/memory.py:161" in rows["unpadded"]
+    assert "| killed |" in rows["unpadded"] and "halogen/memory.py:" in rows["unpadded"]
     assert "| survived |" in rows["harmless"]
     assert "| stale: the original snippet is not found |" in rows["gone"]
     assert "**1 of 2 killed (50%).**" in result.stdout

@@ -89,7 +89,10 @@ def test_the_example_model_uncommented_is_a_model_that_builds(repo: Path) -> Non
     example.write_text("\n".join(line.removeprefix("# ") for line in lines[blank + 1 :]) + "\n")
     result = halogen(site, "build")
     assert result.returncode == 0, result.stderr
-    assert "warning" not in result.stderr
+    # The one warning a site without halogen.lock gets: memory not checked yet.
+    assert [
+        line for line in result.stderr.splitlines() if "warning" in line and "no halogen.lock" not in line
+    ] == []
     assert (site / "out" / "pull" / "job.yaml").is_file()
     config = yaml.safe_load((site / "out" / "config.yaml").read_text())
     assert list(config["models"]) == ["example"]

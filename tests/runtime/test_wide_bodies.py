@@ -107,7 +107,7 @@ async def test_a_large_body_waits_for_room_while_another_is_held_and_small_ones_
         # A body of 900 kB declared and trickled: it holds room for 900 kB until its 408.
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
         writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 900000\r\n\r\n{"
         )
         await writer.drain()
