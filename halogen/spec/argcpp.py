@@ -70,6 +70,14 @@ def _blank_comments(text: str) -> str:
     return "".join(out)
 
 
+def _past_quoted(text: str, start: int) -> int:
+    """The index just past the C string or character literal that opens at `start`."""
+    quote, j = text[start], start + 1
+    while text[j] != quote:
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
 def _close(text: str, start: int) -> int:
     """The index just past the bracket that closes the one at `start`."""
     depth = 0
@@ -77,10 +85,7 @@ def _close(text: str, start: int) -> int:
     while i < len(text):
         c = text[i]
         if c in "\"'":
-            j = i + 1
-            while text[j] != c:
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
+            i = _past_quoted(text, i)
             continue
         if c in "({[":
             depth += 1
@@ -99,10 +104,7 @@ def _split(inner: str) -> list[str]:
     while i < len(inner):
         c = inner[i]
         if c in "\"'":
-            j = i + 1
-            while inner[j] != c:
-                j += 2 if inner[j] == "\\" else 1
-            i = j + 1
+            i = _past_quoted(inner, i)
             continue
         if c in "({[":
             depth += 1
