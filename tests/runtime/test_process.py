@@ -125,8 +125,9 @@ def _refused(url: str) -> bool:
         urllib.request.urlopen(url + "/health", timeout=1).close()
     except urllib.error.URLError as exc:
         return isinstance(exc.reason, ConnectionRefusedError)
-    except ConnectionResetError:
-        # A connection still in the backlog when the listener closes is reset: poll again.
+    except (ConnectionResetError, TimeoutError):
+        # A connection still in the backlog when the listener closes is reset, or on a loaded
+        # machine left unanswered until the read times out: poll again.
         return False
     return False
 
