@@ -124,7 +124,9 @@ def needs(site: Site) -> dict[str, memory.Estimate]:
         model = site.models[model_id]
         known = facts.facts_of(site, model)
         if known is not None:
-            out[model_id] = memory.estimate(known, facts.server_args(site, model))
+            out[model_id] = memory.estimate(
+                known, facts.server_args(site, model), facts.server_env(site, model)
+            )
     return out
 
 

@@ -3,7 +3,6 @@ lock knows about each model. Pure: the lock is read once by the pipeline."""
 
 from __future__ import annotations
 
-import itertools
 import re
 import shlex
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import PurePosixPath
 
 from halogen import memory, models_folder
 from halogen.diagnostics import Diagnostic
+from halogen.llamacpp import cmdline
 from halogen.lock import LOCK_FILE, GgufFacts
 from halogen.spec.checks import backend_of, model_file
 from halogen.spec.load import Model, Site
@@ -28,11 +28,12 @@ def file_of(site: Site, model: Model) -> str | None:
     except ValueError:
         return None
     mount = PurePosixPath(site.spec.deployment.models.mountPath)
-    for flag, value in itertools.pairwise(argv):
-        if flag in ("-m", "--model") and "${" not in value:
-            path = PurePosixPath(value)
-            if mount in path.parents and models_folder.problem(rel := str(path.relative_to(mount))) is None:
-                return rel
+    # llama-server loads the last -m (or LLAMA_ARG_MODEL when no -m is given).
+    value = cmdline.read(argv, server_env(site, model)).model
+    if value is not None and "${" not in value:
+        path = PurePosixPath(value)
+        if mount in path.parents and models_folder.problem(rel := str(path.relative_to(mount))) is None:
+            return rel
     return None
 
 
@@ -57,6 +58,13 @@ def server_args(site: Site, model: Model) -> list[str]:
     backend = site.spec.backends.get(backend_of(site, model) or "")
     context = ["--ctx-size", str(model.spec.contextSize)] if model.spec.contextSize else []
     return [*(backend.args if backend else []), *context, *model.spec.args]
+
+
+def server_env(site: Site, model: Model) -> dict[str, str]:
+    """The environment a model's llama-server starts with, as far as the site says: the pod's,
+    its backend's, its own (each over the one before)."""
+    backend = site.spec.backends.get(backend_of(site, model) or "") if model.spec.cmd is None else None
+    return {**site.spec.deployment.env, **(backend.env if backend else {}), **model.spec.env}
 
 
 def facts_of(site: Site, model: Model) -> GgufFacts | None:
@@ -134,7 +142,10 @@ def check(site: Site) -> Iterator[Diagnostic]:
                     "leave it out: halogen takes it from the lock",
                 )
         # A raw `cmd` sets the context with its own -c/--ctx-size.
-        context = model.spec.contextSize or memory.Flags.parse(server_args(site, model)).ctx
+        context = (
+            model.spec.contextSize
+            or memory.Flags.parse(server_args(site, model), server_env(site, model)).ctx
+        )
         key: Path_ = ("contextSize",) if model.spec.cmd is None else ("cmd",)
         if context and facts.contextLength and context > facts.contextLength:
             yield model.doc.diagnostic(
@@ -158,7 +169,7 @@ def metadata(site: Site, model: Model) -> dict[str, object]:
         if facts.contextLength:
             meta.setdefault("contextLength", facts.contextLength)
         meta["fileSize"] = site.lock.files[path].size
-        meta["memory"] = memory.estimate(facts, server_args(site, model)).total
+        meta["memory"] = memory.estimate(facts, server_args(site, model), server_env(site, model)).total
         meta["modelInfo"] = dict(sorted(facts.info.items()))
     if model.spec.capabilities:
         meta["capabilities"] = list(model.spec.capabilities)

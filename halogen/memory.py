@@ -40,10 +40,11 @@ them should set the budget with a margin.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from halogen.llamacpp import cmdline
 from halogen.lock import GgufFacts
 
 MiB = 1024 * 1024
@@ -88,39 +89,22 @@ class Flags:
     embeddings: bool = False
 
     @classmethod
-    def parse(cls, argv: Sequence[str]) -> Flags:
-        """The flags of a llama-server command line (the last of a repeated flag wins)."""
-        values: dict[str, str | None] = {}
+    def parse(cls, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Flags:
+        """The flags of a llama-server command line, as halogen.llamacpp.cmdline reads them."""
+        line = cmdline.read(argv, env)
         names = {
-            "-c": "ctx",
             "--ctx-size": "ctx",
-            "-np": "parallel",
             "--parallel": "parallel",
-            "-ctk": "cache_k",
             "--cache-type-k": "cache_k",
-            "-ctv": "cache_v",
             "--cache-type-v": "cache_v",
-            "-ub": "ubatch",
             "--ubatch-size": "ubatch",
-            "-b": "batch",
             "--batch-size": "batch",
-            "-fa": "flash_attn",
             "--flash-attn": "flash_attn",
-        }
-        switches = {
-            "-kvu": "unified",
             "--kv-unified": "unified",
             "--swa-full": "swa_full",
-            "--embedding": "embeddings",
             "--embeddings": "embeddings",
         }
-        for i, arg in enumerate(argv):
-            name, eq, inline = arg.partition("=")
-            if name in names:
-                value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else None)
-                values[names[name]] = value
-            elif arg in switches:
-                values[switches[arg]] = "1"
+        values = {key: line.values[name] for name, key in names.items() if name in line.values}
         out: dict[str, object] = {}
         for key in ("ctx", "parallel", "ubatch", "batch"):
             raw = values.get(key)
@@ -134,7 +118,7 @@ class Flags:
         if fa is not None:
             out["flash_attn"] = fa.lower() not in ("off", "0", "false", "disabled")
         for key in ("unified", "swa_full", "embeddings"):
-            if key in values:
+            if values.get(key) == "1":
                 out[key] = True
         return cls(**out)  # type: ignore[arg-type]
 
@@ -179,9 +163,9 @@ def kv_cache(facts: GgufFacts, flags: Flags, n_ctx: int) -> int:
     return int((cells_swa * heads_swa + cells_full * heads_full) * n_stream * per_head)
 
 
-def estimate(facts: GgufFacts, argv: Sequence[str]) -> Estimate:
-    """What llama-server started with `argv` holds for the model `facts` describes."""
-    flags = Flags.parse(argv)
+def estimate(facts: GgufFacts, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Estimate:
+    """What llama-server started with `argv` (and `env`) holds for the model `facts` describes."""
+    flags = Flags.parse(argv, env)
     n_ctx = _pad(flags.ctx or facts.contextLength or 4096)
     n_seq = AUTO_SLOTS if flags.parallel == 0 else max(1, flags.parallel)
     n_ubatch = min(flags.ubatch, flags.batch) or DEFAULT_UBATCH

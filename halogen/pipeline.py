@@ -71,25 +71,40 @@ def _problem_position(site: Site, exc: Unresolvable) -> list[Diagnostic]:
 
 
 def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
-    """Every -m path, raw `cmd` included, must lie under the models mount."""
+    """The file each model loads, raw `cmd` and `env` included, must lie under the models mount;
+    a command llama-server would refuse (`--model=X`), or that fetches its model at run time
+    (-hf, -mu, --models-dir, ...), is refused: the pod sees only that mount."""
     from pathlib import PurePosixPath
+
+    from halogen.llamacpp import cmdline
 
     mount = PurePosixPath(site.spec.deployment.models.mountPath)
     out = []
     for model_id, runnable in resolved.models.items():
-        argv = list(runnable.argv)
-        for i, arg in enumerate(argv[:-1]):
-            if arg in ("-m", "--model"):
-                path = PurePosixPath(argv[i + 1])
-                if ".." in path.parts or mount not in path.parents:
-                    model = site.models[model_id]
-                    out.append(
-                        model.doc.diagnostic(
-                            ("cmd",) if model.spec.cmd is not None else ("file",),
-                            f"model path {path} is not under the models mount {mount}",
-                            "the pod sees only that mount",
-                        )
+        model = site.models[model_id]
+        key = ("cmd",) if model.spec.cmd is not None else ("file",)
+        line = cmdline.of_command(runnable.argv, runnable.env)
+        for word in line.refused:
+            out.append(model.doc.diagnostic(key, word.message, word.hint))
+        for fetch in line.fetching:
+            out.append(
+                model.doc.diagnostic(
+                    key,
+                    f"{fetch} makes llama-server fetch a model at run time",
+                    f"name a file under the models mount {mount} with -m (or `file`); "
+                    "`halogen pull` puts it there",
+                )
+            )
+        if line.model is not None:
+            path = PurePosixPath(line.model)
+            if ".." in path.parts or mount not in path.parents:
+                out.append(
+                    model.doc.diagnostic(
+                        key,
+                        f"model path {path} is not under the models mount {mount}",
+                        "the pod sees only that mount",
                     )
+                )
     return out
 
 

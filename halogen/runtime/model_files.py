@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from halogen.hub.files import split_parts, verified
+from halogen.llamacpp import cmdline
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import StartFailed
-from halogen.runtime.ollama.translate import model_file
 
 RETRY_AFTER = 30
 """Seconds: a download takes minutes; a client that retries sooner only adds load."""
@@ -50,8 +50,9 @@ class OnDisk:
 
 
 def files(runnable: Runnable) -> list[str]:
-    """The files the command loads: `-m`, with every part when it names a split GGUF."""
-    first = model_file(runnable)
+    """The files the command loads: its model (the last `-m`, else `LLAMA_ARG_MODEL`), with every
+    part when it names a split GGUF."""
+    first = cmdline.of_command(runnable.argv, runnable.env).model
     if first is None:
         return []
     folder, _, name = first.rpartition("/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
+from halogen.llamacpp import cmdline
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.message_start import MESSAGES, MessageStart
@@ -200,19 +202,17 @@ async def _headers(
 
 
 def upstream_key(runnable: Runnable) -> str | None:
-    """The key the model's llama-server checks, when its command gives one: the (first) value of
-    `--api-key`, else of `LLAMA_API_KEY` in the model's `env` (common/arg.cpp). The proxy sends it
-    in place of the client's, which the proxy checks itself against `apiKeys`."""
-    value = None
-    argv = runnable.argv
-    for i, arg in enumerate(argv):
-        name, eq, given = arg.partition("=")
-        if name == "--api-key":
-            value = given if eq else (argv[i + 1] if i + 1 < len(argv) else None)
-    if value is None:
-        value = dict(runnable.env).get("LLAMA_API_KEY")
-    keys = [key.strip() for key in (value or "").split(",") if key.strip()]
-    return keys[0] if keys else None
+    """The key the model's llama-server checks, when its command gives one (`--api-key`,
+    `--api_key`, `LLAMA_API_KEY`, or the first key of `--api-key-file`, which the runtime reads as
+    llama-server does: halogen.llamacpp.cmdline). The proxy sends it in place of the client's,
+    which the proxy checks itself against `apiKeys`."""
+    return _key(runnable.argv, runnable.env)
+
+
+@functools.lru_cache(maxsize=256)
+def _key(argv: tuple[str, ...], env: tuple[tuple[str, str], ...]) -> str | None:
+    # Read once per command, as llama-server reads its key file once, at start.
+    return cmdline.of_command(argv, env).api_key
 
 
 async def failure(upstream: Upstream, what: str, exc: BaseException) -> UpstreamFailed:

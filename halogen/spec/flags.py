@@ -1,7 +1,7 @@
-"""llama-server's flags as the pinned llama.cpp reads them: spellings, values, and what is refused.
+"""Checking a site's llama-server flags: what the pinned llama.cpp refuses, and what halogen owns.
 
-The table (llama_flags.py) is generated from that llama.cpp's common/arg.cpp by
-scripts/gen-llama-flags. Its parser (common_params_parse_ex there) looks each word up whole,
+The spellings and the reading are halogen.llamacpp.cmdline's; its table (llama_flags.py) is
+generated from that llama.cpp's common/arg.cpp by scripts/gen-llama-flags. Its parser (common_params_parse_ex there) looks each word up whole,
 after turning '_' into '-' in a word that starts with '--', and takes a known flag's values from
 the words that follow, whatever they start with. So `--ctx-size=4096`, a misspelt flag and a
 word where no flag expects one all stop llama-server at start: the build refuses them here.
@@ -9,54 +9,18 @@ word where no flag expects one all stop llama-server at start: the build refuses
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 
+from halogen.llamacpp.cmdline import KNOWN, SPELLINGS, Flag, Spec, canonical, parse
+from halogen.llamacpp.cmdline import spec_of as _spec
 from halogen.llamaswap.resolve import did_you_mean
 from halogen.spec import llama_flags
 
+__all__ = ["KNOWN", "OWNED", "REMOVED", "SPELLINGS", "Flag", "Spec", "canonical", "parse", "refused"]
+
 LLAMA_CPP = llama_flags.LLAMA_CPP_COMMIT[:7]
 
-
-@dataclass(frozen=True)
-class Spec:
-    """One spelling of an option in the table."""
-
-    name: str  # the canonical spelling: the option's last '--' spelling
-    values: int  # words that follow it: 0, 1 or 2
-    env: str | None  # LLAMA_ARG_...: the same setting from the environment
-    server: bool  # llama-server takes it (others are for llama-cli, llama-bench, ...)
-    programs: tuple[str, ...]  # LLAMA_EXAMPLE_* it is declared for, without the prefix
-
-
-def _canonical_of(spellings: Sequence[str]) -> str:
-    long = [s for s in spellings if s.startswith("--")]
-    return long[-1] if long else spellings[-1]
-
-
-def _table() -> dict[str, Spec]:
-    known: dict[str, Spec] = {}
-    for spellings, negated, values, examples, excludes, env in llama_flags.OPTIONS:
-        # Every program but llama-download inherits COMMON (arg.cpp's add_opt).
-        server = ("SERVER" in examples or "COMMON" in examples) and "SERVER" not in excludes
-        for group in (spellings, negated):
-            if not group:
-                continue
-            spec = Spec(_canonical_of(group), values, env, server, examples)
-            for spelling in group:
-                # arg.cpp registers some options twice, one per program (-np): llama-server's wins.
-                if spelling not in known or (server and not known[spelling].server):
-                    known[spelling] = spec
-    return known
-
-
-KNOWN: Mapping[str, Spec] = MappingProxyType(_table())
-SPELLINGS: Mapping[str, str] = MappingProxyType(
-    {spelling: spec.name for spelling, spec in KNOWN.items() if spelling != spec.name}
-)
-"""Every other spelling of an option -> its canonical one (-ngl -> --n-gpu-layers)."""
 
 REMOVED: Mapping[str, str] = MappingProxyType(
     {
@@ -80,59 +44,6 @@ OWNED = {
     "--model": "set `file` in the model file",
     "--ctx-size": "set `contextSize` in the model file",
 }
-_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
-
-
-@dataclass(frozen=True)
-class Flag:
-    name: str  # canonical spelling
-    written: str  # as the user wrote it
-    value: str | None  # two values are joined with a space
-    index: int  # position of the flag in its list
-
-
-def canonical(flag: str) -> str:
-    # llama-server reads '_' as '-' in long flags: --ctx_size is --ctx-size.
-    if flag.startswith("--"):
-        flag = flag.replace("_", "-")
-    spec = KNOWN.get(flag)
-    return spec.name if spec else flag
-
-
-def _is_flag(token: str) -> bool:
-    return token.startswith("-") and len(token) > 1 and not _NUMBER.match(token)
-
-
-def _spec(token: str) -> Spec | None:
-    return KNOWN.get(token.replace("_", "-") if token.startswith("--") else token)
-
-
-def parse(args: Sequence[str]) -> list[Flag]:
-    """Pair each flag with the values that follow it, as many as the table says it takes (a
-    flag not in the table takes the next word unless that looks like a flag); bare words with
-    no flag are kept as positional `Flag`s with an empty name."""
-    out: list[Flag] = []
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if _is_flag(token):
-            name, eq, inline = token.partition("=")
-            spec = _spec(token)
-            if spec is None and eq:
-                out.append(Flag(canonical(name), name, inline, i))
-            elif spec is not None:
-                taken = list(args[i + 1 : i + 1 + spec.values])
-                out.append(Flag(spec.name, token, " ".join(taken) if taken else None, i))
-                i += len(taken)
-            elif i + 1 < len(args) and not _is_flag(args[i + 1]):
-                out.append(Flag(canonical(name), name, args[i + 1], i))
-                i += 1
-            else:
-                out.append(Flag(canonical(name), name, None, i))
-        else:
-            out.append(Flag("", "", token, i))
-        i += 1
-    return out
 
 
 def refused(args: Sequence[str]) -> list[tuple[int, str, str]]:

@@ -311,10 +311,18 @@ def main() -> None:
     parser.add_argument("--ready-gate", default="", help="/health answers 503 until this path exists")
     parser.add_argument("--note", action="append", default=[], help="ignored; recorded with argv")
     parser.add_argument(
-        "--api-key", default="", help="answer 401 to requests without this key, /health aside"
+        "--api-key",
+        "--api_key",  # llama-server reads '_' as '-' in '--' flags (common/arg.cpp)
+        dest="api_key",
+        default="",
+        help="answer 401 to requests without this key, /health aside",
     )
+    parser.add_argument("--api-key-file", default="", help="the key's file: one a line, '#' comments")
     parser.add_argument("--drop-reused", action="store_true", help="drop requests on a reused connection")
     ARGS = parser.parse_args()
+    if ARGS.api_key_file:
+        with open(ARGS.api_key_file, encoding="utf-8") as keys:
+            ARGS.api_key = next(k for k in keys.read().splitlines() if k and not k.startswith("#"))
     record(
         "start",
         pgid=os.getpgid(0),

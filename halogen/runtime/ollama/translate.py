@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from halogen.llamacpp import cmdline
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime import locked
 from halogen.runtime.errors import clip
@@ -660,21 +661,13 @@ def _text(metadata: Mapping[str, Any], key: str) -> str:
 
 
 def flag(argv: Sequence[str], *names: str) -> str | None:
-    """The last value given to any of `names` (`--flag value` or `--flag=value`)."""
-    found = None
-    for i, arg in enumerate(argv):
-        name, eq, value = arg.partition("=")
-        if name in names:
-            if eq:
-                found = value
-            elif i + 1 < len(argv):
-                found = argv[i + 1]
-    return found
+    """The value llama-server reads for the option `names` spell (halogen.llamacpp.cmdline)."""
+    return cmdline.of_command(argv).get(*(cmdline.canonical(name) for name in names))
 
 
 def model_file(model: Runnable) -> str | None:
-    """The GGUF file the command loads (`-m`/`--model`), when it names one."""
-    return flag(model.argv, "-m", "--model") or None
+    """The GGUF file the command loads (the last `-m`/`--model`, else `LLAMA_ARG_MODEL`)."""
+    return cmdline.of_command(model.argv, model.env).model
 
 
 def _family(model: Runnable) -> str:
