@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from halogen import patterns
-from halogen.llamaswap import command
+from halogen.llamaswap import command, names
 from halogen.llamaswap.config import (
     DEFAULT_GROUP,
     MIN_HEALTH_CHECK_TIMEOUT,
@@ -189,14 +189,14 @@ class Resolved:
         """The peer model a request names, when no local model answers to the name."""
         if self.lookup(name) is not None:
             return None
-        for candidate in (name, name.removesuffix(":latest")):
+        for candidate in names.spellings(name):
             if candidate in self.peers:
                 return self.peers[candidate]
         return None
 
     def lookup(self, name: str) -> str | None:
         """The model id a request's `model` names: an id, an alias, or either with `:latest`."""
-        for candidate in (name, name.removesuffix(":latest")):
+        for candidate in names.spellings(name):
             if candidate in self.models:
                 return candidate
             if candidate in self.aliases:
@@ -306,7 +306,7 @@ def resolve(config: Config) -> Resolved:
     # Ollama listing (which shows `a` as `a:latest`): they must not name two models.
     folded: dict[str, str] = {}
     for model_id in sorted(config.models):
-        key = model_id.removesuffix(":latest")
+        key = names.fold(model_id)
         if key in folded:
             problems.append(
                 Problem(
@@ -370,7 +370,7 @@ def resolve(config: Config) -> Resolved:
                 name, _, value = entry.partition("=")
                 env.append((name, value))
         for i, alias in enumerate(fields["aliases"]):
-            owner = folded.get(alias.removesuffix(":latest"), model_id)
+            owner = folded.get(names.fold(alias), model_id)
             if alias in aliases or alias in config.models:
                 other = aliases.get(alias, alias)
                 problems.append(
@@ -387,7 +387,7 @@ def resolve(config: Config) -> Resolved:
                 )
                 bad = True
             aliases.setdefault(alias, model_id)
-            folded.setdefault(alias.removesuffix(":latest"), model_id)
+            folded.setdefault(names.fold(alias), model_id)
         by_id: dict[str, Mapping[str, Any]] = {}
         own_aliases = list(fields["aliases"])
         where = (*base, "filters", "setParamsByID")
@@ -402,14 +402,14 @@ def resolve(config: Config) -> Resolved:
             by_id[key] = {k: v for k, v in params.items() if k != "model"}
             if key == model_id or key in own_aliases:
                 continue
-            owner = folded.get(key.removesuffix(":latest"), model_id)
+            owner = folded.get(names.fold(key), model_id)
             if key in config.models or aliases.get(key, model_id) != model_id or owner != model_id:
                 other = aliases.get(key, key if key in config.models else owner)
                 problems.append(Problem((*where, key), f"key {key!r} is already used by model {other!r}"))
                 bad = True
                 continue
             aliases[key] = model_id
-            folded.setdefault(key.removesuffix(":latest"), model_id)
+            folded.setdefault(names.fold(key), model_id)
             own_aliases.append(key)
         try:
             argv = command.split(fields["cmd"])
@@ -465,7 +465,7 @@ def resolve(config: Config) -> Resolved:
         if target is None:
             # Exactly as written: llama-swap resolves a preload name without folding case or ':latest'.
             folded = {n.lower(): n for n in sorted([*config.models, *aliases], reverse=True)}
-            near = folded.get(name.lower().removesuffix(":latest"))
+            near = folded.get(names.fold(name.lower()))
             problems.append(
                 Problem(
                     ("hooks", "on_startup", "preload", i),

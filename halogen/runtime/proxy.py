@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamacpp import cmdline
+from halogen.llamaswap import names
 from halogen.llamaswap.resolve import Runnable
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.message_start import MESSAGES, MessageStart
@@ -73,7 +74,7 @@ def params_for(runnable: Runnable, requested: str | None) -> Mapping[str, Any]:
     """The `setParamsByID` entry for the id a request named (as sent, or without `:latest`)."""
     if requested is None or not runnable.set_params_by_id:
         return {}
-    for candidate in (requested, requested.removesuffix(":latest")):
+    for candidate in names.spellings(requested):
         if candidate in runnable.set_params_by_id:
             return runnable.set_params_by_id[candidate]
     return {}

@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 
 from halogen import image, models_folder
 from halogen.diagnostics import Diagnostic
+from halogen.llamaswap import names
 from halogen.llamaswap.resolve import RESERVED
 from halogen.spec import flags
 from halogen.spec.inputs import GPU_RESOURCES
@@ -76,13 +77,13 @@ def _ids_and_aliases(site: Site) -> Iterator[Diagnostic]:
         model = site.models[model_id]
         for i, alias in enumerate(model.spec.aliases):
             key = alias.lower()
-            if key in taken or key.removesuffix(":latest") in taken:
+            if key in taken or names.fold(key) in taken:
                 yield model.doc.diagnostic(
                     ("aliases", i),
-                    f"alias {alias!r} is already {taken.get(key) or taken[key.removesuffix(':latest')]}",
+                    f"alias {alias!r} is already {taken.get(key) or taken[names.fold(key)]}",
                     "aliases are unique across ids and aliases, without case or ':latest'",
                 )
-            elif key.endswith(":latest"):
+            elif key.endswith(names.LATEST):
                 yield model.doc.diagnostic(
                     ("aliases", i),
                     "aliases may not end in ':latest'",

@@ -1,0 +1,21 @@
+"""The `:latest` fold: a model's name and the same name with `:latest` are one name.
+
+Ollama's clients name a model `name:tag`, and Ollama reads a name without a tag as `name:latest`
+(types/model/name.go in ollama/ollama). halogen accepts `:latest` on every id and alias, lists
+`a` as `a:latest` on the Ollama API, and so refuses two names that differ only by it. Every
+place that compares names folds them here.
+"""
+
+from __future__ import annotations
+
+LATEST = ":latest"
+
+
+def fold(name: str) -> str:
+    """`name` without a trailing `:latest`."""
+    return name.removesuffix(LATEST)
+
+
+def spellings(name: str) -> tuple[str, str]:
+    """What a request's `name` may mean, in the order to try: as sent, then folded."""
+    return name, fold(name)
