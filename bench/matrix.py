@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from halogen.llamaswap.config import Config
-from halogen.llamaswap.resolve import Resolved, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import Resolved
 from halogen.runtime.router import router_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "matrix.md"

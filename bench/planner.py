@@ -14,7 +14,8 @@ import statistics
 import time
 
 from halogen.llamaswap.config import Config
-from halogen.llamaswap.resolve import Resolved, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import Resolved
 from halogen.runtime.planner import ModelView, Serve, Snapshot, Start, Wait, plan
 from halogen.runtime.router import router_for
 from halogen.runtime.upstream import State

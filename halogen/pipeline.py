@@ -10,7 +10,8 @@ from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.hub.wanted import Wanted, from_sources
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
-from halogen.llamaswap.resolve import FieldPath, Resolved, Unresolvable, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import FieldPath, Resolved, Unresolvable
 from halogen.spec import checks, sources
 from halogen.spec.load import Site, load
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from halogen.llamaswap.config import Config, Hooks, Routing
-from halogen.llamaswap.resolve import Runnable, Unresolvable, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import Runnable, Unresolvable
 from halogen.spec import flags
 
 PORT = 5800

@@ -25,7 +25,7 @@ from halogen.importing.notes import Note, at
 from halogen.llamaswap import command
 from halogen.llamaswap import matrix as dsl
 from halogen.llamaswap.config import Capabilities, Compat, Config, Model, Timeouts
-from halogen.llamaswap.resolve import _expand, _routing  # llama-swap's expansion and router choice
+from halogen.llamaswap.resolve import expand, routing  # llama-swap's expansion and router choice
 from halogen.patterns import BACKEND_ID
 from halogen.spec import flags
 from halogen.spec.inputs import K8S_NAME, MODEL_ID, Globals
@@ -83,7 +83,7 @@ class Translation:
             )
             self.keep(where, model.model_dump(mode="json", exclude_defaults=True))
             return
-        fields = _expand(self.config, mid, model)
+        fields = expand(self.config, mid, model)
         for name in model.macros:
             self.note(
                 "changed", (*where, "macros", name), f"model macro {name!r} is written out where it was used"
@@ -336,7 +336,7 @@ class Translation:
 
     def routing(self, site: dict[str, Any]) -> None:
         config = self.config
-        router, groups, gpath, matrix, mpath, problems = _routing(config)
+        router, groups, gpath, matrix, mpath, problems = routing(config)
         for problem in problems:
             self.note("refused", problem.path, f"{problem.message} (llama-swap refuses it too)")
         if router == "group":

@@ -19,7 +19,8 @@ from halogen.llamaswap.config import (
     Filters,
     Model,
 )
-from halogen.llamaswap.resolve import Resolved, Unresolvable, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import Resolved, Unresolvable
 from halogen.typed import parse
 
 ENV_REF = re.compile(r"\$\{env\.([a-zA-Z_][a-zA-Z0-9_]*)\}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from halogen.llamaswap.resolve import PeerRoute, Resolved, SelectorRule, peer_fqn
+from halogen.llamaswap.resolved import PeerRoute, Resolved, SelectorRule, peer_fqn
 from halogen.runtime import jsonbody, proxy, selectors
 from halogen.runtime.errors import (
     MissingModel,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 
 
 def _count(value: Any) -> int | None:

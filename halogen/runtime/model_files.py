@@ -18,7 +18,7 @@ from typing import Any
 
 from halogen.hub.files import split_parts, verified
 from halogen.llamacpp import cmdline
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime.errors import StartFailed
 
 RETRY_AFTER = 30

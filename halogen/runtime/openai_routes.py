@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from halogen.llamaswap.config import Capabilities
-from halogen.llamaswap.resolve import PeerRoute
+from halogen.llamaswap.resolved import PeerRoute
 from halogen.runtime import jsonbody, peers, proxy
 from halogen.runtime.carried import Carried, upstream_path
 from halogen.runtime.context import Runtime, runtime_of

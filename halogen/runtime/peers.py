@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
-from halogen.llamaswap.resolve import PeerRoute, peer_fqn
+from halogen.llamaswap.resolved import PeerRoute, peer_fqn
 from halogen.runtime import dialing, jsonbody, proxy
 from halogen.runtime.carried import Carried
 from halogen.runtime.context import MODEL, Runtime

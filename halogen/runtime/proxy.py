@@ -15,7 +15,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamacpp import cmdline
 from halogen.llamaswap import names
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.message_start import MESSAGES, MessageStart
 from halogen.runtime.metrics import TokenReader

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
-from halogen.llamaswap.resolve import Resolved
+from halogen.llamaswap.resolved import Resolved
 from halogen.runtime.logs import Logs
 from halogen.runtime.swapper import Swapper
 

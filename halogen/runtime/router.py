@@ -15,7 +15,7 @@ from typing import Protocol
 
 from halogen.llamaswap.config import Group
 from halogen.llamaswap.matrix import Program
-from halogen.llamaswap.resolve import Resolved, Runnable
+from halogen.llamaswap.resolved import Resolved, Runnable
 
 
 @dataclass(frozen=True)

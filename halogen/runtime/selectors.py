@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from halogen.llamaswap.resolve import SelectorRule
+from halogen.llamaswap.resolved import SelectorRule
 
 # Phases as `halogen.runtime.upstream.State` spells them; a model missing from the mapping is
 # stopped.

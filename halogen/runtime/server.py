@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from halogen.diagnostics import Invalid, render
 from halogen.llamaswap import io
-from halogen.llamaswap.resolve import Resolved
+from halogen.llamaswap.resolved import Resolved
 from halogen.runtime import app, reaper
 from halogen.runtime.connections import GuardedSite
 from halogen.runtime.context import Runtime

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from halogen.llamaswap.resolve import Resolved, Runnable
+from halogen.llamaswap.resolved import Resolved, Runnable
 from halogen.runtime import model_files
 from halogen.runtime.errors import Overloaded, Refusal, ShuttingDown, StartFailed, UnknownModel
 from halogen.runtime.logs import Logs

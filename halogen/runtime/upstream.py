@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime import deathsig, dialing, reaper
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.lines import LineSplitter

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from halogen import image, models_folder
 from halogen.diagnostics import Diagnostic
 from halogen.llamaswap import names
-from halogen.llamaswap.resolve import RESERVED
+from halogen.llamaswap.resolved import RESERVED
 from halogen.spec import flags
 from halogen.spec.inputs import GPU_RESOURCES
 from halogen.spec.load import Model, Site

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from halogen.llamacpp.cmdline import KNOWN, SPELLINGS, Flag, Spec, canonical, parse
 from halogen.llamacpp.cmdline import spec_of as _spec
-from halogen.llamaswap.resolve import did_you_mean
+from halogen.llamaswap.names import did_you_mean
 from halogen.spec import llama_flags
 
 __all__ = ["KNOWN", "OWNED", "REMOVED", "SPELLINGS", "Flag", "Spec", "canonical", "parse", "refused"]

@@ -16,7 +16,7 @@ from halogen import pipeline
 from halogen.importing import backends
 from halogen.importing.site import import_site, write
 from halogen.llamaswap import io as llamaswap_io
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.spec import flags
 
 from .conftest import SEED_CONFIG, SHARED, halogen

@@ -20,7 +20,7 @@ import yaml
 
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime.listen import Limits
 from halogen.runtime.logs import Logs
 from halogen.runtime.reload import Watcher

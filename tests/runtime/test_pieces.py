@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime import auth, multipart, proxy
 from halogen.runtime.errors import BadRequest, UnknownModel
 from halogen.runtime.lines import LineSplitter

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from halogen.llamaswap.config import DEFAULT_GROUP, Config, Group
-from halogen.llamaswap.resolve import Resolved, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import Resolved
 from halogen.runtime.router import router_for
 
 

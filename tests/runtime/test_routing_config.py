@@ -13,7 +13,7 @@ import yaml
 
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
-from halogen.llamaswap.resolve import Resolved
+from halogen.llamaswap.resolved import Resolved
 from tests.compiler.conftest import SHARED
 
 REFERENCE = SHARED / "reference" / "llama-swap"

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from halogen.llamaswap.config import Config
-from halogen.llamaswap.resolve import Resolved, Runnable, resolve
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import Resolved, Runnable
 from halogen.runtime.errors import Overloaded, StartFailed
 from halogen.runtime.logs import Logs
 from halogen.runtime.router import Router

@@ -25,7 +25,7 @@ from yarl import URL
 
 from halogen import cli
 from halogen.commands import serve as serve_command
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime import app, auth, server
 from halogen.runtime.anthropic_routes import anthropic_style
 from halogen.runtime.upstream import Upstream

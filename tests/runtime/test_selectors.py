@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from halogen.llamaswap.resolve import SelectorRule
+from halogen.llamaswap.resolved import SelectorRule
 from halogen.runtime.selectors import Choice, NoTarget, choose
 
 

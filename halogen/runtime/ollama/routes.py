@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from halogen.llamaswap.resolve import PeerRoute, Runnable
+from halogen.llamaswap.resolved import PeerRoute, Runnable
 from halogen.runtime import jsonbody, locked, peers, proxy
 from halogen.runtime.context import MODEL, Counted, read_json, runtime_of
 from halogen.runtime.errors import (

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from halogen.llamacpp import cmdline
-from halogen.llamaswap.resolve import Runnable
+from halogen.llamaswap.resolved import Runnable
 from halogen.runtime import locked
 from halogen.runtime.errors import clip
 from halogen.runtime.lines import LineSplitter
