@@ -178,21 +178,9 @@ class CommandLine:
 
     @property
     def api_key(self) -> str | None:
-        """A key llama-server accepts, when it checks one: the first of `--api-key`, else of
-        `LLAMA_API_KEY`, else the first key line of an `--api-key-file` (read now: the runtime and
-        its models share the file system, and the file is read by llama-server at start)."""
-        if self.api_keys:
-            return self.api_keys[0]
-        for path in self.api_key_files:
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    for line in handle:
-                        key = line.rstrip("\r\n")
-                        if key and not key.startswith("#"):
-                            return key
-            except OSError:
-                continue
-        return None
+        """A key llama-server accepts, given inline: the first of `--api-key`, else of
+        `LLAMA_API_KEY` (for `--api-key-file`, see `first_key`)."""
+        return self.api_keys[0] if self.api_keys else None
 
     @property
     def ctx_size(self) -> int | None:
@@ -209,6 +197,15 @@ class CommandLine:
     @property
     def cache_type_v(self) -> str | None:
         return self.values.get("--cache-type-v")
+
+
+def first_key(text: str) -> str | None:
+    """The first key of an `--api-key-file`'s text: one key a line, '#' starts a comment line
+    (common/arg.cpp's handler keeps every other non-empty line whole)."""
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            return line
+    return None
 
 
 def _int(value: str | None) -> int | None:

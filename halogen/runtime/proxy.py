@@ -212,8 +212,20 @@ def upstream_key(runnable: Runnable) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _key(argv: tuple[str, ...], env: tuple[tuple[str, str], ...]) -> str | None:
-    # Read once per command, as llama-server reads its key file once, at start.
-    return cmdline.of_command(argv, env).api_key
+    # Read once per command, as llama-server reads its key file once, at start: the runtime and
+    # its models share the file system.
+    line = cmdline.of_command(argv, env)
+    if line.api_key is not None:
+        return line.api_key
+    for path in line.api_key_files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                key = cmdline.first_key(handle.read())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if key is not None:
+            return key
+    return None
 
 
 async def failure(upstream: Upstream, what: str, exc: BaseException) -> UpstreamFailed:

@@ -114,3 +114,8 @@ def test_the_commit_cited_here_is_the_one_the_table_was_generated_from() -> None
 def test_every_fetching_flag_is_a_llama_server_flag_of_the_table() -> None:
     assert {cmdline.KNOWN[name].name for name in cmdline.FETCHING} == cmdline.FETCHING
     assert all(cmdline.KNOWN[name].server for name in cmdline.FETCHING)
+
+
+def test_a_key_file_gives_its_first_key_line() -> None:
+    assert cmdline.first_key("# comment\n\nsk-one\nsk-two\n") == "sk-one"
+    assert cmdline.first_key("# only a comment\n") is None
