@@ -92,7 +92,7 @@ def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
                 model.doc.diagnostic(
                     key,
                     f"{fetch} makes llama-server fetch a model at run time",
-                    f"name a file under the models mount {mount} with -m (or `file`); "
+                    f"name a file under the models mount {mount}: `file`, or -m in a raw `cmd`; "
                     "`halogen pull` puts it there",
                 )
             )

@@ -1,7 +1,7 @@
 """THE reader of a llama-server command line: its words and its environment, read as llama.cpp does.
 
 The spec is `common_params_parse_ex` in common/arg.cpp at the pinned llama.cpp
-(ggml-org/llama.cpp@{commit} — halogen.spec.llama_flags.LLAMA_CPP_COMMIT, the table
+(ggml-org/llama.cpp@{commit} — halogen.llamacpp.llama_flags.LLAMA_CPP_COMMIT, the table
 scripts/gen-llama-flags generates from that file):
 
 - the `LLAMA_ARG_*` variables of `set_env` are read first (and `LLAMA_ARG_NO_*` for a negated
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from halogen.spec import llama_flags
+from halogen.llamacpp import llama_flags
 
 LLAMA_CPP = llama_flags.LLAMA_CPP_COMMIT
 

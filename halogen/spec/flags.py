@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from halogen.llamacpp import llama_flags
 from halogen.llamacpp.cmdline import KNOWN, SPELLINGS, Flag, Spec, canonical, parse
 from halogen.llamacpp.cmdline import spec_of as _spec
 from halogen.llamaswap.names import did_you_mean
-from halogen.spec import llama_flags
 
 __all__ = ["KNOWN", "OWNED", "REMOVED", "SPELLINGS", "Flag", "Spec", "canonical", "parse", "refused"]
 

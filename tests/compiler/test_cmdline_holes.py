@@ -102,4 +102,4 @@ def test_a_command_that_fetches_its_model_at_run_time_is_refused(
     result = halogen("validate", _site(tree, cmd, env).root)
     assert result.returncode == 1
     assert f"cmd: {said} makes llama-server fetch a model at run time" in result.stderr
-    assert "with -m (or `file`)" in result.stderr
+    assert "name a file under the models mount /models: `file`, or -m in a raw `cmd`" in result.stderr

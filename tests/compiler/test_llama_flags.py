@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from halogen.spec import argcpp, flags, llama_flags
+from halogen.llamacpp import argcpp, llama_flags
+from halogen.spec import flags
 
 from .conftest import MODEL, REPO, SITE, SiteTree
 
@@ -38,8 +39,8 @@ def test_the_committed_flag_table_is_what_the_pinned_llama_cpp_arg_cpp_gives() -
         )
     source = argcpp.read_source(sdist)
     assert source.commit == llama_flags.LLAMA_CPP_COMMIT
-    assert argcpp.render(source) == (REPO / "halogen/spec/llama_flags.py").read_text(), (
-        "halogen/spec/llama_flags.py is stale: run scripts/gen-llama-flags and commit it"
+    assert argcpp.render(source) == (REPO / "halogen/llamacpp/llama_flags.py").read_text(), (
+        "halogen/llamacpp/llama_flags.py is stale: run scripts/gen-llama-flags and commit it"
     )
 
 

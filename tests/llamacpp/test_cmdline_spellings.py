@@ -2,7 +2,7 @@
 
 The spec is `common_params_parse_ex` and the `add_opt(common_arg(...))` table in common/arg.cpp
 of ggml-org/llama.cpp@0c1e57098bba43ac29e6e3b677cdceebdd22334f, the llama.cpp the tests build
-(llama-cpp-python 0.3.36's vendor/llama.cpp; halogen.spec.llama_flags.LLAMA_CPP_COMMIT):
+(llama-cpp-python 0.3.36's vendor/llama.cpp; halogen.llamacpp.llama_flags.LLAMA_CPP_COMMIT):
 environment variables (`set_env`) first, the command line over them; '_' read as '-' in a word
 that starts with '--'; each word looked up whole (no `--flag=value`); the last of a repeated
 flag wins; `--api-key` values are a comma-separated list, appended.
@@ -14,8 +14,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from halogen.llamacpp import cmdline
-from halogen.spec import llama_flags
+from halogen.llamacpp import cmdline, llama_flags
 
 ROWS: list[tuple[list[str], Mapping[str, str], str, object]] = [
     # argv, env, what is asked, what the reader says

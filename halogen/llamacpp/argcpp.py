@@ -1,6 +1,6 @@
 """Reads llama.cpp's option table out of `common/arg.cpp` and writes halogen's flag table from it.
 
-Run as `python -m halogen.spec.argcpp SDIST [OUT]` (scripts/gen-llama-flags does, with the
+Run as `python -m halogen.llamacpp.argcpp SDIST [OUT]` (scripts/gen-llama-flags does, with the
 llama-cpp-python sdist the tests build llama-server from): SDIST is that sdist (.tar.gz) or its
 unpacked folder. Each `add_opt(common_arg({...}, ...))` call in arg.cpp gives one option: its
 spellings, its negated spellings (`--no-...`), how many values follow it (0, 1 or 2: which
@@ -226,7 +226,7 @@ def _tuple(items: tuple[str, ...]) -> str:
 
 def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
-        print("usage: python -m halogen.spec.argcpp SDIST [OUT]", file=sys.stderr)
+        print("usage: python -m halogen.llamacpp.argcpp SDIST [OUT]", file=sys.stderr)
         return 2
     out = Path(argv[1]) if len(argv) == 2 else TABLE
     try:
