@@ -22,6 +22,8 @@ from halogen.runtime.errors import (
     Refusal,
     UnknownModel,
 )
+from halogen.runtime.forward.relay import error_event, relay
+from halogen.runtime.forward.target import Local
 from halogen.runtime.loading import Loading, openai_frame
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
@@ -196,15 +198,15 @@ class Runtime:
             async with self.holding(request, model_id) as (counted, upstream):
                 if progress is not None:
                     await progress.done()
-                response, outcome = await proxy.forward(
-                    request,
-                    upstream,
-                    path_qs=path_qs,
-                    body=body,
-                    drop_credentials=bool(self.resolved.api_keys),
-                    prepared=None if progress is None else progress.response,
+                target = Local(upstream)
+                headers = proxy.request_headers(
+                    request.headers, drop_credentials=bool(self.resolved.api_keys)
                 )
-                counted.status = 502 if outcome.broken else outcome.status
+                answer = await target.open(request.method, path_qs, headers, body)
+                response, outcome = await relay(
+                    request, target, answer, prepared=None if progress is None else progress.response
+                )
+                counted.status = outcome.counted
                 self.metrics.tokens(model_id, outcome.tokens)
             return response
         except Refusal as exc:
@@ -212,8 +214,7 @@ class Runtime:
                 raise
             # The stream has begun with a 200: the failure is its last event.
             await progress.stop()
-            error = {"error": {"message": exc.text(), "type": exc.kind, "code": exc.status}}
-            await progress.response.write(b"data: " + proxy.encode(error) + b"\n\n")
+            await progress.response.write(error_event(exc.text(), exc.status, exc.kind))
             await progress.response.write_eof()
             return progress.response
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +31,10 @@ from halogen.runtime.errors import (
     UpstreamAnswered,
     UpstreamFailed,
 )
+from halogen.runtime.forward import relay
+from halogen.runtime.forward.target import Local, Target
 from halogen.runtime.loading import LOADING_PATHS, Loading
-from halogen.runtime.metrics import TokenReader, token_counts
+from halogen.runtime.metrics import token_counts
 from halogen.runtime.ollama import translate as ollama
 from halogen.runtime.ollama.pull import pull
 from halogen.runtime.upstream import State
@@ -313,32 +315,33 @@ async def _held(
     runtime = runtime_of(request)
     streaming = stream is not None and bool(payload.get("stream"))
     headers = upstream_headers(request.headers, bool(runtime.resolved.api_keys))
-    async with _reach(request, asked, progress) as reach:
-        counted, load_ns = reach.counted, reach.load_ns
-        answer = await reach.open(path, headers, proxy.encode(payload))
+    async with _reach(request, asked, progress) as (counted, target, load_ns):
+        answer = await target.open("POST", path, headers, proxy.encode(payload))
         try:
             if answer.status != 200:
                 counted.status = answer.status
                 try:
                     message = await _upstream_error(answer)
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                    raise await reach.fail("failed mid-answer", exc) from None
+                    raise await target.failed("failed mid-answer", exc) from None
                 answer.release()  # read to its end: the connection goes back to the pool
                 raise UpstreamAnswered(answer.status, message)
             if streaming:
                 assert stream is not None
-                counted.status, response = await _stream(
+                response, outcome = await relay.translated(
                     request,
+                    target,
                     answer,
-                    stream(name, started, load_ns),
-                    reach,
-                    None if progress is None else progress.response,
+                    relay.Ndjson(stream(name, started, load_ns)),
+                    prepared=None if progress is None else progress.response,
                 )
+                runtime.metrics.tokens(model_id, outcome.tokens)
+                counted.status = outcome.counted
                 return response
             try:
                 data = await answer.json(content_type=None)
             except (ValueError, aiohttp.ClientPayloadError) as exc:
-                raise await reach.fail("sent no JSON answer", exc) from None
+                raise await target.failed("sent no JSON answer", exc) from None
             runtime.metrics.tokens(model_id, token_counts(data))
             try:
                 translated_answer = respond(name, data, started, load_ns)
@@ -353,46 +356,23 @@ async def _held(
             answer.release()
 
 
-@dataclass
-class Reach:
-    """The model a translated request is sent to, held for it: a local model's process or a
-    peer; how to send to it and how to say it failed."""
-
-    model_id: str
-    counted: Counted
-    open: Callable[[str, CIMultiDict[str], bytes], Awaitable[aiohttp.ClientResponse]]
-    fail: Callable[[str, BaseException], Awaitable[UpstreamFailed]]
-    load_ns: int = 0
-
-
 @contextlib.asynccontextmanager
-async def _reach(request: web.Request, asked: Asked, progress: Loading | None) -> AsyncIterator[Reach]:
+async def _reach(
+    request: web.Request, asked: Asked, progress: Loading | None
+) -> AsyncIterator[tuple[Counted, Target, int]]:
+    """The target a translated request goes to, held for it (a local model started or swapped
+    in as needed), its count, and how long the request waited for it (ns)."""
     runtime = runtime_of(request)
-    route = asked.peer
-    if route is not None:
-
-        async def open_peer(path: str, headers: CIMultiDict[str], body: bytes) -> aiohttp.ClientResponse:
-            return await peers.open_peer(request, route, "POST", path, headers, body)
-
-        async def peer_failed(what: str, exc: BaseException) -> UpstreamFailed:
-            return peers.PeerFailed(f"peer {route.peer!r} {what}: {exc or type(exc).__name__}")
-
+    if asked.peer is not None:
         with runtime.counted(asked.model_id) as counted:
-            yield Reach(asked.model_id, counted, open_peer, peer_failed)
+            yield counted, peers.target(request, asked.peer), 0
         return
     waited = time.monotonic_ns()
     async with runtime.holding(request, asked.model_id, asked.keep_alive) as (counted, upstream):
         load_ns = time.monotonic_ns() - waited
         if progress is not None:
             await progress.done()
-
-        async def open_local(path: str, headers: CIMultiDict[str], body: bytes) -> aiohttp.ClientResponse:
-            return await proxy.open_upstream(upstream, "POST", path, headers=headers, body=body)
-
-        async def local_failed(what: str, exc: BaseException) -> UpstreamFailed:
-            return await proxy.failure(upstream, what, exc)
-
-        yield Reach(asked.model_id, counted, open_local, local_failed, load_ns)
+        yield counted, Local(upstream), load_ns
 
 
 def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMultiDict[str]:
@@ -404,39 +384,6 @@ def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMu
     out["Content-Type"] = "application/json"
     out["Accept-Encoding"] = "identity"
     return out
-
-
-async def _stream(
-    request: web.Request,
-    answer: aiohttp.ClientResponse,
-    translator: ollama.ChatStream | ollama.GenerateStream,
-    reach: Reach,
-    prepared: web.StreamResponse | None = None,
-) -> tuple[int, web.StreamResponse]:
-    runtime = runtime_of(request)
-    model_id = reach.model_id
-    response = prepared
-    if response is None:
-        response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
-        await response.prepare(request)
-    tokens = TokenReader(event_stream=True)
-    status = 200
-    try:
-        async for chunk in answer.content.iter_any():
-            tokens.feed(chunk)
-            lines = translator.feed(chunk)
-            if lines:
-                await response.write(b"".join(lines))
-        lines = translator.close()
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-        failure = await reach.fail("failed mid-answer", exc)
-        lines = [proxy.encode(ollama.error(failure.text())) + b"\n"]
-        status = 502
-    if lines:
-        await response.write(b"".join(lines))
-    runtime.metrics.tokens(model_id, tokens.close())
-    await response.write_eof()
-    return status, response
 
 
 async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
