@@ -20,7 +20,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
     body = await read_json(request)
     name = ollama.model_name(body)
-    model_id = runtime.model_id(name)  # a model the config does not declare is a 404
+    model_id = runtime.naming.model_id(name)  # a model the config does not declare is a 404
     request[MODEL] = model_id
     events = model_files.pull_progress(runtime.resolved.models[model_id])
     if body.get("stream") is False:

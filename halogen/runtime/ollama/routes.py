@@ -114,7 +114,7 @@ async def show(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = await read_json(request)
     name = ollama.model_name(body)
-    named = runtime.named(name)
+    named = runtime.naming.named(name)
     if named.peer is not None:
         return web.json_response(ollama.peer_show(named.name, named.peer.peer))
     runnable = runtime.resolved.models[named.model_id]
@@ -187,7 +187,7 @@ async def _asked(request: web.Request) -> Asked:
     body = await read_json(request)
     name = ollama.model_name(body)
     runtime = runtime_of(request)
-    named = runtime.named(name, request)  # a missing or unknown name is refused here
+    named = runtime.naming.named(name, request)  # a missing or unknown name is refused here
     assert name is not None
     request[MODEL] = named.model_id
     try:
