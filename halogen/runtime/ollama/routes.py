@@ -1,4 +1,5 @@
-"""Ollama's routes: the I/O around the pure translation in `translate.py`.
+"""Ollama's routes: the I/O around the pure translation beside it (`to_openai`, `answers`,
+`stream`, `catalogue`, `durations`).
 
 Requests go through the same Swapper (groups, limits, ttl) and the same pooled upstream client
 as the OpenAI routes; errors are raised and come out of `middleware.error_middleware` as
@@ -35,13 +36,14 @@ from halogen.runtime.forward import relay
 from halogen.runtime.forward.target import Local, Target
 from halogen.runtime.loading import LOADING_PATHS, Loading
 from halogen.runtime.metrics import token_counts
-from halogen.runtime.ollama import translate as ollama
+from halogen.runtime.ollama import answers, catalogue, durations, to_openai, translate
+from halogen.runtime.ollama import stream as streams
 from halogen.runtime.ollama.pull import pull
 from halogen.runtime.upstream import State
 
 Json = dict[str, Any]
 Respond = Callable[[str, Mapping[str, Any], int, int], Json]
-StreamFactory = Callable[[str, int, int], "ollama.ChatStream | ollama.GenerateStream"]
+StreamFactory = Callable[[str, int, int], "streams.ChatStream | streams.GenerateStream"]
 
 NDJSON = "application/x-ndjson"
 
@@ -72,12 +74,12 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(ollama.version())
+    return web.json_response(catalogue.version())
 
 
 def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
     """(size in bytes, modification time) of the model's file; (0, None) when unreadable."""
-    path = ollama.model_file(runnable)
+    path = translate.model_file(runnable)
     if path is None:
         return locked.file_size(runnable) or 0, None
     try:
@@ -93,33 +95,33 @@ async def tags(request: web.Request) -> web.Response:
     facts = {m.id: file_facts(m) for m in models}
     sizes = {mid: size for mid, (size, _) in facts.items()}
     modified = {mid: when for mid, (_, when) in facts.items() if when is not None}
-    listing = ollama.tags(models, sizes, modified=modified)
+    listing = catalogue.tags(models, sizes, modified=modified)
     # Selectors, listed like their first target, under their own name and description.
     for sid, selector in sorted(resolved.selectors.items()):
         if selector.unlisted:
             continue
         first = resolved.models[selector.models[0]]
-        entry = ollama.tags([replace(first, id=sid, unlisted=False)], {sid: sizes.get(first.id, 0)})[
+        entry = catalogue.tags([replace(first, id=sid, unlisted=False)], {sid: sizes.get(first.id, 0)})[
             "models"
         ][0]
         entry["description"] = selector.description or selector.name
         listing["models"].append(entry)
     listing["models"].sort(key=lambda m: str(m["name"]))
     # Peers' models too, after the local ones, by their qualified names, so Ollama clients see them.
-    listing["models"] += [ollama.peer_tag(name) for name in resolved.peer_names]
+    listing["models"] += [catalogue.peer_tag(name) for name in resolved.peer_names]
     return web.json_response(listing)
 
 
 async def show(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = await read_json(request)
-    name = ollama.model_name(body)
+    name = to_openai.model_name(body)
     named = runtime.naming.named(name)
     if named.peer is not None:
-        return web.json_response(ollama.peer_show(named.name, named.peer.peer))
+        return web.json_response(catalogue.peer_show(named.name, named.peer.peer))
     runnable = runtime.resolved.models[named.model_id]
     size, modified = file_facts(runnable)
-    answer = ollama.show(runnable, size, modified_at=modified)
+    answer = catalogue.show(runnable, size, modified_at=modified)
     # The model file's path comes from the command, which may hold a value from `${env.…}`.
     answer["modelfile"] = runtime.logs.redact(answer["modelfile"])
     return web.json_response(answer)
@@ -133,8 +135,8 @@ async def ps(request: web.Request) -> web.Response:
             continue
         runnable = runtime.resolved.models[row.model]
         expires = None if row.expires_at is None else datetime.fromtimestamp(row.expires_at, UTC)
-        rows.append(ollama.RunningModel(runnable, file_facts(runnable)[0], expires))
-    return web.json_response(ollama.ps(rows))
+        rows.append(catalogue.RunningModel(runnable, file_facts(runnable)[0], expires))
+    return web.json_response(catalogue.ps(rows))
 
 
 async def not_supported(request: web.Request) -> web.Response:
@@ -185,14 +187,14 @@ class Asked:
 async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
     body = await read_json(request)
-    name = ollama.model_name(body)
+    name = to_openai.model_name(body)
     runtime = runtime_of(request)
     named = runtime.naming.named(name, request)  # a missing or unknown name is refused here
     assert name is not None
     request[MODEL] = named.model_id
     try:
-        keep_alive = ollama.keep_alive(body.get("keep_alive"))
-    except ollama.BadKeepAlive as exc:
+        keep_alive = durations.keep_alive(body.get("keep_alive"))
+    except durations.BadKeepAlive as exc:
         raise BadRequest(str(exc)) from None
     return Asked(body, name, named.model_id, started, keep_alive, named.peer, named.name)
 
@@ -206,9 +208,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         request,
         asked,
         "/v1/chat/completions",
-        ollama.chat_to_openai(asked.body),
-        ollama.ChatStream,
-        ollama.chat_response,
+        to_openai.chat_to_openai(asked.body),
+        streams.ChatStream,
+        answers.chat_response,
     )
 
 
@@ -220,23 +222,23 @@ async def generate(request: web.Request) -> web.StreamResponse:
         request,
         asked,
         "/v1/completions",
-        ollama.generate_to_openai(asked.body),
-        ollama.GenerateStream,
-        ollama.generate_response,
+        to_openai.generate_to_openai(asked.body),
+        streams.GenerateStream,
+        answers.generate_response,
     )
 
 
 async def embed(request: web.Request) -> web.StreamResponse:
-    return await _embed(request, ollama.embed_response)
+    return await _embed(request, answers.embed_response)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _embed(request, lambda name, data, started, load: ollama.embeddings_response(name, data))
+    return await _embed(request, lambda name, data, started, load: answers.embeddings_response(name, data))
 
 
 async def _embed(request: web.Request, respond: Respond) -> web.StreamResponse:
     asked = await _asked(request)
-    translated = ollama.embed_to_openai(asked.body)
+    translated = to_openai.embed_to_openai(asked.body)
     return await _translate(request, asked, "/v1/embeddings", translated, None, respond)
 
 
@@ -279,7 +281,7 @@ async def _translate(
             raise
         # The stream has begun with a 200: the failure is its last line.
         await progress.stop()
-        await progress.response.write(proxy.encode(ollama.error(exc.text())) + b"\n")
+        await progress.response.write(proxy.encode(answers.error(exc.text())) + b"\n")
         await progress.response.write_eof()
         return progress.response
     finally:
@@ -293,7 +295,7 @@ def thinking_frame(name: str) -> Callable[[str], bytes]:
     def frame(text: str) -> bytes:
         line = {
             "model": name,
-            "created_at": ollama.rfc3339_ns(time.time_ns()),
+            "created_at": answers.rfc3339_ns(time.time_ns()),
             "message": {"role": "assistant", "content": "", "thinking": text},
             "done": False,
         }
@@ -345,7 +347,7 @@ async def _held(
             runtime.metrics.tokens(model_id, token_counts(data))
             try:
                 translated_answer = respond(name, data, started, load_ns)
-            except ollama.Untranslatable as exc:
+            except answers.Untranslatable as exc:
                 raise UpstreamFailed(str(exc)) from None
             counted.status = 200
             return web.json_response(translated_answer)
@@ -392,4 +394,4 @@ async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
         data = jsonbody.parse(raw)
     except (BadRequest, TooLarge):
         return raw.decode("utf-8", "replace").strip() or f"upstream answered {answer.status}"
-    return ollama.error_message(data)
+    return answers.error_message(data)
