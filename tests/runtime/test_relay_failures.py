@@ -1,7 +1,8 @@
 """One relay for every stream (`halogen.runtime.forward.relay`): a peer that fails after its
 stream began ends it the way a local model that fails does, with the API's own last event
 (llama-server's `format_error`, tools/server/server-context.cpp; Ollama's last `{"error"}`
-line), for each API; never a stream simply cut off."""
+line), for each API; never a stream simply cut off. And a peer's stream passes as a local
+model's does: with Cache-Control and the `message_start` llama-server may leave out."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from .harness import Proxy, serving
+from .harness import Proxy, Site, serving
+from .test_message_start import HEADLESS, events
+from .test_message_start_mend import headless_upstream
 from .test_peers import near_site, peer_fake
 
 HI = [{"role": "user", "content": "hi"}]
@@ -63,3 +66,19 @@ async def test_a_peer_that_fails_mid_stream_ends_it_with_the_same_error_event_as
             peer_before, peer_end = await broken_stream(proxy, api, "box2/p")
     assert len(peer_before) == len(local_before) == 2
     assert peer_end == local_end
+
+
+async def test_a_peers_anthropic_stream_gets_the_message_start_and_the_headers_of_a_local_one(
+    tmp_path: Path,
+) -> None:
+    async with headless_upstream() as url:
+        near = Site(tmp_path)
+        near.top["peers"] = {"box2": {"proxy": url, "models": ["claude"]}}
+        async with serving(near.write()) as proxy:
+            body = {"model": "box2/claude", "max_tokens": 8, "stream": True, "messages": HI}
+            async with proxy.client.post("/v1/messages", json=body) as response:
+                assert response.status == 200
+                assert response.headers.get("Cache-Control") == "no-cache"
+                stream = await response.read()
+    kinds = [e["type"] for e in events(stream)]
+    assert kinds[0] == "message_start" and kinds[1:] == [e["type"] for e in events(HEADLESS)]
