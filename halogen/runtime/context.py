@@ -20,9 +20,9 @@ from halogen.runtime.errors import (
     NotReady,
     Refusal,
 )
-from halogen.runtime.forward.naming import Naming
+from halogen.runtime.forward.naming import Named, Naming
 from halogen.runtime.forward.relay import error_event, relay
-from halogen.runtime.forward.target import Local
+from halogen.runtime.forward.target import Local, Peer, Target
 from halogen.runtime.loading import Loading, openai_frame
 from halogen.runtime.logs import Logs
 from halogen.runtime.metrics import Metrics
@@ -101,6 +101,30 @@ class Runtime:
             async with self.swapper.acquire(model_id, keep_alive) as upstream:
                 yield counted, upstream
 
+    @contextlib.asynccontextmanager
+    async def reaching(
+        self,
+        request: web.Request,
+        named: Named,
+        keep_alive: float | None = None,
+        progress: Loading | None = None,
+    ) -> AsyncIterator[tuple[Counted, Target, int]]:
+        """The target `named` means, for one request: a peer, or a local model held (started
+        or swapped in as needed, `progress` told when it is); counted under the status the
+        block sets (see `counted`), with how long the request waited for it (ns). The one
+        place a request's way asks "local or peer?"."""
+        request[MODEL] = named.model_id
+        if named.peer is not None:
+            with self.counted(named.model_id) as counted:
+                yield counted, Peer.of(request, named.peer), 0
+            return
+        waited = time.monotonic_ns()
+        async with self.holding(request, named.model_id, keep_alive) as (counted, upstream):
+            load_ns = time.monotonic_ns() - waited
+            if progress is not None:
+                await progress.done()
+            yield counted, Local(upstream), load_ns
+
     async def forward(
         self,
         request: web.Request,
@@ -118,10 +142,8 @@ class Runtime:
                 request, model_id, openai_frame, "text/event-stream", self.swapper.position_reader()
             )
         try:
-            async with self.holding(request, model_id) as (counted, upstream):
-                if progress is not None:
-                    await progress.done()
-                target = Local(upstream)
+            local = Named(model_id, model_id)
+            async with self.reaching(request, local, progress=progress) as (counted, target, _):
                 headers = proxy.request_headers(
                     request.headers, drop_credentials=bool(self.resolved.api_keys)
                 )

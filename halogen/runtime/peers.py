@@ -7,29 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from halogen.llamaswap.config import Timeouts
-from halogen.llamaswap.resolve import PeerRoute
-from halogen.runtime import dialing, jsonbody, proxy
+from halogen.llamaswap.resolve import PeerRoute, peer_fqn
+from halogen.runtime import jsonbody, proxy
 from halogen.runtime.carried import Carried
-from halogen.runtime.context import MODEL, Runtime
+from halogen.runtime.context import Runtime
+from halogen.runtime.forward.naming import Named
 from halogen.runtime.forward.relay import relay
-from halogen.runtime.forward.target import SESSIONS, Peer
-
-
-def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
-    """One pooled client per peer, with the peer's connect and idle timeouts (a reloaded config
-    that changes them gets a client of its own)."""
-    sessions: dict[tuple[str, Timeouts], aiohttp.ClientSession] = app[SESSIONS]
-    key = (route.peer, route.timeouts)
-    found = sessions.get(key)
-    if found is None or found.closed:
-        timeouts = route.timeouts
-        found = dialing.client(timeouts, route.proxy, limit=0, keepalive_timeout=timeouts.idleConn or 90)
-        sessions[key] = found
-    return found
+from halogen.runtime.forward.target import SESSIONS
 
 
 async def close_sessions(app: web.Application) -> None:
@@ -40,11 +26,6 @@ async def close_sessions(app: web.Application) -> None:
 def register(app: web.Application) -> None:
     app[SESSIONS] = {}
     app.on_cleanup.append(close_sessions)
-
-
-def target(request: web.Request, route: PeerRoute) -> Peer:
-    """The peer that offers `route`'s model, on its pooled client."""
-    return Peer(session(request.app, route), route)
 
 
 def rewrite(route: PeerRoute, data: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +86,8 @@ async def _relay(
     headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
     if content_type is not None:
         headers["Content-Type"] = content_type
-    peer = target(request, route)
-    request[MODEL] = peer.model_id
-    with runtime.counted(peer.model_id) as counted:
+    named = Named(peer_fqn(route.peer, route.model), route.model, route)
+    async with runtime.reaching(request, named) as (counted, peer, _):
         answer = await peer.open(request.method, path_qs, headers, body)
         response, outcome = await relay(request, peer, answer)
         counted.status = outcome.counted

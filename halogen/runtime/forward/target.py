@@ -16,8 +16,9 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolve import PeerRoute, peer_fqn
-from halogen.runtime import proxy
+from halogen.runtime import dialing, proxy
 from halogen.runtime.errors import UpstreamFailed
 from halogen.runtime.upstream import Upstream
 
@@ -66,12 +67,30 @@ class PeerFailed(UpstreamFailed):
 SESSIONS = web.AppKey("peer_sessions", dict)
 
 
+def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
+    """One pooled client per peer, with the peer's connect and idle timeouts (a reloaded config
+    that changes them gets a client of its own)."""
+    sessions: dict[tuple[str, Timeouts], aiohttp.ClientSession] = app[SESSIONS]
+    key = (route.peer, route.timeouts)
+    found = sessions.get(key)
+    if found is None or found.closed:
+        timeouts = route.timeouts
+        found = dialing.client(timeouts, route.proxy, limit=0, keepalive_timeout=timeouts.idleConn or 90)
+        sessions[key] = found
+    return found
+
+
 @dataclass(frozen=True)
 class Peer:
     """A model another server offers (llama-swap's `peers`)."""
 
     session: aiohttp.ClientSession
     route: PeerRoute
+
+    @classmethod
+    def of(cls, request: web.Request, route: PeerRoute) -> Peer:
+        """The peer that offers `route`'s model, on its pooled client."""
+        return cls(session(request.app, route), route)
 
     @property
     def model_id(self) -> str:

@@ -9,9 +9,8 @@ stream's last line, since its status is already sent.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamaswap.resolve import PeerRoute, Runnable
 from halogen.runtime import jsonbody, locked, peers, proxy
-from halogen.runtime.context import MODEL, Counted, read_json, runtime_of
+from halogen.runtime.context import MODEL, read_json, runtime_of
 from halogen.runtime.errors import (
     BadRequest,
     NotSupported,
@@ -33,7 +32,7 @@ from halogen.runtime.errors import (
     UpstreamFailed,
 )
 from halogen.runtime.forward import relay
-from halogen.runtime.forward.target import Local, Target
+from halogen.runtime.forward.naming import Named
 from halogen.runtime.loading import LOADING_PATHS, Loading
 from halogen.runtime.metrics import token_counts
 from halogen.runtime.ollama import answers, catalogue, durations, to_openai, translate
@@ -317,7 +316,8 @@ async def _held(
     runtime = runtime_of(request)
     streaming = stream is not None and bool(payload.get("stream"))
     headers = upstream_headers(request.headers, bool(runtime.resolved.api_keys))
-    async with _reach(request, asked, progress) as (counted, target, load_ns):
+    named = Named(asked.model_id, asked.target, asked.peer)
+    async with runtime.reaching(request, named, asked.keep_alive, progress) as (counted, target, load_ns):
         answer = await target.open("POST", path, headers, proxy.encode(payload))
         try:
             if answer.status != 200:
@@ -356,25 +356,6 @@ async def _held(
             raise
         finally:
             answer.release()
-
-
-@contextlib.asynccontextmanager
-async def _reach(
-    request: web.Request, asked: Asked, progress: Loading | None
-) -> AsyncIterator[tuple[Counted, Target, int]]:
-    """The target a translated request goes to, held for it (a local model started or swapped
-    in as needed), its count, and how long the request waited for it (ns)."""
-    runtime = runtime_of(request)
-    if asked.peer is not None:
-        with runtime.counted(asked.model_id) as counted:
-            yield counted, peers.target(request, asked.peer), 0
-        return
-    waited = time.monotonic_ns()
-    async with runtime.holding(request, asked.model_id, asked.keep_alive) as (counted, upstream):
-        load_ns = time.monotonic_ns() - waited
-        if progress is not None:
-            await progress.done()
-        yield counted, Local(upstream), load_ns
 
 
 def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMultiDict[str]:
