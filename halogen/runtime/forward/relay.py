@@ -1,14 +1,20 @@
 """The one relay: a target's answer streamed back to the client, whatever the target (a local
 model or a peer) and whatever the API, with the same end on every failure.
 
-What passes is llama-swap's: its reverse proxy copies the answer's status and end-to-end
-headers and flushes each read at once for an event stream (ProxyRequest in proxy/process.go and
-the peer's proxy in internal/router/peer.go, both on Go's httputil.ReverseProxy). An encoder
-per API says how the stream goes on the wire and how it ends when the target fails after it
-began: its status is already sent, so the failure is the stream's last event, as llama-server
-writes one (`format_error` in tools/server/server-context.cpp: an SSE `{"error": ...}` event
-for OpenAI and Responses, an `event: error` for Anthropic) and Ollama a last `{"error": ...}`
-line. A body that is not a stream is cut off instead, so it never looks complete."""
+What passes is llama-swap's: a reverse proxy copies the answer's status and end-to-end headers
+and flushes each read of an event stream at once, with `X-Accel-Buffering: no` (ProxyRequest in
+internal/process/process.go; the peer's ModifyResponse in internal/router/peer.go). Where
+llama-swap's copies differ this takes the fuller one for both: `Cache-Control: no-cache` on an
+event stream and the `message_start` mend (`message_start.py`) reach a peer's stream too.
+
+An encoder per API says how the stream goes on the wire and how it ends when the target fails
+after it began. llama-swap's ErrorHandler gives up once the answer has started
+(swaputil.ResponseStarted, internal/router/peer.go), which leaves the client with a stream cut
+off; here the failure is the stream's last event, as llama-server writes one (`format_error`
+in tools/server/server-context.cpp: an SSE `{"error": ...}` event for OpenAI and Responses, an
+`event: error` for Anthropic), and for Ollama a last `{"error": ...}` line, which its client
+raises (`stream` in api/client.go, Ollama). A body that is not a stream is cut off instead, so
+it never looks complete."""
 
 from __future__ import annotations
 

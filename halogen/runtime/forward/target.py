@@ -1,10 +1,11 @@
 """A target: what a request is sent to, a local model's process or a peer. Both open a request
-and say how an exchange with them broke, so a route asks "local or peer?" once, when it names
-the target, and never again.
+and say how an exchange with them broke, so "local or peer?" is asked once, when a request's
+target is held (`context.Runtime.reaching`), and never again on its way.
 
 llama-swap does the same with one `http.Handler` per kind: a model's process proxies to its
-llama-server (ProxyRequest in proxy/process.go), a peer to the peer's URL (internal/router/
-peer.go); both hand the answer to the same reverse proxy, which copies it back."""
+llama-server (ProxyRequest in internal/process/process.go), a peer to the peer's URL
+(ServeHTTP in internal/router/peer.go); each hands the answer to a reverse proxy, which copies
+it back (here: `relay`)."""
 
 from __future__ import annotations
 
