@@ -63,7 +63,7 @@ async def unload_all(request: web.Request) -> web.Response:
 
 async def unload_one(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    model_id = runtime.model_id(request.match_info["model"])
+    model_id = runtime.naming.model_id(request.match_info["model"])
     was_running = runtime.swapper.slot(model_id).phase is not State.STOPPED
     await runtime.swapper.unload(model_id)
     return web.json_response({"status": "ok", "unloaded": [model_id] if was_running else []})

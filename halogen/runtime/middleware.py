@@ -55,7 +55,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = exc.status
         raise
     finally:
-        runtime_of(request).release(request)
+        runtime_of(request).naming.release(request)
         logs = runtime_of(request).logs
         level: Level = "debug" if request.path in QUIET else "info"
         if logs.echoes(level):

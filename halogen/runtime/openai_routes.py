@@ -72,7 +72,7 @@ async def openai_route(request: web.Request) -> web.StreamResponse:
     carried = await Carried.receive(
         request.method, content_type, body, request.rel_url.raw_query_string, json=True
     )
-    named = runtime.named(carried.asked, request)
+    named = runtime.naming.named(carried.asked, request)
     if named.name != carried.asked:
         carried = carried.naming(named.name)
     if named.peer is not None:

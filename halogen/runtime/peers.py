@@ -5,39 +5,17 @@ filters and `apiKey` (internal/router/peer.go); a peer that is down is a 502 nam
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
-from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolved import PeerRoute, peer_fqn
-from halogen.runtime import dialing, jsonbody, proxy
+from halogen.runtime import jsonbody, proxy
 from halogen.runtime.carried import Carried
-from halogen.runtime.context import MODEL, Runtime
-from halogen.runtime.errors import UpstreamFailed
-from halogen.runtime.metrics import TokenReader
-
-SESSIONS = web.AppKey("peer_sessions", dict)
-
-
-class PeerFailed(UpstreamFailed):
-    code = "peer_failed"
-
-
-def session(app: web.Application, route: PeerRoute) -> aiohttp.ClientSession:
-    """One pooled client per peer, with the peer's connect and idle timeouts (a reloaded config
-    that changes them gets a client of its own)."""
-    sessions: dict[tuple[str, Timeouts], aiohttp.ClientSession] = app[SESSIONS]
-    key = (route.peer, route.timeouts)
-    found = sessions.get(key)
-    if found is None or found.closed:
-        timeouts = route.timeouts
-        found = dialing.client(timeouts, route.proxy, limit=0, keepalive_timeout=timeouts.idleConn or 90)
-        sessions[key] = found
-    return found
+from halogen.runtime.context import Runtime
+from halogen.runtime.forward.naming import Named
+from halogen.runtime.forward.relay import relay
+from halogen.runtime.forward.target import SESSIONS
 
 
 async def close_sessions(app: web.Application) -> None:
@@ -48,33 +26,6 @@ async def close_sessions(app: web.Application) -> None:
 def register(app: web.Application) -> None:
     app[SESSIONS] = {}
     app.on_cleanup.append(close_sessions)
-
-
-async def open_peer(
-    request: web.Request,
-    route: PeerRoute,
-    method: str,
-    path_qs: str,
-    headers: CIMultiDict[str],
-    body: bytes,
-) -> aiohttp.ClientResponse:
-    """Send a request to the peer, with its `apiKey` as Bearer token and x-api-key in place of
-    the client's (internal/router/peer.go); `PeerFailed` when it does not answer in time."""
-    if route.api_key:
-        for header in proxy.CREDENTIALS:
-            headers.popall(header, None)
-        headers["Authorization"] = f"Bearer {route.api_key}"
-        headers["x-api-key"] = route.api_key
-    wait = route.timeouts.responseHeader or None
-    try:
-        async with asyncio.timeout(wait):
-            return await session(request.app, route).request(
-                method, route.proxy + path_qs, headers=headers, data=body, allow_redirects=False
-            )
-    except TimeoutError:
-        raise PeerFailed(f"peer {route.peer!r} sent no response headers within {wait:g} s") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise PeerFailed(f"peer {route.peer!r} did not answer: {exc or type(exc).__name__}") from None
 
 
 def rewrite(route: PeerRoute, data: dict[str, Any]) -> dict[str, Any]:
@@ -131,39 +82,14 @@ async def _relay(
     content_type: str | None = None,
 ) -> web.StreamResponse:
     """Send the request to the peer (with `content_type` in place of the client's, when given)
-    and stream its answer back, counted for its model."""
+    and stream its answer back (`relay`), counted for its model."""
     headers = proxy.request_headers(request.headers, drop_credentials=bool(runtime.resolved.api_keys))
     if content_type is not None:
         headers["Content-Type"] = content_type
-    fqn = peer_fqn(route.peer, route.model)
-    request[MODEL] = fqn
-    with runtime.counted(fqn) as counted:
-        answer = await open_peer(request, route, request.method, path_qs, headers, body)
-        try:
-            response = web.StreamResponse(status=answer.status, reason=answer.reason)
-            response.headers.extend(proxy.response_headers(answer.headers))
-            event_stream = proxy.is_event_stream(answer.headers.get("Content-Type", ""))
-            if event_stream:
-                response.headers["X-Accel-Buffering"] = "no"
-            tokens = TokenReader(event_stream) if "Content-Encoding" not in answer.headers else None
-            await response.prepare(request)
-            counted.status = answer.status
-            try:
-                async for chunk in answer.content.iter_any():
-                    if tokens is not None:
-                        tokens.feed(chunk)
-                    await response.write(chunk)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                counted.status = 502
-                if request.transport is not None:
-                    request.transport.abort()  # a body cut short must not look complete
-                return response
-            if tokens is not None:
-                runtime.metrics.tokens(fqn, tokens.close())
-            await response.write_eof()
-            return response
-        except BaseException:
-            answer.close()  # a client that went away: the peer learns by the closed connection
-            raise
-        finally:
-            answer.release()
+    named = Named(peer_fqn(route.peer, route.model), route.model, route)
+    async with runtime.reaching(request, named) as (counted, peer, _):
+        answer = await peer.open(request.method, path_qs, headers, body)
+        response, outcome = await relay(request, peer, answer)
+        counted.status = outcome.counted
+        runtime.metrics.tokens(peer.model_id, outcome.tokens)
+        return response

@@ -1,4 +1,5 @@
-"""Forwarding one request to an upstream and its answer back, chunk by chunk."""
+"""Sending one request to a model's process: the headers that pass, the body after the config's
+filters, the key the model checks. The answer comes back through `forward.relay`."""
 
 from __future__ import annotations
 
@@ -6,19 +7,15 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamacpp import cmdline
 from halogen.llamaswap import names
 from halogen.llamaswap.resolved import Runnable
 from halogen.runtime.errors import UpstreamFailed
-from halogen.runtime.message_start import MESSAGES, MessageStart
-from halogen.runtime.metrics import TokenReader
 from halogen.runtime.upstream import Attempt, Upstream
 
 # RFC 9110 §7.6.1 connection-specific fields, plus what aiohttp recomputes for each hop.
@@ -125,15 +122,6 @@ def response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
     return _end_to_end(headers)
 
 
-@dataclass
-class Outcome:
-    """What a forwarded exchange amounted to, for the metrics."""
-
-    status: int
-    tokens: tuple[int, int] | None = None
-    broken: bool = False  # the upstream failed after its answer had begun
-
-
 def is_event_stream(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
@@ -233,116 +221,3 @@ async def failure(upstream: Upstream, what: str, exc: BaseException) -> Upstream
     last output."""
     message = f"model {upstream.id!r} {what}: {exc or type(exc).__name__}"
     return UpstreamFailed(message, await upstream.last_words())
-
-
-async def forward(
-    request: web.Request,
-    upstream: Upstream,
-    *,
-    path_qs: str,
-    body: bytes | None,
-    drop_credentials: bool,
-    prepared: web.StreamResponse | None = None,
-) -> tuple[web.StreamResponse, Outcome]:
-    """Pass the request to the upstream and stream its answer back as it arrives.
-
-    A client that goes away (the handler is cancelled, or a write fails) closes the upstream
-    connection instead of returning it to the pool, which is how llama-server learns to stop
-    generating.
-
-    `prepared` is an event stream already begun (loading progress): the answer's events follow
-    in it, and an answer that is not a 200 becomes one error event there.
-    """
-    answer = await open_upstream(
-        upstream,
-        request.method,
-        path_qs,
-        headers=request_headers(request.headers, drop_credentials=drop_credentials),
-        body=body,
-    )
-    try:
-        if prepared is not None:
-            return prepared, await _continue(prepared, answer, upstream)
-        response = web.StreamResponse(status=answer.status, reason=answer.reason)
-        response.headers.extend(response_headers(answer.headers))
-        event_stream = is_event_stream(answer.headers.get("Content-Type", ""))
-        if event_stream:
-            response.headers["X-Accel-Buffering"] = "no"
-            response.headers.setdefault("Cache-Control", "no-cache")
-        elif "Content-Length" in answer.headers and request.method != "HEAD":
-            response.content_length = int(answer.headers["Content-Length"])
-        outcome = Outcome(answer.status)
-        readable = "Content-Encoding" not in answer.headers
-        tokens = TokenReader(event_stream) if readable else None
-        start = None
-        if event_stream and readable and answer.status == 200 and request.path in MESSAGES:
-            start = MessageStart(upstream.id)
-        await response.prepare(request)
-        try:
-            async for chunk in answer.content.iter_any():
-                if start is not None:
-                    chunk = start.feed(chunk)
-                    if not start.done:
-                        continue
-                    start = None
-                if tokens is not None:
-                    tokens.feed(chunk)
-                await response.write(chunk)
-            if start is not None:
-                chunk = start.flush()
-                if tokens is not None:
-                    tokens.feed(chunk)
-                await response.write(chunk)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            # Only reading can raise these (writes to the client raise ConnectionResetError).
-            outcome.broken = True
-            message = (await failure(upstream, "failed mid-answer", exc)).text()
-            answer.close()
-            if start is not None:
-                await response.write(start.flush())
-            if event_stream:
-                # llama-server's own way of reporting an error after the first event.
-                error = {"error": {"message": message, "type": "upstream_error", "code": 502}}
-                await response.write(b"data: " + encode(error) + b"\n\n")
-            elif request.transport is not None:
-                # A body cut short must not look complete: drop the connection.
-                request.transport.abort()
-            return response, outcome
-        if tokens is not None:
-            outcome.tokens = tokens.close()
-        await response.write_eof()
-        return response, outcome
-    except BaseException:
-        answer.close()
-        raise
-    finally:
-        answer.release()
-
-
-async def _continue(
-    response: web.StreamResponse, answer: aiohttp.ClientResponse, upstream: Upstream
-) -> Outcome:
-    """The upstream's answer written on into an event stream already begun."""
-    outcome = Outcome(answer.status)
-    tokens = TokenReader(event_stream=True)
-    try:
-        if answer.status != 200:
-            text = (await answer.read()).decode("utf-8", "replace")
-            try:
-                error = json.loads(text)
-            except ValueError:
-                error = {"error": {"message": text, "type": "upstream_error", "code": answer.status}}
-            await response.write(b"data: " + encode(error) + b"\n\n")
-        else:
-            async for chunk in answer.content.iter_any():
-                tokens.feed(chunk)
-                await response.write(chunk)
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-        outcome.broken = True
-        message = (await failure(upstream, "failed mid-answer", exc)).text()
-        error = {"error": {"message": message, "type": "upstream_error", "code": 502}}
-        await response.write(b"data: " + encode(error) + b"\n\n")
-        return outcome
-    outcome.tokens = tokens.close()
-    await response.write_eof()
-    return outcome

@@ -13,6 +13,8 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Close: 1           close the connection without answering
   X-Fake-Status: N          answer N with a llama-server error body instead
   X-Fake-Chunk-Bytes: N     pad each streamed content chunk to N bytes
+  X-Fake-Events: 1          answer a streamed request on any path (/v1/messages, /v1/responses)
+                            with the chat stream, so a test can break it
   X-Fake-Report-Stall: 1    with a small send buffer, record `stalled` (bytes sent so far) the
                             first time the reader stops taking data, and `streamed` at the end
 
@@ -144,7 +146,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(status, {"error": {"code": status, "message": "fake failure", "type": "server_error"}})
             return
         request = echo["body"] if isinstance(echo["body"], dict) else {}
-        if path in ("/v1/chat/completions", "/v1/completions", "/completion"):
+        if path in ("/v1/chat/completions", "/v1/completions", "/completion") or (
+            self.headers.get("X-Fake-Events") and request.get("stream")
+        ):
             if request.get("stream"):
                 self._stream(path, request)
             else:

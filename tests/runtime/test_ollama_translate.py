@@ -23,7 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halogen.llamaswap.resolved import Runnable
-from halogen.runtime.ollama import translate as ol
+from halogen.runtime.ollama import answers as replies
+from halogen.runtime.ollama import catalogue, durations
+from halogen.runtime.ollama import stream as streams
+from halogen.runtime.ollama import to_openai as requests
 
 # The client's own types check every answer; without the client (it is in the test extra) the
 # module is skipped, not an import error: the durations and done_reason are also checked by
@@ -43,12 +46,12 @@ STARTED = 1_763_000_000_000_000_000  # ns since the epoch
 NOW = STARTED + 2_500_000_000
 LOAD = 700_000_000
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
-SSE_FIXTURES: dict[str, type[ol.ChatStream] | type[ol.GenerateStream]] = {
-    "chat_stream.sse": ol.ChatStream,
-    "chat_stream_no_usage.sse": ol.ChatStream,
-    "chat_tool_calls_stream.sse": ol.ChatStream,
-    "chat_thinking_stream.sse": ol.ChatStream,
-    "completion_stream.sse": ol.GenerateStream,
+SSE_FIXTURES: dict[str, type[streams.ChatStream] | type[streams.GenerateStream]] = {
+    "chat_stream.sse": streams.ChatStream,
+    "chat_stream_no_usage.sse": streams.ChatStream,
+    "chat_tool_calls_stream.sse": streams.ChatStream,
+    "chat_thinking_stream.sse": streams.ChatStream,
+    "completion_stream.sse": streams.GenerateStream,
 }
 
 
@@ -101,7 +104,9 @@ class SteppingClock:
         return self.now
 
 
-def translate(stream: ol.ChatStream | ol.GenerateStream, data: bytes, cuts: list[int]) -> list[bytes]:
+def translate(
+    stream: streams.ChatStream | streams.GenerateStream, data: bytes, cuts: list[int]
+) -> list[bytes]:
     out: list[bytes] = []
     start = 0
     for cut in sorted(set(cuts)):
@@ -112,11 +117,13 @@ def translate(stream: ol.ChatStream | ol.GenerateStream, data: bytes, cuts: list
 
 
 def chat_stream(data: bytes, cuts: list[int] | None = None) -> list[bytes]:
-    return translate(ol.ChatStream("smol:latest", STARTED, LOAD, clock=fixed_clock), data, cuts or [])
+    return translate(streams.ChatStream("smol:latest", STARTED, LOAD, clock=fixed_clock), data, cuts or [])
 
 
 def generate_stream(data: bytes, cuts: list[int] | None = None) -> list[bytes]:
-    return translate(ol.GenerateStream("smol:latest", STARTED, LOAD, clock=fixed_clock), data, cuts or [])
+    return translate(
+        streams.GenerateStream("smol:latest", STARTED, LOAD, clock=fixed_clock), data, cuts or []
+    )
 
 
 def parsed(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -184,12 +191,12 @@ CHAT_DONE = {
 
 
 def test_model_is_read_from_model_or_from_the_older_name_field() -> None:
-    assert ol.model_name({"model": "smollm2:latest"}) == "smollm2:latest"
-    assert ol.model_name({"name": "smollm2"}) == "smollm2"
-    assert ol.model_name({"model": "", "name": "smollm2"}) == "smollm2"
-    assert ol.model_name({"model": "  "}) is None
-    assert ol.model_name({"model": 3}) is None
-    assert ol.model_name({}) is None
+    assert requests.model_name({"model": "smollm2:latest"}) == "smollm2:latest"
+    assert requests.model_name({"name": "smollm2"}) == "smollm2"
+    assert requests.model_name({"model": "", "name": "smollm2"}) == "smollm2"
+    assert requests.model_name({"model": "  "}) is None
+    assert requests.model_name({"model": 3}) is None
+    assert requests.model_name({}) is None
 
 
 @pytest.mark.parametrize(
@@ -215,23 +222,23 @@ def test_model_is_read_from_model_or_from_the_older_name_field() -> None:
     ],
 )
 def test_keep_alive_is_read_as_ollama_reads_it(given: Any, seconds: float | None) -> None:
-    assert ol.keep_alive(given) == seconds
+    assert durations.keep_alive(given) == seconds
 
 
 @pytest.mark.parametrize("given", ["", "5 m", "5x", "1e3", "abc", True, [], {}, math.nan, math.inf])
 def test_a_keep_alive_that_is_no_duration_is_refused(given: Any) -> None:
-    with pytest.raises(ol.BadKeepAlive, match="keep_alive"):
-        ol.keep_alive(given)
+    with pytest.raises(durations.BadKeepAlive, match="keep_alive"):
+        durations.keep_alive(given)
 
 
 def test_errors_have_the_shape_the_client_reads() -> None:
-    body = ol.error("model 'nope' not found")
+    body = replies.error("model 'nope' not found")
     assert body == {"error": "model 'nope' not found"}
     assert ollama.ResponseError(json.dumps(body), 404).error == "model 'nope' not found"
 
 
 def test_chat_streams_when_stream_is_omitted_and_asks_upstream_for_token_counts() -> None:
-    out = ol.chat_to_openai({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]})
+    out = requests.chat_to_openai({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]})
     assert out["stream"] is True
     assert out["stream_options"] == {"include_usage": True}
     assert out["messages"] == [{"role": "user", "content": "hi"}]
@@ -242,7 +249,7 @@ def test_chat_with_stream_false_is_not_streamed_upstream() -> None:
     body = sent_by_client(
         lambda c: c.chat("smollm2", messages=[{"role": "user", "content": "hi"}], stream=False), CHAT_DONE
     )
-    out = ol.chat_to_openai(body)
+    out = requests.chat_to_openai(body)
     assert out["stream"] is False
     assert "stream_options" not in out
 
@@ -268,7 +275,7 @@ OPTION_CASES = [
 
 
 @pytest.mark.parametrize(("option", "value", "field"), OPTION_CASES)
-@pytest.mark.parametrize("to_openai", [ol.chat_to_openai, ol.generate_to_openai])
+@pytest.mark.parametrize("to_openai", [requests.chat_to_openai, requests.generate_to_openai])
 def test_each_ollama_option_reaches_llama_server_under_its_own_name(
     option: str, value: Any, field: str, to_openai: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> None:
@@ -287,7 +294,7 @@ def test_all_options_sent_by_the_official_client_map_together() -> None:
         ),
         CHAT_DONE,
     )
-    out = ol.chat_to_openai(body)
+    out = requests.chat_to_openai(body)
     for option, value, field in OPTION_CASES:
         if option in options:
             assert out[field] == value, option
@@ -302,7 +309,9 @@ def test_load_time_options_like_num_ctx_are_not_forwarded() -> None:
         "numa": True,
         "use_mmap": False,
     }
-    out = ol.chat_to_openai({"model": "m", "messages": [], "options": {**load_time, "temperature": 0.1}})
+    out = requests.chat_to_openai(
+        {"model": "m", "messages": [], "options": {**load_time, "temperature": 0.1}}
+    )
     assert out["temperature"] == 0.1
     for key in (*load_time, "n_ctx", "ctx_size", "options"):
         assert key not in out
@@ -311,19 +320,19 @@ def test_load_time_options_like_num_ctx_are_not_forwarded() -> None:
 
 def test_unlimited_num_predict_leaves_the_server_default() -> None:
     for value in (-1, -2):
-        assert "max_tokens" not in ol.chat_to_openai(
+        assert "max_tokens" not in requests.chat_to_openai(
             {"model": "m", "messages": [], "options": {"num_predict": value}}
         )
 
 
 def test_null_options_are_skipped() -> None:
-    out = ol.chat_to_openai({"model": "m", "messages": [], "options": {"temperature": None, "seed": 0}})
+    out = requests.chat_to_openai({"model": "m", "messages": [], "options": {"temperature": None, "seed": 0}})
     assert "temperature" not in out
     assert out["seed"] == 0
 
 
 def test_format_json_asks_for_a_json_object() -> None:
-    out = ol.chat_to_openai({"model": "m", "messages": [], "format": "json"})
+    out = requests.chat_to_openai({"model": "m", "messages": [], "format": "json"})
     assert out["response_format"] == {"type": "json_object"}
 
 
@@ -333,14 +342,14 @@ def test_format_schema_asks_for_that_json_schema() -> None:
         lambda c: c.chat("m", messages=[{"role": "user", "content": "x"}], format=schema, stream=False),
         CHAT_DONE,
     )
-    out = ol.chat_to_openai(body)
+    out = requests.chat_to_openai(body)
     assert out["response_format"]["type"] == "json_schema"
     assert out["response_format"]["json_schema"]["schema"] == schema
     assert out["response_format"]["json_schema"]["name"]
 
 
 def test_empty_format_asks_for_nothing() -> None:
-    assert "response_format" not in ol.chat_to_openai({"model": "m", "messages": [], "format": ""})
+    assert "response_format" not in requests.chat_to_openai({"model": "m", "messages": [], "format": ""})
 
 
 @pytest.mark.parametrize(
@@ -356,11 +365,11 @@ def test_think_becomes_the_chat_template_switch(think: bool | str, kwargs: dict[
         lambda c: c.chat("m", messages=[{"role": "user", "content": "x"}], think=think, stream=False),
         CHAT_DONE,
     )
-    assert ol.chat_to_openai(body)["chat_template_kwargs"] == kwargs
+    assert requests.chat_to_openai(body)["chat_template_kwargs"] == kwargs
 
 
 def test_think_left_out_leaves_the_template_default() -> None:
-    assert "chat_template_kwargs" not in ol.chat_to_openai({"model": "m", "messages": []})
+    assert "chat_template_kwargs" not in requests.chat_to_openai({"model": "m", "messages": []})
 
 
 WEATHER_TOOL = {
@@ -380,7 +389,7 @@ def test_tools_pass_through_as_openai_tools() -> None:
         ),
         CHAT_DONE,
     )
-    tools = ol.chat_to_openai(body)["tools"]
+    tools = requests.chat_to_openai(body)["tools"]
     assert len(tools) == 1
     assert tools[0]["type"] == "function"
     assert tools[0]["function"]["name"] == "get_weather"
@@ -401,7 +410,7 @@ def test_python_functions_given_as_tools_arrive_as_openai_tools() -> None:
         lambda c: c.chat("m", messages=[{"role": "user", "content": "x"}], tools=[add], stream=False),
         CHAT_DONE,
     )
-    (tool,) = ol.chat_to_openai(body)["tools"]
+    (tool,) = requests.chat_to_openai(body)["tools"]
     assert tool["type"] == "function"
     assert tool["function"]["name"] == "add"
     assert set(tool["function"]["parameters"]["properties"]) == {"a", "b"}
@@ -422,7 +431,7 @@ def test_assistant_tool_calls_get_json_string_arguments_and_tool_results_their_c
         {"role": "tool", "content": "sun, 25 C", "tool_name": "get_weather"},
     ]
     body = sent_by_client(lambda c: c.chat("m", messages=history, stream=False), CHAT_DONE)
-    messages = ol.chat_to_openai(body)["messages"]
+    messages = requests.chat_to_openai(body)["messages"]
     calls = messages[1]["tool_calls"]
     assert [c["type"] for c in calls] == ["function", "function"]
     assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
@@ -442,11 +451,11 @@ def test_assistant_tool_calls_get_json_string_arguments_and_tool_results_their_c
         "name": "get_weather",
     }
     # Same history, same ids: the prompt (and llama-server's prompt cache) stays stable.
-    assert ol.chat_to_openai(body)["messages"] == messages
+    assert requests.chat_to_openai(body)["messages"] == messages
 
 
 def test_tool_call_ids_given_by_the_caller_are_kept() -> None:
-    messages = ol.chat_to_openai(
+    messages = requests.chat_to_openai(
         {
             "model": "m",
             "messages": [
@@ -470,7 +479,7 @@ JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 16).decode()
 def test_images_become_image_url_parts_with_data_urls() -> None:
     message = {"role": "user", "content": "What is in these?", "images": [PNG, JPEG]}
     body = sent_by_client(lambda c: c.chat("m", messages=[message], stream=False), CHAT_DONE)
-    (converted,) = ol.chat_to_openai(body)["messages"]
+    (converted,) = requests.chat_to_openai(body)["messages"]
     assert converted["content"] == [
         {"type": "text", "text": "What is in these?"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
@@ -479,7 +488,7 @@ def test_images_become_image_url_parts_with_data_urls() -> None:
 
 
 def test_an_image_without_text_is_a_single_image_part() -> None:
-    (converted,) = ol.chat_to_openai({"model": "m", "messages": [{"role": "user", "images": [PNG]}]})[
+    (converted,) = requests.chat_to_openai({"model": "m", "messages": [{"role": "user", "images": [PNG]}]})[
         "messages"
     ]
     assert converted["content"] == [
@@ -488,7 +497,7 @@ def test_an_image_without_text_is_a_single_image_part() -> None:
 
 
 def test_earlier_thinking_goes_back_as_reasoning_content() -> None:
-    (converted,) = ol.chat_to_openai(
+    (converted,) = requests.chat_to_openai(
         {"model": "m", "messages": [{"role": "assistant", "content": "Hello!", "thinking": "A greeting."}]}
     )["messages"]
     assert converted == {"role": "assistant", "content": "Hello!", "reasoning_content": "A greeting."}
@@ -501,42 +510,46 @@ def test_generate_sends_system_and_prompt_as_one_completion_prompt() -> None:
         ),
         {"model": "m", "created_at": "2025-01-01T00:00:00Z", "response": "", "done": True},
     )
-    out = ol.generate_to_openai(body)
+    out = requests.generate_to_openai(body)
     assert out["prompt"] == "Answer in one word.\n\nThe capital of France is"
     assert out["stream"] is False
     assert out["seed"] == 3
 
 
 def test_generate_streams_by_default_and_asks_for_usage() -> None:
-    out = ol.generate_to_openai({"model": "m", "prompt": "Hi"})
+    out = requests.generate_to_openai({"model": "m", "prompt": "Hi"})
     assert out == {"model": "m", "prompt": "Hi", "stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_generate_formats_use_llama_servers_json_schema_field() -> None:
     # llama-server's /v1/completions ignores response_format, so the grammar goes in json_schema.
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
-    assert ol.generate_to_openai({"model": "m", "prompt": "x", "format": "json"})["json_schema"] == {
+    assert requests.generate_to_openai({"model": "m", "prompt": "x", "format": "json"})["json_schema"] == {
         "type": "object"
     }
-    assert ol.generate_to_openai({"model": "m", "prompt": "x", "format": schema})["json_schema"] == schema
-    assert "response_format" not in ol.generate_to_openai({"model": "m", "prompt": "x", "format": schema})
+    assert (
+        requests.generate_to_openai({"model": "m", "prompt": "x", "format": schema})["json_schema"] == schema
+    )
+    assert "response_format" not in requests.generate_to_openai(
+        {"model": "m", "prompt": "x", "format": schema}
+    )
 
 
 def test_embed_sends_a_string_or_a_list_as_input() -> None:
     answer = {"model": "m", "embeddings": [[0.0]]}
     one = sent_by_client(lambda c: c.embed("emb", "Why is the sky blue?"), answer)
     many = sent_by_client(lambda c: c.embed("emb", ["a", "b"]), answer)
-    assert ol.embed_to_openai(one) == {
+    assert requests.embed_to_openai(one) == {
         "model": "emb",
         "input": "Why is the sky blue?",
         "encoding_format": "float",
     }
-    assert ol.embed_to_openai(many)["input"] == ["a", "b"]
+    assert requests.embed_to_openai(many)["input"] == ["a", "b"]
 
 
 def test_legacy_embeddings_send_the_prompt_and_ask_for_raw_vectors() -> None:
     body = sent_by_client(lambda c: c.embeddings("emb", "Why is the sky blue?"), {"embedding": [0.0]})
-    out = ol.embed_to_openai(body)
+    out = requests.embed_to_openai(body)
     assert out["input"] == "Why is the sky blue?"
     assert out["embd_normalize"] == -1  # Ollama normalizes /api/embed only
 
@@ -614,7 +627,7 @@ def test_without_timings_the_counts_come_from_usage_and_the_durations_from_the_c
         {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}},
     )
     clock = SteppingClock(STARTED, 1_000_000)
-    stream = ol.ChatStream("m", STARTED, LOAD, clock=clock)
+    stream = streams.ChatStream("m", STARTED, LOAD, clock=clock)
     objects = parsed(stream.feed(sse) + stream.close())
     last = objects[-1]
     assert last["prompt_eval_count"] == 9
@@ -694,7 +707,7 @@ def test_tool_calls_cut_off_before_a_finish_reason_are_emitted_by_close() -> Non
     sse = sse_events(
         tool_fragment(0, '{"city": ', "get_weather", "c1"), tool_fragment(0, '"Paris"}'), done=False
     )
-    stream = ol.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
+    stream = streams.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
     assert stream.feed(sse) == []
     objects = parsed(stream.close())
     assert objects[0]["message"]["tool_calls"] == [
@@ -740,7 +753,7 @@ def recorded_then_error(name: str, events_before: int) -> bytes:
 
 def test_an_error_mid_stream_ends_the_ndjson_with_an_error_line() -> None:
     sse = recorded_then_error("chat_stream.sse", 4)
-    stream = ol.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
+    stream = streams.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
     lines = stream.feed(sse)
     objects = parsed(lines)
     assert objects[-1] == {"error": "Context size has been exceeded."}
@@ -786,7 +799,7 @@ def test_a_line_that_is_not_json_is_reported_not_swallowed() -> None:
 
 def test_the_done_line_is_emitted_exactly_once() -> None:
     sse = fixture("chat_stream.sse")
-    stream = ol.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
+    stream = streams.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
     lines = stream.feed(sse)
     lines += stream.close() + stream.close()
     lines += stream.feed(b"data: [DONE]\n\n")
@@ -798,7 +811,7 @@ def test_close_answers_done_when_the_upstream_ends_without_done() -> None:
         line for line in fixture("completion_stream.sse").split(b"\n\n") if b"[DONE]" not in line
     )
     assert b"[DONE]" not in sse
-    stream = ol.GenerateStream("m", STARTED, LOAD, clock=fixed_clock)
+    stream = streams.GenerateStream("m", STARTED, LOAD, clock=fixed_clock)
     before = parsed(stream.feed(sse))
     assert not any(o["done"] for o in before)
     after = parsed(stream.close())
@@ -807,14 +820,14 @@ def test_close_answers_done_when_the_upstream_ends_without_done() -> None:
 
 
 def test_an_event_without_a_trailing_newline_is_read_at_close() -> None:
-    stream = ol.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
+    stream = streams.ChatStream("m", STARTED, LOAD, clock=fixed_clock)
     assert stream.feed(b'data: {"choices":[{"index":0,"delta":{"content":"tail"}}]}') == []
     objects = parsed(stream.close())
     assert [o["message"]["content"] for o in objects] == ["tail", ""]
 
 
 def test_created_at_is_rfc3339_utc_with_z() -> None:
-    (obj,) = parsed(ol.ChatStream("m", STARTED, 0, clock=fixed_clock).close())
+    (obj,) = parsed(streams.ChatStream("m", STARTED, 0, clock=fixed_clock).close())
     assert RFC3339_Z.match(obj["created_at"])
     stamp = obj["created_at"]
     assert stamp.endswith(".500000000Z")
@@ -855,7 +868,7 @@ def test_the_official_client_reads_a_translated_generate_stream() -> None:
 
 def test_a_recorded_chat_answer_becomes_one_chat_response() -> None:
     upstream = fixture_json("chat.json")
-    answer = ol.chat_response("smol:latest", upstream, STARTED, LOAD, clock=fixed_clock)
+    answer = replies.chat_response("smol:latest", upstream, STARTED, LOAD, clock=fixed_clock)
     response = ChatResponse.model_validate(answer)
     assert response.message.role == "assistant"
     assert response.message.content == upstream["choices"][0]["message"]["content"]
@@ -876,7 +889,7 @@ def test_a_recorded_chat_answer_becomes_one_chat_response() -> None:
 
 def test_a_recorded_tool_call_answer_has_object_arguments() -> None:
     upstream = fixture_json("chat_tool_calls.json")
-    answer = ol.chat_response("m", upstream, STARTED, LOAD, clock=fixed_clock)
+    answer = replies.chat_response("m", upstream, STARTED, LOAD, clock=fixed_clock)
     calls = ChatResponse.model_validate(answer).message.tool_calls
     assert calls is not None
     expected = [
@@ -888,7 +901,7 @@ def test_a_recorded_tool_call_answer_has_object_arguments() -> None:
 
 def test_a_recorded_thinking_answer_has_message_thinking() -> None:
     upstream = fixture_json("chat_thinking.json")
-    answer = ol.chat_response("m", upstream, STARTED, LOAD, clock=fixed_clock)
+    answer = replies.chat_response("m", upstream, STARTED, LOAD, clock=fixed_clock)
     message = ChatResponse.model_validate(answer).message
     assert message.thinking == upstream["choices"][0]["message"]["reasoning_content"]
     assert message.content == "Hello!"
@@ -896,7 +909,7 @@ def test_a_recorded_thinking_answer_has_message_thinking() -> None:
 
 def test_a_recorded_completion_answer_becomes_one_generate_response() -> None:
     upstream = fixture_json("completion.json")
-    answer = ol.generate_response("m", upstream, STARTED, LOAD, clock=fixed_clock)
+    answer = replies.generate_response("m", upstream, STARTED, LOAD, clock=fixed_clock)
     response = GenerateResponse.model_validate(answer)
     assert response.response == upstream["choices"][0]["text"]
     assert response.done and response.done_reason == "length"
@@ -904,8 +917,8 @@ def test_a_recorded_completion_answer_becomes_one_generate_response() -> None:
 
 
 def test_the_official_client_reads_non_streaming_answers() -> None:
-    chat = ol.chat_response("m", fixture_json("chat.json"), STARTED, LOAD, clock=fixed_clock)
-    gen = ol.generate_response("m", fixture_json("completion.json"), STARTED, LOAD, clock=fixed_clock)
+    chat = replies.chat_response("m", fixture_json("chat.json"), STARTED, LOAD, clock=fixed_clock)
+    gen = replies.generate_response("m", fixture_json("completion.json"), STARTED, LOAD, clock=fixed_clock)
     answers = {"/api/chat": chat, "/api/generate": gen}
     c = client(lambda request: httpx.Response(200, json=answers[request.url.path]))
     assert (
@@ -918,18 +931,18 @@ def test_an_upstream_error_body_is_untranslatable_not_an_empty_answer() -> None:
     upstream = {
         "error": {"code": 400, "message": "Cannot use custom grammar constraints with tools.", "type": "x"}
     }
-    with pytest.raises(ol.Untranslatable, match="custom grammar"):
-        ol.chat_response("m", upstream, STARTED, LOAD)
-    with pytest.raises(ol.Untranslatable):
-        ol.generate_response("m", {"choices": []}, STARTED, LOAD)
-    with pytest.raises(ol.Untranslatable):
-        ol.embed_response("m", upstream)
+    with pytest.raises(replies.Untranslatable, match="custom grammar"):
+        replies.chat_response("m", upstream, STARTED, LOAD)
+    with pytest.raises(replies.Untranslatable):
+        replies.generate_response("m", {"choices": []}, STARTED, LOAD)
+    with pytest.raises(replies.Untranslatable):
+        replies.embed_response("m", upstream)
 
 
 def test_embed_answers_every_vector_in_input_order_with_the_token_count() -> None:
     upstream = fixture_json("embeddings.json")
     shuffled = {**upstream, "data": list(reversed(upstream["data"]))}
-    answer = ol.embed_response("emb", shuffled, STARTED, LOAD, clock=fixed_clock)
+    answer = replies.embed_response("emb", shuffled, STARTED, LOAD, clock=fixed_clock)
     response = EmbedResponse.model_validate(answer)
     assert [list(v) for v in response.embeddings] == [d["embedding"] for d in upstream["data"]]
     assert answer["prompt_eval_count"] == upstream["usage"]["prompt_tokens"]
@@ -939,14 +952,14 @@ def test_embed_answers_every_vector_in_input_order_with_the_token_count() -> Non
 
 def test_legacy_embeddings_answer_one_vector() -> None:
     upstream = fixture_json("embedding.json")
-    answer = ol.embeddings_response("emb", upstream)
+    answer = replies.embeddings_response("emb", upstream)
     assert list(EmbeddingsResponse.model_validate(answer).embedding) == upstream["data"][0]["embedding"]
     assert set(answer) == {"embedding"}
 
 
 def test_the_official_client_reads_embed_answers() -> None:
-    embed = ol.embed_response("emb", fixture_json("embeddings.json"))
-    legacy = ol.embeddings_response("emb", fixture_json("embedding.json"))
+    embed = replies.embed_response("emb", fixture_json("embeddings.json"))
+    legacy = replies.embeddings_response("emb", fixture_json("embedding.json"))
     answers = {"/api/embed": embed, "/api/embeddings": legacy}
     c = client(lambda request: httpx.Response(200, json=answers[request.url.path]))
     assert len(c.embed("emb", ["a", "b"]).embeddings) == 2
@@ -958,13 +971,13 @@ def test_the_official_client_reads_embed_answers() -> None:
 
 def test_tags_list_names_with_a_tag_like_ollama_does() -> None:
     models = [runnable("smollm2"), runnable("qwen3:8b"), runnable("hf.co/org/model")]
-    names = [m["name"] for m in ol.tags(models, {})["models"]]
+    names = [m["name"] for m in catalogue.tags(models, {})["models"]]
     assert names == ["hf.co/org/model:latest", "qwen3:8b", "smollm2:latest"]
-    assert all(m["model"] == m["name"] for m in ol.tags(models, {})["models"])
+    assert all(m["model"] == m["name"] for m in catalogue.tags(models, {})["models"])
 
 
 def test_tags_carry_size_digest_and_details_from_metadata() -> None:
-    listing = ol.tags([runnable()], {"smollm2": 98_362_432})
+    listing = catalogue.tags([runnable()], {"smollm2": 98_362_432})
     ListResponse.model_validate(listing)
     (entry,) = listing["models"]
     assert entry["size"] == 98_362_432
@@ -981,13 +994,13 @@ def test_tags_carry_size_digest_and_details_from_metadata() -> None:
 
 
 def test_tags_leave_out_unlisted_models_and_default_unknown_sizes_to_zero() -> None:
-    listing = ol.tags([runnable("a"), runnable("hidden", unlisted=True)], {})
+    listing = catalogue.tags([runnable("a"), runnable("hidden", unlisted=True)], {})
     assert [(m["name"], m["size"]) for m in listing["models"]] == [("a:latest", 0)]
 
 
 def test_digests_are_deterministic_and_follow_the_command() -> None:
     def digest(model: Runnable) -> str:
-        return str(ol.tags([model], {})["models"][0]["digest"])
+        return str(catalogue.tags([model], {})["models"][0]["digest"])
 
     assert digest(runnable()) == digest(runnable())
     assert digest(runnable()) != digest(runnable("other"))
@@ -996,20 +1009,20 @@ def test_digests_are_deterministic_and_follow_the_command() -> None:
 
 def test_tags_report_the_modification_time_given() -> None:
     when = datetime(2025, 3, 4, 5, 6, 7, 250000, tzinfo=UTC)
-    (entry,) = ol.tags([runnable()], {}, modified={"smollm2": when})["models"]
+    (entry,) = catalogue.tags([runnable()], {}, modified={"smollm2": when})["models"]
     assert entry["modified_at"] == "2025-03-04T05:06:07.25Z"
     assert ListResponse.model_validate({"models": [entry]}).models[0].modified_at == when
 
 
 def test_a_model_without_metadata_still_lists_with_empty_details() -> None:
-    (entry,) = ol.tags([runnable(metadata={})], {})["models"]
+    (entry,) = catalogue.tags([runnable(metadata={})], {})["models"]
     assert entry["details"]["format"] == "gguf"
     assert entry["details"]["family"] == ""
     ListResponse.model_validate({"models": [entry]})
 
 
 def test_show_has_model_info_with_architecture_and_context_length() -> None:
-    answer = ol.show(runnable(name="SmolLM2 135M"), 98_362_432)
+    answer = catalogue.show(runnable(name="SmolLM2 135M"), 98_362_432)
     response = ShowResponse.model_validate(answer)
     assert response.modelinfo is not None
     assert response.modelinfo["general.architecture"] == "llama"
@@ -1025,14 +1038,14 @@ def test_show_reads_the_context_from_the_command_when_metadata_has_none() -> Non
     model = runnable(
         metadata={"architecture": "qwen3"}, argv=("llama-server", "-m", "x.gguf", "--ctx-size", "16384")
     )
-    info = ol.show(model, 0)["model_info"]
+    info = catalogue.show(model, 0)["model_info"]
     assert info["qwen3.context_length"] == 16384
     model = runnable(metadata={"architecture": "qwen3"}, argv=("llama-server", "-c=2048"))
-    assert ol.show(model, 0)["model_info"]["qwen3.context_length"] == 2048
+    assert catalogue.show(model, 0)["model_info"]["qwen3.context_length"] == 2048
 
 
 def test_show_defaults_capabilities_to_completion_and_still_names_a_context() -> None:
-    answer = ol.show(runnable(metadata={}, argv=("llama-server",)), 0)
+    answer = catalogue.show(runnable(metadata={}, argv=("llama-server",)), 0)
     assert answer["capabilities"] == ["completion"]
     arch = answer["model_info"]["general.architecture"]
     assert isinstance(answer["model_info"][f"{arch}.context_length"], int)
@@ -1043,9 +1056,9 @@ def test_the_official_client_reads_tags_show_and_ps() -> None:
     model = runnable()
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     answers = {
-        "/api/tags": ol.tags([model], {"smollm2": 1234}),
-        "/api/show": ol.show(model, 1234),
-        "/api/ps": ol.ps([ol.RunningModel(model, 1234, expires)]),
+        "/api/tags": catalogue.tags([model], {"smollm2": 1234}),
+        "/api/show": catalogue.show(model, 1234),
+        "/api/ps": catalogue.ps([catalogue.RunningModel(model, 1234, expires)]),
     }
     c = client(lambda request: httpx.Response(200, json=answers[request.url.path]))
     listed = c.list().models
@@ -1061,7 +1074,9 @@ def test_ps_lists_running_models_with_their_expiry() -> None:
     cpu = runnable("cpu", argv=("llama-server", "-m", "a.gguf", "-ngl", "0"))
     gpu = runnable("gpu", argv=("llama-server", "-m", "b.gguf", "--n-gpu-layers", "99"))
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
-    answer = ol.ps([ol.RunningModel(gpu, 2000, None), ol.RunningModel(cpu, 1000, expires)])
+    answer = catalogue.ps(
+        [catalogue.RunningModel(gpu, 2000, None), catalogue.RunningModel(cpu, 1000, expires)]
+    )
     response = ProcessResponse.model_validate(answer)
     assert [m.name for m in response.models] == ["cpu:latest", "gpu:latest"]
     cpu_entry, gpu_entry = answer["models"]
@@ -1071,15 +1086,15 @@ def test_ps_lists_running_models_with_their_expiry() -> None:
     # No TTL: it never expires, which Ollama shows as a far-future time.
     assert response.models[1].expires_at is not None and response.models[1].expires_at.year > 2100
     assert cpu_entry["context_length"] == 8192
-    assert cpu_entry["digest"] == ol.tags([cpu], {})["models"][0]["digest"]
+    assert cpu_entry["digest"] == catalogue.tags([cpu], {})["models"][0]["digest"]
 
 
 def test_ps_with_nothing_running_is_an_empty_list() -> None:
-    assert ol.ps([]) == {"models": []}
+    assert catalogue.ps([]) == {"models": []}
 
 
 def test_version_is_a_real_recent_ollama_version() -> None:
-    answer = ol.version()
+    answer = catalogue.version()
     assert set(answer) == {"version"}
     major, minor, patch = (int(p) for p in answer["version"].split("."))
     assert (major, minor, patch) >= (0, 6, 4)  # clients gate capabilities on this
@@ -1104,10 +1119,10 @@ def test_every_translated_line_of_every_recording_validates_with_the_client_type
 
 
 def test_a_runaway_upstream_line_ends_the_stream_with_an_error_instead_of_growing_memory() -> None:
-    stream = ol.ChatStream("m", STARTED, LOAD, clock=lambda: NOW)
+    stream = streams.ChatStream("m", STARTED, LOAD, clock=lambda: NOW)
     out: list[bytes] = []
     piece = b"data: {" + b"x" * 65536
-    for _ in range(ol.MAX_EVENT_BYTES // len(piece) + 2):
+    for _ in range(streams.MAX_EVENT_BYTES // len(piece) + 2):
         out += stream.feed(piece)
         assert sum(len(p) for p in out) < 1024  # nothing of the runaway line is echoed
     out += stream.feed(b"data: [DONE]\n") + stream.close()

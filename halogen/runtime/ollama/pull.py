@@ -8,7 +8,7 @@ from aiohttp import web
 
 from halogen.runtime import model_files
 from halogen.runtime.context import MODEL, read_json, runtime_of
-from halogen.runtime.ollama import translate as ollama
+from halogen.runtime.ollama import to_openai
 
 NDJSON = "application/x-ndjson"
 
@@ -19,8 +19,8 @@ async def pull(request: web.Request) -> web.StreamResponse:
     waitForStream does with its own (server/routes.go)."""
     runtime = runtime_of(request)
     body = await read_json(request)
-    name = ollama.model_name(body)
-    model_id = runtime.model_id(name)  # a model the config does not declare is a 404
+    name = to_openai.model_name(body)
+    model_id = runtime.naming.model_id(name)  # a model the config does not declare is a 404
     request[MODEL] = model_id
     events = model_files.pull_progress(runtime.resolved.models[model_id])
     if body.get("stream") is False:

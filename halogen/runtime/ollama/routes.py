@@ -1,4 +1,5 @@
-"""Ollama's routes: the I/O around the pure translation in `translate.py`.
+"""Ollama's routes: the I/O around the pure translation beside it (`to_openai`, `answers`,
+`stream`, `catalogue`, `durations`).
 
 Requests go through the same Swapper (groups, limits, ttl) and the same pooled upstream client
 as the OpenAI routes; errors are raised and come out of `middleware.error_middleware` as
@@ -8,9 +9,8 @@ stream's last line, since its status is already sent.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +20,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
+from halogen.llamacpp import cmdline
 from halogen.llamaswap.resolved import PeerRoute, Runnable
 from halogen.runtime import jsonbody, locked, peers, proxy
-from halogen.runtime.context import MODEL, Counted, read_json, runtime_of
+from halogen.runtime.context import MODEL, read_json, runtime_of
 from halogen.runtime.errors import (
     BadRequest,
     NotSupported,
@@ -31,15 +32,18 @@ from halogen.runtime.errors import (
     UpstreamAnswered,
     UpstreamFailed,
 )
+from halogen.runtime.forward import relay
+from halogen.runtime.forward.naming import Named
 from halogen.runtime.loading import LOADING_PATHS, Loading
-from halogen.runtime.metrics import TokenReader, token_counts
-from halogen.runtime.ollama import translate as ollama
+from halogen.runtime.metrics import token_counts
+from halogen.runtime.ollama import answers, catalogue, durations, to_openai
+from halogen.runtime.ollama import stream as streams
 from halogen.runtime.ollama.pull import pull
 from halogen.runtime.upstream import State
 
 Json = dict[str, Any]
 Respond = Callable[[str, Mapping[str, Any], int, int], Json]
-StreamFactory = Callable[[str, int, int], "ollama.ChatStream | ollama.GenerateStream"]
+StreamFactory = Callable[[str, int, int], "streams.ChatStream | streams.GenerateStream"]
 
 NDJSON = "application/x-ndjson"
 
@@ -70,12 +74,12 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(ollama.version())
+    return web.json_response(catalogue.version())
 
 
 def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
     """(size in bytes, modification time) of the model's file; (0, None) when unreadable."""
-    path = ollama.model_file(runnable)
+    path = cmdline.of_command(runnable.argv, runnable.env).model
     if path is None:
         return locked.file_size(runnable) or 0, None
     try:
@@ -91,33 +95,33 @@ async def tags(request: web.Request) -> web.Response:
     facts = {m.id: file_facts(m) for m in models}
     sizes = {mid: size for mid, (size, _) in facts.items()}
     modified = {mid: when for mid, (_, when) in facts.items() if when is not None}
-    listing = ollama.tags(models, sizes, modified=modified)
+    listing = catalogue.tags(models, sizes, modified=modified)
     # Selectors, listed like their first target, under their own name and description.
     for sid, selector in sorted(resolved.selectors.items()):
         if selector.unlisted:
             continue
         first = resolved.models[selector.models[0]]
-        entry = ollama.tags([replace(first, id=sid, unlisted=False)], {sid: sizes.get(first.id, 0)})[
+        entry = catalogue.tags([replace(first, id=sid, unlisted=False)], {sid: sizes.get(first.id, 0)})[
             "models"
         ][0]
         entry["description"] = selector.description or selector.name
         listing["models"].append(entry)
     listing["models"].sort(key=lambda m: str(m["name"]))
     # Peers' models too, after the local ones, by their qualified names, so Ollama clients see them.
-    listing["models"] += [ollama.peer_tag(name) for name in resolved.peer_names]
+    listing["models"] += [catalogue.peer_tag(name) for name in resolved.peer_names]
     return web.json_response(listing)
 
 
 async def show(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = await read_json(request)
-    name = ollama.model_name(body)
-    named = runtime.named(name)
+    name = to_openai.model_name(body)
+    named = runtime.naming.named(name)
     if named.peer is not None:
-        return web.json_response(ollama.peer_show(named.name, named.peer.peer))
+        return web.json_response(catalogue.peer_show(named.name, named.peer.peer))
     runnable = runtime.resolved.models[named.model_id]
     size, modified = file_facts(runnable)
-    answer = ollama.show(runnable, size, modified_at=modified)
+    answer = catalogue.show(runnable, size, modified_at=modified)
     # The model file's path comes from the command, which may hold a value from `${env.…}`.
     answer["modelfile"] = runtime.logs.redact(answer["modelfile"])
     return web.json_response(answer)
@@ -131,8 +135,8 @@ async def ps(request: web.Request) -> web.Response:
             continue
         runnable = runtime.resolved.models[row.model]
         expires = None if row.expires_at is None else datetime.fromtimestamp(row.expires_at, UTC)
-        rows.append(ollama.RunningModel(runnable, file_facts(runnable)[0], expires))
-    return web.json_response(ollama.ps(rows))
+        rows.append(catalogue.RunningModel(runnable, file_facts(runnable)[0], expires))
+    return web.json_response(catalogue.ps(rows))
 
 
 async def not_supported(request: web.Request) -> web.Response:
@@ -183,14 +187,14 @@ class Asked:
 async def _asked(request: web.Request) -> Asked:
     started = time.time_ns()
     body = await read_json(request)
-    name = ollama.model_name(body)
+    name = to_openai.model_name(body)
     runtime = runtime_of(request)
-    named = runtime.named(name, request)  # a missing or unknown name is refused here
+    named = runtime.naming.named(name, request)  # a missing or unknown name is refused here
     assert name is not None
     request[MODEL] = named.model_id
     try:
-        keep_alive = ollama.keep_alive(body.get("keep_alive"))
-    except ollama.BadKeepAlive as exc:
+        keep_alive = durations.keep_alive(body.get("keep_alive"))
+    except durations.BadKeepAlive as exc:
         raise BadRequest(str(exc)) from None
     return Asked(body, name, named.model_id, started, keep_alive, named.peer, named.name)
 
@@ -204,9 +208,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         request,
         asked,
         "/v1/chat/completions",
-        ollama.chat_to_openai(asked.body),
-        ollama.ChatStream,
-        ollama.chat_response,
+        to_openai.chat_to_openai(asked.body),
+        streams.ChatStream,
+        answers.chat_response,
     )
 
 
@@ -218,23 +222,23 @@ async def generate(request: web.Request) -> web.StreamResponse:
         request,
         asked,
         "/v1/completions",
-        ollama.generate_to_openai(asked.body),
-        ollama.GenerateStream,
-        ollama.generate_response,
+        to_openai.generate_to_openai(asked.body),
+        streams.GenerateStream,
+        answers.generate_response,
     )
 
 
 async def embed(request: web.Request) -> web.StreamResponse:
-    return await _embed(request, ollama.embed_response)
+    return await _embed(request, answers.embed_response)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _embed(request, lambda name, data, started, load: ollama.embeddings_response(name, data))
+    return await _embed(request, lambda name, data, started, load: answers.embeddings_response(name, data))
 
 
 async def _embed(request: web.Request, respond: Respond) -> web.StreamResponse:
     asked = await _asked(request)
-    translated = ollama.embed_to_openai(asked.body)
+    translated = to_openai.embed_to_openai(asked.body)
     return await _translate(request, asked, "/v1/embeddings", translated, None, respond)
 
 
@@ -277,7 +281,7 @@ async def _translate(
             raise
         # The stream has begun with a 200: the failure is its last line.
         await progress.stop()
-        await progress.response.write(proxy.encode(ollama.error(exc.text())) + b"\n")
+        await progress.response.write(proxy.encode(answers.error(exc.text())) + b"\n")
         await progress.response.write_eof()
         return progress.response
     finally:
@@ -291,7 +295,7 @@ def thinking_frame(name: str) -> Callable[[str], bytes]:
     def frame(text: str) -> bytes:
         line = {
             "model": name,
-            "created_at": ollama.rfc3339_ns(time.time_ns()),
+            "created_at": answers.rfc3339_ns(time.time_ns()),
             "message": {"role": "assistant", "content": "", "thinking": text},
             "done": False,
         }
@@ -313,36 +317,38 @@ async def _held(
     runtime = runtime_of(request)
     streaming = stream is not None and bool(payload.get("stream"))
     headers = upstream_headers(request.headers, bool(runtime.resolved.api_keys))
-    async with _reach(request, asked, progress) as reach:
-        counted, load_ns = reach.counted, reach.load_ns
-        answer = await reach.open(path, headers, proxy.encode(payload))
+    named = Named(asked.model_id, asked.target, asked.peer)
+    async with runtime.reaching(request, named, asked.keep_alive, progress) as (counted, target, load_ns):
+        answer = await target.open("POST", path, headers, proxy.encode(payload))
         try:
             if answer.status != 200:
                 counted.status = answer.status
                 try:
                     message = await _upstream_error(answer)
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                    raise await reach.fail("failed mid-answer", exc) from None
+                    raise await target.failed("failed mid-answer", exc) from None
                 answer.release()  # read to its end: the connection goes back to the pool
                 raise UpstreamAnswered(answer.status, message)
             if streaming:
                 assert stream is not None
-                counted.status, response = await _stream(
+                response, outcome = await relay.translated(
                     request,
+                    target,
                     answer,
-                    stream(name, started, load_ns),
-                    reach,
-                    None if progress is None else progress.response,
+                    relay.Ndjson(stream(name, started, load_ns)),
+                    prepared=None if progress is None else progress.response,
                 )
+                runtime.metrics.tokens(model_id, outcome.tokens)
+                counted.status = outcome.counted
                 return response
             try:
                 data = await answer.json(content_type=None)
             except (ValueError, aiohttp.ClientPayloadError) as exc:
-                raise await reach.fail("sent no JSON answer", exc) from None
+                raise await target.failed("sent no JSON answer", exc) from None
             runtime.metrics.tokens(model_id, token_counts(data))
             try:
                 translated_answer = respond(name, data, started, load_ns)
-            except ollama.Untranslatable as exc:
+            except answers.Untranslatable as exc:
                 raise UpstreamFailed(str(exc)) from None
             counted.status = 200
             return web.json_response(translated_answer)
@@ -351,48 +357,6 @@ async def _held(
             raise
         finally:
             answer.release()
-
-
-@dataclass
-class Reach:
-    """The model a translated request is sent to, held for it: a local model's process or a
-    peer; how to send to it and how to say it failed."""
-
-    model_id: str
-    counted: Counted
-    open: Callable[[str, CIMultiDict[str], bytes], Awaitable[aiohttp.ClientResponse]]
-    fail: Callable[[str, BaseException], Awaitable[UpstreamFailed]]
-    load_ns: int = 0
-
-
-@contextlib.asynccontextmanager
-async def _reach(request: web.Request, asked: Asked, progress: Loading | None) -> AsyncIterator[Reach]:
-    runtime = runtime_of(request)
-    route = asked.peer
-    if route is not None:
-
-        async def open_peer(path: str, headers: CIMultiDict[str], body: bytes) -> aiohttp.ClientResponse:
-            return await peers.open_peer(request, route, "POST", path, headers, body)
-
-        async def peer_failed(what: str, exc: BaseException) -> UpstreamFailed:
-            return peers.PeerFailed(f"peer {route.peer!r} {what}: {exc or type(exc).__name__}")
-
-        with runtime.counted(asked.model_id) as counted:
-            yield Reach(asked.model_id, counted, open_peer, peer_failed)
-        return
-    waited = time.monotonic_ns()
-    async with runtime.holding(request, asked.model_id, asked.keep_alive) as (counted, upstream):
-        load_ns = time.monotonic_ns() - waited
-        if progress is not None:
-            await progress.done()
-
-        async def open_local(path: str, headers: CIMultiDict[str], body: bytes) -> aiohttp.ClientResponse:
-            return await proxy.open_upstream(upstream, "POST", path, headers=headers, body=body)
-
-        async def local_failed(what: str, exc: BaseException) -> UpstreamFailed:
-            return await proxy.failure(upstream, what, exc)
-
-        yield Reach(asked.model_id, counted, open_local, local_failed, load_ns)
 
 
 def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMultiDict[str]:
@@ -406,43 +370,10 @@ def upstream_headers(headers: MultiMapping[str], drop_credentials: bool) -> CIMu
     return out
 
 
-async def _stream(
-    request: web.Request,
-    answer: aiohttp.ClientResponse,
-    translator: ollama.ChatStream | ollama.GenerateStream,
-    reach: Reach,
-    prepared: web.StreamResponse | None = None,
-) -> tuple[int, web.StreamResponse]:
-    runtime = runtime_of(request)
-    model_id = reach.model_id
-    response = prepared
-    if response is None:
-        response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Accel-Buffering": "no"})
-        await response.prepare(request)
-    tokens = TokenReader(event_stream=True)
-    status = 200
-    try:
-        async for chunk in answer.content.iter_any():
-            tokens.feed(chunk)
-            lines = translator.feed(chunk)
-            if lines:
-                await response.write(b"".join(lines))
-        lines = translator.close()
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-        failure = await reach.fail("failed mid-answer", exc)
-        lines = [proxy.encode(ollama.error(failure.text())) + b"\n"]
-        status = 502
-    if lines:
-        await response.write(b"".join(lines))
-    runtime.metrics.tokens(model_id, tokens.close())
-    await response.write_eof()
-    return status, response
-
-
 async def _upstream_error(answer: aiohttp.ClientResponse) -> str:
     raw = await answer.read()
     try:
         data = jsonbody.parse(raw)
     except (BadRequest, TooLarge):
         return raw.decode("utf-8", "replace").strip() or f"upstream answered {answer.status}"
-    return ollama.error_message(data)
+    return answers.error_message(data)
