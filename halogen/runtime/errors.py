@@ -1,5 +1,5 @@
-"""What can go wrong while serving a request, as data; routes turn it into an OpenAI or an
-Ollama error body at one place (`middleware.error_middleware`)."""
+"""What can go wrong while serving a request, as data; it becomes an error body in the shape
+the route's family declared (`shapes`) at one place (`middleware.error_middleware`)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from halogen.runtime import observed, peers
+from halogen.runtime import observed, peers, shapes
 from halogen.runtime.context import Runtime, read_json, runtime_of
 from halogen.runtime.errors import BadRequest, NotLoaded, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.logs import PROXY_LINES, UPSTREAM_LINES
@@ -16,23 +16,27 @@ from halogen.runtime.upstream import State
 
 
 def register(application: web.Application) -> None:
-    router = application.router
+    # halogen's contract (and its tests) give these llama-swap routes the error body of the
+    # OpenAI routes beside them: `/upstream/<model>/…` reaches a model's own OpenAI-style server.
+    router = shapes.Routes(application, shapes.openai)
     router.add_get("/health", health)
     router.add_get("/wol-health", health)
     router.add_get("/running", running)
     router.add_route("GET", "/unload", unload_all)
     router.add_route("POST", "/unload", unload_all)
     router.add_post("/unload/{model:.+}", unload_one)
-    # The same as llama-swap's UI calls them (internal/server/apigroup.go).
-    router.add_post("/api/models/unload", api_unload_all)
-    router.add_post("/api/models/unload/{model:.+}", api_unload_one)
     router.add_route("*", "/upstream/{tail:.*}", upstream_route)
     router.add_get("/metrics", metrics)
     router.add_get("/logs", logs)
     router.add_get("/logs/stream", logs_stream)
     router.add_get("/logs/stream/{source:.+}", logs_stream)
-    router.add_get("/api/profiles", profiles)
-    router.add_put("/api/profiles/active", activate_profile)
+    # The same as llama-swap's UI calls them (internal/server/apigroup.go), answering errors as
+    # llama-swap does, though Ollama's routes share the /api/ prefix.
+    api = shapes.Routes(application, shapes.llama_swap)
+    api.add_post("/api/models/unload", api_unload_all)
+    api.add_post("/api/models/unload/{model:.+}", api_unload_one)
+    api.add_get("/api/profiles", profiles)
+    api.add_put("/api/profiles/active", activate_profile)
 
 
 async def health(request: web.Request) -> web.Response:

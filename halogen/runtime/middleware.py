@@ -1,16 +1,15 @@
 """The middlewares every route shares: the access log, the one place a failure becomes an error
-body (in the style of the route's API: OpenAI's, Ollama's or Anthropic's), and API keys."""
+body (in the shape the route's family declared, `shapes`), and API keys."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
-from halogen.runtime import anthropic_routes, auth
+from halogen.runtime import auth, shapes
 from halogen.runtime.context import MODEL, runtime_of
 from halogen.runtime.errors import Refusal, Unauthorized
 from halogen.runtime.logs import Level
@@ -22,20 +21,16 @@ QUIET = frozenset({"/health", "/wol-health", "/metrics"})
 UNGUARDED = frozenset({"/health", "/wol-health"})
 
 
-def ollama_style(path: str) -> bool:
-    return path == "/" or path.startswith("/api/")
-
-
-def error_response(
-    path: str, status: int, message: str, kind: str, code: str | int, headers: dict[str, str] | None = None
+async def error_response(
+    request: web.Request,
+    status: int,
+    message: str,
+    kind: str,
+    code: str | int,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
-    if ollama_style(path):
-        body: dict[str, Any] = {"error": message}
-    elif anthropic_routes.anthropic_style(path):
-        body = anthropic_routes.error_body(status, message)
-    else:
-        body = {"error": {"message": message, "type": kind, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
+    shape = await shapes.shape_of(request)
+    return web.json_response(shape(status, message, kind, code), status=status, headers=headers)
 
 
 @web.middleware
@@ -70,19 +65,19 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes one JSON error body, in the style of the route's API."""
+    """Every failure becomes one JSON error body, in the shape of the route's family."""
     try:
         return await handler(request)
     except Refusal as exc:
         level: Level = "error" if exc.status >= 500 else "info"
         runtime_of(request).logs.proxy(f"{request.method} {request.path}: {exc.status} {exc.message}", level)
-        return error_response(request.path, exc.status, exc.text(), exc.kind, exc.code, exc.headers())
+        return await error_response(request, exc.status, exc.text(), exc.kind, exc.code, exc.headers())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         kind = "invalid_request_error" if exc.status < 500 else "server_error"
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return error_response(request.path, exc.status, exc.reason, kind, exc.status, headers)
+        return await error_response(request, exc.status, exc.reason, kind, exc.status, headers)
 
 
 @web.middleware

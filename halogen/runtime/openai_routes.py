@@ -11,7 +11,7 @@ from aiohttp import web
 
 from halogen.llamaswap.config import Capabilities
 from halogen.llamaswap.resolved import PeerRoute
-from halogen.runtime import jsonbody, peers, proxy
+from halogen.runtime import jsonbody, peers, proxy, shapes
 from halogen.runtime.carried import Carried, upstream_path
 from halogen.runtime.context import Runtime, runtime_of
 from halogen.runtime.errors import UnknownModel
@@ -54,14 +54,15 @@ GET_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 
 
 def register(application: web.Application) -> None:
+    routes = shapes.Routes(application, shapes.openai)
     for path in OPENAI_ROUTES:
-        application.router.add_post(path, openai_route)
+        routes.add_post(path, openai_route)
     for path in GET_ROUTES:
-        application.router.add_get(path, openai_route)
-    application.router.add_get("/v1/models", list_models)
-    application.router.add_get("/models", list_models)
+        routes.add_get(path, openai_route)
+    routes.add_get("/v1/models", list_models)
+    routes.add_get("/models", list_models)
     # A model id may hold "/"; OpenAI's "retrieve model".
-    application.router.add_get("/v1/models/{model:.+}", get_model)
+    routes.add_get("/v1/models/{model:.+}", get_model)
 
 
 async def openai_route(request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,8 @@ from halogen.llamacpp import cmdline
 from halogen.llamaswap import names
 from halogen.llamaswap.resolved import Runnable
 from halogen.runtime.errors import UpstreamFailed
-from halogen.runtime.upstream import Attempt, Upstream
+from halogen.runtime.process.pool import Attempt
+from halogen.runtime.upstream import Upstream
 
 # RFC 9110 §7.6.1 connection-specific fields, plus what aiohttp recomputes for each hop.
 HOP_BY_HOP = frozenset(
@@ -154,7 +155,7 @@ async def open_upstream(
         return await _headers(
             upstream,
             wait,
-            upstream.session.request(
+            upstream.pool.session.request(
                 method,
                 upstream.url(path_qs),
                 headers=headers,
@@ -170,7 +171,7 @@ async def open_upstream(
         return await _headers(
             upstream,
             wait,
-            upstream.fresh_session.request(
+            upstream.pool.fresh_session.request(
                 method, upstream.url(path_qs), headers=headers, data=body, allow_redirects=False
             ),
         )

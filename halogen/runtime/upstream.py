@@ -1,4 +1,10 @@
-"""One model's child process, from spawn to reaped, and the pooled HTTP client that talks to it."""
+"""One model's child process, from spawn to reaped; the clients that talk to it are its
+`ClientPool` (`process/pool.py`).
+
+llama-swap calls this a Process (internal/process/process.go; ProcessCommand in
+process_command.go runs one). halogen keeps `Upstream`, the name llama-swap's config gives a
+model's server (`upstream.ignorePaths`, the `/upstream/<model>/` route), which the scheduler and
+routes use throughout."""
 
 from __future__ import annotations
 
@@ -12,16 +18,16 @@ import signal
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from halogen.llamaswap.resolved import Runnable
-from halogen.runtime import deathsig, dialing, reaper
+from halogen.runtime import deathsig, reaper
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.lines import LineSplitter
 from halogen.runtime.logs import Logs, Ring
+from halogen.runtime.process.pool import ClientPool
 
 # Readiness polls: every 10 ms at first, then a tenth of the time spent so far, at most every
 # 50 ms. Noticing readiness late is the proxy's own share of a cold start: this keeps it under
@@ -35,11 +41,6 @@ TAIL_LINES = 20
 OUTPUT_DRAIN = 1.0
 # How long to try connecting to a model's port before its start, to see whether it is taken.
 PORT_PROBE = 1.0
-# llama-server closes a keep-alive connection idle for 5 s (cpp-httplib's
-# CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND, which tools/server/server-http.cpp leaves as it is): a
-# pooled connection idle for longer may be closed just as a request is sent on it. The pool
-# drops its connections well before that.
-UPSTREAM_KEEPALIVE = 2.0
 
 
 class State(enum.StrEnum):
@@ -66,6 +67,7 @@ class Upstream:
         on_exit: Callable[[Upstream], None] | None = None,
         output_lines: int = 200,
     ) -> None:
+        self.pool = ClientPool(runnable.timeouts, runnable.proxy)
         self.runnable = runnable
         self.state = State.STOPPED
         self.output = Ring(output_lines)
@@ -77,8 +79,17 @@ class Upstream:
         self._exit: asyncio.Task[int] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._fresh: aiohttp.ClientSession | None = None
+
+    @property
+    def runnable(self) -> Runnable:
+        return self._runnable
+
+    @runnable.setter
+    def runnable(self, runnable: Runnable) -> None:
+        """A reload that keeps the process gives it the new settings (the pool's timeouts from
+        its next sessions)."""
+        self._runnable = runnable
+        self.pool.timeouts = runnable.timeouts
 
     @property
     def id(self) -> str:
@@ -87,31 +98,6 @@ class Upstream:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The one pooled client for this model's current process."""
-        if self._session is None or self._session.closed:
-            # timeouts.idleConn (0 = no limit) can only shorten the pool's keep-alive: a longer
-            # one would outlive llama-server's own.
-            idle = self.runnable.timeouts.idleConn
-            keepalive = min(UPSTREAM_KEEPALIVE, idle) if idle else UPSTREAM_KEEPALIVE
-            self._session = self._client(limit=0, keepalive_timeout=keepalive)
-        return self._session
-
-    @property
-    def fresh_session(self) -> aiohttp.ClientSession:
-        """A client that opens a new connection for every request (the retry after a pooled
-        connection turned out to be closed)."""
-        if self._fresh is None or self._fresh.closed:
-            self._fresh = self._client(limit=0, force_close=True)
-        return self._fresh
-
-    def _client(self, **pool: Any) -> aiohttp.ClientSession:
-        """A client for this model's server, which marks an `Attempt` that reused a connection."""
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_reuseconn.append(_on_reuse)
-        return dialing.client(self.runnable.timeouts, self.runnable.proxy, traces=[trace], **pool)
 
     def url(self, path_qs: str) -> URL:
         """The upstream URL for a path (with query) that starts with `/`: the proxy's scheme and
@@ -140,14 +126,14 @@ class Upstream:
         self.state = State.STARTING
         self.exit_code = None
         # Connections pooled for a previous process are dead; do not offer them again.
-        await self._close_session()
+        await self.pool.close()
         try:
             await self._refuse_taken_port()
             exit_task = await self._spawn()
             await self._wait_ready(exit_task)
         except BaseException:
             await asyncio.shield(self._terminate())
-            await self._close_session()
+            await self.pool.close()
             self.state = State.STOPPED
             raise
         self.state = State.READY
@@ -275,7 +261,7 @@ class Upstream:
                 )
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 poll_timeout = aiohttp.ClientTimeout(total=min(remaining, 5.0))
-                async with self.session.get(url, timeout=poll_timeout) as response:
+                async with self.pool.session.get(url, timeout=poll_timeout) as response:
                     # Read the (small) body so the connection is reused, not reset.
                     await response.read()
                     if response.status == 200:
@@ -291,7 +277,7 @@ class Upstream:
         """Stop the process (and its group) and reap it; concurrent calls share one stop."""
         if self._stopping is None or self._stopping.done():
             if self._proc is None and self.state is State.STOPPED:
-                await self._close_session()
+                await self.pool.close()
                 return
             self.state = State.STOPPING
             self._stopping = asyncio.create_task(self._stop())
@@ -302,7 +288,7 @@ class Upstream:
             await self._terminate()
         finally:
             self.state = State.STOPPED
-            await self._close_session()
+            await self.pool.close()
             self._logs.proxy(f"model {self.id!r} stopped")
 
     async def _terminate(self) -> None:
@@ -352,31 +338,9 @@ class Upstream:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
 
-    async def _close_session(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._fresh is not None:
-            await self._fresh.close()
-            self._fresh = None
-
     def command(self) -> str:
         """The command line as shown: values from `${env.…}` masked."""
         return self._logs.redact(shlex.join(self.runnable.argv))
-
-
-async def _on_reuse(
-    session: aiohttp.ClientSession, context: object, params: aiohttp.TraceConnectionReuseconnParams
-) -> None:
-    request_context = getattr(context, "trace_request_ctx", None)
-    if isinstance(request_context, Attempt):
-        request_context.reused = True
-
-
-class Attempt:
-    """One try at sending a request: whether the pool handed it a connection used before."""
-
-    reused = False
 
 
 def _group_alive(pgid: int) -> bool:

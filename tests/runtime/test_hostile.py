@@ -144,9 +144,9 @@ async def test_a_pooled_connection_the_upstream_closed_is_retried_once_on_a_new_
 async def test_a_pooled_connection_idle_past_the_keepalive_is_not_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from halogen.runtime import upstream
+    from halogen.runtime.process import pool
 
-    monkeypatch.setattr(upstream, "UPSTREAM_KEEPALIVE", 0.2)
+    monkeypatch.setattr(pool, "UPSTREAM_KEEPALIVE", 0.2)
     site = Site(tmp_path)
     fake = site.fake("m", "--drop-reused")
     async with serving(site.write()) as proxy:

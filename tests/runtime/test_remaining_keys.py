@@ -100,7 +100,7 @@ async def test_timeouts_set_the_connect_limit_and_shorten_the_pools_keep_alive(t
     site.fake("m", timeouts={"connect": 7, "idleConn": 1})
     site.fake("n", timeouts={"connect": 0})
     async with serving(site.write()) as proxy:
-        m, n = proxy.swapper.upstream("m"), proxy.swapper.upstream("n")
+        m, n = proxy.swapper.upstream("m").pool, proxy.swapper.upstream("n").pool
         assert m.session.timeout.sock_connect == 7 and n.session.timeout.sock_connect is None
         assert m.session.connector._keepalive_timeout == 1  # type: ignore[union-attr]
 

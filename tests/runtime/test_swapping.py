@@ -303,9 +303,9 @@ async def test_the_upstream_connection_pool_is_one_session_per_model(tmp_path: P
     site.fake("m")
     async with serving(site.write()) as proxy:
         await proxy.served_by("m")
-        session = proxy.swapper.upstream("m").session
+        session = proxy.swapper.upstream("m").pool.session
         await asyncio.gather(*(proxy.served_by("m") for _ in range(4)))
-        assert proxy.swapper.upstream("m").session is session
+        assert proxy.swapper.upstream("m").pool.session is session
         assert isinstance(session, aiohttp.ClientSession)
 
 

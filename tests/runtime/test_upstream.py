@@ -39,7 +39,7 @@ async def test_a_model_is_ready_once_its_health_check_answers_200(tmp_path: Path
     await up.start()
     try:
         assert up.state is State.READY
-        async with up.session.get(up.url("/health")) as response:
+        async with up.pool.session.get(up.url("/health")) as response:
             assert response.status == 200
         assert fake.pids() == [up.pid]
     finally:

@@ -22,7 +22,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from halogen.llamacpp import cmdline
 from halogen.llamaswap.resolved import PeerRoute, Runnable
-from halogen.runtime import jsonbody, locked, peers, proxy
+from halogen.runtime import jsonbody, locked, peers, proxy, shapes
 from halogen.runtime.context import MODEL, read_json, runtime_of
 from halogen.runtime.errors import (
     BadRequest,
@@ -49,7 +49,8 @@ NDJSON = "application/x-ndjson"
 
 
 def register(application: web.Application) -> None:
-    router = application.router
+    router = shapes.Routes(application, shapes.ollama)
+    router.claim("/api/")  # an Ollama client's request for a route halogen lacks
     router.add_get("/", root)
     router.add_get("/api/version", version)
     router.add_get("/api/tags", tags)
