@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halogen.hub.files import split_parts, verified
+from halogen.hub.files import verified
 from halogen.llamaswap.resolve import Runnable
+from halogen.modelfiles import split_parts
 from halogen.runtime.errors import StartFailed
 from halogen.runtime.ollama.translate import model_file
 
