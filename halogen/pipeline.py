@@ -7,7 +7,6 @@ from pathlib import Path
 
 from halogen import budget, coverage, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
-from halogen.hub.wanted import from_sources
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import FieldPath, Resolved, Unresolvable, resolve
@@ -108,6 +107,7 @@ def _sourced(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
 def pulled(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
     """What `halogen pull` fetches for the site at `root`, with halogen.lock's sizes and hashes,
     and the warnings; raises `Invalid` with every error found."""
+    from halogen.hub.wanted import from_sources
     from halogen.lock import LOCK_FILE, read_lock
 
     site, files, found = _sourced(root)
@@ -146,6 +146,7 @@ def compile_config(root: Path) -> Compiled:
 
 def _wanted(root: Path, site: Site) -> list[FileSource]:
     """What the pull Job fetches: the models' sources, with halogen.lock's sizes and hashes."""
+    from halogen.hub.wanted import from_sources  # the sources document's models: build and pull only
     from halogen.lock import LOCK_FILE, read_lock
 
     return from_sources(sources.sources(site)[0], read_lock(root / LOCK_FILE))

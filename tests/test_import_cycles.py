@@ -208,3 +208,24 @@ def test_halogen_serve_loads_neither_the_compiler_nor_the_download() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_halogen_validate_loads_neither_the_manifests_nor_the_hub_nor_the_server() -> None:
+    """`halogen validate` runs on every commit (pre-commit, CI): it imports what it checks with,
+    not the manifest renderer, the pull side's sources document, the Hub client or the proxy."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from halogen.cli import main\n"
+        "sys.argv = ['halogen', 'validate']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('halogen.hub', 'halogen.render.kube',"
+        " 'halogen.render.manifests', 'halogen.runtime.app', 'halogen.runtime.server', 'jinja2',"
+        " 'kubernetes_validate', 'jsonschema', 'huggingface_hub', 'aiohttp'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
+    assert loaded.stdout.strip() == "[]"
