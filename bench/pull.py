@@ -132,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from huggingface_hub import hf_hub_download
 
         from halogen.hub.download import fetch
-        from halogen.hub.wanted import Wanted
+        from halogen.modelfiles import FileSource
 
-        wanted = Wanted(f"{REPO_ID}/{NAME}", REPO_ID, NAME, "main", ("bench",))
+        wanted = FileSource(f"{REPO_ID}/{NAME}", REPO_ID, NAME, "main", ("bench",))
         samples: dict[str, list[float]] = {"hf": [], "pull": [], "nosync": [], "hash": []}
 
         def client() -> None:

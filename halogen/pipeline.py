@@ -7,11 +7,11 @@ from pathlib import Path
 
 from halogen import budget, coverage, facts, fit, image
 from halogen.diagnostics import Diagnostic, Invalid, errors
-from halogen.hub.wanted import Wanted, from_sources
 from halogen.llamaswap import config as ls
 from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolve import resolve
 from halogen.llamaswap.resolved import FieldPath, Resolved, Unresolvable
+from halogen.modelfiles import FileSource
 from halogen.spec import checks, sources
 from halogen.spec.load import Site, load
 
@@ -109,15 +109,34 @@ def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
     return out
 
 
-def compile_config(root: Path) -> Compiled:
-    """Everything `halogen validate` checks; raises `Invalid` with every error found."""
-    from halogen.render import config as render_config
-
+def _sourced(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
+    """The site loaded and checked, file by file then across files, with its models' sources:
+    where both `halogen validate` and `halogen pull` start. Raises `Invalid` when it cannot load."""
     site, found = load(root)
     if site is None:
         raise Invalid(found)
     found += checks.check(site)
-    found += sources.sources(site)[1]
+    files, problems = sources.sources(site)
+    return site, files, found + problems
+
+
+def pulled(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
+    """What `halogen pull` fetches for the site at `root`, with halogen.lock's sizes and hashes,
+    and the warnings; raises `Invalid` with every error found."""
+    from halogen.hub.wanted import from_sources
+    from halogen.lock import LOCK_FILE, read_lock
+
+    site, files, found = _sourced(root)
+    if errors(found):
+        raise Invalid(found)
+    return site, from_sources(files, read_lock(root / LOCK_FILE)), found
+
+
+def compile_config(root: Path) -> Compiled:
+    """Everything `halogen validate` checks; raises `Invalid` with every error found."""
+    from halogen.render import config as render_config
+
+    site, _, found = _sourced(root)
     found += facts.check(site)
     found += budget.check(site)
     found += coverage.check(site)
@@ -141,8 +160,9 @@ def compile_config(root: Path) -> Compiled:
     return Compiled(site, config, tuple(found))
 
 
-def _wanted(root: Path, site: Site) -> list[Wanted]:
+def _wanted(root: Path, site: Site) -> list[FileSource]:
     """What the pull Job fetches: the models' sources, with halogen.lock's sizes and hashes."""
+    from halogen.hub.wanted import from_sources  # the sources document's models: build and pull only
     from halogen.lock import LOCK_FILE, read_lock
 
     return from_sources(sources.sources(site)[0], read_lock(root / LOCK_FILE))

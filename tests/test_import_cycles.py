@@ -1,9 +1,11 @@
-"""No module inside `halogen/` imports itself back, directly or through others: the package's
-seams (compiler, loader, routers, Swapper, routes) stay a graph that can be read bottom-up."""
+"""No module inside `halogen/` imports itself back, directly or through others, and no package
+(a folder) imports one that imports it back: the package's seams (compiler, loader, routers,
+Swapper, routes) and its layers stay a graph that can be read bottom-up."""
 
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -83,8 +85,102 @@ def import_cycles(root: Path) -> list[list[str]]:
     return list(cycles({name: imports(name, path, known) for name, path in known.items()}))
 
 
+# Package cycles known today, each with what removes it. Nothing else may be listed here.
+EXPECTED_PACKAGE_CYCLES = {
+    frozenset({"halogen.runtime", "halogen.runtime.ollama"}): "removed by the runtime folder move",
+}
+
+
+def package_of(name: str, path: Path, root: Path) -> str | None:
+    """The folder a module sits in, as a dotted name; None for the modules loose at the root,
+    which are not a package yet: the compiler's move carves them into folders of their own.
+    Until then the module check above is what holds them."""
+    folder = path.parent
+    return None if folder == root else ".".join([root.name, *folder.relative_to(root).parts])
+
+
+def package_graph(root: Path) -> dict[str, dict[str, tuple[str, str]]]:
+    """Package -> the packages it imports, each with one (module, imported module) that does."""
+    known = modules(root)
+    graph: dict[str, dict[str, tuple[str, str]]] = {}
+    for name, path in known.items():
+        here = package_of(name, path, root)
+        if here is None:
+            continue
+        edges = graph.setdefault(here, {})
+        for dep in sorted(imports(name, path, known)):
+            there = package_of(dep, known[dep], root)
+            if there is not None and there != here:
+                edges.setdefault(there, (name, dep))
+                graph.setdefault(there, {})
+    return graph
+
+
+def cycle_path(graph: Mapping[str, Mapping[str, object]], component: list[str]) -> list[str]:
+    """A shortest way round the cycle from the component's first member back to it."""
+    start, members = component[0], set(component)
+    came: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for dep in sorted(graph[node]):
+                if dep == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came[path[-1]])
+                    return [*reversed(path), start]
+                if dep in members and dep not in came:
+                    came[dep] = node
+                    nxt.append(dep)
+        frontier = nxt
+    raise AssertionError(f"{component} is not a cycle")
+
+
+def package_cycles(root: Path) -> dict[frozenset[str], str]:
+    """Each package cycle, keyed by its packages, told as a path with the imports that make it."""
+    graph = package_graph(root)
+    out = {}
+    for component in cycles({p: set(deps) for p, deps in graph.items()}):
+        path = cycle_path(graph, component)
+        steps = [
+            f"{a} -> {b} ({graph[a][b][0]} imports {graph[a][b][1]})" for a, b in itertools.pairwise(path)
+        ]
+        out[frozenset(component)] = "; ".join(steps)
+    return out
+
+
 def test_no_module_inside_halogen_imports_itself_back() -> None:
     assert import_cycles(PACKAGE) == []
+
+
+def test_no_package_inside_halogen_imports_one_that_imports_it_back() -> None:
+    found = package_cycles(PACKAGE)
+    unexpected = {k: v for k, v in found.items() if k not in EXPECTED_PACKAGE_CYCLES}
+    assert unexpected == {}, "\n".join(unexpected.values())
+    gone = {sorted(k)[0]: why for k, why in EXPECTED_PACKAGE_CYCLES.items() if k not in found}
+    assert gone == {}, "no longer a cycle: delete its line from EXPECTED_PACKAGE_CYCLES"
+
+
+def test_the_package_check_finds_a_cycle_no_module_closes_and_tells_its_path(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    for folder in ("a", "b", "a/inner"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "a" / "x.py").write_text("from pkg.b import y\n")
+    (root / "b" / "y.py").write_text("")
+    (root / "b" / "z.py").write_text("def f() -> None:\n    from ..a import w\n")
+    (root / "a" / "w.py").write_text("")
+    (root / "a" / "inner" / "v.py").write_text("import pkg.a.w\n")  # a child importing its parent alone
+    (root / "loose.py").write_text("import pkg.a.x\n")
+    (root / "a" / "u.py").write_text("from pkg import loose\n")  # the root's loose modules are no package
+    assert import_cycles(root) == []
+    assert package_cycles(root) == {
+        frozenset(
+            {"pkg.a", "pkg.b"}
+        ): "pkg.a -> pkg.b (pkg.a.x imports pkg.b.y); pkg.b -> pkg.a (pkg.b.z imports pkg.a.w)"
+    }
 
 
 def test_the_cycle_check_finds_a_cycle_through_a_lazy_import_and_a_relative_one(tmp_path: Path) -> None:
@@ -111,4 +207,25 @@ def test_halogen_serve_loads_neither_the_compiler_nor_the_download() -> None:
         " 'halogen.hub.download', 'huggingface_hub', 'jinja2', 'kubernetes_validate'))))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_halogen_validate_loads_neither_the_manifests_nor_the_hub_nor_the_server() -> None:
+    """`halogen validate` runs on every commit (pre-commit, CI): it imports what it checks with,
+    not the manifest renderer, the pull side's sources document, the Hub client or the proxy."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from halogen.cli import main\n"
+        "sys.argv = ['halogen', 'validate']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('halogen.hub', 'halogen.render.kube',"
+        " 'halogen.render.manifests', 'halogen.runtime.app', 'halogen.runtime.server', 'jinja2',"
+        " 'kubernetes_validate', 'jsonschema', 'huggingface_hub', 'aiohttp'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
     assert loaded.stdout.strip() == "[]"

@@ -18,8 +18,8 @@ from halogen.commands import sites
 from halogen.commands.created import create
 from halogen.commands.report import emit
 from halogen.diagnostics import Diagnostic, Format, Invalid
-from halogen.hub.files import SPLIT, split_parts
 from halogen.lock import LOCK_FILE, GgufFacts, Lock, LockedFile, read_lock, write_lock
+from halogen.modelfiles import SPLIT, split_parts
 from halogen.spec.inputs import HF_REPO, MODEL_ID
 from halogen.spec.load import MODELS_DIR
 

@@ -10,34 +10,22 @@ import click
 
 from halogen.commands import sites
 from halogen.commands.report import emit, summary
-from halogen.diagnostics import Diagnostic, Format, Invalid, errors
+from halogen.diagnostics import Diagnostic, Format, Invalid
 
 if TYPE_CHECKING:
-    from halogen.hub.wanted import Wanted
+    from halogen.modelfiles import FileSource
 
 
 def _say(line: str) -> None:
     click.echo(f"halogen: {line}", err=True)
 
 
-def _from_site(root: Path) -> tuple[list[Wanted], Path, list[Diagnostic]]:
+def _from_site(root: Path) -> tuple[list[FileSource], Path, list[Diagnostic]]:
     """What the site's models fetch (with halogen.lock's hashes), where, and the warnings."""
-    from halogen.hub.wanted import from_sources
-    from halogen.lock import LOCK_FILE, read_lock
-    from halogen.spec import checks
-    from halogen.spec.load import load
-    from halogen.spec.sources import sources
+    from halogen import pipeline
 
-    site, found = load(root)
-    if site is None:
-        raise Invalid(found)
-    found += checks.check(site)
-    files, problems = sources(site)
-    found += problems
-    if errors(found):
-        raise Invalid(found)
-    lock = read_lock(root / LOCK_FILE)
-    return from_sources(files, lock), Path(site.spec.deployment.models.hostPath), found
+    site, wants, found = pipeline.pulled(root)
+    return wants, Path(site.spec.deployment.models.hostPath), found
 
 
 def run(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from halogen import models_folder
 from halogen.hub.files import SHA256, aside, marker_path, verified
-from halogen.hub.wanted import Wanted
+from halogen.modelfiles import FileSource
 
 if TYPE_CHECKING:
     from huggingface_hub import HfFileMetadata
@@ -69,7 +69,7 @@ def endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
-def remote(w: Wanted) -> Remote:
+def remote(w: FileSource) -> Remote:
     """HEAD the file's resolve URL through the Hub client (token from HF_TOKEN or the login)."""
     import httpx2
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -103,7 +103,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def final_path(models_dir: Path, w: Wanted) -> Path:
+def final_path(models_dir: Path, w: FileSource) -> Path:
     """Where `w` goes under `models_dir`; PullError when its path would leave that folder."""
     try:
         return models_folder.confine(models_dir, w.path)
@@ -124,7 +124,7 @@ def partial_size(final: Path, sha256: str | None) -> int:
         return 0
 
 
-def _write_marker(final: Path, sha256: str, commit: str | None, w: Wanted) -> None:
+def _write_marker(final: Path, sha256: str, commit: str | None, w: FileSource) -> None:
     st = final.stat()
     data = {
         "sha256": sha256,
@@ -246,7 +246,7 @@ def human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _in_place(final: Path, w: Wanted) -> Outcome | None:
+def _in_place(final: Path, w: FileSource) -> Outcome | None:
     """The outcome for a file already under its final name, or None when there is none. A file
     pull verified before (its marker) is trusted as it stands; any other is read once and
     compared with the lock's sha256, or with the Hub's when the lock has none."""
@@ -269,7 +269,7 @@ def _in_place(final: Path, w: Wanted) -> Outcome | None:
 
 
 def fetch(
-    models_dir: Path, w: Wanted, *, progress: bool = True, announce: Callable[[str], None] | None = None
+    models_dir: Path, w: FileSource, *, progress: bool = True, announce: Callable[[str], None] | None = None
 ) -> Outcome:
     """Bring `w` in place under `models_dir`, verified; raises PullError with what to do.
     `announce` hears one line when a download starts (a Job's log has no progress bar)."""

@@ -1,6 +1,6 @@
-"""What the runtime needs to know of the files `halogen pull` places: the parts of a split GGUF
-and whether a file is still the one pull verified. Kept apart from the download and from the
-compiler's input models, so that `halogen serve` imports neither."""
+"""What the runtime needs to know of the files `halogen pull` places: whether a file is still the
+one pull verified. Kept apart from the download and from the compiler's input models, so that
+`halogen serve` imports neither (the parts of a split GGUF are in halogen/modelfiles.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,6 @@ import re
 from pathlib import Path
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-SPLIT = re.compile(r"^(?P<prefix>.*)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
-
-
-def split_parts(name: str) -> list[str]:
-    """Every part of a split GGUF named by its first part; the name itself otherwise."""
-    match = SPLIT.match(name)
-    if match is None:
-        return [name]
-    count = int(match["count"])
-    return [f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
 
 
 def aside(final: Path, suffix: str) -> Path:

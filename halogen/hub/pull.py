@@ -9,12 +9,12 @@ from pathlib import Path
 
 from halogen.hub import download, files
 from halogen.hub.download import PullError, human
-from halogen.hub.wanted import Wanted
+from halogen.modelfiles import FileSource
 
 Say = Callable[[str], None]
 
 
-def select(wanted: Sequence[Wanted], models: Sequence[str]) -> tuple[list[Wanted], list[str]]:
+def select(wanted: Sequence[FileSource], models: Sequence[str]) -> tuple[list[FileSource], list[str]]:
     """The files of the named models (all when none is named), and the names that match none."""
     if not models:
         return list(wanted), []
@@ -23,7 +23,7 @@ def select(wanted: Sequence[Wanted], models: Sequence[str]) -> tuple[list[Wanted
     return [w for w in wanted if set(w.models) & set(models)], unknown
 
 
-def _unpinned(w: Wanted, commit: str | None, say: Say) -> None:
+def _unpinned(w: FileSource, commit: str | None, say: Say) -> None:
     if w.pinned:
         return
     got = f" (this run found commit {commit})" if commit else ""
@@ -38,7 +38,7 @@ def _unpinned(w: Wanted, commit: str | None, say: Say) -> None:
     )
 
 
-def dry_run(models_dir: Path, wanted: Sequence[Wanted], say: Say) -> int:
+def dry_run(models_dir: Path, wanted: Sequence[FileSource], say: Say) -> int:
     """Say what a pull would fetch and how much, fetching nothing."""
     total = 0
     failed = 0
@@ -79,7 +79,7 @@ def dry_run(models_dir: Path, wanted: Sequence[Wanted], say: Say) -> int:
 
 def pull(
     models_dir: Path,
-    wanted: Sequence[Wanted],
+    wanted: Sequence[FileSource],
     say: Say,
     *,
     progress: bool = True,
@@ -111,7 +111,7 @@ def pull(
     return done, failed
 
 
-def locked(wanted: Sequence[Wanted], done: Sequence[download.Outcome]) -> list[Wanted]:
+def locked(wanted: Sequence[FileSource], done: Sequence[download.Outcome]) -> list[FileSource]:
     """The wanted files with what a first pull learned (size and the Hub's sha256)."""
     by_path = {o.path: o for o in done}
     return [

@@ -17,8 +17,9 @@ from halogen.diagnostics import Diagnostic, Invalid
 from halogen.facts import used_files
 from halogen.hub import remote
 from halogen.lock import LOCK_FILE, Lock, LockedFile
+from halogen.modelfiles import FileSource
 from halogen.spec.load import Model, load
-from halogen.spec.sources import FileSource, sources
+from halogen.spec.sources import sources
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def scan(root: Path) -> tuple[Lock, list[Diagnostic], list[Read]]:
     found += problems
     by_model: dict[str, list[FileSource]] = {}
     for f in files:  # sorted by path: a split GGUF's parts in order
-        by_model.setdefault(f.model, []).append(f)
+        by_model.setdefault(f.models[0], []).append(f)
     listings: dict[tuple[str, str], remote.Listing] = {}
     result: dict[str, LockedFile] = {}
     reads: list[Read] = []

@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from halogen import budget, image, yamlio
-from halogen.hub.wanted import Wanted
+from halogen.modelfiles import FileSource
 from halogen.render import pull
 from halogen.spec.checks import backend_of
 from halogen.spec.inputs import Backend
@@ -103,7 +103,7 @@ def drain_seconds(site: Site) -> int:
     return max(0, grace - image.shutdown_seconds(site.spec.llamaSwap.unloadTimeout))
 
 
-def render(site: Site, config_text: str, wanted: Sequence[Wanted] = ()) -> dict[str, str]:
+def render(site: Site, config_text: str, wanted: Sequence[FileSource] = ()) -> dict[str, str]:
     """Every manifest by file name, plus the kustomization that lists them; and out/pull/
     when models name their sources."""
     d = site.spec.deployment

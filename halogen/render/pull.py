@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from halogen import image
-from halogen.hub.wanted import SOURCES_FILE, Wanted, dumps
+from halogen.hub.wanted import SOURCES_FILE, dumps
+from halogen.modelfiles import FileSource
 from halogen.spec.load import Site
 
 FOLDER = "pull"
@@ -25,7 +26,7 @@ def job_name(site: Site, digest: str) -> str:
     return f"{site.spec.deployment.name[:NAME_CHARS].rstrip('-')}-pull-{digest[:HASH_CHARS]}"
 
 
-def render(site: Site, wanted: Sequence[Wanted], base: dict[str, Any], env: Any) -> dict[str, str]:
+def render(site: Site, wanted: Sequence[FileSource], base: dict[str, Any], env: Any) -> dict[str, str]:
     """The files of out/pull/ by name (none when no model names a source, or pull is off).
     The name is a hash of everything else the two objects hold: a changed source, image or token
     Secret is a new Job, never an update that Kubernetes refuses."""

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halogen.hub.files import split_parts, verified
+from halogen.hub.files import verified
 from halogen.llamacpp import cmdline
 from halogen.llamaswap.resolved import Runnable
+from halogen.modelfiles import split_parts
 from halogen.runtime.errors import StartFailed
 
 RETRY_AFTER = 30

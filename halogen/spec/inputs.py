@@ -14,6 +14,7 @@ from halogen import __version__
 from halogen.image import LLAMA_SERVER, MODELS_DIR, PORT, USER_ID
 from halogen.llamaswap import config as ls
 from halogen.llamaswap.config import MIN_HEALTH_CHECK_TIMEOUT
+from halogen.modelfiles import is_commit
 from halogen.patterns import (
     ALLOWED_HOST,
     BACKEND_ID,
@@ -342,7 +343,6 @@ VariantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$"
 
 
 HF_REPO = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class Source(_Input):
@@ -365,7 +365,7 @@ class Source(_Input):
 
     @property
     def pinned(self) -> bool:
-        return bool(COMMIT.match(self.revision))
+        return is_commit(self.revision)
 
 
 class ModelLlamaSwap(_Input):

@@ -6,31 +6,13 @@ GGUF is one model with all its parts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from halogen.diagnostics import Diagnostic
-from halogen.hub.files import SPLIT, split_parts
+from halogen.modelfiles import SPLIT, FileSource, split_parts
 from halogen.spec.checks import model_file
-from halogen.spec.inputs import COMMIT
 from halogen.spec.load import Model, Site
 
-# llama.cpp's split naming (`llama_split_path`, src/llama.cpp): <prefix>-00001-of-00003.gguf.
 DEFAULT_REVISION = "main"
-
-
-@dataclass(frozen=True, order=True)
-class FileSource:
-    """One file to fetch: `path` under the models mount, from `file` in `repo` at `revision`."""
-
-    path: str
-    repo: str
-    file: str
-    revision: str
-    model: str
-
-    @property
-    def pinned(self) -> bool:
-        return bool(COMMIT.match(self.revision))
 
 
 def _written_null(model: Model) -> bool:
@@ -99,7 +81,7 @@ def _model_sources(site: Site, model: Model) -> tuple[list[FileSource], list[Dia
     local_parts = split_parts(str(path))
     remote_parts = split_parts(repo_file)
     return [
-        FileSource(local, repo, remote, revision, model.id)
+        FileSource(local, repo, remote, revision, (model.id,))
         for local, remote in zip(local_parts, remote_parts, strict=True)
     ], notices
 
@@ -122,7 +104,7 @@ def sources(site: Site) -> tuple[list[FileSource], list[Diagnostic]]:
                     model.doc.diagnostic(
                         ("source",) if model.spec.source else ("file",),
                         f"{f.path} comes from {f.repo}/{f.file}@{f.revision} here but from "
-                        f"{other.repo}/{other.file}@{other.revision} in {other.model}",
+                        f"{other.repo}/{other.file}@{other.revision} in {other.models[0]}",
                         "one file on disk has one source: give both models the same one",
                     )
                 )

@@ -326,14 +326,14 @@ def test_a_pull_without_room_for_the_file_fetches_nothing_and_says_how_much_it_n
     hub: LocalHub, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from halogen.hub import download
-    from halogen.hub.wanted import Wanted
+    from halogen.modelfiles import FileSource
 
     # A disk with 10 MiB free; the file is 94 MiB. (A real full disk cannot be made here.)
     real = shutil.disk_usage(models)
     monkeypatch.setattr(download.shutil, "disk_usage", lambda _: real._replace(free=10 << 20))
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     with pytest.raises(download.PullError, match=r"needs 93\.8 MiB more but .* has 10\.0 MiB free"):
-        download.fetch(models, Wanted(REL, REPO_ID, NAME, "main", ("smollm2",)), progress=False)
+        download.fetch(models, FileSource(REL, REPO_ID, NAME, "main", ("smollm2",)), progress=False)
     assert hub.fetched() == 0 and not (models / REL).exists()
 
 

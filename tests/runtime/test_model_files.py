@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from halogen.hub.download import _write_marker
-from halogen.hub.wanted import Wanted
+from halogen.modelfiles import FileSource
 
 from .harness import Site, serving
 
@@ -18,7 +18,7 @@ def _verified_file(folder: Path, data: bytes = b"GGUF fake weights") -> tuple[Pa
     path.parent.mkdir(parents=True)
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    _write_marker(path, digest, None, Wanted("org/repo/m.gguf", "org/repo", "m.gguf", "main", ("m",)))
+    _write_marker(path, digest, None, FileSource("org/repo/m.gguf", "org/repo", "m.gguf", "main", ("m",)))
     return path, digest
 
 
