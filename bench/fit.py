@@ -1,4 +1,4 @@
-"""How long fitting the matrix takes (halogen/fit.py) for sites of 10, 30 and 100 models with a
+"""How long fitting the matrix takes (halogen/compiler/fit.py) for sites of 10, 30 and 100 models with a
 memoryBudget and no groups. Models cycle through the seed's five shapes plus gpt-oss-120b
 (synthetic sparse GGUF headers, tests/gguf_shapes.py), with the seed's context sizes; the lock is
 read from those headers. Two budgets: 120Gi (the Strix Halo box) and 4Ti (where all of them fit
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from halogen import fit
-from halogen.lock import write_lock
-from halogen.spec.load import load
+from halogen.compiler import fit
+from halogen.compiler.lock import write_lock
+from halogen.compiler.site.load import load
 from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, sparse_lock, write_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(REPO)}")
     options = parser.parse_args(args)
     lines = [
-        "# Fitting the matrix (halogen/fit.py)",
+        "# Fitting the matrix (halogen/compiler/fit.py)",
         "",
         f"`python -m bench.fit --runs {options.runs} --write`. Models cycle through the seed's five shapes and",
         "gpt-oss-120b (synthetic headers). fit: the search and the matrix, in process, median. validate:",

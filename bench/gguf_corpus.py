@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from halogen import gguf_header
+from halogen.llamacpp import gguf_header
 from tests import gguf_corpus as corpus
 from tests.gguf_corpus import ARR, STR, U32, arch, array_body, gguf, kv, string, tensor
 
@@ -83,7 +83,7 @@ def main(args: Sequence[str] | None = None) -> int:
             files[name].write_bytes(data)
         results = corpus.measure(files)
     lines = [
-        "# Crafted GGUF headers: time and peak memory (halogen/gguf_header.py)",
+        "# Crafted GGUF headers: time and peak memory (halogen/llamacpp/gguf_header.py)",
         "",
         "`python -m bench.gguf_corpus --write`. Each file is read as `halogen lock` then `validate` do",
         "(the header's facts, the lock written and read back, the memory estimate) in a forked child",

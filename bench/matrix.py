@@ -17,7 +17,7 @@ from pathlib import Path
 from halogen.llamaswap.config import Config
 from halogen.llamaswap.resolve import resolve
 from halogen.llamaswap.resolved import Resolved
-from halogen.runtime.router import router_for
+from halogen.runtime.scheduling.eviction import eviction_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "matrix.md"
 
@@ -54,7 +54,7 @@ def run(models: int, sets: int, decisions: int) -> dict[str, float]:
     start = time.perf_counter()
     resolved = config(models, sets)
     compile_ms = (time.perf_counter() - start) * 1000
-    router = router_for(resolved)
+    router = eviction_for(resolved)
     rng = random.Random(1)
     ids = sorted(resolved.models)
     questions = [(rng.choice(ids), rng.sample(ids, rng.randint(0, 6))) for _ in range(decisions)]
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"`{command} --write` (one process, 2-core machine shared with other work).\n\n"
         f"{args.models} models, {args.sets} sets (products of 2-4 alternatives of 1-4 models, every fifth "
         "inlining an earlier set), evict costs on a quarter of the models; each decision is one "
-        f"`MatrixRouter.admit(target, running)` with 0-6 models running, timed as the best of 3 "
+        f"`MatrixEviction.admit(target, running)` with 0-6 models running, timed as the best of 3 "
         "calls; "
         f"{r['evicting']:.0%} of decisions evict something.\n\n"
         "| what | value |\n|---|---|\n"

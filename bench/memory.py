@@ -1,4 +1,4 @@
-"""halogen's memory estimate (halogen/memory.py) against a real llama-server on SmolLM2: three
+"""halogen's memory estimate (halogen/compiler/memory.py) against a real llama-server on SmolLM2: three
 context sizes, with mmap and without it (`--load-mode none`: this llama-server has no
 --no-mmap). Each case starts llama-server, runs one completion (so the weights and the compute
 buffer are touched), then reads the process's PSS from
@@ -22,8 +22,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from halogen import memory
-from halogen.gguf_header import read_facts
+from halogen.compiler import memory
+from halogen.llamacpp.gguf_header import read_facts
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.md"
@@ -131,7 +131,7 @@ def main(args: Sequence[str] | None = None) -> int:
     lines = [
         "# Memory estimate against llama-server (SmolLM2-135M-Instruct Q4_1, CPU, 4 auto slots)",
         "",
-        "`python -m bench.memory --write`. Estimate: halogen/memory.py from the GGUF's facts and the flags",
+        "`python -m bench.memory --write`. Estimate: halogen/compiler/memory.py from the GGUF's facts and the flags",
         "(`-c N -t 1 -ngl 0`, plus `--load-mode none` for mmap off: this llama-server has no --no-mmap).",
         "PSS: /proc/PID/smaps_rollup after one completion. cgroup Δ: the enclosing memory cgroup's usage",
         "after the load minus before it (other processes share it: indicative only; the GGUF's page cache",

@@ -1,4 +1,4 @@
-"""Decision time of the planner (`halogen/runtime/planner.py`) for 100 models routed by a matrix
+"""Decision time of the planner (`halogen/runtime/scheduling/planner.py`) for 100 models routed by a matrix
 of 50 sets (the config of `bench.matrix`), or by groups: each decision is one `plan(...)` for a
 random target, with 0-6 models running (some busy, some starting) and 0-4 requests queued ahead,
 as the Swapper asks it on a request's arrival and on every walk of its queue.
@@ -16,9 +16,9 @@ import time
 from halogen.llamaswap.config import Config
 from halogen.llamaswap.resolve import resolve
 from halogen.llamaswap.resolved import Resolved
-from halogen.runtime.planner import ModelView, Serve, Snapshot, Start, Wait, plan
-from halogen.runtime.router import router_for
-from halogen.runtime.upstream import State
+from halogen.runtime.process.upstream import State
+from halogen.runtime.scheduling.eviction import eviction_for
+from halogen.runtime.scheduling.planner import ModelView, Serve, Snapshot, Start, Wait, plan
 
 from .matrix import config as matrix_config
 
@@ -45,7 +45,7 @@ def snapshot(ids: list[str], rng: random.Random) -> Snapshot:
 
 
 def run(resolved: Resolved, decisions: int) -> dict[str, float]:
-    router = router_for(resolved)
+    router = eviction_for(resolved)
     rng = random.Random(1)
     ids = sorted(resolved.models)
     questions = [

@@ -10,12 +10,12 @@ import click
 
 from halogen import __version__
 from halogen.image import MODELS_DIR
-from halogen.runtime.listen import (
+from halogen.runtime.serve.listen import (  # standard library only
     DEFAULT_LIMITS,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BODY,
     Limits,
-)  # standard library only
+)
 
 FORMAT = click.option(
     "--format",

@@ -1,6 +1,6 @@
 """The source record: one model file under the models folder, where it comes from on the Hugging
 Face Hub and, when halogen.lock knows it, its size and sha256. The compiler derives it from the
-site (`spec.sources`), `halogen pull` and the pull Job fetch it (`hub/`): one record, written
+site (`compiler.site.sources`), `halogen pull` and the pull Job fetch it (`hub/`): one record, written
 once here, below both. Also the names of a split GGUF's parts, which all three need."""
 
 from __future__ import annotations

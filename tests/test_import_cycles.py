@@ -86,17 +86,24 @@ def import_cycles(root: Path) -> list[list[str]]:
 
 
 # Package cycles known today, each with what removes it. Nothing else may be listed here.
-EXPECTED_PACKAGE_CYCLES = {
-    frozenset({"halogen.runtime", "halogen.runtime.ollama"}): "removed by the runtime folder move",
-}
+EXPECTED_PACKAGE_CYCLES: dict[frozenset[str], str] = {}
 
 
 def package_of(name: str, path: Path, root: Path) -> str | None:
-    """The folder a module sits in, as a dotted name; None for the modules loose at the root,
-    which are not a package yet: the compiler's move carves them into folders of their own.
-    Until then the module check above is what holds them."""
+    """The folder a module sits in, as a dotted name; None for the modules loose at the root.
+    Those are the entry point (`cli`) and small shared leaves (`diagnostics`, `yamlio`,
+    `modelfiles`, ...): counted as one package they would make a cycle with every folder
+    (cli imports commands, commands import diagnostics), so the module check above holds them."""
     folder = path.parent
     return None if folder == root else ".".join([root.name, *folder.relative_to(root).parts])
+
+
+def _nested(a: str, b: str) -> bool:
+    """One package is the other or holds it. A package's own modules compose its folders
+    (compiler.pipeline runs compiler.render) and its folders use its leaves (compiler.render
+    reads compiler.facts): one unit, whose inside the module check holds. Runtime's layers are
+    sibling folders under a package with no modules of its own, so each pair is checked."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def package_graph(root: Path) -> dict[str, dict[str, tuple[str, str]]]:
@@ -110,7 +117,7 @@ def package_graph(root: Path) -> dict[str, dict[str, tuple[str, str]]]:
         edges = graph.setdefault(here, {})
         for dep in sorted(imports(name, path, known)):
             there = package_of(dep, known[dep], root)
-            if there is not None and there != here:
+            if there is not None and not _nested(here, there):
                 edges.setdefault(there, (name, dep))
                 graph.setdefault(there, {})
     return graph
@@ -172,7 +179,8 @@ def test_the_package_check_finds_a_cycle_no_module_closes_and_tells_its_path(tmp
     (root / "b" / "y.py").write_text("")
     (root / "b" / "z.py").write_text("def f() -> None:\n    from ..a import w\n")
     (root / "a" / "w.py").write_text("")
-    (root / "a" / "inner" / "v.py").write_text("import pkg.a.w\n")  # a child importing its parent alone
+    (root / "a" / "inner" / "v.py").write_text("import pkg.a.w\n")  # a child importing its parent
+    (root / "a" / "t.py").write_text("from pkg.a.inner import v\n")  # and the parent it: one unit
     (root / "loose.py").write_text("import pkg.a.x\n")
     (root / "a" / "u.py").write_text("from pkg import loose\n")  # the root's loose modules are no package
     assert import_cycles(root) == []
@@ -202,8 +210,8 @@ def test_halogen_serve_loads_neither_the_compiler_nor_the_download() -> None:
     import sys
 
     probe = (
-        "import sys, halogen.runtime.app, halogen.runtime.server;"
-        "print(sorted(m for m in sys.modules if m.startswith(('halogen.spec', 'halogen.render',"
+        "import sys, halogen.runtime.serve.app, halogen.runtime.serve.server;"
+        "print(sorted(m for m in sys.modules if m.startswith(('halogen.compiler.site', 'halogen.compiler.render',"
         " 'halogen.hub.download', 'huggingface_hub', 'jinja2', 'kubernetes_validate'))))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -221,11 +229,57 @@ def test_halogen_validate_loads_neither_the_manifests_nor_the_hub_nor_the_server
         "from halogen.cli import main\n"
         "sys.argv = ['halogen', 'validate']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('halogen.hub', 'halogen.render.kube',"
-        " 'halogen.render.manifests', 'halogen.runtime.app', 'halogen.runtime.server', 'jinja2',"
+        "print(sorted(m for m in sys.modules if m.startswith(('halogen.hub', 'halogen.compiler.wanted',"
+        " 'halogen.compiler.remote_lock', 'halogen.compiler.render.kube',"
+        " 'halogen.compiler.render.manifests', 'halogen.runtime.serve.app', 'halogen.runtime.serve.server', 'jinja2',"
         " 'kubernetes_validate', 'jsonschema', 'huggingface_hub', 'aiohttp'))))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
     )
     assert loaded.stdout.strip() == "[]"
+
+
+# halogen serve's folders, top to bottom (halogen/runtime/__init__.py): each imports only those
+# below it, so a route never reaches into the server and a process never into a route.
+RUNTIME_LAYERS = ("serve", "apis", "forward", "scheduling", "process", "base")
+
+
+def layer_breaches(graph: Mapping[str, Mapping[str, tuple[str, str]]], prefix: str) -> list[str]:
+    """Each import from a layer to one above it (or to a folder no layer names)."""
+
+    def layer(package: str) -> int | None:
+        if not package.startswith(prefix + "."):
+            return None
+        top = package[len(prefix) + 1 :].split(".")[0]
+        return RUNTIME_LAYERS.index(top) if top in RUNTIME_LAYERS else -1
+
+    out = []
+    for here, edges in sorted(graph.items()):
+        for there, (module, dep) in sorted(edges.items()):
+            a, b = layer(here), layer(there)
+            if a is not None and b is not None and (a == -1 or b == -1 or b <= a):
+                out.append(f"{module} imports {dep}")
+    return out
+
+
+def test_the_runtimes_folders_import_only_the_layers_below_them() -> None:
+    assert layer_breaches(package_graph(PACKAGE), "halogen.runtime") == []
+
+
+def test_the_layer_check_names_an_import_upward(tmp_path: Path) -> None:
+    root = tmp_path / "halogen"
+    for folder in ("runtime", "runtime/serve", "runtime/process", "runtime/base"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "runtime" / "serve" / "app.py").write_text("from halogen.runtime.process import up\n")
+    (root / "runtime" / "process" / "up.py").write_text("from halogen.runtime.base import errors\n")
+    (root / "runtime" / "base" / "errors.py").write_text("")
+    assert layer_breaches(package_graph(root), "halogen.runtime") == []
+    (root / "runtime" / "base" / "errors.py").write_text(
+        "def f() -> None:\n    from halogen.runtime.serve import app\n"
+    )
+    assert layer_breaches(package_graph(root), "halogen.runtime") == [
+        "halogen.runtime.base.errors imports halogen.runtime.serve.app"
+    ]

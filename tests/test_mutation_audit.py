@@ -11,13 +11,13 @@ from pathlib import Path
 from bench import mutations
 
 REPO = Path(__file__).resolve().parents[1]
-MEMORY = REPO / "halogen" / "memory.py"
+MEMORY = REPO / "halogen" / "compiler" / "memory.py"
 TESTS = '["tests/compiler/test_kv_cache_slots.py"]'
 
 DATA = f"""
 [[mutation]]
 id = "unpadded"
-file = "halogen/memory.py"
+file = "halogen/compiler/memory.py"
 what = "cells per stream not padded"
 original = '''_pad(n_ctx // n_seq)'''
 mutated = '''n_ctx // n_seq'''
@@ -25,7 +25,7 @@ tests = {TESTS}
 
 [[mutation]]
 id = "harmless"
-file = "halogen/memory.py"
+file = "halogen/compiler/memory.py"
 what = "a comment changed"
 original = '''    context: int  # the context the estimate is for, after llama.cpp's padding'''
 mutated = '''    context: int  # changed'''
@@ -33,7 +33,7 @@ tests = {TESTS}
 
 [[mutation]]
 id = "gone"
-file = "halogen/memory.py"
+file = "halogen/compiler/memory.py"
 what = "a line the code no longer has"
 original = '''this text is nowhere'''
 mutated = ''
@@ -57,7 +57,7 @@ def test_the_audit_reports_killed_survived_and_stale_and_leaves_the_tree_alone(t
     rows = {
         line.split(" | ")[0].strip("| "): line for line in result.stdout.splitlines() if line.startswith("| ")
     }
-    assert "| killed |" in rows["unpadded"] and "halogen/memory.py:" in rows["unpadded"]
+    assert "| killed |" in rows["unpadded"] and "halogen/compiler/memory.py:" in rows["unpadded"]
     assert "| survived |" in rows["harmless"]
     assert "| stale: the original snippet is not found |" in rows["gone"]
     assert "**1 of 2 killed (50%).**" in result.stdout
@@ -65,7 +65,7 @@ def test_the_audit_reports_killed_survived_and_stale_and_leaves_the_tree_alone(t
 
 def test_a_data_file_without_a_required_key_is_a_clear_error(tmp_path: Path) -> None:
     data = tmp_path / "mutations.toml"
-    data.write_text('[[mutation]]\nid = "x"\nfile = "halogen/memory.py"\n')
+    data.write_text('[[mutation]]\nid = "x"\nfile = "halogen/compiler/memory.py"\n')
     result = subprocess.run(
         [sys.executable, "-m", "bench.mutations", "--data", str(data)],
         cwd=REPO,

@@ -17,11 +17,12 @@ from halogen import yamlio
 from halogen.commands import sites
 from halogen.commands.created import create
 from halogen.commands.report import emit
+from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
+from halogen.compiler.site.inputs import HF_REPO, MODEL_ID
+from halogen.compiler.site.load import MODELS_DIR
 from halogen.diagnostics import Diagnostic, Format, Invalid
-from halogen.lock import LOCK_FILE, GgufFacts, Lock, LockedFile, read_lock, write_lock
+from halogen.llamacpp.gguf_facts import GgufFacts
 from halogen.modelfiles import SPLIT, split_parts
-from halogen.spec.inputs import HF_REPO, MODEL_ID
-from halogen.spec.load import MODELS_DIR
 
 DEFAULT_CONTEXT = 32768
 """contextSize when the trained context is longer: the KV cache grows with it."""
@@ -77,7 +78,7 @@ def model_text(
     w: Wanted, commit: str, revision: str, facts: GgufFacts, context: int, backend: str | None = None
 ) -> str:
     """The model file, with what was read said in a comment."""
-    from halogen.facts import human_number
+    from halogen.compiler.facts import human_number
 
     trained = f", trained on {facts.contextLength} tokens" if facts.contextLength else ""
     data: dict[str, object] = {
@@ -99,7 +100,7 @@ def model_text(
 def _backend(root: Path, backend: str | None) -> str | None:
     """The backend to name: the one asked for, which the site must have; none when the site
     has one (it applies to every model); asked for when it has several."""
-    from halogen.spec.load import load
+    from halogen.compiler.site.load import load
 
     site, _ = load(root)
     known = list(site.spec.backends) if site is not None else []

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from halogen import coverage, fit_report, output, pipeline
 from halogen.commands import sites
 from halogen.commands.report import emit, plural, summary
+from halogen.compiler import coverage, fit_report, output, pipeline
+from halogen.compiler.site.load import Site, load
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
-from halogen.spec.load import Site, load
 
 
 def _label(out: Path, root: Path) -> str:

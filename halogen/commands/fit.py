@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from halogen import fit_report, pipeline
 from halogen.commands import sites
 from halogen.commands.report import emit, summary
+from halogen.compiler import fit_report, pipeline
 from halogen.diagnostics import Format, Invalid, errors
 
 

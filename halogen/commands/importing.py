@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from halogen.commands.report import emit
+from halogen.compiler.site.load import MODELS_DIR, SITE_FILE
 from halogen.diagnostics import Diagnostic, Format, Invalid
 from halogen.importing import notes
 from halogen.importing.site import NotImported, import_site, refused, write
-from halogen.spec.load import MODELS_DIR, SITE_FILE
 
 
 def run(config: Path, target: Path, manifests: Path | None, *, fmt: Format) -> int:

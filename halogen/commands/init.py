@@ -19,8 +19,8 @@ import click
 from halogen.commands import sites
 from halogen.commands.created import create
 from halogen.commands.report import emit
+from halogen.compiler.site.load import MODELS_DIR, SITE_FILE
 from halogen.diagnostics import Diagnostic, Format
-from halogen.spec.load import MODELS_DIR, SITE_FILE
 
 PROJECT = "https://github.com/halogen-project/halogen"
 """Where the pre-commit hooks and the CI's install come from (no release is on PyPI yet)."""

@@ -11,10 +11,10 @@ import click
 from halogen import models_folder
 from halogen.commands import sites
 from halogen.commands.report import emit, plural, summary
+from halogen.compiler.facts import used_files
+from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
+from halogen.compiler.site.load import Model, Site, load
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
-from halogen.facts import used_files
-from halogen.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
-from halogen.spec.load import Model, Site, load
 
 
 def _problem(
@@ -38,7 +38,7 @@ def scan(root: Path, models_dir: Path | None, *, strict: bool = False) -> tuple[
     """The lock the files on disk give now, and every problem met on the way. A file that is not
     there is a warning (the lock records it as missing), an error when `strict` or when none is."""
     try:
-        from halogen import gguf_header
+        from halogen.llamacpp import gguf_header
     except ImportError:  # the image and `pip install halogen-llamaswap[build]` leave the reader out
         raise Invalid(
             [
@@ -116,7 +116,7 @@ def _differences(old: Lock, new: Lock) -> list[str]:
 
 
 def _from_hub(root: Path) -> tuple[Lock, list[Diagnostic]]:
-    """`--remote`: the sourced models' files as the Hub states them (halogen/hub/remote_lock.py)."""
+    """`--remote`: the sourced models' files as the Hub states them (halogen/compiler/remote_lock.py)."""
     try:
         import gguf  # noqa: F401
         import huggingface_hub  # noqa: F401
@@ -133,7 +133,7 @@ def _from_hub(root: Path) -> tuple[Lock, list[Diagnostic]]:
                 )
             ]
         ) from None
-    from halogen.hub import remote_lock
+    from halogen.compiler import remote_lock
     from halogen.hub.download import human
 
     new, found, reads = remote_lock.scan(root)

@@ -22,7 +22,7 @@ def _say(line: str) -> None:
 
 def _from_site(root: Path) -> tuple[list[FileSource], Path, list[Diagnostic]]:
     """What the site's models fetch (with halogen.lock's hashes), where, and the warnings."""
-    from halogen import pipeline
+    from halogen.compiler import pipeline
 
     site, wants, found = pipeline.pulled(root)
     return wants, Path(site.spec.deployment.models.hostPath), found
@@ -39,8 +39,9 @@ def run(
     fmt: Format,
 ) -> int:
     from halogen import image
-    from halogen.hub import pull, wanted
-    from halogen.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
+    from halogen.compiler import wanted
+    from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
+    from halogen.hub import pull
 
     root: Path | None = None
     try:

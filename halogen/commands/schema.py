@@ -8,8 +8,8 @@ import click
 from pydantic import BaseModel
 
 from halogen.commands import sites
+from halogen.compiler.site.inputs import ModelFile, SiteFile
 from halogen.diagnostics import render
-from halogen.spec.inputs import ModelFile, SiteFile
 
 SCHEMAS: dict[str, type[BaseModel]] = {"halogen.schema.json": SiteFile, "model.schema.json": ModelFile}
 

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from halogen.image import CONFIG_FILE
-from halogen.runtime.listen import DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_BODY, Limits, parse_listen
+from halogen.runtime.serve.listen import (
+    DEFAULT_LIMITS,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY,
+    Limits,
+    parse_listen,
+)
 
 
 def config_of(given: Path | str | None) -> Path:
@@ -39,9 +45,9 @@ def run(
 ) -> int:
     """Serve until SIGTERM, SIGINT or SIGHUP; the exit status (1: invalid config or port in use, 2: bad
     `listen` or `--allow-host`). The runtime is imported here so the compiler runs without aiohttp installed."""
-    from halogen.runtime.hosts import allowed_value
-    from halogen.runtime.local import Local
-    from halogen.runtime.server import serve
+    from halogen.runtime.serve.hosts import allowed_value
+    from halogen.runtime.serve.local import Local
+    from halogen.runtime.serve.server import serve
 
     try:
         host, port = parse_listen(listen)

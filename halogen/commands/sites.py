@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import click
 
+from halogen.compiler.site.load import MODELS_DIR, SITE_FILE
 from halogen.diagnostics import Diagnostic, Format
-from halogen.spec.load import MODELS_DIR, SITE_FILE
 
 OUT_DIR = "out"
 

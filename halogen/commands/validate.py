@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from halogen import coverage, pipeline
 from halogen.commands import sites
 from halogen.commands.report import emit, summary
+from halogen.compiler import coverage, pipeline
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
 

@@ -4,7 +4,7 @@ The header (key/values, then tensor infos) sits at the start of the file, and th
 ranges of every file. `header_length` walks the header's layout (ggml's docs/gguf.md: magic,
 version, counts, key/values, tensor infos, padding to `general.alignment`) without decoding
 values, to learn whether the bytes fetched so far hold all of it; `fetch` asks for more until they
-do. What the header states is read by `halogen.gguf_header`, the same reader `halogen lock` uses
+do. What the header states is read by `halogen.llamacpp.gguf_header`, the same reader `halogen lock` uses
 on a file on disk, from a sparse copy: the fetched head, then a hole up to the file's size.
 """
 

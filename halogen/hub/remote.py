@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from halogen.hub import header
 from halogen.hub.download import endpoint
-from halogen.lock import GgufFacts
+from halogen.llamacpp.gguf_facts import GgufFacts
 
 FILE_HINT = "check the file's name in the repository"
 
@@ -156,7 +156,7 @@ class Part:
 def facts(parts: Sequence[Part]) -> tuple[GgufFacts, int]:
     """What the model's header states (its tensors counted over every part), and the bytes
     fetched to learn it. Raises RemoteError."""
-    from halogen import gguf_header
+    from halogen.llamacpp import gguf_header
 
     first, *rest = parts
     total = 0

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from halogen.compiler.site import flags
 from halogen.llamaswap import command
 from halogen.patterns import ENV_NAME
-from halogen.spec import flags
 
 MACRO_ONLY = re.compile(r"^\$\{([a-zA-Z0-9_-]+)\}$")
 

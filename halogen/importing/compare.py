@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from halogen.compiler.site import flags
 from halogen.llamaswap.config import Config, Hooks, Routing
 from halogen.llamaswap.resolve import resolve
 from halogen.llamaswap.resolved import Runnable, Unresolvable
-from halogen.spec import flags
 
 PORT = 5800
 

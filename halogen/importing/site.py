@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halogen import pipeline, yamlio
+from halogen import yamlio
+from halogen.compiler import pipeline
+from halogen.compiler.site.load import MODELS_DIR, SITE_FILE
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.importing import compare, kube, source, translate
 from halogen.importing.notes import REPORT_FILE, Note, report
-from halogen.spec.load import MODELS_DIR, SITE_FILE
 
 MAX_ROUNDS = 50
 # A model file's keys in the order the shipped site writes them.

@@ -19,6 +19,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from halogen import image, yamlio
+from halogen.compiler.site import flags
+from halogen.compiler.site.inputs import K8S_NAME, MODEL_ID, Globals
 from halogen.importing import backends
 from halogen.importing.kube import Manifests
 from halogen.importing.notes import Note, at
@@ -27,8 +29,6 @@ from halogen.llamaswap import matrix as dsl
 from halogen.llamaswap.config import Capabilities, Compat, Config, Model, Timeouts
 from halogen.llamaswap.resolve import expand, routing  # llama-swap's expansion and router choice
 from halogen.patterns import BACKEND_ID
-from halogen.spec import flags
-from halogen.spec.inputs import K8S_NAME, MODEL_ID, Globals
 
 ENV_REF = re.compile(r"\$\{env\.([a-zA-Z_][a-zA-Z0-9_]*)\}")
 DEFAULT_PROXY = "http://localhost:${PORT}"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from halogen import budget
-from halogen.gguf_header import read_facts
-from halogen.lock import Lock, write_lock
+from halogen.compiler import budget
+from halogen.compiler.lock import Lock, write_lock
+from halogen.llamacpp.gguf_header import read_facts
 from tests.compiler.conftest import SITE, SiteTree, halogen
 from tests.gguf_shapes import GPT_OSS_20B, GPT_OSS_120B, QWEN25_32B, Shape, sparse_lock, write_sparse
 

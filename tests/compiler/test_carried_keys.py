@@ -10,7 +10,7 @@ from collections.abc import Callable
 import jsonschema
 import yaml
 
-from halogen.pipeline import build
+from halogen.compiler.pipeline import build
 
 from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SITE, SiteTree
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from halogen.pipeline import build
+from halogen.compiler.pipeline import build
 
 from .conftest import MODEL, SITE, SiteTree
 

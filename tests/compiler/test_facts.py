@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import yaml
 
-from halogen.lock import GgufFacts, Lock, LockedFile, write_lock
+from halogen.compiler.lock import Lock, LockedFile, write_lock
+from halogen.llamacpp.gguf_facts import GgufFacts
 from tests.compiler.conftest import MODEL, SiteTree, halogen
 
 # SmolLM2-135M-Instruct Q4_1, as `halogen lock` reads it (tests/compiler/test_lock.py).

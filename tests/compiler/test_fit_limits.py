@@ -1,4 +1,4 @@
-"""The edges of fitted routing's search (halogen/fit.py): exactly MAX_SETS combinations still make
+"""The edges of fitted routing's search (halogen/compiler/fit.py): exactly MAX_SETS combinations still make
 a matrix and one more stops the build; a model over the budget alone is in no set, and a site
 where no model fits alone gets no matrix at all (the budget's own error says why), never a set
 with no members."""
@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from halogen import fit
-from halogen.lock import Lock
-from halogen.spec.load import load
+from halogen.compiler import fit
+from halogen.compiler.lock import Lock
+from halogen.compiler.site.load import load
 from tests.compiler.conftest import SiteTree, halogen
 from tests.compiler.test_budget import model, site_with
 from tests.gguf_shapes import QWEN25_32B, sparse_lock, write_sparse

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from halogen import budget
-from halogen.spec.load import load
+from halogen.compiler import budget
+from halogen.compiler.site.load import load
 from tests.compiler.test_site_finding import HALOGEN, typed
 from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, fitted_site
 

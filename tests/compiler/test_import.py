@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from halogen import pipeline
+from halogen.compiler import pipeline
+from halogen.compiler.site import flags
 from halogen.importing import backends
 from halogen.importing.site import import_site, write
 from halogen.llamaswap import io as llamaswap_io
 from halogen.llamaswap.resolved import Runnable
-from halogen.spec import flags
 
 from .conftest import SEED_CONFIG, SHARED, halogen
 

@@ -17,8 +17,8 @@ layers, two KV heads of 64 for K and for V, f16, so one cell of one layer is 2 *
 
 from __future__ import annotations
 
-from halogen import memory
-from halogen.lock import GgufFacts
+from halogen.compiler import memory
+from halogen.llamacpp.gguf_facts import GgufFacts
 
 CELL = 512  # bytes per cell per layer, K and V together
 

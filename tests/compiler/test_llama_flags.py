@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from halogen.compiler.site import flags
 from halogen.llamacpp import argcpp, llama_flags
-from halogen.spec import flags
 
 from .conftest import MODEL, REPO, SITE, SiteTree
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from halogen.compiler.lock import Lock, LockedFile, dumps, read_lock, write_lock
 from halogen.diagnostics import Invalid
-from halogen.lock import Lock, LockedFile, dumps, read_lock, write_lock
 from tests.compiler.conftest import MODEL, SiteTree, halogen
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1.gguf"

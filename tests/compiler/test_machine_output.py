@@ -169,7 +169,7 @@ def test_an_internal_error_exits_3_with_one_line(tree: Callable[..., SiteTree], 
             sys.executable,
             "-c",
             "import sys; from halogen import cli; "
-            "import halogen.pipeline as p; p.build = lambda root: 1/0; sys.argv=['halogen','build','--src',sys.argv[1],'--format',sys.argv[2]]; cli.main()",
+            "import halogen.compiler.pipeline as p; p.build = lambda root: 1/0; sys.argv=['halogen','build','--src',sys.argv[1],'--format',sys.argv[2]]; cli.main()",
             str(t.root),
             fmt,
         ],

@@ -1,4 +1,4 @@
-"""The memory estimate (halogen/memory.py): its terms follow llama.cpp's allocations."""
+"""The memory estimate (halogen/compiler/memory.py): its terms follow llama.cpp's allocations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from halogen import memory
-from halogen.lock import GgufFacts
+from halogen.compiler import memory
+from halogen.llamacpp.gguf_facts import GgufFacts
 from tests.compiler.test_facts import SMOL
 
 MiB = 1024 * 1024
@@ -91,7 +91,7 @@ def test_without_flash_attention_the_compute_buffer_holds_kq() -> None:
 def test_the_kv_and_weights_terms_equal_what_llama_server_allocates(
     llama_server: Path, smollm2_gguf: Path, tmp_path: Path
 ) -> None:
-    from halogen.gguf_header import read_facts
+    from halogen.llamacpp.gguf_header import read_facts
 
     facts = read_facts(smollm2_gguf)
     with socket.socket() as s:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from halogen import output
+from halogen.compiler import output
 from halogen.diagnostics import Invalid
 
 from .conftest import MODEL, SiteTree, halogen

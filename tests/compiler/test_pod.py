@@ -10,8 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from halogen.compiler.pipeline import build
 from halogen.diagnostics import Invalid
-from halogen.pipeline import build
 
 from .conftest import copy_shipped
 

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from halogen import yamlio
+from halogen.compiler.pipeline import build
 from halogen.image import LLAMA_SERVER
 from halogen.llamaswap import io as llamaswap_io
-from halogen.pipeline import build
 
 from .conftest import LLAMA_SWAP_SCHEMA
 

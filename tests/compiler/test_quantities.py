@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from halogen import budget
+from halogen.compiler import budget
 from tests.compiler.conftest import SITE, SiteTree
 
 HALOGEN = Path(sys.executable).with_name("halogen")

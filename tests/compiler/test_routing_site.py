@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 import yaml
 
+from halogen.compiler.pipeline import build
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io as llamaswap_io
-from halogen.pipeline import build
-from halogen.runtime.router import router_for
+from halogen.runtime.scheduling.eviction import eviction_for
 
 from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SITE, SiteTree
 
@@ -77,7 +77,7 @@ def test_what_the_site_writes_routes_as_the_site_says(tree: Callable[..., SiteTr
     path = tmp_path / "config.yaml"
     path.write_bytes(files["config.yaml"])
     resolved, _ = llamaswap_io.load(path, environ={})
-    router = router_for(resolved)
+    router = eviction_for(resolved)
     assert router.admit("embed", ["small", "big"]).evict == ("big",)  # small & embed share "pair"
     assert router.admit("big", ["small", "embed"]).evict == ("small", "embed")
     assert resolved.priority == {"tiny": 5}

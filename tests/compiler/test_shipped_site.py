@@ -15,8 +15,8 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
+from halogen.compiler.pipeline import build
 from halogen.llamaswap import io as llamaswap_io
-from halogen.pipeline import build
 
 from .conftest import LLAMA_SWAP_SCHEMA, REPO, SEED_CONFIG, halogen
 

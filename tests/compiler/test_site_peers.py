@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
+from halogen.compiler.pipeline import build
 from halogen.diagnostics import Invalid
-from halogen.pipeline import build
 
 from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SITE, SiteTree
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from halogen.compiler.pipeline import build
 from halogen.llamaswap import io
-from halogen.pipeline import build
 
 from .conftest import LLAMA_SWAP_SCHEMA, MODEL, SITE, SiteTree
 

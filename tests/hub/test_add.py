@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from halogen.commands.add import model_id
-from halogen.gguf_header import read_facts
-from halogen.lock import read_lock
+from halogen.compiler.lock import read_lock
+from halogen.llamacpp.gguf_header import read_facts
 from tests import gguf_shapes as shapes
 
 from .local_hub import COMMIT, LocalHub, running

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from halogen.gguf_header import read_facts
+from halogen.compiler.lock import read_lock
 from halogen.hub import header
-from halogen.lock import read_lock
+from halogen.llamacpp.gguf_header import read_facts
 from tests import gguf_shapes as shapes
 
 from .local_hub import COMMIT, LocalHub, running

@@ -20,9 +20,9 @@ import aiohttp
 import yaml
 
 from halogen.llamaswap import io
-from halogen.runtime.listen import Limits
-from halogen.runtime.logs import Logs
-from halogen.runtime.server import Server
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.serve.listen import Limits
+from halogen.runtime.serve.server import Server
 from tests.ports import free_port_run, free_ports
 
 FAKE = Path(__file__).with_name("fake_upstream.py")

@@ -1,12 +1,12 @@
-"""Where a request names its model (halogen/runtime/carried.py), after extractContext and
+"""Where a request names its model (halogen/runtime/forward/carried.py), after extractContext and
 ReplaceRequestModel in internal/swaputil/http.go (llama-swap) and its http_test.go."""
 
 from __future__ import annotations
 
 import pytest
 
-from halogen.runtime.carried import Carried, upstream_path
-from halogen.runtime.errors import BadRequest
+from halogen.runtime.base.errors import BadRequest
+from halogen.runtime.forward.carried import Carried, upstream_path
 
 FORM_TYPE = "multipart/form-data; boundary=XyZ"
 FORM = (

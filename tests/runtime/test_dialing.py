@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from halogen.llamaswap.config import Timeouts
-from halogen.runtime import dialing
+from halogen.runtime.process import dialing
 
 
 async def held(request: web.Request) -> web.StreamResponse:

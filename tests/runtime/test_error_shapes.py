@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from halogen.runtime import app
-from halogen.runtime.openai_routes import OPENAI_ROUTES
+from halogen.runtime.apis.openai import OPENAI_ROUTES
+from halogen.runtime.serve import app
 
 from .harness import Proxy, Site, serving
 

@@ -21,9 +21,9 @@ import yaml
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
 from halogen.llamaswap.resolved import Runnable
-from halogen.runtime.listen import Limits
-from halogen.runtime.logs import Logs
-from halogen.runtime.reload import Watcher
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.serve.listen import Limits
+from halogen.runtime.serve.reload import Watcher
 
 from .harness import PATIENCE, Site, free_port_run, free_ports, serving
 from .processes import ROOT, halogen_serve, runtime, stop_serving, wait_healthy
@@ -552,7 +552,7 @@ async def test_a_model_started_with_api_key_is_sent_its_own_key_in_place_of_the_
 
 
 def test_the_upstream_key_is_read_from_api_key_or_llama_api_key() -> None:
-    from halogen.runtime.proxy import upstream_key
+    from halogen.runtime.forward.proxy import upstream_key
 
     def runnable(*argv: str, env: tuple[tuple[str, str], ...] = ()) -> Runnable:
         return Runnable(
@@ -619,7 +619,7 @@ def test_serve_takes_allowed_origins_from_its_option_and_from_halogen_allow_orig
     from click.testing import CliRunner
 
     from halogen import cli
-    from halogen.runtime import server
+    from halogen.runtime.serve import server
 
     seen: list[dict[str, object]] = []
 

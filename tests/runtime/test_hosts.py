@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 
 from halogen.llamaswap import io
-from halogen.runtime.hosts import Hosts, default_names, host_name
-from halogen.runtime.logs import Logs
-from halogen.runtime.server import Server
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.serve.hosts import Hosts, default_names, host_name
+from halogen.runtime.serve.server import Server
 
 from .harness import PATIENCE, Fake, Site
 from .processes import ROOT, listen_port, stop_serving, wait_healthy

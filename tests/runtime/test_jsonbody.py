@@ -1,4 +1,4 @@
-"""Reading a request body's top-level members from its bytes (halogen/runtime/jsonbody.py), as
+"""Reading a request body's top-level members from its bytes (halogen/runtime/forward/jsonbody.py), as
 gjson.GetBytes reads a request's model in extractContext (internal/swaputil/http.go, llama-swap),
 and the limits a body must keep before it is parsed."""
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halogen.runtime import jsonbody
-from halogen.runtime.carried import Carried
-from halogen.runtime.errors import BadRequest, TooLarge
+from halogen.runtime.base.errors import BadRequest, TooLarge
+from halogen.runtime.forward import jsonbody
+from halogen.runtime.forward.carried import Carried
 
 
 def model_of(body: bytes) -> Any:

@@ -10,7 +10,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from halogen.runtime.message_start import MessageStart, first_event_name
+from halogen.runtime.forward.message_start import MessageStart, first_event_name
 
 # What llama-server sent for a reply that opened with an emoji (the bytes, shortened).
 HEADLESS = (

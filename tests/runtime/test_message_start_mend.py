@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from halogen.runtime.message_start import MessageStart
+from halogen.runtime.forward.message_start import MessageStart
 from tests.ports import free_ports
 
 from .harness import Site, serving

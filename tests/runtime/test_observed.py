@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from halogen.runtime import observed
-from halogen.runtime.logs import Logs
+from halogen.runtime.apis import observed
+from halogen.runtime.base.logs import Logs
 
 from .harness import Site, metric, serving
 

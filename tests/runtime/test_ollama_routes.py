@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from halogen.runtime.upstream import State
+from halogen.runtime.process.upstream import State
 
 from .harness import Proxy, Site, eventually, serving
 

@@ -23,10 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halogen.llamaswap.resolved import Runnable
-from halogen.runtime.ollama import answers as replies
-from halogen.runtime.ollama import catalogue, durations
-from halogen.runtime.ollama import stream as streams
-from halogen.runtime.ollama import to_openai as requests
+from halogen.runtime.apis.ollama import answers as replies
+from halogen.runtime.apis.ollama import catalogue, durations
+from halogen.runtime.apis.ollama import stream as streams
+from halogen.runtime.apis.ollama import to_openai as requests
 
 # The client's own types check every answer; without the client (it is in the test extra) the
 # module is skipped, not an import error: the durations and done_reason are also checked by

@@ -1,4 +1,4 @@
-"""What credentials reach a peer (runtime/peers.py): the peer's own `apiKey`, as a Bearer token
+"""What credentials reach a peer (runtime/forward/peers.py): the peer's own `apiKey`, as a Bearer token
 and as x-api-key, as llama-swap's peer router sends it (internal/router/peer.go); and never the
 key a client gave this proxy, which is a credential for this box, not for another one or a
 hosted service."""

@@ -12,14 +12,15 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from halogen.llamaswap.resolved import Runnable
-from halogen.runtime import auth, multipart, proxy
-from halogen.runtime.errors import BadRequest, UnknownModel
-from halogen.runtime.lines import LineSplitter
-from halogen.runtime.listen import parse_listen
-from halogen.runtime.management import split_upstream_path
-from halogen.runtime.metrics import Metrics, TokenReader, token_counts
-from halogen.runtime.ollama import routes as ollama_routes
-from halogen.runtime.upstream import Upstream
+from halogen.runtime.apis.management import split_upstream_path
+from halogen.runtime.apis.ollama import routes as ollama_routes
+from halogen.runtime.base.errors import BadRequest, UnknownModel
+from halogen.runtime.base.metrics import Metrics, TokenReader, token_counts
+from halogen.runtime.forward import multipart, proxy
+from halogen.runtime.process.lines import LineSplitter
+from halogen.runtime.process.upstream import Upstream
+from halogen.runtime.serve import auth
+from halogen.runtime.serve.listen import parse_listen
 
 
 def runnable(**fields: object) -> Runnable:

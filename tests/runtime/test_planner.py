@@ -13,9 +13,9 @@ import pytest
 
 from halogen.llamaswap.config import Config
 from halogen.llamaswap.resolve import resolve
-from halogen.runtime.planner import Decision, ModelView, Refuse, Serve, Snapshot, Start, Wait, plan
-from halogen.runtime.router import Admission, Router, router_for
-from halogen.runtime.upstream import State
+from halogen.runtime.process.upstream import State
+from halogen.runtime.scheduling.eviction import Admission, Router, eviction_for
+from halogen.runtime.scheduling.planner import Decision, ModelView, Refuse, Serve, Snapshot, Start, Wait, plan
 
 STOPPED, STARTING, READY, STOPPING = State.STOPPED, State.STARTING, State.READY, State.STOPPING
 
@@ -51,7 +51,7 @@ def view(phase: State = STOPPED, **rest: Any) -> ModelView:
 def groups_router(groups: dict[str, Any]) -> Router:
     members = [m for g in groups.values() for m in g["members"]]
     models = {m: {"cmd": f"server --port ${{PORT}} --name {m}"} for m in members}
-    return router_for(resolve(Config.model_validate({"models": models, "groups": groups})))
+    return eviction_for(resolve(Config.model_validate({"models": models, "groups": groups})))
 
 
 def matrix_router(sets: dict[str, str], models: Sequence[str]) -> Router:
@@ -59,7 +59,7 @@ def matrix_router(sets: dict[str, str], models: Sequence[str]) -> Router:
         "models": {m: {"cmd": f"server --port ${{PORT}} --name {m}"} for m in models},
         "routing": {"router": {"use": "matrix", "settings": {"matrix": {"sets": sets}}}},
     }
-    return router_for(resolve(Config.model_validate(config)))
+    return eviction_for(resolve(Config.model_validate(config)))
 
 
 SWAP_AB = StubRouter({"a": ("b",), "b": ("a",)})

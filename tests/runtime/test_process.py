@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from halogen.commands import serve as serve_command
-from halogen.runtime import deathsig
+from halogen.runtime.process import deathsig
 
 from .harness import PATIENCE, Site, process_exists, until
 from .processes import ROOT, halogen_serve, listen_port, runtime, state, stop_serving, wait_healthy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from halogen.runtime import reaper
+from halogen.runtime.process import reaper
 
 from .harness import process_exists, until
 from .processes import state

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from halogen.llamaswap import io
-from halogen.runtime.logs import Logs
-from halogen.runtime.reload import Watcher
-from halogen.runtime.swapper import Swapper
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.scheduling.swapper import Swapper
+from halogen.runtime.serve.reload import Watcher
 
 from .harness import PATIENCE, Site, eventually, next_event, process_exists, serving
 from .processes import halogen_serve

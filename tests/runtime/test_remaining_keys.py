@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from halogen.runtime.logs import stamp
+from halogen.runtime.base.logs import stamp
 
 from .harness import Site, serving
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from halogen.llamaswap.config import DEFAULT_GROUP, Config, Group
 from halogen.llamaswap.resolve import resolve
 from halogen.llamaswap.resolved import Resolved
-from halogen.runtime.router import router_for
+from halogen.runtime.scheduling.eviction import eviction_for
 
 
 def site(groups: dict[str, dict[str, object]], loose: tuple[str, ...] = ()) -> Resolved:
@@ -18,7 +18,7 @@ def site(groups: dict[str, dict[str, object]], loose: tuple[str, ...] = ()) -> R
 
 
 def stops(resolved: Resolved, target: str, running: list[str]) -> set[str]:
-    return set(router_for(resolved).admit(target, running).evict)
+    return set(eviction_for(resolved).admit(target, running).evict)
 
 
 def test_a_swap_group_runs_one_member_at_a_time() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from halogen.runtime.logs import Logs
+from halogen.runtime.base.logs import Logs
 
 from .harness import PATIENCE, Proxy, Site, metric, serving
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from halogen.llamaswap.config import Config
 from halogen.llamaswap.matrix import Node, compile_sets
 from halogen.llamaswap.resolve import resolve
-from halogen.runtime.router import Admission, GroupRouter, MatrixRouter, router_for
+from halogen.runtime.scheduling.eviction import Admission, GroupEviction, MatrixEviction, eviction_for
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ def _ids(case: Case) -> set[str]:
 def test_the_router_stops_what_llama_swap_stops(case: Case) -> None:
     models = {m: {"cmd": f"server --port ${{PORT}} --name {m}"} for m in sorted(_ids(case))}
     resolved = resolve(Config.model_validate({"models": models, **case.routing}))
-    admission = router_for(resolved).admit(case.request, list(case.running))
+    admission = eviction_for(resolved).admit(case.request, list(case.running))
     assert (admission.evict, admission.rule) == (case.stopped, case.rule), case.upstream
 
 
@@ -279,8 +279,8 @@ def test_the_config_chooses_the_router() -> None:
     models = {m: {"cmd": "server --port ${PORT}"} for m in ("a", "b")}
     grouped = resolve(Config.model_validate({"models": models}))
     solved = resolve(Config.model_validate({"models": models, **matrix({"s": "a & b"})}))
-    assert isinstance(router_for(grouped), GroupRouter)
-    assert isinstance(router_for(solved), MatrixRouter)
+    assert isinstance(eviction_for(grouped), GroupEviction)
+    assert isinstance(eviction_for(solved), MatrixEviction)
     assert solved.router == "matrix" and solved.groups == {}
 
 
@@ -324,7 +324,7 @@ def test_the_solver_evicts_the_least_costly_running_models_any_set_allows(
 ) -> None:
     # program.go Solve: what the projections find equals expanding every product by hand
     program = compile_sets({f"s{i}": text for i, text in enumerate(sets)}, lambda n: n)
-    admission = MatrixRouter(program, costs).admit(target, running)
+    admission = MatrixEviction(program, costs).admit(target, running)
     assert set(admission.evict) <= set(running) and target not in admission.evict
     if target in running:
         assert admission.evict == ()

@@ -1,6 +1,6 @@
 """A browser page served by the proxy itself (the web UI) reaches the proxy: a request whose
 Origin or Referer is the proxy's own, with Sec-Fetch-Site: same-origin, passes the cross-site
-guard (runtime/origin.py), while another site's page is still refused."""
+guard (runtime/serve/origin.py), while another site's page is still refused."""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from halogen.llamaswap.config import Config
 from halogen.llamaswap.resolve import resolve
 from halogen.llamaswap.resolved import Resolved, Runnable
-from halogen.runtime.errors import Overloaded, StartFailed
-from halogen.runtime.logs import Logs
-from halogen.runtime.router import Router
-from halogen.runtime.swapper import Swapper
-from halogen.runtime.upstream import State, Upstream
+from halogen.runtime.base.errors import Overloaded, StartFailed
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.process.upstream import State, Upstream
+from halogen.runtime.scheduling.eviction import Eviction
+from halogen.runtime.scheduling.swapper import Swapper
 
 
 @dataclass
@@ -29,7 +29,7 @@ class World:
 
     processes: list[FakeProcess] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
-    router: Callable[[], Router] | None = None
+    eviction: Callable[[], Eviction] | None = None
     start_ticks: int = 2
     failing: set[str] = field(default_factory=set)
 
@@ -64,9 +64,9 @@ class FakeProcess(Upstream):
 
     async def start(self) -> None:
         assert self.state is State.STOPPED, self.state
-        assert self.world.router is not None
+        assert self.world.eviction is not None
         alive = self.world.alive(but=self)
-        evict = set(self.world.router().admit(self.id, alive).evict)
+        evict = set(self.world.eviction().admit(self.id, alive).evict)
         if evict:
             self.world.violations.append(f"{self.id} started while {sorted(evict)} still ran")
         self.state = State.STARTING
@@ -98,7 +98,7 @@ def config(models: Sequence[str], **top: Any) -> Resolved:
 
 def swapper_for(resolved: Resolved, world: World) -> Swapper:
     swapper = Swapper(resolved, upstream_factory=world.factory)
-    world.router = lambda: swapper.router
+    world.eviction = lambda: swapper.eviction
     return swapper
 
 

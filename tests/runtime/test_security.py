@@ -26,9 +26,9 @@ from yarl import URL
 from halogen import cli
 from halogen.commands import serve as serve_command
 from halogen.llamaswap.resolved import Runnable
-from halogen.runtime import app, auth, server
-from halogen.runtime.anthropic_routes import anthropic_style
-from halogen.runtime.upstream import Upstream
+from halogen.runtime.apis.anthropic import anthropic_style
+from halogen.runtime.process.upstream import Upstream
+from halogen.runtime.serve import app, auth, server
 
 from .harness import PATIENCE, Proxy, Site, eventually, fake_process, free_ports, serving
 from .processes import wait_healthy

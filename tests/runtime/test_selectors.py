@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from halogen.llamaswap.resolved import SelectorRule
-from halogen.runtime.selectors import Choice, NoTarget, choose
+from halogen.runtime.scheduling.selectors import Choice, NoTarget, choose
 
 
 def rule(strategy: str, *targets: str, spillover: int = 1, models: tuple[str, ...] = ()) -> SelectorRule:

@@ -16,11 +16,11 @@ import yaml
 
 from halogen.commands.serve import config_of
 from halogen.llamaswap import io
-from halogen.runtime.local import Local, sources_beside
-from halogen.runtime.logs import Logs
-from halogen.runtime.model_files import FileMissing, pull_progress, require
-from halogen.runtime.reload import Watcher
-from halogen.runtime.swapper import Swapper
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.process.model_files import FileMissing, pull_progress, require
+from halogen.runtime.scheduling.swapper import Swapper
+from halogen.runtime.serve.local import Local, sources_beside
+from halogen.runtime.serve.reload import Watcher
 
 from .harness import free_ports
 from .processes import stop_serving, wait_healthy

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from halogen.llamaswap import io
-from halogen.runtime.errors import StartFailed
-from halogen.runtime.logs import Logs
-from halogen.runtime.upstream import State, Upstream
+from halogen.runtime.base.errors import StartFailed
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.process.upstream import State, Upstream
 
 from .harness import Site, eventually, process_exists
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from halogen.runtime.listen import Limits
+from halogen.runtime.serve.listen import Limits
 
 from .harness import Site, serving
 from .processes import halogen_serve

@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from halogen.llamaswap.resolved import PeerRoute, Resolved, SelectorRule, peer_fqn
-from halogen.runtime import selectors
-from halogen.runtime.errors import MissingModel, NoTargetAvailable, UnknownModel
-from halogen.runtime.swapper import Swapper
+from halogen.runtime.base.errors import MissingModel, NoTargetAvailable, UnknownModel
+from halogen.runtime.scheduling import selectors
+from halogen.runtime.scheduling.swapper import Swapper
 
 # A spillover reservation a request holds until it ends: (selector id, model id).
 RESERVATION = web.RequestKey("reservation", tuple[str, str])

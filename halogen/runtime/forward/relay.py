@@ -26,10 +26,10 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from halogen.runtime.base.metrics import TokenReader
+from halogen.runtime.forward.message_start import MESSAGES, MessageStart
+from halogen.runtime.forward.proxy import encode, is_event_stream, response_headers
 from halogen.runtime.forward.target import Target
-from halogen.runtime.message_start import MESSAGES, MessageStart
-from halogen.runtime.metrics import TokenReader
-from halogen.runtime.proxy import encode, is_event_stream, response_headers
 
 NDJSON = "application/x-ndjson"
 

@@ -19,9 +19,10 @@ from multidict import CIMultiDict
 
 from halogen.llamaswap.config import Timeouts
 from halogen.llamaswap.resolved import PeerRoute, peer_fqn
-from halogen.runtime import dialing, proxy
-from halogen.runtime.errors import UpstreamFailed
-from halogen.runtime.upstream import Upstream
+from halogen.runtime.base.errors import UpstreamFailed
+from halogen.runtime.forward import proxy
+from halogen.runtime.process import dialing
+from halogen.runtime.process.upstream import Upstream
 
 
 class Target(Protocol):

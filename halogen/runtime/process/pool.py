@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from halogen.llamaswap.config import Timeouts
-from halogen.runtime import dialing
+from halogen.runtime.process import dialing
 
 # llama-server closes a keep-alive connection idle for 5 s (cpp-httplib's
 # CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND, which tools/server/server-http.cpp leaves as it is): a

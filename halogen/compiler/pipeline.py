@@ -1,0 +1,188 @@
+"""The compiler as one flow: load, check, render, verify. Pure but for reading the inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from halogen import image
+from halogen.compiler import budget, coverage, facts, fit
+from halogen.compiler.site import checks, sources
+from halogen.compiler.site.load import Site, load
+from halogen.diagnostics import Diagnostic, Invalid, errors
+from halogen.llamaswap import config as ls
+from halogen.llamaswap import io as llamaswap_io
+from halogen.llamaswap.resolve import resolve
+from halogen.llamaswap.resolved import FieldPath, Resolved, Unresolvable
+from halogen.modelfiles import FileSource
+
+
+@dataclass(frozen=True)
+class Compiled:
+    site: Site
+    config: ls.Config
+    warnings: tuple[Diagnostic, ...]
+
+
+def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
+    """Where in halogen.yaml the user wrote what the config holds at `path`, if there."""
+    from halogen.compiler.render.config import matrix_vars
+
+    match path:
+        case ("routing", "router", "settings", "groups", str() as gid, *_) if gid in site.spec.groups:
+            return ("groups", gid)  # members are not written in halogen.yaml: the group is
+        case ("routing", "router", "settings", "matrix", "sets", *rest):
+            return ("matrix", "sets", *rest[:1])
+        case ("routing", "router", "settings", "matrix", "evict_costs", str() as key):
+            ids = {var: mid for mid, var in matrix_vars(site).items()}
+            return ("matrix", "evictCosts", ids.get(key, key))
+        case ("selectors" | "profiles" as kind, str() as name, *rest) if name in getattr(site.spec, kind):
+            return (kind, name, *rest)
+        case ("peers", str() as name, *rest) if name in site.spec.peers:
+            return ("peers", name, *rest[:1])
+        case ("hooks", "on_startup", "preload", int() as i):
+            return ("llamaSwap", "preload", i)
+        case ("macros", str() as name) if name in site.spec.backends:
+            return ("backends", name, "args")  # a backend is a macro in the written config
+        case ("macros", str() as name) if name in site.spec.macros:
+            return ("macros", name)
+    return None
+
+
+def _problem_position(site: Site, exc: Unresolvable) -> list[Diagnostic]:
+    """Map a config-level problem back to the input file that caused it."""
+    out = []
+    for p in exc.problems:
+        if p.path[2:] == ("proxy",) and p.path[1] in site.models:
+            # Model files have no `proxy`: the default one needs ${PORT} in the raw cmd.
+            out.append(
+                site.models[str(p.path[1])].doc.diagnostic(
+                    ("cmd",),
+                    "cmd does not use ${PORT}",
+                    "add --port ${PORT}: the proxy reaches the model on the port it hands out",
+                )
+            )
+        elif len(p.path) >= 2 and p.path[0] == "models" and p.path[1] in site.models:
+            model = site.models[str(p.path[1])]
+            out.append(model.doc.diagnostic(tuple(p.path[2:]), p.message, p.hint))
+        elif (where := _site_path(site, p.path)) is not None:
+            out.append(site.doc.diagnostic(where, p.message, p.hint))
+        else:
+            out.append(site.doc.diagnostic((), f"{'.'.join(map(str, p.path))}: {p.message}", p.hint))
+    return out
+
+
+def _mount_problems(site: Site, resolved: Resolved) -> list[Diagnostic]:
+    """The file each model loads, raw `cmd` and `env` included, must lie under the models mount;
+    a command llama-server would refuse (`--model=X`), or that fetches its model at run time
+    (-hf, -mu, --models-dir, ...), is refused: the pod sees only that mount."""
+    from pathlib import PurePosixPath
+
+    from halogen.llamacpp import cmdline
+
+    mount = PurePosixPath(site.spec.deployment.models.mountPath)
+    out = []
+    for model_id, runnable in resolved.models.items():
+        model = site.models[model_id]
+        key = ("cmd",) if model.spec.cmd is not None else ("file",)
+        line = cmdline.of_command(runnable.argv, runnable.env)
+        for word in line.refused:
+            out.append(model.doc.diagnostic(key, word.message, word.hint))
+        for fetch in line.fetching:
+            out.append(
+                model.doc.diagnostic(
+                    key,
+                    f"{fetch} makes llama-server fetch a model at run time",
+                    f"name a file under the models mount {mount}: `file`, or -m in a raw `cmd`; "
+                    "`halogen pull` puts it there",
+                )
+            )
+        if line.model is not None:
+            path = PurePosixPath(line.model)
+            if ".." in path.parts or mount not in path.parents:
+                out.append(
+                    model.doc.diagnostic(
+                        key,
+                        f"model path {path} is not under the models mount {mount}",
+                        "the pod sees only that mount",
+                    )
+                )
+    return out
+
+
+def _sourced(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
+    """The site loaded and checked, file by file then across files, with its models' sources:
+    where both `halogen validate` and `halogen pull` start. Raises `Invalid` when it cannot load."""
+    site, found = load(root)
+    if site is None:
+        raise Invalid(found)
+    found += checks.check(site)
+    files, problems = sources.sources(site)
+    return site, files, found + problems
+
+
+def pulled(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
+    """What `halogen pull` fetches for the site at `root`, with halogen.lock's sizes and hashes,
+    and the warnings; raises `Invalid` with every error found."""
+    from halogen.compiler.lock import LOCK_FILE, read_lock
+    from halogen.compiler.wanted import from_sources
+
+    site, files, found = _sourced(root)
+    if errors(found):
+        raise Invalid(found)
+    return site, from_sources(files, read_lock(root / LOCK_FILE)), found
+
+
+def compile_config(root: Path) -> Compiled:
+    """Everything `halogen validate` checks; raises `Invalid` with every error found."""
+    from halogen.compiler.render import config as render_config
+
+    site, _, found = _sourced(root)
+    found += facts.check(site)
+    found += budget.check(site)
+    found += coverage.check(site)
+    routing, problems = fit.fitted(site)
+    found += problems
+    if errors(found):
+        raise Invalid(found)
+    config = render_config.render(site)
+    if routing is not None:
+        config = config.model_copy(update={"routing": config.routing.model_copy(update={"router": routing})})
+    try:
+        resolved = resolve(config)
+    except Unresolvable as exc:
+        raise Invalid(found + _problem_position(site, exc)) from None
+    found += _mount_problems(site, resolved)
+    if resolved.matrix is not None:
+        sizes = {m: e.total for m, e in budget.needs(site).items()}
+        found += budget.matrix_check(site, resolved.matrix.program, sizes)
+    if errors(found):
+        raise Invalid(found)
+    return Compiled(site, config, tuple(found))
+
+
+def _wanted(root: Path, site: Site) -> list[FileSource]:
+    """What the pull Job fetches: the models' sources, with halogen.lock's sizes and hashes."""
+    from halogen.compiler.lock import LOCK_FILE, read_lock
+    from halogen.compiler.wanted import from_sources  # the sources document's models: build and pull only
+
+    return from_sources(sources.sources(site)[0], read_lock(root / LOCK_FILE))
+
+
+def files_of(root: Path, compiled: Compiled) -> dict[str, bytes]:
+    """The bytes of every file in out/, checked with strict kubernetes-validate."""
+    from halogen.compiler.render import kube, manifests
+
+    config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
+    files = manifests.render(compiled.site, config_text, _wanted(root, compiled.site))
+    problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
+    if problems:
+        raise Invalid(list(compiled.warnings) + problems)
+    out = {image.CONFIG_FILE: config_text, **files}
+    return {name: text.encode("utf-8") for name, text in sorted(out.items())}
+
+
+def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:
+    """The bytes of every file in out/, and the warnings met on the way."""
+    compiled = compile_config(root)
+    return files_of(root, compiled), compiled.warnings

@@ -1,0 +1,155 @@
+"""Memory as the machine sees it, for /metrics: each running model's estimate (from config.yaml's
+metadata, written by `halogen build` from halogen.lock) beside its process's PSS, the budget, the
+pod's cgroup and, on AMD GPUs, the GTT pool that unified-memory APUs such as Strix Halo load
+models into. A model whose PSS passes its estimate by more than MARGIN is logged once per process.
+
+The budget reaches the proxy as HALOGEN_MEMORY_BUDGET (bytes), which the Deployment sets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from halogen.runtime.base import locked
+from halogen.runtime.base.metrics import _label
+from halogen.runtime.process.upstream import Upstream
+
+BUDGET_ENV = "HALOGEN_MEMORY_BUDGET"
+MARGIN = 0.15
+MiB = 1024 * 1024
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def pss(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """The process's proportional set size in bytes (/proc/PID/smaps_rollup)."""
+    try:
+        for line in (proc / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cgroup_memory(
+    proc: Path = Path("/proc"), root: Path = Path("/sys/fs/cgroup")
+) -> tuple[int | None, int | None]:
+    """(memory.current, memory.max) of this process's cgroup; cgroup v1's usage and limit when
+    that is what the node runs. None where unreadable or unlimited."""
+    try:
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return None, None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        rel = path.lstrip("/")
+        if controllers == "":
+            folder = root / rel
+            if (folder / "memory.current").exists():
+                return _read_int(folder / "memory.current"), _read_int(folder / "memory.max")
+        elif "memory" in controllers.split(","):
+            folder = root / "memory" / rel
+            limit = _read_int(folder / "memory.limit_in_bytes")
+            unlimited = limit is not None and limit >= 1 << 62
+            return _read_int(folder / "memory.usage_in_bytes"), None if unlimited else limit
+    return None, None
+
+
+def gtt(drm: Path = Path("/sys/class/drm")) -> dict[str, tuple[int, int]]:
+    """amdgpu's GTT (used, total) per card, from sysfs mem_info_gtt_*."""
+    out = {}
+    for card in sorted(drm.glob("card[0-9]*")):
+        used = _read_int(card / "device" / "mem_info_gtt_used")
+        total = _read_int(card / "device" / "mem_info_gtt_total")
+        if used is not None and total is not None:
+            out[card.name] = (used, total)
+    return out
+
+
+def budget_from_env() -> int | None:
+    value = os.environ.get(BUDGET_ENV, "")
+    return int(value) if value.isdigit() else None
+
+
+@dataclass
+class Observer:
+    budget: int | None
+    log: Callable[[str], None]
+    proc: Path = Path("/proc")
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    drm: Path = Path("/sys/class/drm")
+    _warned: set[tuple[str, int]] = field(default_factory=set)
+
+    def render(self, upstreams: Iterable[Upstream]) -> str:
+        estimates: dict[str, int] = {}
+        measured: dict[str, int] = {}
+        for upstream in upstreams:
+            estimate = locked.memory(upstream.runnable)
+            if estimate is not None:
+                estimates[upstream.id] = estimate
+            pid = upstream.pid
+            used = pss(pid, self.proc) if pid is not None else None
+            if used is None:
+                continue
+            measured[upstream.id] = used
+            if (
+                estimate is not None
+                and used > estimate * (1 + MARGIN)
+                and (upstream.id, pid) not in self._warned
+            ):
+                self._warned.add((upstream.id, pid))  # type: ignore[arg-type]
+                self.log(
+                    f"model {upstream.id!r} uses {used / MiB:.0f} MiB (PSS of pid {pid}), more than "
+                    f"{MARGIN:.0%} over its estimate of {estimate / MiB:.0f} MiB: the budget may not hold"
+                )
+        out = _gauge(
+            "halogen_model_memory_estimate_bytes",
+            "What halogen build estimated the running model holds (from halogen.lock).",
+            estimates,
+        )
+        out += _gauge("halogen_model_memory_pss_bytes", "The running model's process PSS.", measured)
+        single: dict[str, tuple[str, int | None]] = {}
+        current, limit = cgroup_memory(self.proc, self.cgroup_root)
+        single["halogen_memory_budget_bytes"] = ("The memory the models may hold together.", self.budget)
+        single["halogen_cgroup_memory_current_bytes"] = ("The pod's cgroup memory.current.", current)
+        single["halogen_cgroup_memory_max_bytes"] = ("The pod's cgroup memory.max.", limit)
+        for name, (help_text, value) in single.items():
+            if value is not None:
+                out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+        pools = gtt(self.drm)
+        out += _gauge(
+            "halogen_gpu_gtt_used_bytes",
+            "amdgpu GTT in use (mem_info_gtt_used).",
+            {k: v[0] for k, v in pools.items()},
+            "card",
+        )
+        out += _gauge(
+            "halogen_gpu_gtt_total_bytes",
+            "amdgpu GTT size (mem_info_gtt_total).",
+            {k: v[1] for k, v in pools.items()},
+            "card",
+        )
+        return "".join(line + "\n" for line in out)
+
+
+def _gauge(name: str, help_text: str, values: Mapping[str, int], label: str = "model") -> list[str]:
+    if not values:
+        return []
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"] + [
+        f"{name}{{{label}={_label(k)}}} {values[k]}" for k in sorted(values)
+    ]
+
+
+OBSERVER = web.AppKey("observer", Observer)

@@ -1,0 +1,177 @@
+"""What every HTTP route works with: the `Runtime` (the Swapper, the config it serves, logs and
+metrics, the naming of models), how a route finds it, and how a request to a local model is
+held, counted and forwarded. Which model a name means is `forward.naming`'s. Imports no route
+module."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from halogen.llamaswap.resolved import Resolved
+from halogen.runtime.base.errors import NotReady, Refusal
+from halogen.runtime.base.logs import Logs
+from halogen.runtime.base.metrics import Metrics
+from halogen.runtime.forward import jsonbody, proxy
+from halogen.runtime.forward.loading import Loading, openai_frame
+from halogen.runtime.forward.naming import Named, Naming
+from halogen.runtime.forward.relay import error_event, relay
+from halogen.runtime.forward.target import Local, Peer, Target
+from halogen.runtime.process.upstream import State, Upstream
+from halogen.runtime.scheduling.swapper import Swapper
+
+# The model a request went to, for the access log.
+MODEL = web.RequestKey("model", str)
+
+
+@dataclass
+class Counted:
+    """The status a request to a model ends with, as /metrics counts it."""
+
+    status: int = 500  # what an unforeseen exception is counted as
+
+
+@dataclass
+class Runtime:
+    """What every route works with."""
+
+    swapper: Swapper
+    created: int = field(default_factory=lambda: int(time.time()))
+    naming: Naming = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.naming = Naming(self.swapper)
+
+    @property
+    def resolved(self) -> Resolved:
+        # Read through the Swapper so a config reload is seen by every route at once.
+        return self.swapper.resolved
+
+    @property
+    def logs(self) -> Logs:
+        return self.swapper.logs
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.swapper.metrics
+
+    def refuse_idle_websocket(self, request: web.Request, model_id: str) -> None:
+        """compat.ignoreWebsockets (internal/config/model_config.go, llama-swap): a websocket
+        never starts its model; `NotReady` when the model is not running."""
+        if (
+            self.resolved.models[model_id].ignore_websockets
+            and request.headers.get("Upgrade", "").lower() == "websocket"
+            and self.swapper.slot(model_id).phase is not State.READY
+        ):
+            raise NotReady(f"[{model_id}] process is not ready")
+
+    @contextlib.contextmanager
+    def counted(self, model_id: str) -> Iterator[Counted]:
+        """Count one request to `model_id` under the status the body sets, a refusal's own,
+        or 499 when the client goes away."""
+        counted = Counted()
+        try:
+            yield counted
+        except Refusal as exc:
+            counted.status = exc.status
+            raise
+        except asyncio.CancelledError:
+            counted.status = 499  # the client went away
+            raise
+        finally:
+            self.metrics.request(model_id, counted.status)
+
+    @contextlib.asynccontextmanager
+    async def holding(
+        self, request: web.Request, model_id: str, keep_alive: float | None = None
+    ) -> AsyncIterator[tuple[Counted, Upstream]]:
+        """Hold `model_id` (started or swapped in as needed) for one request, counted under
+        the status the block sets (see `counted`); `keep_alive` as `Swapper.acquire` takes it."""
+        request[MODEL] = model_id
+        with self.counted(model_id) as counted:
+            async with self.swapper.acquire(model_id, keep_alive) as upstream:
+                yield counted, upstream
+
+    @contextlib.asynccontextmanager
+    async def reaching(
+        self,
+        request: web.Request,
+        named: Named,
+        keep_alive: float | None = None,
+        progress: Loading | None = None,
+    ) -> AsyncIterator[tuple[Counted, Target, int]]:
+        """The target `named` means, for one request: a peer, or a local model held (started
+        or swapped in as needed, `progress` told when it is); counted under the status the
+        block sets (see `counted`), with how long the request waited for it (ns). The one
+        place a request's way asks "local or peer?"."""
+        request[MODEL] = named.model_id
+        if named.peer is not None:
+            with self.counted(named.model_id) as counted:
+                yield counted, Peer.of(request, named.peer), 0
+            return
+        waited = time.monotonic_ns()
+        async with self.holding(request, named.model_id, keep_alive) as (counted, upstream):
+            load_ns = time.monotonic_ns() - waited
+            if progress is not None:
+                await progress.done()
+            yield counted, Local(upstream), load_ns
+
+    async def forward(
+        self,
+        request: web.Request,
+        model_id: str,
+        path_qs: str,
+        body: bytes | None,
+        *,
+        show_loading: bool = False,
+    ) -> web.StreamResponse:
+        """Send a request to `model_id` and stream its answer back; with `show_loading`, a
+        model that is not ready yet streams loading progress first (`loading.Loading`)."""
+        progress = None
+        if show_loading and self.swapper.slot(model_id).phase is not State.READY:
+            progress = await Loading.begin(
+                request, model_id, openai_frame, "text/event-stream", self.swapper.position_reader()
+            )
+        try:
+            local = Named(model_id, model_id)
+            async with self.reaching(request, local, progress=progress) as (counted, target, _):
+                headers = proxy.request_headers(
+                    request.headers, drop_credentials=bool(self.resolved.api_keys)
+                )
+                answer = await target.open(request.method, path_qs, headers, body)
+                response, outcome = await relay(
+                    request, target, answer, prepared=None if progress is None else progress.response
+                )
+                counted.status = outcome.counted
+                self.metrics.tokens(model_id, outcome.tokens)
+            return response
+        except Refusal as exc:
+            if progress is None:
+                raise
+            # The stream has begun with a 200: the failure is its last event.
+            await progress.stop()
+            await progress.response.write(error_event(exc.text(), exc.status, exc.kind))
+            await progress.response.write_eof()
+            return progress.response
+        finally:
+            if progress is not None:
+                await progress.stop()
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def runtime_of(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """A request body that must be a JSON object, parsed within `jsonbody`'s limits after a walk
+    that leaves the event loop free: `BadRequest` or `TooLarge` otherwise."""
+    return await jsonbody.parse_sliced(await request.read())
