@@ -1,6 +1,6 @@
 """The planner as a table: for each case, what every model is doing, the requests queued ahead,
 the request, and the decision. Cases name the llama-swap test they come from
-(internal/router/scheduler/fifo_test.go); the router is a stub with a fixed eviction set per
+(internal/router/scheduler/fifo_test.go); the eviction policy is a stub with a fixed eviction set per
 target, as that file's `stubPlanner`, unless the case routes with real groups or a matrix."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import pytest
 from halogen.llamaswap.config import Config
 from halogen.llamaswap.resolve import resolve
 from halogen.runtime.process.upstream import State
-from halogen.runtime.scheduling.eviction import Admission, Router, eviction_for
+from halogen.runtime.scheduling.eviction import Admission, Eviction, eviction_for
 from halogen.runtime.scheduling.planner import Decision, ModelView, Refuse, Serve, Snapshot, Start, Wait, plan
 
 STOPPED, STARTING, READY, STOPPING = State.STOPPED, State.STARTING, State.READY, State.STOPPING
 
 
 @dataclass(frozen=True)
-class StubRouter:
+class StubEviction:
     """fifo_test.go's stubPlanner: a fixed eviction list per target, whatever runs, filtered
-    to what runs (as a real router only evicts running models)."""
+    to what runs (as a real policy only evicts running models)."""
 
     evict: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
@@ -37,7 +37,7 @@ class Case:
     models: dict[str, ModelView]
     request: str
     decision: type[Decision] | Decision
-    router: Router = StubRouter()
+    eviction: Eviction = StubEviction()
     ahead: tuple[str, ...] = ()
     arriving: bool = True
     retiring: tuple[ModelView, ...] = ()
@@ -48,13 +48,13 @@ def view(phase: State = STOPPED, **rest: Any) -> ModelView:
     return ModelView(phase=phase, **rest)
 
 
-def groups_router(groups: dict[str, Any]) -> Router:
+def group_eviction(groups: dict[str, Any]) -> Eviction:
     members = [m for g in groups.values() for m in g["members"]]
     models = {m: {"cmd": f"server --port ${{PORT}} --name {m}"} for m in members}
     return eviction_for(resolve(Config.model_validate({"models": models, "groups": groups})))
 
 
-def matrix_router(sets: dict[str, str], models: Sequence[str]) -> Router:
+def matrix_eviction(sets: dict[str, str], models: Sequence[str]) -> Eviction:
     config = {
         "models": {m: {"cmd": f"server --port ${{PORT}} --name {m}"} for m in models},
         "routing": {"router": {"use": "matrix", "settings": {"matrix": {"sets": sets}}}},
@@ -62,7 +62,7 @@ def matrix_router(sets: dict[str, str], models: Sequence[str]) -> Router:
     return eviction_for(resolve(Config.model_validate(config)))
 
 
-SWAP_AB = StubRouter({"a": ("b",), "b": ("a",)})
+SWAP_AB = StubEviction({"a": ("b",), "b": ("a",)})
 
 CASES = [
     Case("TestFIFO_FastPath", {"a": view(READY)}, "a", Serve()),
@@ -75,21 +75,21 @@ CASES = [
         {"a": view(STARTING, holders=1), "b": view()},
         "b",
         Wait,
-        StubRouter({"b": ("a",)}),
+        StubEviction({"b": ("a",)}),
     ),
     Case(
         "TestFIFO_QueueOnEvictionCollision (a serving)",
         {"a": view(READY, holders=1), "b": view()},
         "b",
         Wait,
-        StubRouter({"b": ("a",)}),
+        StubEviction({"b": ("a",)}),
     ),
     Case(
         "TestFIFO_QueueOnEvictionCollision (a drained)",
         {"a": view(READY), "b": view()},
         "b",
         Start(("a",), "stub"),
-        StubRouter({"b": ("a",)}),
+        StubEviction({"b": ("a",)}),
     ),
     Case("TestFIFO_NoSwapWhileServing", {"a": view(READY, holders=2), "b": view()}, "b", Wait, SWAP_AB),
     Case(
@@ -141,7 +141,7 @@ CASES = [
         {"a": view(READY, holders=3), "c": view(queued=1), "x": view(READY, holders=1)},
         "a",
         Serve(),
-        StubRouter({"c": ("x",)}),
+        StubEviction({"c": ("x",)}),
         ahead=("c",),
     ),
     Case(
@@ -149,7 +149,7 @@ CASES = [
         {"a": view(READY, holders=1), "b": view(queued=1), "c": view()},
         "c",
         Wait,
-        StubRouter({"b": ("a", "c"), "c": ()}),
+        StubEviction({"b": ("a", "c"), "c": ()}),
         ahead=("b",),
     ),
     Case(
@@ -174,41 +174,41 @@ CASES = [
         Start((), "stub"),
         retiring=(view(READY, draining=True),),
     ),
-    # Real routers behind the same seam.
+    # Real eviction policies behind the same seam.
     Case(
         "TestGroup_ServeHTTP_SwapStopsPrevious",
         {"a": view(READY), "b": view()},
         "b",
         Start(("a",), "g"),
-        groups_router({"g": {"swap": True, "exclusive": True, "members": ["a", "b"]}}),
+        group_eviction({"g": {"swap": True, "exclusive": True, "members": ["a", "b"]}}),
     ),
     Case(
         "TestGroup_ServeHTTP_SwapStopsPrevious (a busy)",
         {"a": view(READY, holders=1), "b": view()},
         "b",
         Wait,
-        groups_router({"g": {"swap": True, "exclusive": True, "members": ["a", "b"]}}),
+        group_eviction({"g": {"swap": True, "exclusive": True, "members": ["a", "b"]}}),
     ),
     Case(
         "TestMatrix_SwapEvictsConflicting",
         {"a": view(READY), "b": view()},
         "b",
         Start(("a",), "s_b"),
-        matrix_router({"s_a": "a", "s_b": "b"}, ["a", "b"]),
+        matrix_eviction({"s_a": "a", "s_b": "b"}, ["a", "b"]),
     ),
     Case(
         "TestMatrix_CoexistInSet",
         {"a": view(READY), "b": view()},
         "b",
         Start((), "s_ab"),
-        matrix_router({"s_ab": "a & b"}, ["a", "b"]),
+        matrix_eviction({"s_ab": "a & b"}, ["a", "b"]),
     ),
     Case(
         "TestMatrix_IncompatibleQueues",
         {"a": view(READY, holders=1), "b": view()},
         "b",
         Wait,
-        matrix_router({"s_a": "a", "s_b": "b"}, ["a", "b"]),
+        matrix_eviction({"s_a": "a", "s_b": "b"}, ["a", "b"]),
     ),
 ]
 
@@ -216,7 +216,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.upstream for c in CASES])
 def test_the_planner_decides_as_llama_swaps_fifo_scheduler_does(case: Case) -> None:
     snapshot = Snapshot(case.models, case.retiring, case.refusing)
-    got = plan(case.request, snapshot, case.router, case.ahead, arriving=case.arriving)
+    got = plan(case.request, snapshot, case.eviction, case.ahead, arriving=case.arriving)
     if isinstance(case.decision, type):
         assert isinstance(got, case.decision), got
     else:
@@ -224,7 +224,7 @@ def test_the_planner_decides_as_llama_swaps_fifo_scheduler_does(case: Case) -> N
 
 
 def test_a_refused_request_says_why() -> None:
-    got = plan("a", Snapshot({"a": view(READY)}, refusing=True), StubRouter())
+    got = plan("a", Snapshot({"a": view(READY)}, refusing=True), StubEviction())
     assert got == Refuse("closing", "halogen is shutting down")
 
 
