@@ -75,7 +75,9 @@ async def test_profiles_are_listed_switched_and_none_is_active_at_start_or_after
         assert await proxy.served_by("best") == "c"
         async with await proxy.chat("a") as response:
             assert response.status == 404
-        assert await put_profile(proxy, {"name": "nope"}) == (404, {"error": "profile 'nope' not found"})
+        # llama-swap answers its /api/ routes through swaputil.SendResponse (internal/server/apigroup.go).
+        refused = (404, {"src": "llama-swap", "error": "profile 'nope' not found"})
+        assert await put_profile(proxy, {"name": "nope"}) == refused
         assert (await put_profile(proxy, {}))[0] == 400
         assert (await put_profile(proxy, {"name": 3}))[0] == 400
         assert await put_profile(proxy, {"name": None}) == (200, {"active": None})
