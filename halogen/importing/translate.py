@@ -24,10 +24,13 @@ from halogen.compiler.site.inputs import K8S_NAME, MODEL_ID, Globals
 from halogen.importing import backends
 from halogen.importing.kube import Manifests
 from halogen.importing.notes import Note, at
-from halogen.llamaswap import command
+from halogen.llamaswap import (
+    command,
+    routing,  # llama-swap's router choice
+)
 from halogen.llamaswap import matrix as dsl
 from halogen.llamaswap.config import Capabilities, Compat, Config, Model, Timeouts
-from halogen.llamaswap.resolve import expand, routing  # llama-swap's expansion and router choice
+from halogen.llamaswap.macros import expand  # llama-swap's expansion
 from halogen.patterns import BACKEND_ID
 
 ENV_REF = re.compile(r"\$\{env\.([a-zA-Z_][a-zA-Z0-9_]*)\}")
@@ -336,7 +339,7 @@ class Translation:
 
     def routing(self, site: dict[str, Any]) -> None:
         config = self.config
-        router, groups, gpath, matrix, mpath, problems = routing(config)
+        router, groups, gpath, matrix, mpath, problems = routing.declared(config)
         for problem in problems:
             self.note("refused", problem.path, f"{problem.message} (llama-swap refuses it too)")
         if router == "group":

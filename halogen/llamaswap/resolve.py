@@ -1,6 +1,9 @@
 """From a `Config` to what runs: macros expanded, ports assigned, commands split, groups closed.
 
-This is llama-swap's load-time semantics as a pure function. `halogen serve` runs its result;
+This is llama-swap's load-time semantics as a pure function, in the order LoadConfigFromReader
+takes its steps. The steps with ideas of their own live beside it: `macros` (expansion),
+`routing` (router, groups, matrix, priorities) and `selection` (selectors, profiles); here are
+the models' ids, commands, ports, aliases, peers and the settings around them. `halogen serve` runs its result;
 `halogen build` runs it on what it is about to write, so every error llama-swap would raise at
 load is caught before a file is written.
 """
@@ -13,38 +16,26 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from halogen import patterns
-from halogen.llamaswap import command, names
+from halogen.llamaswap import command, macros, names, routing, selection
 from halogen.llamaswap.config import (
     DEFAULT_GROUP,
     MIN_HEALTH_CHECK_TIMEOUT,
     Config,
     Group,
-    MacroValue,
-    Matrix,
-    Model,
 )
-from halogen.llamaswap.matrix import MatrixErrors, compile_sets
 from halogen.llamaswap.names import did_you_mean
 from halogen.llamaswap.resolved import (
     DEFAULT_CONCURRENCY,
     DEFAULT_IGNORE_PATHS,
-    RESERVED,
-    STRATEGIES,
     FieldPath,
-    MatrixRules,
     PeerRoute,
     Problem,
-    ProfileRule,
     Resolved,
     Runnable,
-    SelectorRule,
     Unresolvable,
     peer_fqn,
 )
 
-MACRO_NAME = re.compile(patterns.MACRO_NAME)
-MACRO_REF = re.compile(r"\$\{([a-zA-Z0-9_.-]+)\}")
 ENV_NAME_VALUE = re.compile(r"^[A-Z_][A-Z0-9_]*=.*$", re.DOTALL)
 
 
@@ -64,100 +55,16 @@ def url_problem(text: str) -> str | None:
     return None
 
 
-def check_macros(macros: Mapping[str, MacroValue], path: FieldPath) -> list[Problem]:
-    problems = []
-    for name, value in macros.items():
-        where = (*path, name)
-        if not MACRO_NAME.match(name):
-            problems.append(
-                Problem(
-                    where,
-                    f"macro name {name!r} is invalid",
-                    "use letters, digits, '_' or '-', under 64 characters",
-                )
-            )
-        elif name in RESERVED:
-            problems.append(
-                Problem(
-                    where, f"macro name {name!r} is reserved", "PORT, MODEL_ID and PID are set by llama-swap"
-                )
-            )
-        if isinstance(value, str):
-            if f"${{{name}}}" in value:
-                problems.append(Problem(where, f"macro {name!r} refers to itself"))
-            if len(value) > 1024:
-                problems.append(Problem(where, "macro value is longer than 1024 characters"))
-    return problems
-
-
-def _merged(config: Config, model_id: str, model: Model) -> list[tuple[str, MacroValue]]:
-    merged: list[tuple[str, MacroValue]] = [("MODEL_ID", model_id), *config.macros.items()]
-    for name, value in model.macros.items():
-        for i, (existing, _) in enumerate(merged):
-            if existing == name:
-                merged[i] = (name, value)
-                break
-        else:
-            merged.append((name, value))
-    return merged
-
-
-def _text(value: MacroValue) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _substitute(value: Any, slug: str, macro: MacroValue) -> Any:
-    """Replace one macro inside nested data; a string that is exactly the macro keeps its type."""
-    if isinstance(value, str):
-        return macro if value == slug else value.replace(slug, _text(macro))
-    if isinstance(value, Mapping):
-        return {k: _substitute(v, slug, macro) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, slug, macro) for v in value]
-    return value
-
-
-def _leftovers(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return set(MACRO_REF.findall(value))
-    if isinstance(value, Mapping):
-        return set().union(*(_leftovers(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_leftovers(v) for v in value)) if value else set()
-    return set()
-
-
-def expand(config: Config, model_id: str, model: Model) -> dict[str, Any]:
-    """The fields llama-swap expands macros in, with every macro but ${PORT} (and ${PID}) expanded."""
-    fields: dict[str, Any] = {
-        "cmd": command.strip_comments(model.cmd),
-        "cmdStop": command.strip_comments(model.cmdStop),
-        "proxy": model.proxy,
-        "checkEndpoint": model.checkEndpoint,
-        "filters.stripParams": model.filters.stripParams,
-        "name": model.name,
-        "description": model.description,
-        "aliases": list(model.aliases),
-        "metadata": dict(model.metadata),
-        # Its keys only: they take macros, ${MODEL_ID} above all (internal/config/macros.go).
-        "filters.setParamsByID": list(model.filters.setParamsByID),
-    }
-    for name, value in reversed(_merged(config, model_id, model)):
-        slug = f"${{{name}}}"
-        fields = {k: _substitute(v, slug, value) for k, v in fields.items()}
-    return fields
-
-
 def resolve(config: Config) -> Resolved:
     """Apply llama-swap's load-time rules; raise `Unresolvable` with every problem found.
 
     The steps follow LoadConfigFromReader (internal/config/config.go, llama-swap): macros,
     routing and groups, each model's runnable, then the names that refer to models (preload,
     selectors, profiles) and the settings around them."""
-    problems = check_macros(config.macros, ("macros",))
-    router, groups, group_path, matrix, matrix_path, routing_problems = routing(config)
+    problems = macros.check_macros(config.macros, ("macros",))
+    router, groups, group_path, matrix, matrix_path, routing_problems = routing.declared(config)
     problems += routing_problems
-    member_of = _check_groups(config, groups, group_path, problems)
+    member_of = routing.check_groups(config, groups, group_path, problems)
     groups = dict(groups)
     default_members = [m for m in sorted(config.models) if m not in member_of]
     if default_members and router == "group":
@@ -168,12 +75,12 @@ def resolve(config: Config) -> Resolved:
     aliases = taken.aliases
     preload = _preload(config, aliases, problems)
     _check_api_keys(config, problems)
-    rules = _matrix(config, matrix, matrix_path, problems) if matrix is not None else None
-    priority = _priority(config, aliases, problems)
+    rules = routing.matrix_rules(config, matrix, matrix_path, problems) if matrix is not None else None
+    priority = routing.priorities(config, aliases, problems)
     peers, peer_problems = _peers(config, aliases)
     problems += peer_problems
-    selectors = _selectors(config, aliases, peers, groups, rules, problems)
-    profiles = _profiles(config, aliases, problems)
+    selectors = selection.selector_rules(config, aliases, peers, groups, rules, problems)
+    profiles = selection.profile_rules(config, aliases, problems)
     ignore_paths = _ignore_paths(config, problems)
     if problems:
         raise Unresolvable(problems)
@@ -236,10 +143,10 @@ def _runnables(
     for model_id in sorted(config.models):
         model = config.models[model_id]
         base: FieldPath = ("models", model_id)
-        problems += check_macros(model.macros, (*base, "macros"))
-        fields = expand(config, model_id, model)
+        problems += macros.check_macros(model.macros, (*base, "macros"))
+        fields = macros.expand(config, model_id, model)
         if "${PORT}" in fields["cmd"]:
-            fields = {k: _substitute(v, "${PORT}", next_port) for k, v in fields.items()}
+            fields = {k: macros.substitute(v, "${PORT}", next_port) for k, v in fields.items()}
             next_port += 1
         elif "${PORT}" in fields["proxy"]:
             problems.append(
@@ -269,7 +176,7 @@ def _runnable(
     model = config.models[model_id]
     base: FieldPath = ("models", model_id)
     found = len(problems)
-    _check_leftover_macros(fields, base, problems)
+    macros.check_leftover_macros(fields, base, problems)
     if (why := url_problem(fields["proxy"])) is not None:
         problems.append(
             Problem((*base, "proxy"), f"invalid proxy URL {fields['proxy']!r}: {why}", "use http://host:port")
@@ -320,21 +227,6 @@ def _runnable(
         description=fields["description"],
         metadata=fields["metadata"],
     )
-
-
-def _check_leftover_macros(fields: Mapping[str, Any], base: FieldPath, problems: list[Problem]) -> None:
-    """A `${name}` still in a field after expansion names no macro (`${PID}` is cmdStop's)."""
-    for name, value in fields.items():
-        for ref in sorted(_leftovers(value)):
-            if ref == "PID" and name == "cmdStop":
-                continue
-            problems.append(
-                Problem(
-                    (*base, *name.split(".")),
-                    f"unknown macro ${{{ref}}}",
-                    "declare it under macros before the macros that use it",
-                )
-            )
 
 
 def _env(entries: Iterable[str], base: FieldPath, problems: list[Problem]) -> list[tuple[str, str]]:
@@ -525,341 +417,3 @@ def _peers(config: Config, aliases: Mapping[str, str]) -> tuple[dict[str, PeerRo
         if len(offered) == 1 and name not in qualified:
             routes[name] = offered[0]
     return routes, problems
-
-
-def routing(
-    config: Config,
-) -> tuple[str, Mapping[str, Group], FieldPath, Matrix | None, FieldPath, list[Problem]]:
-    """Which router runs, with its groups or matrix and where they were written. The legacy
-    top-level `groups`/`matrix` and `routing.router` are two styles of one thing; a config uses
-    one (`LoadConfigFromReader`, internal/config/load.go). `routing.scheduler` is no part of it."""
-    problems: list[Problem] = []
-    legacy = config.matrix is not None or bool(config.groups)
-    router = config.routing.router
-    settings = router.settings
-    if legacy and (router.use != "" or settings.matrix is not None or bool(settings.groups)):
-        problems.append(
-            Problem(
-                ("routing", "router"),
-                "config uses both the legacy top-level 'matrix'/'groups' keys and the new 'routing.router' block",
-                "move the top-level keys into routing.router and remove them",
-            )
-        )
-    base: FieldPath = ("routing", "router", "settings")
-    if legacy:
-        if config.matrix is not None and config.groups:
-            problems.append(
-                Problem(("matrix",), "config cannot use both 'groups' and 'matrix'", "keep one of them")
-            )
-            return "group", config.groups, ("groups",), None, ("matrix",), problems
-        if config.matrix is not None:
-            return "matrix", {}, ("groups",), config.matrix, ("matrix",), problems
-        return "group", config.groups, ("groups",), None, ("matrix",), problems
-    if router.use == "matrix":
-        if settings.matrix is None:
-            problems.append(
-                Problem(
-                    ("routing", "router", "use"),
-                    "routing.router.use is 'matrix' but routing.router.settings.matrix is not set",
-                )
-            )
-            return "group", {}, (*base, "groups"), None, (*base, "matrix"), problems
-        return "matrix", {}, (*base, "groups"), settings.matrix, (*base, "matrix"), problems
-    if router.use not in ("group", ""):
-        problems.append(
-            Problem(
-                ("routing", "router", "use"),
-                f"routing.router.use: unknown router {router.use!r}",
-                "use group or matrix",
-            )
-        )
-    # A matrix beside `use: group` is not in use, so it is not checked (as llama-swap).
-    return "group", settings.groups, (*base, "groups"), None, (*base, "matrix"), problems
-
-
-def _check_groups(
-    config: Config, groups: Mapping[str, Group], path: FieldPath, problems: list[Problem]
-) -> dict[str, str]:
-    """Each model's group; a member listed twice, in two groups, or not defined is a problem."""
-    member_of: dict[str, str] = {}
-    for gid, group in sorted(groups.items()):
-        seen: set[str] = set()
-        for i, member in enumerate(group.members):
-            where: FieldPath = (*path, gid, "members", i)
-            if member in seen:
-                problems.append(Problem(where, f"model {member!r} is listed twice in group {gid!r}"))
-            elif member in member_of:
-                problems.append(
-                    Problem(
-                        where,
-                        f"model {member!r} is in groups {member_of[member]!r} and {gid!r}",
-                        "a model belongs to at most one group",
-                    )
-                )
-            elif member not in config.models:
-                problems.append(
-                    Problem(
-                        where,
-                        f"group {gid!r} names model {member!r}, which is not defined",
-                        did_you_mean(member, config.models),
-                    )
-                )
-            seen.add(member)
-            member_of.setdefault(member, gid)
-    return member_of
-
-
-VAR_KEY = re.compile(r"^[a-zA-Z0-9.-]{1,32}$")
-"""What llama-swap's loader accepts as a matrix var (`varKeyPattern`, internal/config/matrix.go);
-its JSON Schema is stricter (1-8 letters and digits), which is what halogen writes."""
-
-
-def _matrix(config: Config, matrix: Matrix, path: FieldPath, problems: list[Problem]) -> MatrixRules | None:
-    """`ValidateMatrix` (internal/config/matrix.go): vars name model ids (never aliases), evict
-    costs are positive and name a var or a model, sets compile. A var shadows a model id."""
-    found: list[Problem] = []
-    for key, model in matrix.vars.items():
-        where: FieldPath = (*path, "vars", key)
-        if not VAR_KEY.match(key):
-            found.append(
-                Problem(
-                    where,
-                    f"var key {key!r} must contain only alphanumeric, '-' or '.' characters "
-                    "and be 1-32 characters long",
-                )
-            )
-        elif model not in config.models:
-            found.append(
-                Problem(
-                    where,
-                    f"var key {key!r} references unknown model {model!r}",
-                    did_you_mean(model, config.models) or "vars name model ids, not aliases",
-                )
-            )
-
-    def lookup(ident: str) -> str | None:
-        if ident in matrix.vars:
-            return matrix.vars[ident]
-        return ident if ident in config.models else None
-
-    for key, cost in matrix.evict_costs.items():
-        where = (*path, "evict_costs", key)
-        if cost <= 0:
-            found.append(Problem(where, f"evict_cost for {key!r} must be a positive integer, got {cost}"))
-        elif lookup(key) is None:
-            found.append(
-                Problem(
-                    where,
-                    f"evict_costs: unknown var or model {key!r}",
-                    did_you_mean(key, config.models) or did_you_mean(key, matrix.vars),
-                )
-            )
-    program = None
-    try:
-        program = compile_sets(matrix.sets, lookup)
-    except MatrixErrors as exc:
-        for error in exc.errors:
-            hint = ""
-            if error.ident and "undefined set" in error.message:
-                hint = did_you_mean(error.ident, matrix.sets)
-            elif error.ident:
-                hint = did_you_mean(error.ident, config.models) or did_you_mean(error.ident, matrix.vars)
-            found.append(
-                Problem(
-                    (*path, "sets", error.set_name) if error.set_name else (*path, "sets"),
-                    error.message,
-                    hint,
-                )
-            )
-    problems += found
-    if found or program is None:
-        return None
-    costs = {matrix.vars.get(key, key): cost for key, cost in matrix.evict_costs.items()}
-    return MatrixRules(program, costs)
-
-
-def _priority(config: Config, aliases: Mapping[str, str], problems: list[Problem]) -> dict[str, int]:
-    scheduler = config.routing.scheduler
-    if scheduler.use not in ("", "fifo"):
-        problems.append(
-            Problem(
-                ("routing", "scheduler", "use"),
-                f"routing.scheduler.use: unknown scheduler {scheduler.use!r}",
-                "the one scheduler is fifo",
-            )
-        )
-    priority: dict[str, int] = {}
-    for key, value in scheduler.settings.fifo.priority.items():
-        model = key if key in config.models else aliases.get(key)
-        if model is None:
-            problems.append(
-                Problem(
-                    ("routing", "scheduler", "settings", "fifo", "priority", key),
-                    f"routing.scheduler.settings.fifo.priority references unknown model {key!r}",
-                    did_you_mean(key, [*config.models, *aliases]),
-                )
-            )
-        elif key == model or model not in priority:
-            priority[model] = value
-    return priority
-
-
-def _selectors(
-    config: Config,
-    aliases: Mapping[str, str],
-    peers: Mapping[str, PeerRoute],
-    groups: Mapping[str, Group],
-    matrix: MatrixRules | None,
-    problems: list[Problem],
-) -> dict[str, SelectorRule]:
-    """`validateSelectors` (internal/config/selectors.go)."""
-    rules: dict[str, SelectorRule] = {}
-    names = [*config.models, *aliases]
-    for sid, selector in config.selectors.items():
-        where: FieldPath = ("selectors", sid)
-        found: list[Problem] = []
-        if not sid.strip():
-            found.append(Problem(where, "selector names cannot be empty"))
-        elif sid in config.models:
-            found.append(Problem(where, f"name conflicts with model ID {sid!r}", "rename the selector"))
-        elif sid in aliases:
-            found.append(
-                Problem(
-                    where,
-                    f"name conflicts with model alias {sid!r}",
-                    f"an alias of {aliases[sid]!r}: rename the selector",
-                )
-            )
-        if selector.strategy == "":
-            found.append(Problem((*where, "strategy"), "strategy is required", "use warm, pin or spillover"))
-        elif selector.strategy not in STRATEGIES:
-            found.append(
-                Problem(
-                    (*where, "strategy"),
-                    f"unknown strategy {selector.strategy!r}",
-                    "use warm, pin or spillover",
-                )
-            )
-        if not selector.targets:
-            found.append(Problem((*where, "targets"), "targets must contain at least one entry"))
-        models: list[str] = []
-        remote: list[str] = []  # a peer's models among the targets, by `<peer>/<model>`
-        for i, target in enumerate(selector.targets):
-            model = target if target in config.models else aliases.get(target)
-            peer = peers.get(target) if model is None else None
-            if target in config.selectors:
-                found.append(
-                    Problem(
-                        (*where, "targets", i),
-                        f"references selector {target!r}; selector chaining is not supported",
-                    )
-                )
-            elif model is None and peer is None:
-                found.append(
-                    Problem(
-                        (*where, "targets", i),
-                        f"references unknown model {target!r}",
-                        did_you_mean(target, [*names, *peers]),
-                    )
-                )
-            elif peer is not None and selector.strategy == "warm":
-                # warm asks which target is loaded, which only a local model can say.
-                found.append(
-                    Problem(
-                        (*where, "targets", i),
-                        f'must resolve to a local model for strategy "warm": {target!r} is a peer\'s',
-                        "use pin or spillover, or a local model",
-                    )
-                )
-            elif peer is not None:
-                models.append(peer_fqn(peer.peer, peer.model))
-                remote.append(models[-1])
-            elif model is not None:
-                models.append(model)
-        if selector.strategy == "spillover" and not found:
-            if selector.settings.spillover < 1:
-                found.append(Problem((*where, "settings", "spillover"), "settings.spillover must be >= 1"))
-            seen: set[str] = set()
-            for model in models:
-                if model in seen:
-                    found.append(
-                        Problem((*where, "targets"), f"targets contains duplicate resolved model {model!r}")
-                    )
-                seen.add(model)
-            if not found:
-                local = [model for model in models if model not in remote]
-                found += _spillover_together(sid, local, groups, matrix)
-        problems += found
-        if not found:
-            rules[sid] = SelectorRule(
-                id=sid,
-                strategy=selector.strategy,
-                targets=tuple(selector.targets),
-                models=tuple(models),
-                peers=frozenset(remote),
-                spillover=selector.settings.spillover,
-                name=selector.name,
-                description=selector.description,
-                unlisted=selector.unlisted,
-                metadata=dict(selector.metadata),
-            )
-    return rules
-
-
-def _spillover_together(
-    sid: str, models: list[str], groups: Mapping[str, Group], matrix: MatrixRules | None
-) -> list[Problem]:
-    """Spillover targets must be able to run at once (`validateSpilloverCoexistence`)."""
-    where: FieldPath = ("selectors", sid, "targets")
-    if len(models) <= 1:
-        return []
-    if matrix is not None:
-        if matrix.program.can_contain_all(models):
-            return []
-        return [Problem(where, "spillover targets must all appear together in one expanded matrix set")]
-    group_of = {member: gid for gid, group in groups.items() for member in group.members}
-    gid = group_of.get(models[0], "")
-    if not gid:
-        return [Problem(where, f"spillover target {models[0]!r} is not in a routing group")]
-    if groups[gid].swap:
-        return [Problem(where, "spillover targets must share a group with swap: false")]
-    if any(group_of.get(m) != gid for m in models[1:]):
-        return [Problem(where, "spillover targets must share one routing group")]
-    return []
-
-
-def _profiles(config: Config, aliases: Mapping[str, str], problems: list[Problem]) -> dict[str, ProfileRule]:
-    """`validateProfiles` (internal/config/load.go): a pin names a model, an alias or a
-    selector; null or "" disables its id."""
-    rules: dict[str, ProfileRule] = {}
-    names = [*config.models, *aliases, *config.selectors]
-    for pid, profile in config.profiles.items():
-        where: FieldPath = ("profiles", pid)
-        found: list[Problem] = []
-        if not pid.strip():
-            found.append(Problem(where, "profile names cannot be empty"))
-        if not profile.pins:
-            found.append(Problem((*where, "pins"), "pins must contain at least one entry"))
-        pins: dict[str, str] = {}
-        for pin, target in profile.pins.items():
-            if not pin.strip():
-                found.append(Problem((*where, "pins", pin), "pin names cannot be empty"))
-            elif (
-                target
-                and target not in config.models
-                and target not in aliases
-                and target not in config.selectors
-            ):
-                found.append(
-                    Problem(
-                        (*where, "pins", pin),
-                        f"references unknown model {target!r}",
-                        did_you_mean(target, names)
-                        or "pin a model, an alias or a selector, or ~ to disable the id",
-                    )
-                )
-            pins[pin] = target or ""
-        problems += found
-        if not found:
-            rules[pid] = ProfileRule(pid, profile.description, pins)
-    return rules
