@@ -606,6 +606,7 @@ class Results:
     targets: list[Target]
     llama: Cold | None = None
     slow: Cold | None = None
+    streams: int = 0  # concurrent streams the throughput rows were measured with
     minutes: float = 0.0
     foreign: float = 0.0  # share of the machine's CPU time used by processes not ours
 
@@ -743,7 +744,7 @@ def table(results: Results) -> tuple[str, list[str]]:
     streamed = {t.name: t.streamed for t in targets if t.streamed is not None}
     pinned = {t.name: t.pinned for t in targets if t.pinned is not None}
     for runs, figure in (
-        (streamed, "streamed chunks/s, 64 concurrent streams (% of direct)"),
+        (streamed, f"streamed chunks/s, {results.streams} concurrent streams (% of direct)"),
         (pinned, "the same, client and upstream on core 0, the proxy alone on core 1"),
     ):
         if "direct" not in runs:
@@ -960,6 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.foreign = max(0.0, foreign) / (cores * (time.monotonic() - began))
     finally:
         signal.signal(signal.SIGTERM, previous)
+    results.streams = settings.streams
     text, missed = table(results)
     runs = per_run(results)
     text += "\n\n" + runs if runs else ""
