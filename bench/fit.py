@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from halogen.compiler import fit
-from halogen.compiler.lock import write_lock
 from halogen.compiler.site.load import load
+from halogen.compiler.site.lock import write_lock
 from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, sparse_lock, write_models
 
 REPO = Path(__file__).resolve().parents[1]

@@ -203,7 +203,7 @@ def _read_as_lock_does(path: Path) -> str:
     """What `halogen lock` then `halogen validate` do with one file: read its facts, write and
     read back the lock, estimate the model's memory."""
     from halogen.compiler import memory
-    from halogen.compiler.lock import Lock, LockedFile, dumps, read_lock
+    from halogen.compiler.site.lock import Lock, LockedFile, dumps, read_lock
     from halogen.llamacpp.gguf_header import Unreadable, read_facts
 
     try:
@@ -239,7 +239,8 @@ def _vm_size() -> int:
 
 
 def _run(paths: list[str]) -> Iterator[str]:
-    from halogen.compiler import lock, memory  # noqa: F401  (imported once, before the forks)
+    from halogen.compiler import memory  # noqa: F401  (imported once, before the forks)
+    from halogen.compiler.site import lock  # noqa: F401  (imported once, before the forks)
     from halogen.llamacpp import gguf_header  # noqa: F401  (imported once, before the forks)
 
     for arg in paths:

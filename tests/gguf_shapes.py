@@ -15,7 +15,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from halogen.compiler.lock import Lock, LockedFile
+from halogen.compiler.site.lock import Lock, LockedFile
 from halogen.llamacpp.gguf_header import read_facts
 
 Q = gguf.GGMLQuantizationType
@@ -226,7 +226,7 @@ def fitted_site(tmp: Path, models: dict[str, tuple[Shape, str, int]], budget: st
     entry of `models` and a lock of their sparse files: a site the compiler fits. Its root."""
     import yaml
 
-    from halogen.compiler.lock import write_lock
+    from halogen.compiler.site.lock import write_lock
 
     paths = write_models(tmp / "models", models)
     root = tmp / "site"

@@ -17,9 +17,9 @@ from halogen import yamlio
 from halogen.commands import sites
 from halogen.commands.created import create
 from halogen.commands.report import emit
-from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
 from halogen.compiler.site.inputs import HF_REPO, MODEL_ID
 from halogen.compiler.site.load import MODELS_DIR
+from halogen.compiler.site.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
 from halogen.diagnostics import Diagnostic, Format, Invalid
 from halogen.llamacpp.gguf_facts import GgufFacts
 from halogen.modelfiles import SPLIT, split_parts

@@ -12,8 +12,8 @@ from halogen import models_folder
 from halogen.commands import sites
 from halogen.commands.report import emit, plural, summary
 from halogen.compiler.facts import used_files
-from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
 from halogen.compiler.site.load import Model, Site, load
+from halogen.compiler.site.lock import LOCK_FILE, Lock, LockedFile, dumps, read_lock, write_lock
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
 

@@ -39,8 +39,8 @@ def run(
     fmt: Format,
 ) -> int:
     from halogen import image
-    from halogen.compiler import wanted
-    from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
+    from halogen.compiler.render import wanted
+    from halogen.compiler.site.lock import LOCK_FILE, Lock, LockedFile, read_lock, write_lock
     from halogen.hub import pull
 
     root: Path | None = None

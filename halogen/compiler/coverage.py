@@ -13,8 +13,8 @@ import difflib
 from collections.abc import Iterator
 
 from halogen.compiler import facts
-from halogen.compiler.lock import LOCK_FILE
 from halogen.compiler.site.load import Site
+from halogen.compiler.site.lock import LOCK_FILE
 from halogen.diagnostics import Diagnostic
 
 

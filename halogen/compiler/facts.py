@@ -10,9 +10,9 @@ from pathlib import PurePosixPath
 
 from halogen import models_folder
 from halogen.compiler import memory
-from halogen.compiler.lock import LOCK_FILE
 from halogen.compiler.site.checks import backend_of, model_file
 from halogen.compiler.site.load import Model, Site
+from halogen.compiler.site.lock import LOCK_FILE
 from halogen.diagnostics import Diagnostic
 from halogen.llamacpp import cmdline
 from halogen.llamacpp.gguf_facts import GgufFacts

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from halogen.compiler import budget as budgets
 from halogen.compiler import coverage, fit, memory
-from halogen.compiler.lock import LOCK_FILE
 from halogen.compiler.site.load import Site
+from halogen.compiler.site.lock import LOCK_FILE
 
 Routing = Literal["fitted", "groups", "matrix", "one at a time"]
 MiB = 1024 * 1024

@@ -124,8 +124,8 @@ def _sourced(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
 def pulled(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
     """What `halogen pull` fetches for the site at `root`, with halogen.lock's sizes and hashes,
     and the warnings; raises `Invalid` with every error found."""
-    from halogen.compiler.lock import LOCK_FILE, read_lock
-    from halogen.compiler.wanted import from_sources
+    from halogen.compiler.render.wanted import from_sources
+    from halogen.compiler.site.lock import LOCK_FILE, read_lock
 
     site, files, found = _sourced(root)
     if errors(found):
@@ -145,7 +145,7 @@ def compile_config(root: Path) -> Compiled:
     found += problems
     if errors(found):
         raise Invalid(found)
-    config = render_config.render(site)
+    config = render_config.render(site, {mid: facts.metadata(site, m) for mid, m in site.models.items()})
     if routing is not None:
         config = config.model_copy(update={"routing": config.routing.model_copy(update={"router": routing})})
     try:
@@ -163,8 +163,10 @@ def compile_config(root: Path) -> Compiled:
 
 def _wanted(root: Path, site: Site) -> list[FileSource]:
     """What the pull Job fetches: the models' sources, with halogen.lock's sizes and hashes."""
-    from halogen.compiler.lock import LOCK_FILE, read_lock
-    from halogen.compiler.wanted import from_sources  # the sources document's models: build and pull only
+    from halogen.compiler.render.wanted import (
+        from_sources,  # the sources document's models: build and pull only
+    )
+    from halogen.compiler.site.lock import LOCK_FILE, read_lock
 
     return from_sources(sources.sources(site)[0], read_lock(root / LOCK_FILE))
 
@@ -174,7 +176,8 @@ def files_of(root: Path, compiled: Compiled) -> dict[str, bytes]:
     from halogen.compiler.render import kube, manifests
 
     config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
-    files = manifests.render(compiled.site, config_text, _wanted(root, compiled.site))
+    site = compiled.site
+    files = manifests.render(site, config_text, _wanted(root, site), budget.environment(site))
     problems = kube.validate(files, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc)
     if problems:
         raise Invalid(list(compiled.warnings) + problems)

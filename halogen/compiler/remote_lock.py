@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from halogen.compiler.facts import used_files
-from halogen.compiler.lock import LOCK_FILE, Lock, LockedFile
 from halogen.compiler.site.load import Model, load
+from halogen.compiler.site.lock import LOCK_FILE, Lock, LockedFile
 from halogen.compiler.site.sources import sources
 from halogen.diagnostics import Diagnostic, Invalid
 from halogen.hub import remote

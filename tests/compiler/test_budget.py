@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from halogen.compiler import budget
-from halogen.compiler.lock import Lock, write_lock
+from halogen.compiler.site.lock import Lock, write_lock
 from halogen.llamacpp.gguf_header import read_facts
 from tests.compiler.conftest import SITE, SiteTree, halogen
 from tests.gguf_shapes import GPT_OSS_20B, GPT_OSS_120B, QWEN25_32B, Shape, sparse_lock, write_sparse

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from halogen.compiler.lock import Lock
+from halogen.compiler.site.lock import Lock
 from tests.compiler.conftest import SiteTree, halogen
 from tests.compiler.test_budget import model, site_with
 from tests.gguf_shapes import GPT_OSS_20B, GPT_OSS_120B, QWEN25_32B, sparse_lock, write_sparse

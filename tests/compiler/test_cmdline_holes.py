@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from halogen.compiler.lock import Lock, LockedFile, write_lock
+from halogen.compiler.site.lock import Lock, LockedFile, write_lock
 from tests.compiler.conftest import SiteTree, halogen
 from tests.compiler.test_facts import SMOL
 

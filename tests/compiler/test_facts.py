@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import yaml
 
-from halogen.compiler.lock import Lock, LockedFile, write_lock
+from halogen.compiler.site.lock import Lock, LockedFile, write_lock
 from halogen.llamacpp.gguf_facts import GgufFacts
 from tests.compiler.conftest import MODEL, SiteTree, halogen
 

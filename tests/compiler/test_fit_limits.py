@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from halogen.compiler import fit
-from halogen.compiler.lock import Lock
 from halogen.compiler.site.load import load
+from halogen.compiler.site.lock import Lock
 from tests.compiler.conftest import SiteTree, halogen
 from tests.compiler.test_budget import model, site_with
 from tests.gguf_shapes import QWEN25_32B, sparse_lock, write_sparse

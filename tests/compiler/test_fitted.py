@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from halogen.compiler import fit
-from halogen.compiler.lock import write_lock
+from halogen.compiler.site.lock import write_lock
 from tests.compiler.conftest import LLAMA_SWAP_SCHEMA, SITE, SiteTree, halogen
 from tests.gguf_shapes import GPT_OSS_120B_MODEL, SEED, sparse_lock, write_models
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from halogen.compiler import memory
-from halogen.compiler.lock import Lock, LockedFile, dumps, read_lock
+from halogen.compiler.site.lock import Lock, LockedFile, dumps, read_lock
 from halogen.llamacpp.gguf_facts import GgufFacts
 from halogen.llamacpp.gguf_header import MAX_ARRAY, Truncated, Unreadable, read_facts
 from tests import gguf_corpus as corpus

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from halogen.compiler.lock import Lock, LockedFile, dumps, read_lock, write_lock
+from halogen.compiler.site.lock import Lock, LockedFile, dumps, read_lock, write_lock
 from halogen.diagnostics import Invalid
 from tests.compiler.conftest import MODEL, SiteTree, halogen
 

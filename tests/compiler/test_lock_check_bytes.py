@@ -10,7 +10,7 @@ from pathlib import Path
 import gguf
 import yaml
 
-from halogen.compiler.lock import read_lock
+from halogen.compiler.site.lock import read_lock
 from tests.compiler.conftest import MODEL, SiteTree, halogen
 from tests.gguf_shapes import Shape, write_sparse
 

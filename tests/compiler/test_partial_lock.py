@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from halogen.compiler.lock import read_lock
+from halogen.compiler.site.lock import read_lock
 from tests.compiler.test_site_finding import NAME, REPO_ID, site, typed
 
 __all__ = ["site"]  # the fixture, shared with test_site_finding

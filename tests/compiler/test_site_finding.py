@@ -14,7 +14,7 @@ import gguf
 import pytest
 import yaml
 
-from halogen.compiler.lock import read_lock
+from halogen.compiler.site.lock import read_lock
 from tests.gguf_shapes import Q, Shape, write_sparse
 from tests.hub.local_hub import LocalHub, running
 

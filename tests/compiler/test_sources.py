@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from halogen.compiler.lock import Lock, LockedFile, write_lock
+from halogen.compiler.site.lock import Lock, LockedFile, write_lock
 
 from .conftest import MODEL, REPO, SITE, SiteTree, halogen
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from halogen.commands.add import model_id
-from halogen.compiler.lock import read_lock
+from halogen.compiler.site.lock import read_lock
 from halogen.llamacpp.gguf_header import read_facts
 from tests import gguf_shapes as shapes
 

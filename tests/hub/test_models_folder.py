@@ -17,7 +17,7 @@ import gguf
 import pytest
 import yaml
 
-from halogen.compiler.lock import Lock, LockedFile, write_lock
+from halogen.compiler.site.lock import Lock, LockedFile, write_lock
 from tests.gguf_shapes import Shape, write_sparse
 
 from .local_hub import COMMIT, LocalHub, running

@@ -18,7 +18,7 @@ import ollama
 import pytest
 import yaml
 
-from halogen.compiler.lock import Lock, LockedFile, read_lock, write_lock
+from halogen.compiler.site.lock import Lock, LockedFile, read_lock, write_lock
 
 from .local_hub import COMMIT, LocalHub, running
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from halogen.compiler.lock import read_lock
+from halogen.compiler.site.lock import read_lock
 from halogen.hub import header
 from halogen.llamacpp.gguf_header import read_facts
 from tests import gguf_shapes as shapes

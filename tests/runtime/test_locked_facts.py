@@ -14,7 +14,7 @@ import ollama
 import pytest
 import yaml
 
-from halogen.compiler.lock import read_lock
+from halogen.compiler.site.lock import read_lock
 
 from .harness import free_port_run
 from .processes import Serving, halogen_serve

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from halogen.compiler import facts
 from halogen.compiler.site.checks import backend_of, model_file
 from halogen.compiler.site.inputs import Backend, SitePeer
 from halogen.compiler.site.load import Model, Site
@@ -42,7 +42,7 @@ def variant_id(model_id: str, variant: str) -> str:
     return f"{model_id}:{variant}"
 
 
-def _model(site: Site, model: Model) -> ls.Model:
+def _model(site: Site, model: Model, known: Mapping[str, Any]) -> ls.Model:
     spec = model.spec
     backend_id = backend_of(site, model) or ""
     backend = site.spec.backends[backend_id]
@@ -55,7 +55,7 @@ def _model(site: Site, model: Model) -> ls.Model:
         "aliases": sorted(spec.aliases),
         "unlisted": spec.unlisted,
         # What the model file writes under llamaSwap.metadata, then what halogen knows.
-        "metadata": {**spec.llamaSwap.metadata, **facts.metadata(site, model)},
+        "metadata": {**spec.llamaSwap.metadata, **known},
         "filters": ls.Filters(
             stripParams=", ".join(spec.filters.stripParams),
             setParams=dict(sorted(spec.filters.setParams.items())),
@@ -133,7 +133,9 @@ def _router(site: Site) -> ls.Router:
     return ls.Router(use="matrix", settings=ls.RouterSettings(matrix=matrix))
 
 
-def render(site: Site) -> ls.Config:
+def render(site: Site, metadata: Mapping[str, Mapping[str, Any]]) -> ls.Config:
+    """The llama-swap config of a site; `metadata`: what halogen knows of each model (its lock's
+    facts and estimate, halogen.compiler.facts), by model id."""
     spec = site.spec
     used_backends = sorted({backend_of(site, m) or "" for m in site.models.values() if m.spec.cmd is None})
     macros: dict[str, ls.MacroValue] = dict(spec.macros)
@@ -146,7 +148,7 @@ def render(site: Site) -> ls.Config:
     return ls.Config(
         **swap.model_dump(exclude={"preload"}),
         macros=macros,
-        models={mid: _model(site, site.models[mid]) for mid in sorted(site.models)},
+        models={mid: _model(site, site.models[mid], metadata.get(mid, {})) for mid in sorted(site.models)},
         routing=ls.Routing(scheduler=scheduler, router=_router(site)),
         selectors={sid: ls.Selector.model_validate(s.model_dump()) for sid, s in spec.selectors.items()},
         profiles={pid: ls.Profile.model_validate(p.model_dump()) for pid, p in spec.profiles.items()},

@@ -11,7 +11,6 @@ from importlib import resources
 from typing import Any
 
 from halogen import image, yamlio
-from halogen.compiler import budget
 from halogen.compiler.render import pull
 from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.inputs import Backend
@@ -104,9 +103,15 @@ def drain_seconds(site: Site) -> int:
     return max(0, grace - image.shutdown_seconds(site.spec.llamaSwap.unloadTimeout))
 
 
-def render(site: Site, config_text: str, wanted: Sequence[FileSource] = ()) -> dict[str, str]:
+def render(
+    site: Site,
+    config_text: str,
+    wanted: Sequence[FileSource] = (),
+    environment: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Every manifest by file name, plus the kustomization that lists them; and out/pull/
-    when models name their sources."""
+    when models name their sources. `environment`: the variables the budget gives the pod
+    (halogen.compiler.budget.environment)."""
     d = site.spec.deployment
     selector = {"app": d.name}
     labels = {**selector, "app.kubernetes.io/managed-by": "halogen", "app.kubernetes.io/name": d.name}
@@ -141,7 +146,7 @@ def render(site: Site, config_text: str, wanted: Sequence[FileSource] = ()) -> d
             [*image.service_names(d.name, d.namespace), *d.allowHosts],
         ),
         "prestop_seconds": image.PRESTOP_SECONDS,
-        "container_env": sorted({**d.env, **budget.environment(site)}.items()),
+        "container_env": sorted({**d.env, **(environment or {})}.items()),
         # Peers' and clients' API keys: from their Secrets into the variables the config names.
         "secret_env": sorted(
             {

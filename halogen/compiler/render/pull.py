@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from halogen import image
+from halogen.compiler.render.wanted import SOURCES_FILE, dumps
 from halogen.compiler.site.load import Site
-from halogen.compiler.wanted import SOURCES_FILE, dumps
 from halogen.modelfiles import FileSource
 
 FOLDER = "pull"

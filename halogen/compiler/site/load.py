@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from halogen import yamlio
-from halogen.compiler.lock import LOCK_FILE, Lock, read_lock
 from halogen.compiler.site.inputs import MODEL_ID, ModelFile, SiteFile
+from halogen.compiler.site.lock import LOCK_FILE, Lock, read_lock
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.typed import parse
 

@@ -13,8 +13,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from halogen import yamlio
-from halogen.compiler.lock import Lock
 from halogen.compiler.site.inputs import HF_REPO
+from halogen.compiler.site.lock import Lock
 from halogen.diagnostics import Diagnostic, Invalid
 from halogen.modelfiles import FileSource
 from halogen.models_folder import validator
