@@ -19,6 +19,7 @@ slots, the cache types, the flags that fetch a model at run time) asks here.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,5 +286,13 @@ def _csv(value: str) -> list[str]:
 
 
 def of_command(argv: Sequence[str], env: Mapping[str, str] | Sequence[tuple[str, str]] = ()) -> CommandLine:
-    """Read a whole command (its program first), as a Runnable holds it."""
+    """Read a whole command (its program first), as a Runnable holds it. A config's commands are
+    few and fixed, and the runtime asks on every catalogue request and model start: each is read
+    once (a CommandLine is immutable, so the reading is shared)."""
+    pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
+    return _of_command(tuple(argv), pairs)
+
+
+@functools.lru_cache(maxsize=1024)
+def _of_command(argv: tuple[str, ...], env: tuple[tuple[str, str], ...]) -> CommandLine:
     return read(argv[1:], dict(env))
