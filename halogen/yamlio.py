@@ -7,6 +7,7 @@ plus a `Positions` index from field path to (line, column).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -53,6 +54,9 @@ class Document:
     quoted: set[Path_] = field(default_factory=set)
     """Paths whose value was written as a quoted string."""
     lines: list[str] = field(default_factory=list)
+    sha256: str = ""
+    """Of the bytes read (hex), before any decoding: what `halogen build` calls the config's
+    version (compiler.render.manifests.config_version), so serve can say which one it runs."""
 
     def value_at(self, path: Path_) -> tuple[int, int]:
         return self.values.get(path) or self.where(path)
@@ -217,7 +221,7 @@ def load(raw: bytes, name: str) -> Document:
         raise Invalid([Diagnostic(name, line, column, "", problem, hint)]) from None
     except (YAMLError, RecursionError) as exc:
         raise Invalid([Diagnostic(name, 0, 0, "", f"invalid YAML: {exc}".strip())]) from None
-    doc = Document(name, None, lines=text.split("\n"))
+    doc = Document(name, None, lines=text.split("\n"), sha256=hashlib.sha256(raw).hexdigest())
     budget = [MAX_NODES, MAX_BYTES]  # nodes, characters: what aliases may expand to
     doc.data = _plain(node, (), doc, budget, (1, 1))
     return doc

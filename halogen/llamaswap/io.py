@@ -167,7 +167,7 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Resolved
     if config is None or errors(problems):
         raise Invalid(found + problems)
     try:
-        return dataclasses.replace(resolve(config), secrets=secrets), found
+        return dataclasses.replace(resolve(config), secrets=secrets, config_version=doc.sha256), found
     except Unresolvable as exc:
         raise Invalid(found + positioned(doc, exc)) from None
 

@@ -152,6 +152,8 @@ class Resolved:
     peers: Mapping[str, PeerRoute] = field(default_factory=dict)
     peer_names: tuple[str, ...] = ()  # the qualified names, for listings
     log_time_format: str = ""
+    # The sha256 (hex) of the config file's bytes as read: `halogen build`'s config-version.
+    config_version: str = ""
 
     def peer(self, name: str) -> PeerRoute | None:
         """The peer model a request names, when no local model answers to the name."""

@@ -13,7 +13,7 @@ from halogen.runtime.apis import openai as openai_routes
 from halogen.runtime.apis.ollama import routes as ollama_routes
 from halogen.runtime.forward import peers
 from halogen.runtime.forward.context import RUNTIME, Runtime
-from halogen.runtime.serve import connections, hosts, origin
+from halogen.runtime.serve import connections, hosts, origin, version
 from halogen.runtime.serve.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.serve.middleware import access_middleware, error_middleware, key_middleware
 
@@ -42,6 +42,7 @@ def build(
         client_max_size=max_body,
     )
     app.on_response_prepare.append(origin.cors_headers)
+    app.on_response_prepare.append(version.header)
     app[RUNTIME] = runtime
     app[observed.OBSERVER] = observed.Observer(
         observed.budget_from_env(), lambda line: runtime.logs.proxy(line)

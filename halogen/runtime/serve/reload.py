@@ -43,7 +43,8 @@ class Watcher:
         self._swapper = swapper
         self._logs = logs
         self._interval = interval
-        self._seen = fingerprint(path)
+        # The version serve loaded, not the file's now: a change made in between is still seen.
+        self._seen = swapper.resolved.config_version or fingerprint(path)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -86,6 +87,8 @@ class Watcher:
             self._logs.proxy(diagnostic.text(), "warn")
         self._logs.level = resolved.log_level
         self._logs.time_format = resolved.log_time_format
+        # What was loaded, which a write between the two reads may have made newer than `current`.
+        self._seen = resolved.config_version or current
         changed = self._swapper.reload(resolved)
         self._logs.proxy(f"config {self._path} reloaded; restarting {sorted(changed) or 'no models'}")
         return True

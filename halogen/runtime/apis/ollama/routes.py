@@ -75,7 +75,11 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response(catalogue.version())
+    # `configVersion`, beside Ollama's own field: the sha256 of the config serve runs (after a
+    # reload, the new one's), which `halogen smoke --config-version` waits for.
+    return web.json_response(
+        {**catalogue.version(), "configVersion": runtime_of(request).resolved.config_version}
+    )
 
 
 def file_facts(runnable: Runnable) -> tuple[int, datetime | None]:
