@@ -8,7 +8,7 @@ import click
 
 from halogen.commands import sites
 from halogen.commands.report import emit, plural, summary
-from halogen.compiler import coverage, fit_report, output, pipeline
+from halogen.compiler import coverage, fit_report, output, pipeline, rollout
 from halogen.compiler.site.load import Site, load
 from halogen.diagnostics import Diagnostic, Format, Invalid, errors
 
@@ -37,6 +37,7 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
             if not stale:
                 _notice(root)
         return found + stale
+    before = rollout.snapshot(out)
     try:
         changed = output.write(out, files, label)
     except Invalid as exc:
@@ -49,6 +50,9 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
             f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({plural(len(files), 'file')})",
             err=True,
         )
+        effect = rollout.verdict(before, files, site.spec.deployment.onConfigChange) if site else None
+        if effect is not None and changed:
+            click.echo(f"halogen: {effect}", err=True)
         if site is not None and sys.stdout.isatty():  # for a person at a terminal: the fit just written
             click.echo(fit_report.text(fit_report.report(site)), nl=False)
     return found

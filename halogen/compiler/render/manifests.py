@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from halogen import image, yamlio
-from halogen.compiler.render import pull
+from halogen.compiler.render import pull, smoke
 from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.inputs import Backend
 from halogen.compiler.site.load import Site
@@ -109,8 +109,8 @@ def render(
     wanted: Sequence[FileSource] = (),
     environment: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every manifest by file name, plus the kustomization that lists them; and out/pull/
-    when models name their sources. `environment`: the variables the budget gives the pod
+    """Every manifest by file name, plus the kustomization that lists them; out/pull/ when
+    models name their sources, and out/smoke/ when the site asks for the check. `environment`: the variables the budget gives the pod
     (halogen.compiler.budget.environment)."""
     d = site.spec.deployment
     selector = {"app": d.name}
@@ -169,4 +169,5 @@ def render(
     files = {name: env.get_template(f"{name}.j2").render(context) for name in MANIFESTS}
     files["kustomization.yaml"] = env.get_template("kustomization.yaml.j2").render(context)
     files.update(pull.render(site, wanted, context, env))
+    files.update(smoke.render(site, context, env))
     return files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -56,6 +57,7 @@ def check(site: Site) -> list[Diagnostic]:
         *_models(site),
         *_flags(site),
         *_deployment(site),
+        *_smoke(site),
     ]
 
 
@@ -388,3 +390,22 @@ def _deployment(site: Site) -> Iterator[Diagnostic]:
             f"port {d.port} is inside the model port range {ports.start}-{ports.stop - 1}",
             "move llamaSwap.startPort",
         )
+
+
+def _smoke(site: Site) -> Iterator[Diagnostic]:
+    """The smoke check asks for models by the names the proxy serves: a name it does not serve
+    would fail every deployment."""
+    served = set(site.models)  # compared as the proxy does: with case, `:latest` folded
+    for model_id, model in site.models.items():
+        served.update(model.spec.aliases)
+        served.update(f"{model_id}:{v}" for v in model.spec.variants)
+    served.update(site.spec.selectors)
+    served.update(f"{p}/{m}" for p, peer in site.spec.peers.items() for m in peer.models)
+    for i, name in enumerate(site.spec.deployment.smoke.models):
+        if names.fold(name) not in served:
+            close = difflib.get_close_matches(name, sorted(site.models), n=1)
+            yield site.doc.diagnostic(
+                ("deployment", "smoke", "models", i),
+                f"{name!r} is no model the site serves",
+                f"did you mean {close[0]!r}?" if close else "name a model id, alias, variant or selector",
+            )

@@ -100,6 +100,48 @@ class Pull(_Input):
     resources: Resources = Resources(requests={"memory": "256Mi"}, limits={"memory": "1Gi"})
 
 
+class Smoke(_Input):
+    """A Job that checks each config once it is applied: `halogen smoke` in the image, against
+    the Service, waiting until the pod serves this config (its sha256) and then asking each of
+    `models` for a short answer. Flux applies it from out/smoke/ after the Deployment, and reports
+    the deployment failed when it fails (docs/flux/)."""
+
+    enabled: bool = Field(False, description="Render out/smoke/: the Job and its kustomization.yaml.")
+    models: list[Annotated[str, StringConstraints(pattern=r"^[^\s\x00]{1,256}$")]] = Field(
+        [],
+        description="Model ids, aliases or variant ids the check sends a short request to (each "
+        "loads its model). None: only that the pod answers with the new config.",
+    )
+    wait: int = Field(
+        300,
+        ge=1,
+        description="Seconds to wait for the pod to serve this config: after a reload, the kubelet "
+        "updates the ConfigMap's files within about a minute and serve reloads within 2 s.",
+    )
+    timeout: int = Field(
+        1800,
+        ge=1,
+        description="The Job's activeDeadlineSeconds: the wait and every model's start and answer "
+        "(a 60 GiB model takes minutes to load).",
+    )
+    ttlSecondsAfterFinished: int = Field(
+        86400,
+        ge=0,
+        description="The finished Job is deleted after this long; Flux applies it again at its next "
+        "reconciliation and the check runs once more (loading `models` again).",
+    )
+    resources: Resources = Resources(requests={"memory": "64Mi"}, limits={"memory": "256Mi"})
+
+    @model_validator(mode="after")
+    def _deadline_after_wait(self) -> Smoke:
+        if self.timeout <= self.wait:
+            raise ValueError(
+                f"timeout ({self.timeout}s) must be longer than wait ({self.wait}s): the Job would be "
+                "stopped before the check could end"
+            )
+        return self
+
+
 class ModelsMount(_Input):
     hostPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")]
     mountPath: Annotated[str, StringConstraints(pattern=r"^/[^\n\x00]*$")] = MODELS_DIR
@@ -158,6 +200,18 @@ class Deployment(_Input):
         "to besides the Service's own and any address; a request that names another is refused, "
         "so a page on another site cannot reach it by pointing its own name here (DNS rebinding).",
     )
+
+    onConfigChange: Literal["restart", "reload"] = Field(
+        "restart",
+        description="What a new config.yaml does to the running pod. restart: its sha256 goes on "
+        "the pod template, so every config change rolls the pod and every model is loaded again. "
+        "reload: the sha256 goes on the Deployment's and the ConfigMap's own annotations; the "
+        "kubelet updates the mounted file in place (within about a minute) and serve reloads it, "
+        "restarting only the models whose command changed; only a change to the pod itself "
+        "(image, resources, devices, env, Secrets) rolls it. Unset means restart, what sites "
+        "built before this key got; `halogen init` writes reload.",
+    )
+    smoke: Smoke = Smoke()
 
     @field_validator("kubernetesVersion")
     @classmethod
