@@ -1,7 +1,8 @@
 """`halogen init [DIR]`: a minimal site that builds as it stands, and the repository's wiring.
 
-In DIR: halogen.yaml (one CPU backend, no group), models.d/ with one example model commented out,
-and docs/flux/ (the Flux Kustomizations that apply the committed out/). At the top of the git
+In DIR: halogen.yaml (one CPU backend, no group; config changes reloaded in place and checked by
+the smoke Job), models.d/ with one example model commented out, and docs/flux/ (the Flux
+Kustomizations that apply the committed out/ and its smoke check). At the top of the git
 repository DIR lies in (DIR itself outside one): the pre-commit hooks and a GitHub Actions
 workflow that check the site. Nothing is written over an existing file: when one is in the way,
 nothing is written at all.
@@ -43,6 +44,15 @@ deployment:
       # What the pod may use. The models' memory (weights, KV cache, buffers), known from
       # halogen.lock, is checked against it at build time.
       memory: 16Gi
+  # A new config.yaml is reloaded in place: the proxy restarts only the models whose command
+  # changed, and the pod rolls only when the pod itself changes (image, resources, env...).
+  # `restart` rolls the pod on every config change (what a site without this key gets).
+  onConfigChange: reload
+  # After each change, a Job (out/smoke/) checks that the pod serves the new config, and Flux
+  # reports the deployment failed when it does not (docs/flux/). `models: [id, ...]` also asks
+  # those models for a short answer.
+  smoke:
+    enabled: true
 
 backends:
   # How llama-server runs: written once, applied to every model that names it (or to every
@@ -113,7 +123,14 @@ FLUX_TEXT = """\
 # 1. {name}-models applies out/pull/: the Job that runs `halogen pull` on the node, which
 #    `halogen build` writes once a model names a source. `wait: true` makes it Ready only once
 #    the Job has completed: its timeout must cover the largest download.
-# 2. {name} applies out/ (config, Deployment, Service) once the models are in place.
+# 2. {name} applies out/ (config, Deployment, Service) once the models are in place, and
+#    waits for the Deployment to be rolled out.
+# 3. {name}-smoke applies out/smoke/ after it: the Job that runs `halogen smoke` until the pod
+#    serves the config just applied (its sha256), with `wait: true`, so a failed check is this
+#    Kustomization's failure in `flux get kustomizations` and its events. `force: true`
+#    replaces the Job when the image changes (a Job's template cannot be changed); its timeout
+#    must exceed deployment.smoke.timeout. docs/flux/README.md in the halogen repository says
+#    what happens, in order, on a config change.
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata:
@@ -142,6 +159,24 @@ spec:
   prune: true
   wait: true
   timeout: 5m
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: {name}-smoke
+  namespace: flux-system
+spec:
+  dependsOn:
+    - name: {name}
+  interval: 1h
+  path: ./{prefix}out/smoke
+  prune: true
+  wait: true
+  force: true
+  timeout: 35m
   sourceRef:
     kind: GitRepository
     name: flux-system

@@ -59,9 +59,17 @@ def test_init_dir_from_the_top_of_the_repository_names_the_site_in_the_wiring(re
     assert result.returncode == 0, result.stderr
     assert "halogen: wrote apps/llm/halogen.yaml" in result.stderr
     flux = list(yaml.safe_load_all((repo / "apps/llm/docs/flux/kustomizations.yaml").read_text()))
-    assert [k["spec"]["path"] for k in flux] == ["./apps/llm/out/pull", "./apps/llm/out"]
+    assert [k["spec"]["path"] for k in flux] == [
+        "./apps/llm/out/pull",
+        "./apps/llm/out",
+        "./apps/llm/out/smoke",
+    ]
     assert {k["spec"]["sourceRef"]["name"] for k in flux} == {"flux-system"}
     assert flux[1]["spec"]["dependsOn"] == [{"name": flux[0]["metadata"]["name"]}]
+    # The smoke check runs after the deployment, and its failure is the Kustomization's.
+    smoke = flux[2]["spec"]
+    assert smoke["dependsOn"] == [{"name": flux[1]["metadata"]["name"]}]
+    assert smoke["wait"] is True and smoke["force"] is True
     workflow = yaml.safe_load((repo / ".github/workflows/halogen-check.yaml").read_text())
     # The documented workflow (docs/ci-workflow.yaml) is the one init writes for apps/llm.
     assert workflow == yaml.safe_load((REPO / "docs" / "ci-workflow.yaml").read_text())

@@ -41,6 +41,8 @@ def test_two_builds_write_identical_bytes(tmp_path: Path) -> None:
         "pull/kustomization.yaml",
         "pull/sources.yaml",
         "service.yaml",
+        "smoke/job.yaml",
+        "smoke/kustomization.yaml",
     ]
 
 
