@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,9 +20,10 @@ from halogen.llamaswap import io
 from halogen.runtime.base.logs import Logs
 from halogen.runtime.scheduling.swapper import Swapper
 from halogen.runtime.serve.reload import Watcher
+from halogen.runtime.serve.version import HEADER
 
-from .harness import PATIENCE, Site, eventually, next_event, process_exists, serving
-from .processes import halogen_serve
+from .harness import PATIENCE, Site, eventually, free_port_run, next_event, process_exists, serving, until
+from .processes import children, halogen_serve
 from .test_hostile import BAD_TOP_VALUES
 
 
@@ -303,3 +306,166 @@ def test_halogen_serve_exits_1_naming_a_malformed_proxy_url_at_its_position(tmp_
         f"{path}:{line}:5: models.a.proxy: invalid proxy URL 'http://[::1': Invalid IPv6 URL" in done.stderr
     )
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+# --- the config version serve reports --------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_every_answer_names_the_config_it_was_served_under_and_a_reload_changes_it(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    path = site.write()
+    async with serving(path) as proxy:
+        loaded = sha256_of(path)
+        async with proxy.client.get("/api/version") as response:
+            body = await response.json()
+            assert response.headers[HEADER] == loaded
+        assert body["configVersion"] == loaded and body["version"]  # Ollama's field is kept
+        async with await proxy.chat("nope") as response:  # an error answer
+            assert response.status == 404 and response.headers[HEADER] == loaded
+        async with await proxy.chat("a", stream=True) as response:  # a stream: headers sent early
+            assert response.status == 200 and response.headers[HEADER] == loaded
+            await response.read()
+
+        watcher = Watcher(path, proxy.swapper, Logs(echo_proxy=False))
+        site.top["logLevel"] = "warn"
+        site.write()
+        assert await watcher.check() is True
+        reloaded = sha256_of(path)
+        assert reloaded != loaded
+        async with proxy.client.get("/api/version") as response:
+            assert response.headers[HEADER] == reloaded
+            assert (await response.json())["configVersion"] == reloaded
+        # A config the watcher refuses changes nothing: the version is the running config's.
+        path.write_text("models: [\n")
+        assert await watcher.check() is False
+        async with proxy.client.get("/health") as response:
+            assert response.headers[HEADER] == reloaded
+
+
+async def test_the_watcher_reloads_a_file_changed_between_serve_s_load_and_its_first_look(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    path = site.write()
+    async with serving(path) as proxy:
+        site.fake("b")
+        site.write()  # after the load, before the watcher exists
+        watcher = Watcher(path, proxy.swapper, Logs(echo_proxy=False))
+        assert await watcher.check() is True
+        assert "b" in proxy.swapper.resolved.models
+        assert proxy.swapper.resolved.config_version == sha256_of(path)
+
+
+class KubeletVolume:
+    """A ConfigMap volume as the kubelet writes it (pkg/volume/util/atomic_writer.go): the files
+    in a timestamped folder, `..data` a symlink to it, each key a symlink through `..data`; an
+    update writes a new folder and renames a new `..data` symlink over the old one."""
+
+    def __init__(self, root: Path, key: str = "config.yaml") -> None:
+        self.root = root
+        self.key = key
+        self.serial = 0
+        root.mkdir()
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.key
+
+    def write(self, text: str) -> None:
+        self.serial += 1
+        folder = self.root / f"..2026_12_06_01_00_{self.serial:02d}.{self.serial:09d}"
+        folder.mkdir()
+        (folder / self.key).write_text(text)
+        old = os.readlink(self.root / "..data") if (self.root / "..data").is_symlink() else None
+        (self.root / "..data_tmp").symlink_to(folder.name)
+        os.replace(self.root / "..data_tmp", self.root / "..data")
+        if not self.path.is_symlink():
+            self.path.symlink_to(f"..data/{self.key}")
+        if old is not None:
+            for file in (self.root / old).iterdir():
+                file.unlink()
+            (self.root / old).rmdir()
+
+
+def llama_server_pid(serve_pid: int, marker: str) -> int | None:
+    """The llama-server under `serve_pid` whose command line holds `marker`."""
+    for pid in children(serve_pid, "llama-server"):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in argv:
+            return pid
+    return None
+
+
+def get(url: str) -> tuple[dict[str, Any], str]:
+    request = urllib.request.Request(url, headers={"Host": "127.0.0.1"})
+    with urllib.request.urlopen(request, timeout=PATIENCE * 4) as response:
+        return json.load(response), response.headers[HEADER]
+
+
+def chat(url: str, model: str) -> str:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    request = urllib.request.Request(
+        url + "/v1/chat/completions",
+        data=body.encode(),
+        headers={"Content-Type": "application/json", "Host": "127.0.0.1"},
+    )
+    with urllib.request.urlopen(request, timeout=PATIENCE * 4) as response:
+        assert response.status == 200
+        return str(response.headers[HEADER])
+
+
+@pytest.mark.real
+def test_a_kubelet_configmap_update_restarts_only_the_changed_model_and_serve_reports_the_new_version(
+    tmp_path: Path, llama_server: Path, smollm2_gguf: Path
+) -> None:
+    base = f"{llama_server} --port ${{PORT}} --host 127.0.0.1 -m {smollm2_gguf} -t 1 -ngl 0"
+    config: dict[str, Any] = {
+        "startPort": free_port_run(3),
+        "healthCheckTimeout": 60,
+        # The same GGUF under two ids with different args, allowed to run together.
+        "models": {"kept": {"cmd": f"{base} -c 512"}, "changed": {"cmd": f"{base} -c 256"}},
+        "groups": {"both": {"swap": False, "exclusive": False, "members": ["kept", "changed"]}},
+    }
+    volume = KubeletVolume(tmp_path / "config")
+    volume.write(yaml.safe_dump(config, sort_keys=False))
+    first = sha256_of(volume.path)
+    with halogen_serve(volume.path, tmp_path / "serve.log") as served:  # --watch: the default
+        assert chat(served.url, "kept") == first and chat(served.url, "changed") == first
+        kept = llama_server_pid(served.process.pid, "512")
+        changed = llama_server_pid(served.process.pid, "256")
+        assert kept and changed
+
+        config["models"]["changed"]["cmd"] = f"{base} -c 384"
+        volume.write(yaml.safe_dump(config, sort_keys=False))
+        second = sha256_of(volume.path)
+        assert second != first
+
+        until(
+            lambda: get(served.url + "/api/version")[1] == second,
+            "serve to report the new config",
+            interval=0.2,
+        )
+        body, header = get(served.url + "/api/version")
+        assert body["configVersion"] == header == second
+        until(
+            lambda: not process_exists(changed), "the changed model's old llama-server to stop", interval=0.1
+        )
+        assert chat(served.url, "changed") == second
+        restarted = llama_server_pid(served.process.pid, "384")
+        assert restarted and restarted != changed
+        # The unchanged model kept its process through the reload, and still answers from it.
+        assert process_exists(kept) and llama_server_pid(served.process.pid, "512") == kept
+        assert chat(served.url, "kept") == second
+        assert llama_server_pid(served.process.pid, "512") == kept
+        assert "restarting ['changed']" in served.output()
