@@ -17,6 +17,7 @@ import yaml
 
 from halogen.compiler.pipeline import build
 from halogen.diagnostics import Invalid
+from halogen.llamaswap import io
 
 from .conftest import MODEL, SITE, SiteTree
 
@@ -314,3 +315,24 @@ def test_in_restart_mode_halogen_build_says_the_config_rolls_the_pod_and_how_to_
     ) in run_build(t.root)
     edit_site(t, onConfigChange="reload")  # the switch itself rolls the pod once
     assert "spec.template.metadata.annotations changed" in run_build(t.root)
+
+
+def test_a_long_deployment_name_leaves_the_smoke_job_s_pods_a_valid_name(
+    tree: Callable[..., SiteTree],
+) -> None:
+    name = "a" * 51 + "b"  # the longest name deployment.name takes
+    job = smoke_of(built(tree(site_with(name=name, smoke={"enabled": True}), TWO)))
+    # The Job's pods are named <job>-<5 characters>, and carry the Job's name as a label (63 at most).
+    assert job["metadata"]["name"].startswith("a" * 40 + "-smoke-")
+    assert len(job["metadata"]["name"]) + 6 <= 63
+
+
+def test_serve_loads_out_s_config_under_the_version_build_annotated(tree: Callable[..., SiteTree]) -> None:
+    t = tree(site_with(onConfigChange="reload"), TWO)
+    run_build(t.root)
+    resolved, _ = io.load(t.out / "config.yaml")
+    deployment = yaml.safe_load((t.out / "deployment.yaml").read_text())
+    configmap = yaml.safe_load((t.out / "configmap.yaml").read_text())
+    assert resolved.config_version == deployment["metadata"]["annotations"]["config-version"]
+    # What the kubelet writes into the pod is the ConfigMap's text: the same bytes, the same hash.
+    assert sha256(configmap["data"]["config.yaml"]) == resolved.config_version

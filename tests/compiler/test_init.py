@@ -52,6 +52,12 @@ def test_init_in_a_sub_folder_of_a_git_repository_writes_a_site_that_validates_a
                 "example.yaml:1:1: warning: only comments: no model is served from this file" in done.stderr
             )
     assert (site / "out" / "deployment.yaml").is_file()
+    # A new site reloads config changes in place, and checks each one with the smoke Job.
+    assert spec["deployment"]["onConfigChange"] == "reload"
+    deployment = yaml.safe_load((site / "out" / "deployment.yaml").read_text())
+    assert "annotations" not in deployment["spec"]["template"]["metadata"]
+    assert deployment["metadata"]["annotations"]["config-version"]
+    assert (site / "out" / "smoke" / "job.yaml").is_file()
 
 
 def test_init_dir_from_the_top_of_the_repository_names_the_site_in_the_wiring(repo: Path) -> None:
