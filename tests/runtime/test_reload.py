@@ -349,6 +349,20 @@ async def test_every_answer_names_the_config_it_was_served_under_and_a_reload_ch
             assert response.headers[HEADER] == reloaded
 
 
+async def test_a_page_of_an_allowed_origin_may_read_the_config_version(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("a")
+    path = site.write()
+    allowed = "http://chat.lan:3000"
+    async with serving(path, allow_origins=(allowed,)) as proxy:
+        headers = {"Origin": allowed, "Sec-Fetch-Site": "cross-site"}
+        async with proxy.client.get("/api/version", headers=headers) as response:
+            assert response.headers[HEADER] == sha256_of(path)
+            assert response.headers["Access-Control-Expose-Headers"] == HEADER
+        async with proxy.client.get("/api/version") as response:  # no page: nothing to expose
+            assert "Access-Control-Expose-Headers" not in response.headers
+
+
 async def test_the_watcher_reloads_a_file_changed_between_serve_s_load_and_its_first_look(
     tmp_path: Path,
 ) -> None:

@@ -13,8 +13,10 @@ HEADER = "Halogen-Config-Version"
 
 
 async def header(request: web.Request, response: web.StreamResponse) -> None:
-    """Set as the headers go out (`on_response_prepare`), so streams and error answers carry it
-    too, and a reload is seen by the next answer."""
+    """Set as the headers go out (`on_response_prepare`, after the CORS headers), so streams and
+    error answers carry it too, and a reload is seen by the next answer."""
     version = runtime_of(request).resolved.config_version
     if version:
         response.headers[HEADER] = version
+        if "Access-Control-Allow-Origin" in response.headers:  # a page of an allowed origin may read it
+            response.headers.add("Access-Control-Expose-Headers", HEADER)
