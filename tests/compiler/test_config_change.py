@@ -19,7 +19,7 @@ from halogen.compiler.pipeline import build
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
 
-from .conftest import MODEL, SITE, SiteTree
+from .conftest import MODEL, REPO, SITE, SiteTree
 
 HALOGEN = Path(sys.executable).with_name("halogen")
 TWO = {"tiny": MODEL, "small": {**MODEL, "file": "small.gguf"}}
@@ -336,3 +336,28 @@ def test_serve_loads_out_s_config_under_the_version_build_annotated(tree: Callab
     assert resolved.config_version == deployment["metadata"]["annotations"]["config-version"]
     # What the kubelet writes into the pod is the ConfigMap's text: the same bytes, the same hash.
     assert sha256(configmap["data"]["config.yaml"]) == resolved.config_version
+
+
+def seconds(duration: str) -> int:
+    """A Flux duration such as 35m or 1h."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def test_flux_runs_the_shipped_smoke_job_after_the_deployment_and_outwaits_its_deadline() -> None:
+    docs = {
+        d["metadata"]["name"]: d["spec"]
+        for d in yaml.safe_load_all((REPO / "docs" / "flux" / "kustomization.yaml").read_text())
+    }
+    smoke = docs["llm-site-smoke"]
+    assert smoke["path"] == "./out/smoke" and smoke["dependsOn"] == [{"name": "llm-site"}]
+    assert smoke["wait"] is True and smoke["force"] is True and smoke["prune"] is True
+    job = yaml.safe_load((REPO / "out" / "smoke" / "job.yaml").read_text())
+    kubernetes_validate.validate(job, "1.32", strict=True)
+    assert seconds(smoke["timeout"]) > job["spec"]["activeDeadlineSeconds"]
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed: Flux builds out/smoke with kustomize"
+    done = subprocess.run(
+        [kubectl, "kustomize", str(REPO / "out" / "smoke")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert [d["kind"] for d in yaml.safe_load_all(done.stdout)] == ["Job"]

@@ -57,7 +57,11 @@ def test_init_in_a_sub_folder_of_a_git_repository_writes_a_site_that_validates_a
     deployment = yaml.safe_load((site / "out" / "deployment.yaml").read_text())
     assert "annotations" not in deployment["spec"]["template"]["metadata"]
     assert deployment["metadata"]["annotations"]["config-version"]
-    assert (site / "out" / "smoke" / "job.yaml").is_file()
+    job = yaml.safe_load((site / "out" / "smoke" / "job.yaml").read_text())
+    smoke = list(yaml.safe_load_all((site / "docs/flux/kustomizations.yaml").read_text()))[2]["spec"]
+    assert smoke["path"] == "./apps/llm/out/smoke"
+    # Flux gives up on the Kustomization only after the Job's own deadline.
+    assert int(smoke["timeout"].removesuffix("m")) * 60 > job["spec"]["activeDeadlineSeconds"]
 
 
 def test_init_dir_from_the_top_of_the_repository_names_the_site_in_the_wiring(repo: Path) -> None:
