@@ -108,7 +108,9 @@ def copy_tree(dest: Path) -> Path:
     root = dest / REPO.name
     for name in filter(None, listed.decode().split("\0")):
         source = REPO / name
-        if not source.is_file():  # deleted in the working tree
+        # Deleted in the working tree; a symlink (halogen/templates -> ../templates) is copied
+        # as one, even to a folder.
+        if not source.is_file() and not source.is_symlink():
             continue
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)

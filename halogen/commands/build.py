@@ -50,8 +50,8 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
             f"halogen: {'wrote' if changed else 'unchanged'} {label}/ ({plural(len(files), 'file')})",
             err=True,
         )
-        effect = rollout.verdict(before, files, site.spec.deployment.onConfigChange) if site else None
-        if effect is not None and changed:
+        effect = rollout.verdict(before, files)
+        if effect is not None:
             click.echo(f"halogen: {effect}", err=True)
         if site is not None and sys.stdout.isatty():  # for a person at a terminal: the fit just written
             click.echo(fit_report.text(fit_report.report(site)), nl=False)

@@ -49,10 +49,11 @@ def snapshot(out: Path) -> dict[str, bytes]:
     return held
 
 
-def verdict(before: Mapping[str, bytes], files: Mapping[str, bytes], mode: str) -> str | None:
+def verdict(before: Mapping[str, bytes], files: Mapping[str, bytes]) -> str | None:
     """One line on what replacing out/ (`before`: its `snapshot`) with `files` does to the pod:
     it rolls (and why), or it keeps running while the proxy reloads the config; None when out/
-    had no Deployment or neither changed."""
+    had no Deployment or neither changed. No mode is asked: under `restart` a new config is a new
+    pod template, so the second case only arises under `reload`."""
     if DEPLOYMENT not in before:
         return None
     old, new = pod_template(before[DEPLOYMENT]), pod_template(files[DEPLOYMENT])
@@ -65,7 +66,7 @@ def verdict(before: Mapping[str, bytes], files: Mapping[str, bytes], mode: str) 
         if paths == ["spec.template.metadata.annotations.config-version"]:
             hint = "; with deployment.onConfigChange: reload the config would change in place"
         return f"this build rolls the pod (every model loads again): {', '.join(paths[:SHOWN])}{more} changed{hint}"
-    if mode == "reload" and before.get(image.CONFIG_FILE) != files[image.CONFIG_FILE]:
+    if before.get(image.CONFIG_FILE) != files[image.CONFIG_FILE]:
         return (
             "this build keeps the pod: the kubelet updates its config file within about a minute "
             "and the proxy reloads it, restarting only the models whose command changed"
