@@ -53,7 +53,8 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
 
 def speeds(timings: Any) -> tuple[float | None, float | None]:
     """Prompt and generation tokens per second from llama-server's `timings` (its
-    `*_per_second`, else `*_n` over `*_ms`; tools/server/server-task.cpp)."""
+    `*_per_second`, else `*_n` over `*_ms`: server_slot_stats::to_json in
+    tools/server/server-common.cpp)."""
     if not isinstance(timings, Mapping):
         return None, None
 
@@ -212,7 +213,8 @@ async def embeddings(endpoint: Endpoint, model: str) -> Measured:
 
 
 async def rerank(endpoint: Endpoint, model: str) -> Measured:
-    """llama-server's `/v1/rerank` (Jina's shape): a relevance score for each document."""
+    """llama-server's `/v1/rerank` (Jina's shape, format_response_rerank in
+    tools/server/server-common.cpp): a relevance score for each document."""
     body = {"model": model, "query": QUERY, "documents": list(DOCUMENTS)}
     answer = await endpoint.post("/v1/rerank", body)
     results = _object(answer.body, "a rerank answer").get("results")

@@ -70,6 +70,7 @@ class Endpoint:
         self.url = url
         self.timeout = timeout
         self._headers = {"User-Agent": "halogen-smoke"}
+        self._key = api_key
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._connections = connections
@@ -88,6 +89,10 @@ class Endpoint:
     def session(self) -> aiohttp.ClientSession:
         assert self._session is not None, "use the Endpoint in `async with`"
         return self._session
+
+    def redact(self, text: str) -> str:
+        """`text` without the API key, should a server quote it back."""
+        return text.replace(self._key, "<api key>") if self._key else text
 
     def where(self, path: str) -> str:
         return self.url + path

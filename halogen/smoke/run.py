@@ -111,7 +111,7 @@ async def test_model(endpoint: Endpoint, model: str, entry: Mapping[str, Any] | 
             measured = await checks.BY_NAME[name](endpoint, model)
             check.passed, check.status = True, 200
         except Failed as exc:
-            check.status, check.error = exc.status, str(exc)
+            check.status, check.error = exc.status, endpoint.redact(str(exc))
             if exc.timed_out:
                 timed_out = name
             measured = None
@@ -147,13 +147,13 @@ async def smoke(
     report = Report(url)
     async with Endpoint(url, api_key, timeout, connections=2 * concurrency + 2) as endpoint:
         if config_version is not None:
-            report.error = await wait_for_version(endpoint, config_version, wait)
+            report.error = endpoint.redact(await wait_for_version(endpoint, config_version, wait))
             if report.error:
                 return report
         try:
             answer = await endpoint.get("/v1/models")
         except Failed as exc:
-            report.error = f"cannot list the models: {exc}"
+            report.error = endpoint.redact(f"cannot list the models: {exc}")
             return report
         entries = kinds.listed(answer.body)
         if entries is None:
