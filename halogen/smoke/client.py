@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -57,6 +59,15 @@ def server_message(text: str) -> str:
         if error is not None:
             return _cut(error if isinstance(error, str) else json.dumps(error))
     return _cut(text.strip())
+
+
+def _why(exc: aiohttp.ClientConnectorError) -> str:
+    """The operating system's words for a failed connection: `Connection refused`, not
+    asyncio's `Connect call failed ('127.0.0.1', 8080)`."""
+    error = exc.os_error
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {exc.host}: {error.strerror}"
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 def _cut(text: str) -> str:
@@ -136,7 +147,7 @@ class Endpoint:
                 f"no answer from {self.where(path)} within {limit:g} s (--timeout)", timed_out=True
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise Failed(f"cannot connect to {self.where(path)}: {exc.os_error.strerror or exc}") from None
+            raise Failed(f"cannot connect to {self.where(path)}: {_why(exc)}") from None
         except aiohttp.ClientError as exc:
             raise Failed(f"{self.where(path)}: {type(exc).__name__}: {exc}") from None
 
@@ -150,7 +161,7 @@ class Endpoint:
         except TimeoutError:
             raise Failed(f"no answer from {self.where(path)} within {timeout:g} s", timed_out=True) from None
         except aiohttp.ClientConnectorError as exc:
-            raise Failed(f"cannot connect to {self.where(path)}: {exc.os_error.strerror or exc}") from None
+            raise Failed(f"cannot connect to {self.where(path)}: {_why(exc)}") from None
         except aiohttp.ClientError as exc:
             raise Failed(f"{self.where(path)}: {type(exc).__name__}: {exc}") from None
 

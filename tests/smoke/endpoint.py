@@ -141,7 +141,7 @@ def _app(state: Endpoint) -> web.Application:
 async def endpoint(state: Endpoint | None = None) -> AsyncIterator[Endpoint]:
     """`state` served on a free loopback port (its `url` set) while the block runs."""
     state = state or Endpoint()
-    runner = web.AppRunner(_app(state))
+    runner = web.AppRunner(_app(state), shutdown_timeout=0.5)  # a stalled handler is cut short
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
