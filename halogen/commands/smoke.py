@@ -33,7 +33,9 @@ def base_url(given: str) -> str:
             f"{given!r} is not an http(s) URL of a server, e.g. http://127.0.0.1:8080", param_hint="URL"
         )
     if parts.username is not None or parts.password is not None:
-        raise click.BadParameter("put no credentials in the URL: use --api-key or HALOGEN_API_KEY", param_hint="URL")
+        raise click.BadParameter(
+            "put no credentials in the URL: use --api-key or HALOGEN_API_KEY", param_hint="URL"
+        )
     if parts.query or parts.fragment:
         raise click.BadParameter(f"{given!r}: the base URL takes no query or fragment", param_hint="URL")
     path = parts.path.rstrip("/")
@@ -67,7 +69,9 @@ def run(
         return 2
     if api_key is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in api_key):
         # Never echoed: it is a secret even when it is a wrong one.
-        raise click.BadParameter("the API key holds a control character (a newline?)", param_hint="--api-key / HALOGEN_API_KEY")
+        raise click.BadParameter(
+            "the API key holds a control character (a newline?)", param_hint="--api-key / HALOGEN_API_KEY"
+        )
     if config_version is not None and not SHA256_HEX.match(config_version):
         raise click.BadParameter(
             f"{config_version!r} is not a sha256 in hex (64 characters): the sha256 of the config.yaml served",

@@ -82,7 +82,9 @@ async def openai_chat(endpoint: Endpoint, model: str) -> Measured:
         raise Failed("the first choice has no message")
     usage = data.get("usage")
     generated = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
-    if not (message.get("content") or message.get("reasoning_content") or message.get("tool_calls") or generated):
+    if not (
+        message.get("content") or message.get("reasoning_content") or message.get("tool_calls") or generated
+    ):
         raise Failed("the model generated nothing")
     return Measured(headers_at=answer.headers_at)
 
@@ -113,7 +115,9 @@ async def openai_chat_stream(endpoint: Endpoint, model: str) -> Measured:
             try:
                 event = json.loads(payload)
             except ValueError:
-                raise Failed(f"a stream event is not JSON: {payload[:120].decode('utf-8', 'replace')}") from None
+                raise Failed(
+                    f"a stream event is not JSON: {payload[:120].decode('utf-8', 'replace')}"
+                ) from None
             event = _object(event, "a chat completion chunk")
             if "error" in event:
                 raise Failed(f"the stream carried an error: {json.dumps(event['error'])[:160]}")
@@ -162,7 +166,9 @@ def _ollama_body(model: str, stream: bool) -> dict[str, Any]:
 
 def _ollama_said(data: Mapping[str, Any]) -> bool:
     message = data.get("message")
-    return isinstance(message, Mapping) and bool(message.get("content") or message.get("thinking") or message.get("tool_calls"))
+    return isinstance(message, Mapping) and bool(
+        message.get("content") or message.get("thinking") or message.get("tool_calls")
+    )
 
 
 async def ollama_chat(endpoint: Endpoint, model: str) -> Measured:
@@ -221,7 +227,9 @@ async def rerank(endpoint: Endpoint, model: str) -> Measured:
     if (
         not isinstance(results, list)
         or len(results) != len(DOCUMENTS)
-        or not all(isinstance(r, Mapping) and isinstance(r.get("relevance_score"), int | float) for r in results)
+        or not all(
+            isinstance(r, Mapping) and isinstance(r.get("relevance_score"), int | float) for r in results
+        )
     ):
         raise Failed(f"the answer does not score each of the {len(DOCUMENTS)} documents")
     return Measured(headers_at=answer.headers_at)

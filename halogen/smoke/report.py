@@ -98,11 +98,23 @@ def table(report: Report) -> str:
         done = sum(c.passed for c in m.checks)
         load = "loaded" if m.was_loaded else _seconds(m.load_seconds)
         result = f"ok {done}/{len(m.checks)}" if m.passed else f"FAILED {done}/{len(m.checks)}"
-        rows.append((_id(m.id), m.kind, load, _seconds(m.ttft_seconds), _rate(m.prompt_tps), _rate(m.generation_tps), result))
+        rows.append(
+            (
+                _id(m.id),
+                m.kind,
+                load,
+                _seconds(m.ttft_seconds),
+                _rate(m.prompt_tps),
+                _rate(m.generation_tps),
+                result,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     right = {2, 3, 4, 5}
     lines = [
-        "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
         for row in rows
     ]
     passed = sum(m.passed for m in report.models)
@@ -114,7 +126,7 @@ def table(report: Report) -> str:
 
 def failure_lines(report: Report) -> list[str]:
     """`model: check[, check]: what failed`, the checks that failed alike on one line."""
-    lines = []
+    lines: list[str] = []
     for m in report.models:
         alike: dict[str, list[str]] = {}
         for c in m.failures():
@@ -183,11 +195,19 @@ def junit(report: Report) -> str:
         suite = _suite(suites, printable(m.id), len(m.checks), failed, skipped, total)
         properties = ET.SubElement(suite, "properties")
         figures = document(Report(report.url, [m]))["models"][0]
-        for key in ("kind", "loadSeconds", "ttftSeconds", "promptTokensPerSecond", "generationTokensPerSecond"):
+        for key in (
+            "kind",
+            "loadSeconds",
+            "ttftSeconds",
+            "promptTokensPerSecond",
+            "generationTokensPerSecond",
+        ):
             if figures[key] is not None:
                 ET.SubElement(properties, "property", name=key, value=str(figures[key]))
         for c in m.checks:
-            case = ET.SubElement(suite, "testcase", classname=printable(m.id), name=c.name, time=f"{c.seconds:.3f}")
+            case = ET.SubElement(
+                suite, "testcase", classname=printable(m.id), name=c.name, time=f"{c.seconds:.3f}"
+            )
             if c.skipped:
                 ET.SubElement(case, "skipped", message=printable(c.error))
             elif not c.passed:
@@ -201,7 +221,9 @@ def junit(report: Report) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def _suite(parent: ET.Element, name: str, tests: int, failures: int, skipped: int, seconds: float) -> ET.Element:
+def _suite(
+    parent: ET.Element, name: str, tests: int, failures: int, skipped: int, seconds: float
+) -> ET.Element:
     return ET.SubElement(
         parent,
         "testsuite",

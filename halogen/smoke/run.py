@@ -25,7 +25,7 @@ QUICK = 10.0
 async def reported_version(endpoint: Endpoint, timeout: float) -> str | None:
     """The config version the server says it runs: the `Halogen-Config-Version` header of any
     answer to `/api/version`, else `configVersion` in its JSON; None when it says none."""
-    status, headers, body = await endpoint.probe("/api/version", timeout=timeout)
+    _, headers, body = await endpoint.probe("/api/version", timeout=timeout)
     header = headers.get(CONFIG_VERSION_HEADER)
     if header:
         return header.strip().lower()
@@ -52,9 +52,7 @@ async def wait_for_version(endpoint: Endpoint, wanted: str, wait: float) -> str:
             last = f"the last try failed: {exc}"
         left = deadline - time.monotonic()
         if left <= 0:
-            return (
-                f"{endpoint.url} did not report config version {wanted} within {wait:g} s (--wait): {last}"
-            )
+            return f"{endpoint.url} did not report config version {wanted} within {wait:g} s (--wait): {last}"
         await asyncio.sleep(min(VERSION_EVERY, left))
 
 
@@ -88,7 +86,9 @@ async def _show(endpoint: Endpoint, model: str) -> Mapping[str, Any] | None:
     return answer.body if isinstance(answer.body, dict) else None
 
 
-async def test_model(endpoint: Endpoint, model: str, entry: Mapping[str, Any] | None, bar: Bar) -> ModelReport:
+async def test_model(
+    endpoint: Endpoint, model: str, entry: Mapping[str, Any] | None, bar: Bar
+) -> ModelReport:
     """Every check of `model`'s kind, in order. The first loads the model, unless it was
     loaded already: its load time is from sending it until /running lists the model ready
     (or, where /running does not say, until the first answer's headers)."""
@@ -157,7 +157,9 @@ async def smoke(
             return report
         entries = kinds.listed(answer.body)
         if entries is None:
-            report.error = f"{endpoint.where('/v1/models')} did not answer with a model list (`data`: [{{id}}, ...])"
+            report.error = (
+                f"{endpoint.where('/v1/models')} did not answer with a model list (`data`: [{{id}}, ...])"
+            )
             return report
         report.config_version = answer.headers.get(CONFIG_VERSION_HEADER)
         by_id = {str(e["id"]): e for e in entries}

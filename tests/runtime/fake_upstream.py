@@ -170,7 +170,12 @@ class Handler(BaseHTTPRequestHandler):
             results = [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(documents))]
             self._json(
                 200,
-                {"model": request.get("model", ARGS.name), "object": "list", "results": results, "echo": echo},
+                {
+                    "model": request.get("model", ARGS.name),
+                    "object": "list",
+                    "results": results,
+                    "echo": echo,
+                },
             )
         else:
             self._json(200, {"served_by": ARGS.name, "echo": echo})

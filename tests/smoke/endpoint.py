@@ -5,6 +5,7 @@ Ollama's shapes, each answer replaceable by a test to make it fail or turn hosti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,10 +45,8 @@ def _app(state: Endpoint) -> web.Application:
         body = await request.read()
         model = ""
         if body:
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 model = str(json.loads(body).get("model", ""))
-            except (ValueError, AttributeError):
-                pass
         state.seen.append((time.monotonic(), request.path, model))
         if state.api_key is not None and request.headers.get("Authorization") != f"Bearer {state.api_key}":
             response: web.StreamResponse = web.json_response(
@@ -123,7 +122,9 @@ def _app(state: Endpoint) -> web.Application:
 
     async def rerank(request: web.Request) -> web.Response:
         documents = (await request.json())["documents"]
-        return web.json_response({"results": [{"index": i, "relevance_score": 0.5} for i in range(len(documents))]})
+        return web.json_response(
+            {"results": [{"index": i, "relevance_score": 0.5} for i in range(len(documents))]}
+        )
 
     app = web.Application(middlewares=[common])
     app.router.add_get("/v1/models", models)

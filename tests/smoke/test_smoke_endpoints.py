@@ -30,7 +30,11 @@ async def test_each_kind_gets_its_checks_and_the_speeds_come_from_llama_servers_
     assert ran.err == ""
     report = json.loads(ran.out)
     rows = {m["id"]: m for m in report["models"]}
-    assert {m: r["kind"] for m, r in rows.items()} == {"chat": "chat", "embedder": "embedding", "ranker": "reranker"}
+    assert {m: r["kind"] for m, r in rows.items()} == {
+        "chat": "chat",
+        "embedder": "embedding",
+        "ranker": "reranker",
+    }
     assert [c["name"] for c in rows["chat"]["checks"]] == [
         "openai-chat",
         "openai-chat-stream",
@@ -56,7 +60,9 @@ async def test_without_timings_the_speeds_come_from_usage_and_the_wall_time() ->
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if not body.get("stream"):
-            return web.json_response({"choices": [{"message": {"content": "one"}}], "usage": {"completion_tokens": 3}})
+            return web.json_response(
+                {"choices": [{"message": {"content": "one"}}], "usage": {"completion_tokens": 3}}
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for piece in ("one", ", two", ", three"):
@@ -133,7 +139,9 @@ async def test_a_config_version_never_reported_exits_1_saying_what_the_server_re
         ran = await smoke(server.url, "--config-version", NEW, "--wait", "1")
         assert server.requests("/v1/chat/completions") == []
     assert ran.code == 1
-    assert f"did not report config version {NEW} within 1 s (--wait): it reports config version {OLD}" in ran.err
+    assert (
+        f"did not report config version {NEW} within 1 s (--wait): it reports config version {OLD}" in ran.err
+    )
     async with endpoint(Endpoint()) as server:
         ran = await smoke(server.url, "--config-version", NEW, "--wait", "0")
     assert ran.code == 1 and "it reports no config version" in ran.err
@@ -148,7 +156,9 @@ async def test_the_api_key_is_sent_from_the_environment_or_the_flag_and_never_pr
         refused = await smoke(server.url, env=environment(HALOGEN_API_KEY="sk-wrong-key"))
 
         async def quoting(request: web.Request) -> web.Response:
-            return web.json_response({"error": {"message": f"no: {request.headers['Authorization']}"}}, status=400)
+            return web.json_response(
+                {"error": {"message": f"no: {request.headers['Authorization']}"}}, status=400
+            )
 
         server.overrides["/v1/chat/completions"] = quoting
         quoted = await smoke(server.url, "--format", "junit", env=environment(HALOGEN_API_KEY=key))

@@ -27,7 +27,10 @@ async def test_connection_refused_names_the_url_and_exits_1() -> None:
     ran = await smoke(url)
     assert ran.code == 1
     assert ran.out == ""
-    assert f"halogen: error: cannot list the models: cannot connect to {url}/v1/models: Connection refused" in ran.err
+    assert (
+        f"halogen: error: cannot list the models: cannot connect to {url}/v1/models: Connection refused"
+        in ran.err
+    )
     ran = await smoke(url, "--format", "json")
     assert ran.code == 1 and json.loads(ran.out)["passed"] is False
     assert "Connection refused" in json.loads(ran.out)["error"]
@@ -37,7 +40,7 @@ async def test_a_server_that_never_answers_times_out_and_exits_1() -> None:
     with socket.socket() as silent:  # accepted by the kernel, never read nor answered
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        url = "http://127.0.0.1:{}".format(silent.getsockname()[1])
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
         ran = await smoke(url, "--timeout", "1")
     assert ran.code == 1
@@ -113,7 +116,10 @@ async def test_a_hostile_model_id_is_escaped_in_the_table_and_the_junit_and_kept
         assert not any(c in ran.both for c in "\x1b\x07\r\u202e"), repr(ran.both)
     escaped = "evil\\x0a\\x1b[31mred\\x1b[0m\\u202etxt.exe\\x0d\\x07"
     assert escaped in table.out
-    assert f"{escaped}: openai-chat, openai-chat-stream, ollama-chat, ollama-chat-stream: HTTP 404: no \\x1b[2J model" in table.out
+    assert (
+        f"{escaped}: openai-chat, openai-chat-stream, ollama-chat, ollama-chat-stream: HTTP 404: no \\x1b[2J model"
+        in table.out
+    )
     assert json.loads(as_json.out)["models"][0]["id"] == HOSTILE
     (suite,) = junitparser.JUnitXml.fromstring(as_junit.out)
     assert suite.name == escaped and suite.failures == 4

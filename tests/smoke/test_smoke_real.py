@@ -23,7 +23,11 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 MODELS = {
     "smol": {"name": "SmolLM2", "contextSize": 2048},
     # llama-server serves /v1/embeddings with a pooling; `capabilities` says it is one.
-    "smol-embed": {"contextSize": 512, "args": ["--embeddings", "--pooling", "mean"], "capabilities": ["embedding"]},
+    "smol-embed": {
+        "contextSize": 512,
+        "args": ["--embeddings", "--pooling", "mean"],
+        "capabilities": ["embedding"],
+    },
     "gone": {"file": "mine/gone.gguf", "contextSize": 2048},
 }
 
@@ -40,14 +44,19 @@ def _site(root: Path, gguf: str) -> Path:
         },
         "llamaSwap": {"healthCheckTimeout": 120, "startPort": free_port_run(len(MODELS))},
         "backends": {
-            "cpu": {"binary": "/usr/local/bin/llama-server", "args": ["--n-gpu-layers", "0", "--threads", "1"]}
+            "cpu": {
+                "binary": "/usr/local/bin/llama-server",
+                "args": ["--n-gpu-layers", "0", "--threads", "1"],
+            }
         },
     }
     (root / "halogen.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
     for model_id, data in MODELS.items():
         model = {"file": gguf, **data}
         (root / "models.d" / f"{model_id}.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
-    built = subprocess.run([str(HALOGEN), "build"], cwd=root, capture_output=True, text=True, timeout=PATIENCE)
+    built = subprocess.run(
+        [str(HALOGEN), "build"], cwd=root, capture_output=True, text=True, timeout=PATIENCE
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     return root
 
@@ -82,7 +91,12 @@ def served(
 
 def smoke(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     ran = subprocess.run(
-        [str(HALOGEN), "smoke", *args], capture_output=True, text=True, timeout=PATIENCE * 4, cwd=cwd, env=environment()
+        [str(HALOGEN), "smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE * 4,
+        cwd=cwd,
+        env=environment(),
     )
     assert "Traceback" not in ran.stdout + ran.stderr, ran.stderr
     return ran
@@ -107,7 +121,9 @@ def test_halogen_smoke_url_passes_the_served_models_and_names_the_one_whose_file
     assert rows["gone"][-2:] == ["FAILED", "0/4"]
     assert f"2 of 3 model(s) passed at {url}" in ran.stdout
     (why,) = [line for line in ran.stdout.splitlines() if line.startswith("gone: ")]
-    assert why.startswith("gone: openai-chat, openai-chat-stream, ollama-chat, ollama-chat-stream: HTTP 503: ")
+    assert why.startswith(
+        "gone: openai-chat, openai-chat-stream, ollama-chat, ollama-chat-stream: HTTP 503: "
+    )
     assert "mine/gone.gguf is not on disk" in why
 
 
@@ -119,7 +135,12 @@ def test_the_json_report_has_each_models_load_time_ttft_and_speeds(served: tuple
     report = json.loads(ran.stdout)
     assert report["passed"] is True and report["error"] is None
     smol, embed = report["models"]
-    assert (smol["id"], smol["kind"], embed["id"], embed["kind"]) == ("smol", "chat", "smol-embed", "embedding")
+    assert (smol["id"], smol["kind"], embed["id"], embed["kind"]) == (
+        "smol",
+        "chat",
+        "smol-embed",
+        "embedding",
+    )
     # Sane, not fast: bounds a working server meets on any machine.
     assert smol["wasLoaded"] is False and smol["loadFrom"] == "running"
     assert 0 < smol["loadSeconds"] < PATIENCE
@@ -138,7 +159,10 @@ def test_the_junit_report_read_by_junitparser_fails_only_the_missing_model(
     report = tmp_path / "smoke.xml"
     ran = smoke(url, "gone", "smol", "--format", "junit", "--output", str(report))
     assert ran.returncode == 1 and ran.stdout == ""
-    assert "halogen: failed: gone: openai-chat, openai-chat-stream, ollama-chat, ollama-chat-stream: HTTP 503" in ran.stderr
+    assert (
+        "halogen: failed: gone: openai-chat, openai-chat-stream, ollama-chat, ollama-chat-stream: HTTP 503"
+        in ran.stderr
+    )
     suites = {suite.name: suite for suite in junitparser.JUnitXml.fromfile(str(report))}
     assert (suites["gone"].tests, suites["gone"].failures) == (4, 4)
     assert (suites["smol"].tests, suites["smol"].failures) == (4, 0)
