@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -65,6 +66,9 @@ def _why(exc: aiohttp.ClientConnectorError) -> str:
     """The operating system's words for a failed connection: `Connection refused`, not
     asyncio's `Connect call failed ('127.0.0.1', 8080)`."""
     error = exc.os_error
+    if isinstance(exc, aiohttp.ClientSSLError) or isinstance(error, ssl.SSLError):
+        reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or error
+        return f"TLS failed: {reason}"
     if isinstance(error, socket.gaierror):
         return f"cannot resolve {exc.host}: {error.strerror}"
     return os.strerror(error.errno) if error.errno else str(error)

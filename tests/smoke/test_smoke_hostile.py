@@ -36,6 +36,14 @@ async def test_connection_refused_names_the_url_and_exits_1() -> None:
     assert "Connection refused" in json.loads(ran.out)["error"]
 
 
+async def test_https_to_a_plain_http_server_says_tls_failed() -> None:
+    async with endpoint() as server:
+        url = server.url.replace("http://", "https://")
+        ran = await smoke(url)
+    assert ran.code == 1
+    assert f"cannot connect to {url}/v1/models: TLS failed: " in ran.err
+
+
 async def test_a_server_that_never_answers_times_out_and_exits_1() -> None:
     with socket.socket() as silent:  # accepted by the kernel, never read nor answered
         silent.bind(("127.0.0.1", 0))
