@@ -4,12 +4,14 @@ at a time (or N at a time), timing each model's load from the server's `/running
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from halogen.smoke import checks, kinds
+from halogen.smoke.checks import Measured
 from halogen.smoke.client import CONFIG_VERSION_HEADER, Endpoint, Failed
 from halogen.smoke.progress import Bar
 from halogen.smoke.report import Check, ModelReport, Report
@@ -86,6 +88,36 @@ async def _show(endpoint: Endpoint, model: str) -> Mapping[str, Any] | None:
     return answer.body if isinstance(answer.body, dict) else None
 
 
+async def _run(endpoint: Endpoint, model: str, check: Check) -> tuple[Measured | None, bool]:
+    """Run `check` into itself: what it measured (None if it failed), and whether it timed out."""
+    started = time.monotonic()
+    try:
+        measured = await checks.BY_NAME[check.name](endpoint, model)
+        check.passed, check.status = True, 200
+        return measured, False
+    except Failed as exc:
+        check.status, check.error = exc.status, endpoint.redact(str(exc))
+        return None, exc.timed_out
+    finally:
+        check.seconds = time.monotonic() - started
+
+
+async def _loading(
+    endpoint: Endpoint, model: str, check: Check
+) -> tuple[Measured | None, bool, float | None]:
+    """`_run` for the request that loads the model, with /running watched meanwhile: also the
+    seconds until it listed the model ready, if it did before the answer was complete."""
+    watch = asyncio.create_task(_watch(endpoint, model, time.monotonic()))
+    try:
+        measured, timed_out = await _run(endpoint, model, check)
+    finally:
+        seen = watch.result() if watch.done() else None
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    return measured, timed_out, seen
+
+
 async def test_model(
     endpoint: Endpoint, model: str, entry: Mapping[str, Any] | None, bar: Bar
 ) -> ModelReport:
@@ -103,27 +135,19 @@ async def test_model(
             check.skipped, check.error = True, f"not run: {timed_out} timed out"
             continue
         bar.step(f"{model}: {name}")
-        watch = None
-        started = time.monotonic()
-        if i == 0 and not report.was_loaded and ready is not None:
-            watch = asyncio.create_task(_watch(endpoint, model, started))
-        try:
-            measured = await checks.BY_NAME[name](endpoint, model)
-            check.passed, check.status = True, 200
-        except Failed as exc:
-            check.status, check.error = exc.status, endpoint.redact(str(exc))
-            if exc.timed_out:
-                timed_out = name
-            measured = None
-        finally:
-            check.seconds = time.monotonic() - started
-            if watch is not None:
-                watch.cancel()
-        if i == 0 and measured is not None and not report.was_loaded:
-            if watch is not None and watch.done() and not watch.cancelled():
-                report.load_seconds, report.load_from = watch.result(), "running"
-            elif measured.headers_at is not None:
+        if i == 0 and not report.was_loaded:
+            seen = None
+            if ready is not None:
+                measured, late, seen = await _loading(endpoint, model, check)
+            else:
+                measured, late = await _run(endpoint, model, check)
+            if seen is not None:
+                report.load_seconds, report.load_from = seen, "running"
+            elif measured is not None and measured.headers_at is not None:
                 report.load_seconds, report.load_from = measured.headers_at, "first-byte"
+        else:
+            measured, late = await _run(endpoint, model, check)
+        timed_out = name if late else ""
         if measured is not None and measured.ttft is not None:
             report.ttft_seconds = measured.ttft
             report.prompt_tps, report.generation_tps = measured.prompt_tps, measured.generation_tps
@@ -161,7 +185,7 @@ async def smoke(
                 f"{endpoint.where('/v1/models')} did not answer with a model list (`data`: [{{id}}, ...])"
             )
             return report
-        report.config_version = answer.headers.get(CONFIG_VERSION_HEADER)
+        report.config_version = answer.headers.get(CONFIG_VERSION_HEADER) or config_version
         by_id = {str(e["id"]): e for e in entries}
         ids = kinds.chosen(entries, named)
         if not ids:
