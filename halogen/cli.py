@@ -521,7 +521,7 @@ def smoke(
             url,
             models,
             api_key=api_key,
-            fmt=fmt,
+            fmt=fmt,  # type: ignore[arg-type]
             output=output,
             config_version=config_version,
             wait=wait,

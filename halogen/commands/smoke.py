@@ -4,12 +4,19 @@ print the report; usage errors are said here, before any request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
+
+if TYPE_CHECKING:
+    from halogen.smoke.report import Format
 
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -47,12 +54,25 @@ def base_url(given: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+def _write(path: Path, text: str) -> None:
+    """Write the report whole or not at all: a CI step never reads half of one."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def run(
     url: str,
     models: Sequence[str],
     *,
     api_key: str | None,
-    fmt: str,
+    fmt: Format,
     output: Path | None,
     config_version: str | None,
     wait: float,
@@ -77,6 +97,8 @@ def run(
             f"{config_version!r} is not a sha256 in hex (64 characters): the sha256 of the config.yaml served",
             param_hint="--config-version",
         )
+    if output is not None and not output.absolute().parent.is_dir():
+        raise click.BadParameter(f"{output.parent} is not a folder", param_hint="--output")
     found = asyncio.run(
         smoke(
             base_url(url),
@@ -88,10 +110,10 @@ def run(
             wait=wait,
         )
     )
-    text = reports.render(found, fmt)  # type: ignore[arg-type]
+    text = reports.render(found, fmt)
     if output is not None:
         try:
-            output.write_text(text, encoding="utf-8")
+            _write(output, text)
         except OSError as exc:
             _say(f"error: cannot write {output}: {exc.strerror}")
             return 1

@@ -162,6 +162,7 @@ def test_a_bad_url_is_a_usage_error(url: str, said: str) -> None:
         (["--timeout", "0"], "--timeout"),
         (["--concurrency", "0"], "--concurrency"),
         (["--format", "xml"], "--format"),
+        (["--output", "/nonexistent/folder/report.xml"], "/nonexistent/folder is not a folder"),
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str], said: str) -> None:
