@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from halogen.smoke.client import Endpoint, Failed
+from halogen.smoke.client import Endpoint, Failed, loads
 
 # A prompt long enough that prompt processing shows in the figures (~100 tokens), asking for
 # an answer long enough to time generation. Each request starts with its own nonce, so
@@ -113,7 +113,7 @@ async def openai_chat_stream(endpoint: Endpoint, model: str) -> Measured:
                 done = True
                 break
             try:
-                event = json.loads(payload)
+                event = loads(payload)
             except ValueError:
                 raise Failed(
                     f"a stream event is not JSON: {payload[:120].decode('utf-8', 'replace')}"
@@ -192,7 +192,7 @@ async def ollama_chat_stream(endpoint: Endpoint, model: str) -> Measured:
             if not line.strip():
                 continue
             try:
-                data = _object(json.loads(line), "an Ollama chat chunk")
+                data = _object(loads(line), "an Ollama chat chunk")
             except ValueError:
                 raise Failed(f"a stream line is not JSON: {line[:120].decode('utf-8', 'replace')}") from None
             if "error" in data:

@@ -20,6 +20,9 @@ import aiohttp
 CONFIG_VERSION_HEADER = "Halogen-Config-Version"
 # How much of an error body is quoted: enough for the server's sentence, not for a page of HTML.
 QUOTED = 300
+# The largest JSON answer read: a model list or an embedding is far smaller; an endless body is
+# cut here rather than held in memory until the time limit.
+LARGEST = 64 * 1024 * 1024
 
 
 class Failed(Exception):
@@ -46,11 +49,19 @@ class Answer:
     seconds: float
 
 
+def loads(raw: bytes | str) -> Any:
+    """JSON, or ValueError: nesting too deep for the parser counts as not JSON too."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def server_message(text: str) -> str:
     """The server's own error message from an error body: OpenAI's `{"error": {"message"}}`,
     Ollama's and llama-swap's `{"error": "..."}`, Anthropic's nested one; else the text itself."""
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError:
         return _cut(text.strip()) or "(empty body)"
     if isinstance(data, dict):
@@ -122,9 +133,13 @@ class Endpoint:
 
     async def _json(self, path: str, response: aiohttp.ClientResponse, started: float) -> Answer:
         headers_at = time.monotonic() - started
-        raw = await response.read()
+        raw = bytearray()
+        while chunk := await response.content.read(1024 * 1024):
+            raw += chunk
+            if len(raw) > LARGEST:
+                raise Failed(f"{self.where(path)} answered more than {LARGEST // 2**20} MiB")
         try:
-            body = json.loads(raw)
+            body = loads(bytes(raw))
         except ValueError:
             raise Failed(
                 f"{self.where(path)} answered 200 but not JSON: {_cut(raw.decode('utf-8', 'replace').strip()) or '(empty body)'}"
@@ -152,8 +167,8 @@ class Endpoint:
             ) from None
         except aiohttp.ClientConnectorError as exc:
             raise Failed(f"cannot connect to {self.where(path)}: {_why(exc)}") from None
-        except aiohttp.ClientError as exc:
-            raise Failed(f"{self.where(path)}: {type(exc).__name__}: {exc}") from None
+        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
+            raise Failed(f"{self.where(path)}: {type(exc).__name__}: {_cut(str(exc))}") from None
 
     async def probe(self, path: str, *, timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         """Any answer at all (status, headers, at most 64 KiB of body): for polling a server
@@ -166,13 +181,16 @@ class Endpoint:
             raise Failed(f"no answer from {self.where(path)} within {timeout:g} s", timed_out=True) from None
         except aiohttp.ClientConnectorError as exc:
             raise Failed(f"cannot connect to {self.where(path)}: {_why(exc)}") from None
-        except aiohttp.ClientError as exc:
-            raise Failed(f"{self.where(path)}: {type(exc).__name__}: {exc}") from None
+        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
+            raise Failed(f"{self.where(path)}: {type(exc).__name__}: {_cut(str(exc))}") from None
 
     async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         """A streamed body's lines (server-sent events or NDJSON), each without its newline."""
         while True:
-            line = await response.content.readline()
+            try:
+                line = await response.content.readline()
+            except (ValueError, aiohttp.http_exceptions.LineTooLong):  # aiohttp's limits on one line
+                raise Failed("a line of the stream is too long") from None
             if not line:
                 return
             yield line.rstrip(b"\r\n")

@@ -49,7 +49,7 @@ def chosen(entries: Sequence[Mapping[str, Any]], named: Sequence[str]) -> list[s
     selectors, profile pins and peers' models."""
     if named:
         return list(dict.fromkeys(named))
-    return [str(e["id"]) for e in entries if _meta(e).get("type") not in NOT_MODELS]
+    return [str(e["id"]) for e in entries if str(_meta(e).get("type")) not in NOT_MODELS]
 
 
 def kind_of(entry: Mapping[str, Any] | None, shown: Mapping[str, Any] | None) -> Kind:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from halogen.smoke import checks, kinds
 from halogen.smoke.checks import Measured
-from halogen.smoke.client import CONFIG_VERSION_HEADER, Endpoint, Failed
+from halogen.smoke.client import CONFIG_VERSION_HEADER, Endpoint, Failed, loads
 from halogen.smoke.progress import Bar
 from halogen.smoke.report import Check, ModelReport, Report
 
@@ -32,7 +31,7 @@ async def reported_version(endpoint: Endpoint, timeout: float) -> str | None:
     if header:
         return header.strip().lower()
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
         return None
     given = data.get("configVersion") if isinstance(data, dict) else None
@@ -49,7 +48,7 @@ async def wait_for_version(endpoint: Endpoint, wanted: str, wait: float) -> str:
             got = await reported_version(endpoint, min(QUICK, max(deadline - time.monotonic(), 0.1)))
             if got == wanted:
                 return ""
-            last = f"it reports config version {got}" if got else "it reports no config version"
+            last = f"it reports config version {got[:80]}" if got else "it reports no config version"
         except Failed as exc:
             last = f"the last try failed: {exc}"
         left = deadline - time.monotonic()

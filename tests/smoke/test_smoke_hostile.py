@@ -82,6 +82,32 @@ async def test_a_stream_that_stalls_fails_its_check_and_skips_the_models_other_c
     assert rows["fine"]["passed"] is True
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", "Bad status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n{", "Response payload is not completed"),
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 100_000 + b"\r\n\r\n", "Got more than 8190 bytes"),
+    ],
+)
+async def test_an_answer_that_is_not_http_exits_1_saying_what_was_wrong(answer: bytes, said: str) -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        ran = await smoke(url)
+    finally:
+        server.close()
+    assert ran.code == 1
+    assert f"halogen: error: cannot list the models: {url}/v1/models: " in ran.err and said in ran.err
+    assert len(ran.err) < 600
+
+
 async def test_a_model_list_that_is_not_json_or_not_a_list_exits_1_saying_so() -> None:
     async def html(request: web.Request) -> web.Response:
         return web.Response(text="<html><body>Welcome to nginx!</body></html>", content_type="text/html")
@@ -99,6 +125,34 @@ async def test_a_model_list_that_is_not_json_or_not_a_list_exits_1_saying_so() -
     assert "did not answer with a model list" in ran.err
     (suite,) = junitparser.JUnitXml.fromstring(ran.out)
     assert suite.name == "endpoint" and suite.failures == 1
+
+
+async def test_json_nested_past_the_parsers_depth_is_not_json() -> None:
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
+
+    async with endpoint(Endpoint(overrides={"/v1/models": deep})) as server:
+        ran = await smoke(server.url)
+    assert ran.code == 1 and "answered 200 but not JSON: [[[[" in ran.err
+
+
+async def test_odd_entries_and_an_overlong_stream_line_fail_the_check_not_the_run() -> None:
+    async def long_line(request: web.Request) -> web.StreamResponse:
+        if not (await request.json()).get("stream"):
+            return web.json_response({"choices": [{"message": {"content": "ok"}}]})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + b"x" * 4_000_000 + b"\n\n")
+        return response
+
+    models = [{"id": "m", "meta": {"llamaswap": {"type": []}}, "capabilities": ["reranker"]}]
+    async with endpoint(Endpoint(models=models, overrides={"/v1/chat/completions": long_line})) as server:
+        ran = await smoke(server.url, "--format", "json")
+    assert ran.code == 1
+    (row,) = json.loads(ran.out)["models"]
+    checks = {c["name"]: c for c in row["checks"]}
+    assert row["kind"] == "chat" and checks["openai-chat"]["passed"]
+    assert checks["openai-chat-stream"]["error"] == "a line of the stream is too long"
 
 
 async def test_an_empty_model_list_fails() -> None:
