@@ -446,6 +446,7 @@ def serve(
 @click.argument("models", metavar="[MODEL]...", nargs=-1)
 @click.option(
     "--api-key",
+    metavar="KEY",
     envvar="HALOGEN_API_KEY",
     show_envvar=True,
     default=None,
@@ -474,6 +475,7 @@ def serve(
 )
 @click.option(
     "--wait",
+    metavar="SECONDS",
     type=click.FloatRange(min=0),
     default=300,
     show_default=True,
@@ -481,6 +483,7 @@ def serve(
 )
 @click.option(
     "--timeout",
+    metavar="SECONDS",
     type=click.FloatRange(min=0, min_open=True),
     default=300,
     show_default=True,
@@ -489,6 +492,7 @@ def serve(
 )
 @click.option(
     "--concurrency",
+    metavar="N",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -505,8 +509,10 @@ def smoke(
     timeout: float,
     concurrency: int,
 ) -> None:
-    """Check a deployed endpoint at URL (e.g. http://127.0.0.1:8080): every model GET /v1/models
-    lists (selectors, profile pins and peers' models aside), or the MODELs named, one at a time.
+    """Check a deployed endpoint: use each model, time its load and its speed.
+
+    Tests the endpoint at URL (e.g. http://127.0.0.1:8080): every model GET /v1/models lists
+    (selectors, profile pins and peers' models aside), or the MODELs named, one at a time.
     A chat model is asked to chat through the OpenAI API (/v1/chat/completions) and the Ollama
     API (/api/chat), streamed and not; an embedding model (Ollama capabilities `embedding`
     without `completion`, from /api/show) for /v1/embeddings; a reranker (/v1/models'
