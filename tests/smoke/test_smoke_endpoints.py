@@ -118,7 +118,10 @@ async def test_it_waits_for_the_config_version_asked_for_then_tests() -> None:
         async with endpoint(Endpoint(version=OLD, version_in_json_only=json_only)) as server:
 
             async def reload(server: Endpoint = server) -> float:
-                await asyncio.sleep(1.0)
+                # Once the old version has been asked for and answered: a reload under way.
+                while not server.requests("/api/version"):
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)
                 server.version = NEW
                 return time.monotonic()
 
