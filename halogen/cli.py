@@ -439,3 +439,99 @@ def serve(
             llama_server=llama_server.resolve() if llama_server else None,
         )
     )
+
+
+@main.command()
+@click.argument("url")
+@click.argument("models", metavar="[MODEL]...", nargs=-1)
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    envvar="HALOGEN_API_KEY",
+    show_envvar=True,
+    default=None,
+    help="Sent as `Authorization: Bearer`; never printed.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "junit"]),
+    default="table",
+    show_default=True,
+    help="A table for people, one JSON document, or JUnit XML (a testcase per model per check) for CI.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the report to this file instead of stdout.",
+)
+@click.option(
+    "--config-version",
+    metavar="SHA256",
+    default=None,
+    help="First wait until the server reports this config version (the sha256 of its config.yaml, "
+    "in the Halogen-Config-Version header or /api/version's configVersion); exit 1 if it does not within --wait.",
+)
+@click.option(
+    "--wait",
+    metavar="SECONDS",
+    type=click.FloatRange(min=0),
+    default=300,
+    show_default=True,
+    help="Seconds to wait for --config-version.",
+)
+@click.option(
+    "--timeout",
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300,
+    show_default=True,
+    help="Seconds each request may take, a model's load included; a check that times out fails "
+    "and the model's later checks are skipped.",
+)
+@click.option(
+    "--concurrency",
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Models tested at once (one at a time keeps models from swapping back and forth).",
+)
+def smoke(
+    url: str,
+    models: tuple[str, ...],
+    api_key: str | None,
+    fmt: str,
+    output: Path | None,
+    config_version: str | None,
+    wait: float,
+    timeout: float,
+    concurrency: int,
+) -> None:
+    """Check a deployed endpoint: use each model, time its load and its speed.
+
+    Tests the endpoint at URL (e.g. http://127.0.0.1:8080): every model GET /v1/models lists
+    (selectors, profile pins and peers' models aside), or the MODELs named, one at a time.
+    A chat model is asked to chat through the OpenAI API (/v1/chat/completions) and the Ollama
+    API (/api/chat), streamed and not; an embedding model (Ollama capabilities `embedding`
+    without `completion`, from /api/show) for /v1/embeddings; a reranker (/v1/models'
+    `capabilities.reranker`) for /v1/rerank. For each model: its load time (until /running lists
+    it ready), time to first token and prompt and generation tokens per second (llama-server's
+    timings of the streamed chat). Exit codes: 0 every check passed, 1 a check failed or the
+    endpoint could not be reached, 2 usage error."""
+    from halogen.commands import smoke as command
+
+    sys.exit(
+        command.run(
+            url,
+            models,
+            api_key=api_key,
+            fmt=fmt,  # type: ignore[arg-type]
+            output=output,
+            config_version=config_version,
+            wait=wait,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+    )

@@ -164,6 +164,19 @@ class Handler(BaseHTTPRequestHandler):
                     "echo": echo,
                 },
             )
+        elif path in ("/v1/rerank", "/rerank"):
+            # llama-server's shape (format_response_rerank, tools/server/server-common.cpp).
+            documents = request.get("documents") or []
+            results = [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(documents))]
+            self._json(
+                200,
+                {
+                    "model": request.get("model", ARGS.name),
+                    "object": "list",
+                    "results": results,
+                    "echo": echo,
+                },
+            )
         else:
             self._json(200, {"served_by": ARGS.name, "echo": echo})
 

@@ -1,0 +1,39 @@
+"""`halogen smoke` against `halogen serve` itself, its models fake llama-servers: the kind of
+each model read from serve's own /v1/models and /api/show, and the load timed by /running."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.runtime.harness import Site, serving
+
+from .run import smoke
+
+
+async def test_kinds_come_from_serves_listing_and_the_load_from_running(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.fake("talker", "--health-delay", "0.3")
+    site.fake("ranker", capabilities={"reranker": True})
+    site.fake("embedder", metadata={"capabilities": ["embedding"]})
+    async with serving(site.write()) as proxy:
+        url = str(proxy.server.url).rstrip("/")
+        first = await smoke(url, "--format", "json")
+        again = await smoke(url, "talker")
+    assert first.code == 0, first.both
+    rows = {m["id"]: m for m in json.loads(first.out)["models"]}
+    assert {m: r["kind"] for m, r in rows.items()} == {
+        "embedder": "embedding",
+        "ranker": "reranker",
+        "talker": "chat",
+    }
+    talker = rows["talker"]
+    # The fake answers /health 200 0.3 s after it starts: /running says ready no sooner.
+    assert talker["loadFrom"] == "running" and talker["loadSeconds"] >= 0.3
+    assert talker["speedFrom"] == "timings"  # the fake's prompt_n and prompt_ms
+    assert [e["path"] for e in site.fakes["ranker"].events("request")] == ["/v1/rerank"]
+    assert [e["path"] for e in site.fakes["embedder"].events("request")] == ["/v1/embeddings"]
+    # Tested last, so still loaded when named alone: no load to time.
+    assert again.code == 0, again.both
+    (row,) = [line for line in again.out.splitlines() if line.startswith("talker")]
+    assert row.split()[:3] == ["talker", "chat", "loaded"]
