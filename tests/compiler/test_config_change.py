@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from halogen import cli
 from halogen.compiler.pipeline import build
 from halogen.diagnostics import Invalid
 from halogen.llamaswap import io
@@ -161,16 +162,20 @@ def test_the_smoke_job_checks_this_config_on_the_service_and_fails_at_once(
     assert container["command"] == [
         "halogen",
         "smoke",
-        "http://llm.ai.svc:8080",
         "--config-version",
         version,
         "--wait",
         "120",
         "--format",
         "table",
-        "--model",
+        "--",
+        "http://llm.ai.svc:8080",
         "tiny",
     ]
+    # The command line is one `halogen smoke` takes: its own parser reads the URL and the models.
+    parsed = cli.main.commands["smoke"].make_context("smoke", container["command"][2:])
+    assert parsed.params["url"] == "http://llm.ai.svc:8080" and parsed.params["models"] == ("tiny",)
+    assert parsed.params["config_version"] == version
     deployment = yaml.safe_load(files["deployment.yaml"])
     proxy_pod = deployment["spec"]["template"]["spec"]
     assert container["image"] == proxy_pod["containers"][0]["image"]
@@ -251,17 +256,8 @@ def test_a_smoke_model_may_be_an_alias_a_variant_or_a_selector(tree: Callable[..
         "selectors": {"pick": {"strategy": "pin", "targets": ["tiny"]}},
     }
     assert smoke_of(built(tree(site, models)))["spec"]["template"]["spec"]["containers"][0]["command"][
-        -8:
-    ] == [
-        "--model",
-        "t",
-        "--model",
-        "tiny:hot",
-        "--model",
-        "pick",
-        "--model",
-        "tiny:latest",
-    ]
+        -6:
+    ] == ["--", "http://llm.ai.svc:8080", "t", "tiny:hot", "pick", "tiny:latest"]
 
 
 def test_a_smoke_deadline_shorter_than_its_wait_is_refused(tree: Callable[..., SiteTree]) -> None:

@@ -38,14 +38,16 @@ def command(site: Site, config_version: str) -> list[str]:
     return [
         *image.ENTRYPOINT[:1],
         "smoke",
-        url(site),
         "--config-version",
         config_version,
         "--wait",
         str(smoke.wait),
         "--format",
         FORMAT,
-        *(arg for model in smoke.models for arg in ("--model", model)),
+        # `halogen smoke URL [MODEL]...`; after `--` a model id that starts with `-` stays an id.
+        "--",
+        url(site),
+        *smoke.models,
     ]
 
 
