@@ -56,7 +56,7 @@ def scraped(runnable: Runnable) -> bool:
     return cmdline.of_command(runnable.argv, runnable.env).get("--metrics") == "1"
 
 
-async def fetch(upstream: Upstream, timeout: float = TIMEOUT) -> str | None:
+async def fetch(upstream: Upstream, timeout: float) -> str | None:
     """The text of the upstream's /metrics; None when it does not answer 200 within `timeout`
     or answers more than MAX_BYTES."""
     key = upstream_key(upstream.runnable)
@@ -77,8 +77,10 @@ async def fetch(upstream: Upstream, timeout: float = TIMEOUT) -> str | None:
     return body.decode("utf-8", "replace")
 
 
-async def scrape(upstreams: Sequence[Upstream], timeout: float = TIMEOUT) -> list[Metric]:
-    """Every upstream's families, fetched concurrently, merged (`merge`)."""
+async def scrape(upstreams: Sequence[Upstream], timeout: float | None = None) -> list[Metric]:
+    """Every upstream's families, fetched concurrently (each within `timeout`, else `TIMEOUT`),
+    merged (`merge`)."""
+    timeout = TIMEOUT if timeout is None else timeout
     texts = await asyncio.gather(*(fetch(upstream, timeout) for upstream in upstreams))
     return merge({u.id: text for u, text in zip(upstreams, texts, strict=True) if text is not None})
 
