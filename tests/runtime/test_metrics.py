@@ -237,3 +237,19 @@ def test_merge_stops_at_the_sample_limit_per_model() -> None:
     text = "# TYPE g gauge\n" + "".join(f'g{{i="{i}"}} 1\n' for i in range(federation.MAX_SAMPLES + 5))
     (family,) = federation.merge({"m": text})
     assert len(family.samples) == federation.MAX_SAMPLES
+
+
+async def test_every_metric_the_readmes_promql_names_is_one_metrics_writes(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- promql: begin -->", 1)[1].split("<!-- promql: end -->", 1)[0]
+    queries = [line for line in block.splitlines() if line and not line.startswith(("#", "```"))]
+    names = {name for query in queries for name in re.findall(r"\b(?:halogen_|llamacpp:)[a-z_:]+", query)}
+    assert len(names) >= 6, names
+    site = Site(tmp_path)
+    site.fake("m", "--metrics")
+    async with serving(site.write()) as proxy:
+        async with await proxy.chat("m", stream=True) as response:
+            await response.read()
+        text = await proxy.metrics()
+    written = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+    assert names <= written, names - written
