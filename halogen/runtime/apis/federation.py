@@ -63,7 +63,10 @@ async def fetch(upstream: Upstream, timeout: float) -> str | None:
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     try:
         async with asyncio.timeout(timeout):
-            async with upstream.pool.session.get(upstream.url("/metrics"), headers=headers) as response:
+            # A new connection each time: scrapes come every 15-60 s, long after llama-server has
+            # closed an idle kept-alive one (5 s), which a pooled request would find closed.
+            session = upstream.pool.fresh_session
+            async with session.get(upstream.url("/metrics"), headers=headers) as response:
                 if response.status != 200:
                     return None
                 body = bytearray()

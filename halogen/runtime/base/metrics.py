@@ -248,8 +248,8 @@ def token_counts(event: Any) -> tuple[int, int] | None:
 
 
 class TokenReader:
-    """Watches a response as it is forwarded and keeps the token counts it carried: of each
-    count, the last non-zero one (Anthropic's stream gives input and output in different events;
+    """Watches a response as it is forwarded and keeps the token counts it carried, and the
+    generation speed llama-server timed (`generation_rate`): of each count, the last non-zero one (Anthropic's stream gives input and output in different events;
     processStreamingResponse in internal/server/metrics.go, llama-swap, merges them so).
 
     SSE is read line by line (an event can be split across reads); any other body is kept up
