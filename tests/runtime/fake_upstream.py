@@ -191,6 +191,12 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
             return
+        if ARGS.api_key and self.headers.get("Authorization") != f"Bearer {ARGS.api_key}":
+            # llama-server asks for its key on /metrics too (only /health is public).
+            self._json(
+                401, {"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}}
+            )
+            return
         if ARGS.metrics_hang:
             while True:
                 time.sleep(60)

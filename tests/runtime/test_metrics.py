@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from halogen.runtime.apis import federation
@@ -117,7 +118,7 @@ async def test_metrics_are_served_with_the_libraries_content_type_and_no_created
     async with serving(site.write()) as proxy:
         await proxy.served_by("m")
         async with proxy.client.get("/metrics") as response:
-            assert response.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
+            assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
             text = await response.text()
     assert "_created" not in text
     assert families(text)["halogen_requests"] == "counter"
@@ -143,6 +144,16 @@ async def test_a_running_llama_servers_metrics_appear_under_its_model_label(tmp_
         assert text.count("# TYPE llamacpp:prompt_tokens_total counter") == 1
     assert idle.starts() == 0  # a model not running contributes nothing
     assert off.events("metrics") == []
+
+
+async def test_a_llama_server_with_an_api_key_is_asked_with_its_key(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    locked = site.fake("locked", "--metrics", "--api-key", "sk-model")
+    async with serving(site.write()) as proxy:
+        await proxy.served_by("locked")
+        text = await proxy.metrics()
+    assert locked.events("metrics")
+    assert metric(text, "llamacpp:prompt_tokens_total") == {"locked": "7"}
 
 
 async def test_a_hung_llama_server_leaves_out_its_series_without_stalling_the_scrape(
