@@ -17,6 +17,7 @@ from halogen.runtime.apis import federation
 from halogen.runtime.base.metrics import FIRST_TOKEN_BUCKETS
 
 from .harness import PATIENCE, Site, eventually, metric, sample, serving
+from .test_peers import near_site, peer_fake
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -264,3 +265,19 @@ async def test_every_metric_the_readmes_promql_names_is_one_metrics_writes(tmp_p
         text = await proxy.metrics()
     written = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
     assert names <= written, names - written
+
+
+async def test_a_peers_streamed_answer_is_observed_under_the_peers_model_and_never_queues(
+    tmp_path: Path,
+) -> None:
+    async with peer_fake(tmp_path, "qwen") as (_, url):
+        near = near_site(tmp_path, url, ["qwen"])
+        async with serving(near.write()) as proxy:
+            async with await proxy.chat("box2/qwen", stream=True, headers={"X-Fake-Chunks": "3"}) as response:
+                assert response.status == 200
+                await response.read()
+            text = await proxy.metrics()
+    assert metric(text, "halogen_requests_total") == {"box2/qwen": "1"}
+    assert count(text, "halogen_time_to_first_token_seconds", "box2/qwen") == 1
+    assert sample(text, "halogen_generation_tokens_per_second_sum", model="box2/qwen") == 1000.0
+    assert count(text, "halogen_queue_wait_seconds", "box2/qwen") is None
