@@ -18,6 +18,7 @@ from halogen.runtime.base.metrics import FIRST_TOKEN_BUCKETS
 
 from .harness import PATIENCE, Site, eventually, metric, sample, serving
 from .test_peers import near_site, peer_fake
+from .test_pieces import runnable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -281,3 +282,19 @@ async def test_a_peers_streamed_answer_is_observed_under_the_peers_model_and_nev
     assert count(text, "halogen_time_to_first_token_seconds", "box2/qwen") == 1
     assert sample(text, "halogen_generation_tokens_per_second_sum", model="box2/qwen") == 1000.0
     assert count(text, "halogen_queue_wait_seconds", "box2/qwen") is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "asked"),
+    [
+        (("llama-server", "-m", "x.gguf", "--metrics"), (), True),
+        (("llama-server", "-m", "x.gguf"), (("LLAMA_ARG_ENDPOINT_METRICS", "1"),), True),
+        (("llama-server", "-m", "x.gguf"), (("LLAMA_ARG_ENDPOINT_METRICS", "false"),), False),
+        (("llama-server", "-m", "x.gguf"), (), False),
+    ],
+)
+def test_a_model_is_asked_for_its_metrics_when_its_command_turns_them_on(
+    argv: tuple[str, ...], env: tuple[tuple[str, str], ...], asked: bool
+) -> None:
+    # common/arg.cpp: --metrics, or its variable LLAMA_ARG_ENDPOINT_METRICS.
+    assert federation.scraped(runnable(argv=argv, env=env)) is asked
