@@ -7,6 +7,8 @@ HTTP/1.1 with keep-alive on a bare asyncio protocol: `GET /health` → 200; `POS
 `max_tokens` content events (one write each, as llama-server sends one per token), a final
 event and `data: [DONE]`. Anything else → 404. It binds 127.0.0.1 only. With
 `--health-delay S`, `/health` answers 503 for S seconds after binding, like a model loading.
+With `--metrics`, it answers as llama-server started with --metrics does: `timings` on the whole
+answer and on a stream's final event, and `GET /metrics` with llama-server's series (some 2.5 KB).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ LOADING = _response(
     b'{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}',
 )
 READY_AT = 0.0
+LLAMA_METRICS = False
 NOT_FOUND = _response("404 Not Found", "application/json", b'{"error":{"code":404,"message":"not found"}}')
 ANSWER = _response("200 OK", "application/json", json.dumps(COMPLETION, separators=(",", ":")).encode())
 STREAM_HEAD = (
@@ -68,6 +71,44 @@ STREAM_HEAD = (
 TOKENS = [_event({"content": f" t{i:02d}"}, None) for i in range(16)]
 FINAL = _event({}, "stop", usage={"prompt_tokens": 9, "completion_tokens": 0, "total_tokens": 9})
 DONE = b"%x\r\n%s\r\n0\r\n\r\n" % (len(b"data: [DONE]\n\n"), b"data: [DONE]\n\n")
+# What llama-server (0.3.36's) puts in `timings`, and the series its /metrics writes
+# (server_task_result_metrics::to_metrics in tools/server/server-task.cpp).
+TIMINGS = {
+    "cache_n": 0,
+    "prompt_n": 9,
+    "prompt_ms": 40.1,
+    "prompt_per_token_ms": 4.46,
+    "prompt_per_second": 224.4,
+    "predicted_n": 16,
+    "predicted_ms": 300.0,
+    "predicted_per_token_ms": 20.0,
+    "predicted_per_second": 50.0,
+}
+COUNTERS = (
+    "prompt_tokens_total",
+    "prompt_tokens_cached_total",
+    "prompt_seconds_total",
+    "tokens_predicted_total",
+    "tokens_predicted_seconds_total",
+    "n_decode_total",
+    "n_tokens_max",
+    "spec_decode_num_draft_tokens_total",
+    "spec_decode_num_accepted_tokens_total",
+    "spec_decode_num_drafts_total",
+)
+GAUGES = (
+    "prompt_tokens_seconds",
+    "predicted_tokens_seconds",
+    "requests_processing",
+    "requests_deferred",
+    "n_busy_slots_per_decode",
+)
+METRICS_TEXT = "".join(
+    f"# HELP llamacpp:{name} What llama-server says of {name}, in a sentence of about this length\n"
+    f"# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {i * 7}\n"
+    for i, (name, kind) in enumerate([*((c, "counter") for c in COUNTERS), *((g, "gauge") for g in GAUGES)])
+).encode()
+METRICS = _response("200 OK", "text/plain; version=0.0.4", METRICS_TEXT)
 
 
 class Connection(asyncio.Protocol):
@@ -110,6 +151,8 @@ class Connection(asyncio.Protocol):
             method, path, body = request
             if method == b"GET" and path == b"/health":
                 self.transport.write(HEALTH if time.monotonic() >= READY_AT else LOADING)
+            elif method == b"GET" and path == b"/metrics" and LLAMA_METRICS:
+                self.transport.write(METRICS)
             elif method == b"POST" and path == b"/v1/chat/completions":
                 try:
                     payload = json.loads(body)
@@ -178,11 +221,25 @@ class Connection(asyncio.Protocol):
 
 
 async def main() -> None:
-    global READY_AT
+    global READY_AT, LLAMA_METRICS, ANSWER, FINAL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--health-delay", type=float, default=0.0, help="seconds of 503 after binding")
+    parser.add_argument("--metrics", action="store_true", help="timings and /metrics, as llama-server")
     args = parser.parse_args()
+    if args.metrics:
+        LLAMA_METRICS = True
+        ANSWER = _response(
+            "200 OK",
+            "application/json",
+            json.dumps({**COMPLETION, "timings": TIMINGS}, separators=(",", ":")).encode(),
+        )
+        FINAL = _event(
+            {},
+            "stop",
+            usage={"prompt_tokens": 9, "completion_tokens": 16, "total_tokens": 25},
+            timings=TIMINGS,
+        )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Connection, "127.0.0.1", args.port, backlog=1024)
     READY_AT = time.monotonic() + args.health_delay

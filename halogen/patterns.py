@@ -19,6 +19,14 @@ ALLOWED_HOST: Final = (
     r"^(\*|\.?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*)$"
 )
 """A host name the proxy answers to (`--allow-host`): a name, a domain with a leading dot, or *."""
+PROMETHEUS_DURATION: Final = (
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+"""A Prometheus duration, as the PodMonitor CRD's `interval` and `scrapeTimeout` take it
+(monitoring.coreos.com_podmonitors.yaml, prometheus-operator)."""
+LABEL_KEY: Final = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+"""A Kubernetes label key: an optional DNS-subdomain prefix and '/', a name of at most 63."""
+LABEL_VALUE: Final = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
 
 HINTS: Final = {
     ENV_NAME: "environment variable names are upper-case letters, digits and '_'",
@@ -30,6 +38,11 @@ HINTS: Final = {
     QUANTITY: "a Kubernetes quantity: e.g. 32Gi, 512Mi, 500m, or a whole number",
     ALLOWED_HOST: "a host name without scheme or port (chat.lan), a domain with a leading dot "
     "for every name under it (.lan), or *",
+    PROMETHEUS_DURATION: "a Prometheus duration: a number and a unit, no spaces, e.g. 30s, 1m, 1m30s",
+    LABEL_KEY: "a Kubernetes label key: letters, digits, '-', '_' and '.', at most 63, after an "
+    "optional domain and '/' (release, app.kubernetes.io/part-of)",
+    LABEL_VALUE: "a Kubernetes label value: letters, digits, '-', '_' and '.', at most 63, "
+    "starting and ending with a letter or digit",
 }
 
 # Words for the other patterns of the input models, so that no diagnostic shows a regex.

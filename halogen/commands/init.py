@@ -56,14 +56,15 @@ deployment:
 
 backends:
   # How llama-server runs: written once, applied to every model that names it (or to every
-  # model, while it is the only backend).
+  # model, while it is the only backend). --metrics: llama-server's own Prometheus series,
+  # which halogen serve's /metrics carries under the model's id.
   cpu:
-    args: [--n-gpu-layers, "0"]
+    args: [--n-gpu-layers, "0", --metrics]
   # A GPU (the image's llama.cpp is built for ROCm): every layer on it, flash attention, and
   # the model read into memory rather than mapped (--load-mode none: current llama.cpp no
   # longer takes --no-mmap).
   # gpu:
-  #   args: [--n-gpu-layers, "999", --flash-attn, "on", --load-mode, "none"]
+  #   args: [--n-gpu-layers, "999", --flash-attn, "on", --load-mode, "none", --metrics]
   #   devices: [/dev/dri, /dev/kfd]
 """
 

@@ -114,6 +114,8 @@ def test_the_example_model_uncommented_is_a_model_that_builds(repo: Path) -> Non
     assert (site / "out" / "pull" / "job.yaml").is_file()
     config = yaml.safe_load((site / "out" / "config.yaml").read_text())
     assert list(config["models"]) == ["example"]
+    # llama-server's own /metrics is on, for halogen serve's /metrics to carry.
+    assert "--metrics" in config["macros"]["cpu"].split()
 
 
 def test_init_never_overwrites_a_file_and_then_writes_nothing(repo: Path) -> None:

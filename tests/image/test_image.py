@@ -225,7 +225,7 @@ def test_the_venv_holds_halogen_and_its_runtime_dependencies_only(
     figures.append(f"venv ({image.VENV}, python {found['python']}): {len(listed)} packages")
     figures.extend(f"  {line}" for line in listed)
     assert set(dists) == expected
-    assert {"aiohttp", "click", "pydantic", "ruamel-yaml"} <= set(dists)
+    assert {"aiohttp", "click", "pydantic", "ruamel-yaml", "prometheus-client"} <= set(dists)
     for absent in ("jinja2", "kubernetes-validate", "pip", "setuptools"):
         assert absent not in dists
 

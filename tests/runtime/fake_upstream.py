@@ -18,6 +18,11 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Report-Stall: 1    with a small send buffer, record `stalled` (bytes sent so far) the
                             first time the reader stops taking data, and `streamed` at the end
 
+With `--metrics` it serves `/metrics` as llama-server does (Prometheus text, a few of its
+`llamacpp:` series, counting the completions it answered); without it, llama-server's 501. With
+`--metrics-text PATH` the answer is PATH's bytes instead, read at each request (a test can make
+them hostile), and with `--metrics-hang` the request is never answered.
+
 With `--drop-reused`, every request that arrives on a connection already used once is dropped
 unanswered (recorded as `dropped`): what a client sees when llama-server closes an idle
 keep-alive connection just as the client sends on it.
@@ -42,6 +47,7 @@ from urllib.parse import urlsplit
 ARGS: argparse.Namespace
 STARTED = time.monotonic()
 RECORD_LOCK = threading.Lock()
+ANSWERED = [0]  # completions answered, for /metrics
 
 
 def record(event: str, **fields: Any) -> None:
@@ -126,6 +132,9 @@ class Handler(BaseHTTPRequestHandler):
                     503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
                 )
             return
+        if path == "/metrics":
+            self._metrics()
+            return
         echo = self._echo(body)
         record("request", **echo)
         if ARGS.api_key and self.headers.get("Authorization") != f"Bearer {ARGS.api_key}":
@@ -180,7 +189,54 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, {"served_by": ARGS.name, "echo": echo})
 
+    def _metrics(self) -> None:
+        record("metrics")
+        if not ARGS.metrics:
+            # llama-server's answer without --metrics (tools/server/server-context.cpp).
+            self._json(
+                501,
+                {
+                    "error": {
+                        "code": 501,
+                        "message": "This server does not support metrics endpoint. Start it with `--metrics`",
+                        "type": "not_supported_error",
+                    }
+                },
+            )
+            return
+        if ARGS.api_key and self.headers.get("Authorization") != f"Bearer {ARGS.api_key}":
+            # llama-server asks for its key on /metrics too (only /health is public).
+            self._json(
+                401, {"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}}
+            )
+            return
+        if ARGS.metrics_hang:
+            while True:
+                time.sleep(60)
+        if ARGS.metrics_text:
+            with open(ARGS.metrics_text, "rb") as source:
+                data = source.read()
+        else:
+            # The shape of server_task_result_metrics::to_metrics (tools/server/server-task.cpp).
+            data = (
+                "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed, excluding cached tokens\n"
+                "# TYPE llamacpp:prompt_tokens_total counter\n"
+                f"llamacpp:prompt_tokens_total {7 * ANSWERED[0]}\n"
+                "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed\n"
+                "# TYPE llamacpp:tokens_predicted_total counter\n"
+                f"llamacpp:tokens_predicted_total {3 * ANSWERED[0]}\n"
+                "# HELP llamacpp:requests_processing Number of requests processing\n"
+                "# TYPE llamacpp:requests_processing gauge\n"
+                "llamacpp:requests_processing 0\n"
+            ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _complete(self, path: str, request: dict[str, Any], echo: dict[str, Any]) -> None:
+        ANSWERED[0] += 1
         text = f"hello from {ARGS.name}"
         if path == "/v1/chat/completions":
             choice: dict[str, Any] = {
@@ -205,6 +261,7 @@ class Handler(BaseHTTPRequestHandler):
                     "prompt_ms": 1.5,
                     "predicted_n": 3,
                     "predicted_ms": 2.5,
+                    "predicted_per_second": 800.0,  # 1e3 / predicted_ms * (predicted_n - 1)
                     "cache_n": 0,
                 },
                 "echo": echo,
@@ -212,6 +269,7 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _stream(self, path: str, request: dict[str, Any]) -> None:
+        ANSWERED[0] += 1
         chunks = int(self.headers.get("X-Fake-Chunks") or ARGS.chunks)
         delay = float(self.headers.get("X-Fake-Chunk-Delay") or 0)
         gate = self.headers.get("X-Fake-Gate")
@@ -284,6 +342,8 @@ class Handler(BaseHTTPRequestHandler):
                         "prompt_ms": 1.0,
                         "predicted_n": chunks,
                         "predicted_ms": 2.0,
+                        # llama-server's n_gen_tps: the first token is not timed (0 for one).
+                        "predicted_per_second": 1e3 / 2.0 * max(chunks - 1, 0),
                         "cache_n": 0,
                     },
                 }
@@ -336,6 +396,9 @@ def main() -> None:
     )
     parser.add_argument("--api-key-file", default="", help="the key's file: one a line, '#' comments")
     parser.add_argument("--drop-reused", action="store_true", help="drop requests on a reused connection")
+    parser.add_argument("--metrics", action="store_true", help="serve /metrics, as llama-server does")
+    parser.add_argument("--metrics-text", default="", help="with --metrics: answer /metrics with this file")
+    parser.add_argument("--metrics-hang", action="store_true", help="with --metrics: never answer /metrics")
     ARGS = parser.parse_args()
     if ARGS.api_key_file:
         with open(ARGS.api_key_file, encoding="utf-8") as keys:

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from halogen.llamaswap import io
 from halogen.runtime.base.logs import Logs
@@ -209,10 +211,36 @@ def until(
 
 
 def metric(text: str, name: str) -> dict[str, str]:
-    """The samples of metric `name` per model in a /metrics `text`, as written there."""
-    prefix = name + '{model="'
-    rows = [line.removeprefix(prefix).split('"} ') for line in text.splitlines() if line.startswith(prefix)]
-    return {model: value for model, value in rows}
+    """The samples of metric `name` labelled only by model in a /metrics `text`, read with
+    prometheus_client's parser; a whole number is written without its fraction (the library
+    writes 2 as 2.0)."""
+    rows = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and set(sample.labels) == {"model"}:
+                value = sample.value
+                rows[sample.labels["model"]] = str(int(value)) if float(value).is_integer() else repr(value)
+    return rows
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample `name` with exactly `labels` in a /metrics `text` (parsed with
+    prometheus_client's parser); None when there is none."""
+    for family in text_string_to_metric_families(text):
+        for row in family.samples:
+            if row.name == name and row.labels == labels:
+                return float(row.value)
+    return None
+
+
+@dataclass
+class Joined:
+    """Families as a collector, for `prometheus_client.generate_latest`."""
+
+    families: list[Metric]
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 def process_exists(pid: int) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from halogen.runtime.apis import observed
 from halogen.runtime.base.logs import Logs
 
-from .harness import Site, metric, serving
+from .harness import Joined, Site, metric, sample, serving
 
 
 async def test_metrics_show_the_estimate_the_pss_and_the_budget_and_log_an_overrun_once(
@@ -29,7 +30,7 @@ async def test_metrics_show_the_estimate_the_pss_and_the_budget_and_log_an_overr
         assert metric(text, "halogen_model_memory_estimate_bytes") == {"small": "1048576"}
         pss = metric(text, "halogen_model_memory_pss_bytes")
         assert set(pss) == {"small", "unknown"} and all(int(v) > 1024 * 1024 for v in pss.values())
-        assert f"halogen_memory_budget_bytes {120 * 2**30}" in text.splitlines()
+        assert sample(text, "halogen_memory_budget_bytes") == 120 * 2**30
         await proxy.metrics()
     warnings = [line for line in logs.history() if "over its estimate" in line]
     assert len(warnings) == 1, warnings
@@ -67,6 +68,7 @@ def test_amdgpu_gtt_is_read_per_card_from_sysfs(tmp_path: Path) -> None:
     (device / "mem_info_gtt_total").write_text("133143986176\n")
     (tmp_path / "card0-eDP-1").mkdir()  # a connector, not a card
     assert observed.gtt(tmp_path) == {"card1": (1073741824, 133143986176)}
-    text = observed.Observer(None, print, drm=tmp_path, proc=tmp_path / "none").render([])
-    assert 'halogen_gpu_gtt_total_bytes{card="card1"} 133143986176' in text.splitlines()
+    families = observed.Observer(None, print, drm=tmp_path, proc=tmp_path / "none").families([])
+    text = generate_latest(Joined(families)).decode()
+    assert sample(text, "halogen_gpu_gtt_total_bytes", card="card1") == 133143986176
     assert "halogen_memory_budget_bytes" not in text  # no budget given: no series

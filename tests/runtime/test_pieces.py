@@ -10,6 +10,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
+from prometheus_client import generate_latest
 
 from halogen.llamaswap.resolved import Runnable
 from halogen.runtime.apis.management import split_upstream_path
@@ -225,19 +226,21 @@ def test_lines_split_across_reads_come_out_whole(pieces: list[bytes]) -> None:
     assert out == expected
 
 
-def test_metrics_render_prometheus_text_with_escaped_labels() -> None:
+def test_metrics_are_prometheus_text_with_escaped_labels_and_no_created_series() -> None:
     metrics = Metrics(["b", 'we"ird\\'])
     metrics.request("b", 200)
     metrics.request("b", 502)
     metrics.swap("b", 1.5)
-    text = metrics.render({"b": True}, {"b": 3})
-    assert 'halogen_requests_total{model="b"} 2' in text
-    assert 'halogen_request_errors_total{model="b"} 1' in text
+    text = generate_latest(metrics).decode()
+    assert 'halogen_requests_total{model="b"} 2.0' in text
+    assert 'halogen_request_errors_total{model="b"} 1.0' in text
     assert 'halogen_load_seconds_total{model="b"} 1.5' in text
-    assert 'halogen_requests_total{model="we\\"ird\\\\"} 0' in text
-    assert 'halogen_model_running{model="b"} 1' in text
-    assert 'halogen_requests_in_flight{model="b"} 3' in text
-    assert 'halogen_requests_in_flight{model="we\\"ird\\\\"} 0' in text
+    assert 'halogen_requests_total{model="we\\"ird\\\\"} 0.0' in text
+    assert 'halogen_model_load_seconds_bucket{le="2.0",model="b"} 1.0' in text
+    assert "# TYPE halogen_requests_total counter" in text
+    assert "_created" not in text
+    # A histogram's series appear with the model's first observation only.
+    assert 'halogen_model_load_seconds_count{model="we' not in text
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,17 @@ from halogen.runtime.scheduling.swapper import Swapper
 from halogen.runtime.serve.reload import Watcher
 from halogen.runtime.serve.version import HEADER
 
-from .harness import PATIENCE, Site, eventually, free_port_run, next_event, process_exists, serving, until
+from .harness import (
+    PATIENCE,
+    Site,
+    eventually,
+    free_port_run,
+    metric,
+    next_event,
+    process_exists,
+    serving,
+    until,
+)
 from .processes import children, halogen_serve
 from .test_hostile import BAD_TOP_VALUES
 
@@ -109,9 +119,9 @@ async def test_a_model_whose_command_changed_finishes_its_requests_before_it_sto
             assert [row["model"] for row in (await response.json())["models"]] == ["m:latest"]
         async with proxy.client.get("/metrics") as response:
             text = await response.text()
-        assert 'halogen_model_running{model="m"} 1' in text
-        assert 'halogen_requests_queued{model="m"} 1' in text
-        assert 'halogen_requests_in_flight{model="m"} 2' in text
+        assert metric(text, "halogen_model_running")["m"] == "1"
+        assert metric(text, "halogen_requests_queued")["m"] == "1"
+        assert metric(text, "halogen_requests_in_flight")["m"] == "2"
         assert any(
             "requests for 'm' wait: a process the config reload replaced is finishing 1 requests" in line
             for line in proxy.swapper.logs.history()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .harness import PATIENCE, Site, eventually, next_event, process_exists, serving
+from .harness import PATIENCE, Site, eventually, metric, next_event, process_exists, serving
 
 
 async def test_each_group_kind_evicts_as_the_config_contract_says(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ async def test_requests_for_a_starting_model_share_one_start(tmp_path: Path) -> 
         answers = await asyncio.gather(*(proxy.served_by("m") for _ in range(6)))
         assert answers == ["m"] * 6
         assert fake.starts() == 1
-        assert proxy.swapper.metrics.of("m").swaps == 1
+        assert metric(await proxy.metrics(), "halogen_swaps_total")["m"] == "1"
 
 
 async def test_an_idle_model_is_unloaded_after_its_ttl(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ async def test_past_the_concurrency_limit_a_request_gets_429_with_retry_after(tm
             assert (await stream.read()).endswith(b"data: [DONE]\n\n")
             stream.release()
         assert await proxy.served_by("m") == "m"
-        assert proxy.swapper.metrics.of("m").errors == 1
+        assert metric(await proxy.metrics(), "halogen_request_errors_total")["m"] == "1"
 
 
 async def test_queued_requests_count_toward_the_limit_and_a_client_that_leaves_frees_its_place(

@@ -21,9 +21,12 @@ from halogen.patterns import (
     DEVICE,
     ENV_NAME,
     EXTENDED_RESOURCE,
+    LABEL_KEY,
+    LABEL_VALUE,
     MACRO_NAME,
     NO_NUL,
     ONE_LINE,
+    PROMETHEUS_DURATION,
     QUANTITY,
 )
 
@@ -167,6 +170,27 @@ class Service(_Input):
         return address
 
 
+Duration = Annotated[str, StringConstraints(pattern=PROMETHEUS_DURATION, min_length=1)]
+
+
+class PodMonitor(_Input):
+    """A Prometheus Operator PodMonitor for the pod's /metrics, written to out/ when enabled."""
+
+    enabled: bool = False
+    interval: Duration = Field("30s", description="How often Prometheus scrapes /metrics.")
+    scrapeTimeout: Duration | None = Field(
+        None, description="How long a scrape may take (Prometheus's default when unset)."
+    )
+    labels: dict[
+        Annotated[str, StringConstraints(pattern=LABEL_KEY, max_length=317)],
+        Annotated[str, StringConstraints(pattern=LABEL_VALUE)],
+    ] = Field(
+        {},
+        description="Labels the Prometheus resource's podMonitorSelector picks it by "
+        "(kube-prometheus-stack: release: <its release name>).",
+    )
+
+
 class Deployment(_Input):
     name: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=52)]
     namespace: Annotated[str, StringConstraints(pattern=K8S_NAME, max_length=63)] = "default"
@@ -194,6 +218,7 @@ class Deployment(_Input):
         description="Web origins (http://chat.lan:3000, or * for any) whose pages may call the "
         "API from a browser; the proxy refuses requests from other sites' pages.",
     )
+    podMonitor: PodMonitor = PodMonitor()
     allowHosts: list[Annotated[str, StringConstraints(pattern=ALLOWED_HOST)]] = Field(
         [],
         description="Names (chat.lan; .lan for every name under it; * for any) the proxy answers "

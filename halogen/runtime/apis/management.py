@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from halogen.runtime.apis import observed
+from halogen.runtime.apis import exposition
 from halogen.runtime.base import shapes
 from halogen.runtime.base.errors import BadRequest, NotLoaded, ProfileNotFound, UnknownModel, clip
 from halogen.runtime.base.logs import PROXY_LINES, UPSTREAM_LINES
@@ -140,13 +140,9 @@ async def upstream_route(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    runtime = runtime_of(request)
-    running = dict.fromkeys(runtime.swapper.active(), True)
-    text = runtime.metrics.render(running, runtime.swapper.in_flight(), runtime.swapper.queued())
-    # A model a reload removed is counted above until its process stops; it has no upstream now.
-    current = (m for m in sorted(running) if m in runtime.resolved.models)
-    text += request.app[observed.OBSERVER].render(runtime.swapper.upstream(m) for m in current)
-    return web.Response(text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
+    body = await exposition.render(request.app, runtime_of(request))
+    headers = {"Content-Type": exposition.CONTENT_TYPE, "X-Content-Type-Options": "nosniff"}
+    return web.Response(body=body, headers=headers)
 
 
 async def logs(request: web.Request) -> web.Response:

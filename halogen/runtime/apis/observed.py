@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from halogen.runtime.base import locked
-from halogen.runtime.base.metrics import _label
 from halogen.runtime.process.upstream import Upstream
 
 BUDGET_ENV = "HALOGEN_MEMORY_BUDGET"
@@ -92,7 +92,8 @@ class Observer:
     drm: Path = Path("/sys/class/drm")
     _warned: set[tuple[str, int]] = field(default_factory=set)
 
-    def render(self, upstreams: Iterable[Upstream]) -> str:
+    def families(self, upstreams: Iterable[Upstream]) -> list[Metric]:
+        """The gauges, read now: a series only where its value is known."""
         estimates: dict[str, int] = {}
         measured: dict[str, int] = {}
         for upstream in upstreams:
@@ -114,42 +115,41 @@ class Observer:
                     f"model {upstream.id!r} uses {used / MiB:.0f} MiB (PSS of pid {pid}), more than "
                     f"{MARGIN:.0%} over its estimate of {estimate / MiB:.0f} MiB: the budget may not hold"
                 )
-        out = _gauge(
+        out = _gauges(
             "halogen_model_memory_estimate_bytes",
             "What halogen build estimated the running model holds (from halogen.lock).",
             estimates,
         )
-        out += _gauge("halogen_model_memory_pss_bytes", "The running model's process PSS.", measured)
-        single: dict[str, tuple[str, int | None]] = {}
+        out += _gauges("halogen_model_memory_pss_bytes", "The running model's process PSS.", measured)
         current, limit = cgroup_memory(self.proc, self.cgroup_root)
-        single["halogen_memory_budget_bytes"] = ("The memory the models may hold together.", self.budget)
-        single["halogen_cgroup_memory_current_bytes"] = ("The pod's cgroup memory.current.", current)
-        single["halogen_cgroup_memory_max_bytes"] = ("The pod's cgroup memory.max.", limit)
-        for name, (help_text, value) in single.items():
+        single = (
+            ("halogen_memory_budget_bytes", "The memory the models may hold together.", self.budget),
+            ("halogen_cgroup_memory_current_bytes", "The pod's cgroup memory.current.", current),
+            ("halogen_cgroup_memory_max_bytes", "The pod's cgroup memory.max.", limit),
+        )
+        for name, help_text, value in single:
             if value is not None:
-                out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+                out.append(GaugeMetricFamily(name, help_text, value=value))
         pools = gtt(self.drm)
-        out += _gauge(
+        out += _gauges(
             "halogen_gpu_gtt_used_bytes",
             "amdgpu GTT in use (mem_info_gtt_used).",
             {k: v[0] for k, v in pools.items()},
             "card",
         )
-        out += _gauge(
+        out += _gauges(
             "halogen_gpu_gtt_total_bytes",
             "amdgpu GTT size (mem_info_gtt_total).",
             {k: v[1] for k, v in pools.items()},
             "card",
         )
-        return "".join(line + "\n" for line in out)
+        return out
 
 
-def _gauge(name: str, help_text: str, values: Mapping[str, int], label: str = "model") -> list[str]:
+def _gauges(name: str, help_text: str, values: Mapping[str, int], label: str = "model") -> list[Metric]:
     if not values:
         return []
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"] + [
-        f"{name}{{{label}={_label(k)}}} {values[k]}" for k in sorted(values)
-    ]
-
-
-OBSERVER = web.AppKey("observer", Observer)
+    family = GaugeMetricFamily(name, help_text, labels=[label])
+    for key in sorted(values):
+        family.add_metric([key], values[key])
+    return [family]

@@ -1,108 +1,184 @@
-"""Per-model counters, rendered as Prometheus text, and the token counts read from responses."""
+"""Per-model counters and histograms for /metrics (prometheus_client), and what an answer tells
+of them: its token counts and llama-server's generation speed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics_core import Metric
 
 # A non-streamed answer bigger than this is forwarded without being parsed for token counts.
 MAX_PARSED_BODY = 4 * 1024 * 1024
 
-
-@dataclass
-class ModelStats:
-    requests: int = 0
-    errors: int = 0
-    swaps: int = 0
-    load_seconds: float = 0.0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-
-
-# name, help, type, field
-_SERIES = (
-    ("halogen_requests_total", "Requests routed to the model.", "counter", "requests"),
-    ("halogen_request_errors_total", "Requests answered with an error status.", "counter", "errors"),
-    ("halogen_swaps_total", "Times the model was started.", "counter", "swaps"),
-    ("halogen_load_seconds_total", "Seconds spent starting the model.", "counter", "load_seconds"),
-    ("halogen_prompt_tokens_total", "Prompt tokens the upstream reported.", "counter", "prompt_tokens"),
-    (
-        "halogen_generated_tokens_total",
-        "Generated tokens the upstream reported.",
-        "counter",
-        "generated_tokens",
-    ),
+# Histogram bounds, chosen for local models on one box rather than prometheus_client's defaults
+# (5 ms to 10 s, made for web requests):
+# - time to first token: a warm model answers in tens of milliseconds to a few seconds (a long
+#   prompt on a CPU); a cold one first loads, from seconds (SmolLM2) to minutes (a 70B GGUF read
+#   from disk into unified memory), so the bounds run to 10 minutes, `healthCheckTimeout`'s reach.
+FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# - generation speed: a dense 70B on a CPU or an APU makes 1-5 tokens/s, a 7-30B model 10-80,
+#   a small or MoE model on a GPU 100-300; 500 covers SmolLM2-sized models.
+TOKENS_PER_SECOND_BUCKETS = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    75.0,
+    100.0,
+    150.0,
+    200.0,
+    300.0,
+    500.0,
 )
-assert {f for *_, f in _SERIES} == {f.name for f in fields(ModelStats)}
+# - queue wait: most requests do not wait (0, the first bucket); the others wait for a running
+#   model's requests to drain, or for other models to stop and this one to load: minutes.
+QUEUE_WAIT_BUCKETS = (0.005, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# - load time: from a second (a small model in the page cache) to minutes (a large model cold).
+LOAD_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0)
+
+
+class _Model:
+    """One model's children of each metric, looked up once (`labels()` takes a lock and checks
+    its arguments: a request pays it once per model, not once per count)."""
+
+    def __init__(self, metrics: Metrics, model_id: str) -> None:
+        self.requests = metrics.requests.labels(model_id)
+        self.errors = metrics.errors.labels(model_id)
+        self.swaps = metrics.swaps.labels(model_id)
+        self.load_seconds = metrics.load_seconds.labels(model_id)
+        self.prompt_tokens = metrics.prompt_tokens.labels(model_id)
+        self.generated_tokens = metrics.generated_tokens.labels(model_id)
+        self._model_id = model_id
+        self._histograms: dict[Histogram, Histogram] = {}
+
+    def histogram(self, family: Histogram) -> Histogram:
+        # A histogram's series appear with the model's first observation, not before: a model
+        # never asked for would add a dozen empty buckets per histogram to every scrape.
+        child = self._histograms.get(family)
+        if child is None:
+            child = self._histograms[family] = family.labels(self._model_id)
+        return child
 
 
 class Metrics:
-    def __init__(self, model_ids: Iterable[str] = ()) -> None:
-        self._stats: dict[str, ModelStats] = {mid: ModelStats() for mid in model_ids}
+    """halogen's own counters and histograms per model (label `model`), as prometheus_client
+    metrics that belong to no registry: a `Metrics` is a collector, registered in its app's own
+    `CollectorRegistry` (tests run many apps in one process; the global registry would mix them).
 
-    def of(self, model_id: str) -> ModelStats:
-        return self._stats.setdefault(model_id, ModelStats())
+    `_created` series are left out here, for these metrics only (`collect`), rather than with
+    `prometheus_client.disable_created_metrics()`, which would switch them off for every user
+    of the library in the process. The text format has no use for them: Prometheus reads a
+    counter's reset from its value.
+    """
+
+    def __init__(self, model_ids: Iterable[str] = ()) -> None:
+        def counter(name: str, help_text: str) -> Counter:
+            return Counter(name, help_text, ["model"], registry=None)
+
+        def histogram(name: str, help_text: str, buckets: Sequence[float]) -> Histogram:
+            return Histogram(name, help_text, ["model"], registry=None, buckets=buckets)
+
+        # prometheus_client adds `_total` to a counter's name: these are the names /metrics
+        # has always had.
+        self.requests = counter("halogen_requests", "Requests routed to the model.")
+        self.errors = counter("halogen_request_errors", "Requests answered with an error status.")
+        self.swaps = counter("halogen_swaps", "Times the model was started.")
+        self.load_seconds = counter("halogen_load_seconds", "Seconds spent starting the model.")
+        self.prompt_tokens = counter("halogen_prompt_tokens", "Prompt tokens the upstream reported.")
+        self.generated_tokens = counter("halogen_generated_tokens", "Generated tokens the upstream reported.")
+        self.first_token_seconds = histogram(
+            "halogen_time_to_first_token_seconds",
+            "Seconds from a streamed request reaching the proxy to the first event of its answer "
+            "(queue wait and model load included).",
+            FIRST_TOKEN_BUCKETS,
+        )
+        self.tokens_per_second = histogram(
+            "halogen_generation_tokens_per_second",
+            "Generation speed of an answer, as llama-server timed it (timings.predicted_per_second).",
+            TOKENS_PER_SECOND_BUCKETS,
+        )
+        self.queue_wait_seconds = histogram(
+            "halogen_queue_wait_seconds",
+            "Seconds a request waited in the queue before the model was granted to it.",
+            QUEUE_WAIT_BUCKETS,
+        )
+        self.model_load_seconds = histogram(
+            "halogen_model_load_seconds", "Seconds one start of the model took.", LOAD_BUCKETS
+        )
+        self._counters = (
+            self.requests,
+            self.errors,
+            self.swaps,
+            self.load_seconds,
+            self.prompt_tokens,
+            self.generated_tokens,
+        )
+        self._histograms = (
+            self.first_token_seconds,
+            self.tokens_per_second,
+            self.queue_wait_seconds,
+            self.model_load_seconds,
+        )
+        self._models: dict[str, _Model] = {}
+        self.include(model_ids)
+
+    def of(self, model_id: str) -> _Model:
+        model = self._models.get(model_id)
+        if model is None:
+            model = self._models[model_id] = _Model(self, model_id)
+        return model
+
+    def include(self, model_ids: Iterable[str]) -> None:
+        """Give each model its counters (at 0 until counted), so every model has a series."""
+        for model_id in model_ids:
+            self.of(model_id)
+
+    def known(self) -> set[str]:
+        return set(self._models)
 
     def request(self, model_id: str, status: int) -> None:
-        stats = self.of(model_id)
-        stats.requests += 1
+        model = self.of(model_id)
+        model.requests.inc()
         if status >= 400:
-            stats.errors += 1
+            model.errors.inc()
 
     def swap(self, model_id: str, seconds: float) -> None:
-        stats = self.of(model_id)
-        stats.swaps += 1
-        stats.load_seconds += seconds
+        model = self.of(model_id)
+        model.swaps.inc()
+        model.load_seconds.inc(seconds)
+        model.histogram(self.model_load_seconds).observe(seconds)
 
     def tokens(self, model_id: str, counts: tuple[int, int] | None) -> None:
         if counts is None:
             return
-        stats = self.of(model_id)
-        stats.prompt_tokens += counts[0]
-        stats.generated_tokens += counts[1]
+        model = self.of(model_id)
+        model.prompt_tokens.inc(counts[0])
+        model.generated_tokens.inc(counts[1])
 
-    def render(
-        self,
-        running: Mapping[str, bool],
-        in_flight: Mapping[str, int] | None = None,
-        queued: Mapping[str, int] | None = None,
-    ) -> str:
-        """Prometheus text exposition format 0.0.4, models in sorted order."""
-        in_flight = in_flight or {}
-        queued = queued or {}
-        out: list[str] = []
-        ids = sorted(set(self._stats) | set(running) | set(in_flight))
-        for name, help_text, kind, attr in _SERIES:
-            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            for mid in ids:
-                value = getattr(self.of(mid), attr)
-                out.append(f"{name}{{model={_label(mid)}}} {_number(value)}")
-        out += [
-            "# HELP halogen_model_running 1 while the model's process runs.",
-            "# TYPE halogen_model_running gauge",
-        ]
-        out += [f"halogen_model_running{{model={_label(mid)}}} {int(running.get(mid, False))}" for mid in ids]
-        out += [
-            "# HELP halogen_requests_in_flight Requests being served by the model or waiting for it.",
-            "# TYPE halogen_requests_in_flight gauge",
-        ]
-        out += [f"halogen_requests_in_flight{{model={_label(mid)}}} {in_flight.get(mid, 0)}" for mid in ids]
-        out += [
-            "# HELP halogen_requests_queued Requests waiting in the queue for the model (not holding it yet).",
-            "# TYPE halogen_requests_queued gauge",
-        ]
-        out += [f"halogen_requests_queued{{model={_label(mid)}}} {queued.get(mid, 0)}" for mid in ids]
-        return "\n".join(out) + "\n"
+    def first_token(self, model_id: str, seconds: float) -> None:
+        self.of(model_id).histogram(self.first_token_seconds).observe(seconds)
 
+    def generation_rate(self, model_id: str, per_second: float | None) -> None:
+        if per_second is not None:
+            self.of(model_id).histogram(self.tokens_per_second).observe(per_second)
 
-def _label(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') + '"'
+    def queue_wait(self, model_id: str, seconds: float) -> None:
+        self.of(model_id).histogram(self.queue_wait_seconds).observe(seconds)
 
-
-def _number(value: float) -> str:
-    return repr(float(value)) if isinstance(value, float) else str(value)
+    def collect(self) -> Iterator[Metric]:
+        """The families, in a fixed order, without their `_created` samples."""
+        for family in (*self._counters, *self._histograms):
+            for metric in family.collect():
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+                yield metric
 
 
 # Where one answer or stream event carries its usage, in each API's shape: OpenAI's chat and
@@ -151,6 +227,18 @@ def partial_counts(event: Any) -> Partial | None:
     return None
 
 
+def generation_rate(event: Any) -> float | None:
+    """The generation speed (tokens/s) llama-server timed for one answer: `predicted_per_second`
+    of its `timings` (on the last event of a stream). None when it says none, or 0: llama-server
+    gives 0 for an answer of one token, whose rate it cannot time (n_gen_tps in
+    tools/server/server-common.h)."""
+    timings = event.get("timings") if isinstance(event, dict) else None
+    rate = timings.get("predicted_per_second") if isinstance(timings, dict) else None
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < float("inf"):
+        return float(rate)
+    return None
+
+
 def token_counts(event: Any) -> tuple[int, int] | None:
     """(prompt, generated) tokens from one answer or stream event (see `partial_counts`)."""
     counts = partial_counts(event)
@@ -160,8 +248,8 @@ def token_counts(event: Any) -> tuple[int, int] | None:
 
 
 class TokenReader:
-    """Watches a response as it is forwarded and keeps the token counts it carried: of each
-    count, the last non-zero one (Anthropic's stream gives input and output in different events;
+    """Watches a response as it is forwarded and keeps the token counts it carried, and the
+    generation speed llama-server timed (`generation_rate`): of each count, the last non-zero one (Anthropic's stream gives input and output in different events;
     processStreamingResponse in internal/server/metrics.go, llama-swap, merges them so).
 
     SSE is read line by line (an event can be split across reads); any other body is kept up
@@ -175,6 +263,7 @@ class TokenReader:
         self._overflow = False
         self._prompt: int | None = None
         self._generated: int | None = None
+        self.per_second: float | None = None  # the generation speed llama-server timed
 
     @property
     def counts(self) -> tuple[int, int] | None:
@@ -216,9 +305,11 @@ class TokenReader:
 
     def _found(self, data: bytes) -> None:
         try:
-            counts = partial_counts(json.loads(data))
+            event = json.loads(data)
         except ValueError:
             return
+        self.per_second = generation_rate(event) or self.per_second
+        counts = partial_counts(event)
         if counts is None:
             return
         prompt, generated = counts

@@ -21,7 +21,7 @@ from halogen.runtime.base.metrics import Metrics
 from halogen.runtime.forward import jsonbody, proxy
 from halogen.runtime.forward.loading import Loading, openai_frame
 from halogen.runtime.forward.naming import Named, Naming
-from halogen.runtime.forward.relay import error_event, relay
+from halogen.runtime.forward.relay import Outcome, error_event, relay
 from halogen.runtime.forward.target import Local, Peer, Target
 from halogen.runtime.process.upstream import State, Upstream
 from halogen.runtime.scheduling.swapper import Swapper
@@ -35,6 +35,7 @@ class Counted:
     """The status a request to a model ends with, as /metrics counts it."""
 
     status: int = 500  # what an unforeseen exception is counted as
+    began_ns: int = field(default_factory=time.monotonic_ns)  # when the request reached its model
 
 
 @dataclass
@@ -86,6 +87,15 @@ class Runtime:
             raise
         finally:
             self.metrics.request(model_id, counted.status)
+
+    def answered(self, model_id: str, counted: Counted, outcome: Outcome) -> None:
+        """What one answer tells /metrics besides its status: its tokens, the time to its
+        first event (a 200 event stream only: a whole answer has no first token to see) and
+        the generation speed the model timed. The one place each is observed."""
+        self.metrics.tokens(model_id, outcome.tokens)
+        if outcome.first_event_ns is not None and outcome.status == 200:
+            self.metrics.first_token(model_id, (outcome.first_event_ns - counted.began_ns) / 1e9)
+        self.metrics.generation_rate(model_id, outcome.per_second)
 
     @contextlib.asynccontextmanager
     async def holding(
@@ -149,7 +159,7 @@ class Runtime:
                     request, target, answer, prepared=None if progress is None else progress.response
                 )
                 counted.status = outcome.counted
-                self.metrics.tokens(model_id, outcome.tokens)
+                self.answered(model_id, counted, outcome)
             return response
         except Refusal as exc:
             if progress is None:

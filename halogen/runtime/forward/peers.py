@@ -91,5 +91,5 @@ async def _relay(
         answer = await peer.open(request.method, path_qs, headers, body)
         response, outcome = await relay(request, peer, answer)
         counted.status = outcome.counted
-        runtime.metrics.tokens(peer.model_id, outcome.tokens)
+        runtime.answered(peer.model_id, counted, outcome)
         return response

@@ -19,6 +19,7 @@ it never looks complete."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,6 +42,8 @@ class Outcome:
     status: int
     tokens: tuple[int, int] | None = None
     broken: bool = False  # the target failed after its answer had begun
+    per_second: float | None = None  # the generation speed the target timed (`generation_rate`)
+    first_event_ns: int | None = None  # when an event stream's first bytes arrived (monotonic)
 
     @property
     def counted(self) -> int:
@@ -208,6 +211,8 @@ async def _copy(
     outcome = Outcome(answer.status)
     try:
         async for chunk in answer.content.iter_any():
+            if outcome.first_event_ns is None and encoder is not None:
+                outcome.first_event_ns = time.monotonic_ns()
             if tokens is not None:
                 tokens.feed(chunk)
             out = chunk if encoder is None else encoder.feed(chunk)
@@ -229,6 +234,7 @@ async def _copy(
         await response.write(tail)
     if tokens is not None:
         outcome.tokens = tokens.close()
+        outcome.per_second = tokens.per_second
     await response.write_eof()
     return outcome
 

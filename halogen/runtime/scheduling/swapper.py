@@ -282,7 +282,14 @@ class Swapper:
 
     async def _granted(self, model_id: str) -> Slot:
         """Ask the planner for `model_id` now; queue the request when it must wait. The slot
-        returned is held (counted in its holders) and ready or starting."""
+        returned is held (counted in its holders) and ready or starting; the time it took is
+        the request's queue wait (0 when it was let through at once)."""
+        began = time.monotonic()
+        slot = await self._grant(model_id)
+        self.metrics.queue_wait(model_id, time.monotonic() - began)
+        return slot
+
+    async def _grant(self, model_id: str) -> Slot:
         priority = self.priority(model_id)
         ahead = [w.model_id for w in self._queue if w.priority >= priority]
         decision = plan(model_id, self._snapshot(), self.eviction, ahead, arriving=True)

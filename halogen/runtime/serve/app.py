@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from halogen.runtime.apis import anthropic as anthropic_routes
-from halogen.runtime.apis import management, observed
+from halogen.runtime.apis import exposition, management, observed
 from halogen.runtime.apis import openai as openai_routes
 from halogen.runtime.apis.ollama import routes as ollama_routes
 from halogen.runtime.forward import peers
@@ -44,9 +44,8 @@ def build(
     app.on_response_prepare.append(origin.cors_headers)
     app.on_response_prepare.append(version.header)
     app[RUNTIME] = runtime
-    app[observed.OBSERVER] = observed.Observer(
-        observed.budget_from_env(), lambda line: runtime.logs.proxy(line)
-    )
+    observer = observed.Observer(observed.budget_from_env(), lambda line: runtime.logs.proxy(line))
+    app[exposition.REGISTRY] = exposition.registry(runtime, observer)
     openai_routes.register(app)
     peers.register(app)
     anthropic_routes.register(app)

@@ -34,7 +34,7 @@ from halogen.runtime.base.errors import (
     UpstreamAnswered,
     UpstreamFailed,
 )
-from halogen.runtime.base.metrics import token_counts
+from halogen.runtime.base.metrics import generation_rate, token_counts
 from halogen.runtime.forward import jsonbody, peers, proxy, relay
 from halogen.runtime.forward.context import MODEL, read_json, runtime_of
 from halogen.runtime.forward.loading import LOADING_PATHS, Loading
@@ -343,14 +343,16 @@ async def _held(
                     relay.Ndjson(stream(name, started, load_ns)),
                     prepared=None if progress is None else progress.response,
                 )
-                runtime.metrics.tokens(model_id, outcome.tokens)
+                runtime.answered(model_id, counted, outcome)
                 counted.status = outcome.counted
                 return response
             try:
                 data = await answer.json(content_type=None)
             except (ValueError, aiohttp.ClientPayloadError) as exc:
                 raise await target.failed("sent no JSON answer", exc) from None
-            runtime.metrics.tokens(model_id, token_counts(data))
+            runtime.answered(
+                model_id, counted, relay.Outcome(200, token_counts(data), per_second=generation_rate(data))
+            )
             try:
                 translated_answer = respond(name, data, started, load_ns)
             except answers.Untranslatable as exc:
