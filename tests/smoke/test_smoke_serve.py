@@ -3,6 +3,7 @@ each model read from serve's own /v1/models and /api/show, and the load timed by
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -37,3 +38,24 @@ async def test_kinds_come_from_serves_listing_and_the_load_from_running(tmp_path
     assert again.code == 0, again.both
     (row,) = [line for line in again.out.splitlines() if line.startswith("talker")]
     assert row.split()[:3] == ["talker", "chat", "loaded"]
+
+
+async def test_config_version_is_the_one_serve_reports(tmp_path: Path) -> None:
+    """What the post-deploy Job does (halogen/compiler/render/smoke.py): wait for serve to
+    report the config it should run, the sha256 of the file's bytes, then test; a version serve
+    does not run is a failure once --wait is over, naming what serve reported instead."""
+    site = Site(tmp_path)
+    site.fake("talker")
+    config = site.write()
+    running = hashlib.sha256(config.read_bytes()).hexdigest()
+    other = hashlib.sha256(b"another config").hexdigest()
+    async with serving(config) as proxy:
+        url = str(proxy.server.url).rstrip("/")
+        waited = await smoke(url, "--config-version", running, "--wait", "5")
+        asked = len(site.fakes["talker"].events("request"))
+        refused = await smoke(url, "--config-version", other, "--wait", "1")
+    assert waited.code == 0, waited.both
+    assert refused.code == 1, refused.both
+    assert other[:12] in refused.both and running[:12] in refused.both, refused.both
+    # The model was used by the first run, and not at all against the wrong config.
+    assert asked > 0 and len(site.fakes["talker"].events("request")) == asked
