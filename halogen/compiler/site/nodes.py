@@ -87,6 +87,18 @@ def _site(site: Site) -> Iterator[Diagnostic]:
             "remove it, or move it to the nodes",
             severity="warning",
         )
+    if spec.matrix is not None:
+        yield site.doc.diagnostic(
+            ("matrix",),
+            "a hand-written matrix names models that `nodes:` may place on different nodes",
+            "remove it: each node gets a matrix fitted to its own budget (or declare groups)",
+        )
+    for peer in sorted(set(spec.peers) & set(spec.nodes)):
+        yield site.doc.diagnostic(
+            ("peers", peer),
+            f"peer {peer!r} has the id of a node, and each node is the others' peer by its id",
+            "rename the peer",
+        )
     name = spec.deployment.name
     hostnames: dict[str, str] = {}
     reached: dict[tuple[str, int], str] = {}  # (address, port) -> what listens there
@@ -100,6 +112,13 @@ def _site(site: Site) -> Iterator[Diagnostic]:
                 f"Kubernetes' {NAME_LIMIT}",
                 f"shorten the node id or deployment.name to {NAME_LIMIT - len(name) - len(RPC_SUFFIX) - 1} "
                 "characters or fewer together",
+            )
+        if node.address is not None and ":" in node.address:
+            yield site.doc.diagnostic(
+                ("nodes", node_id, "address"),
+                f"{node.address} is an IPv6 address, which llama.cpp's --rpc cannot take: it reads "
+                "host:port up to the first ':' (ggml-rpc.cpp, parse_endpoint)",
+                "give an IPv4 address or a DNS name, or leave address out: the cluster's Service names are used",
             )
         host = node.hostname or node_id
         if host in hostnames:
