@@ -18,17 +18,9 @@ from halogen.compiler.placement import Placement, Split
 from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.inputs import Deployment, PeerKey, Service, SitePeer
 from halogen.compiler.site.load import Model, Site
-from halogen.compiler.site.nodes import RPC_SUFFIX
+from halogen.compiler.site.nodes import deployment_name, rpc_name
 
 MiB = 1024 * 1024
-
-
-def deployment_name(site: Site, node: str) -> str:
-    return f"{site.spec.deployment.name}-{node}"
-
-
-def rpc_name(site: Site, node: str) -> str:
-    return f"{deployment_name(site, node)}{RPC_SUFFIX}"
 
 
 def port(site: Site, node: str) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from halogen import image
 from halogen.compiler import budget, cluster, coverage, facts, fit, placement
 from halogen.compiler.placement import Placement
-from halogen.compiler.site import checks, sources
+from halogen.compiler.site import checks, nodes, sources
 from halogen.compiler.site.load import Site, load
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
@@ -130,6 +130,7 @@ def _sourced(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
     if site is None:
         raise Invalid(found)
     found += checks.check(site)
+    found += nodes.check(site)
     files, problems = sources.sources(site)
     return site, files, found + problems
 
@@ -210,7 +211,7 @@ def _compile_nodes(site: Site, found: list[Diagnostic]) -> Compiled:
     placed, problems = placement.place(site)
     if placed is None:
         raise Invalid(found + problems)
-    nodes = {}
+    parts = {}
     for node_id in placed.nodes:
         view = cluster.node_site(site, placed, node_id)
         mine = list(budget.check(view))
@@ -218,12 +219,12 @@ def _compile_nodes(site: Site, found: list[Diagnostic]) -> Compiled:
             raise Invalid(found + mine)
         config, seen = _compile_view(view, [])
         found += [d for d in [*mine, *seen] if d not in found]
-        nodes[node_id] = NodeCompiled(view, config)
+        parts[node_id] = NodeCompiled(view, config)
     found += _rpc_backends(site, placed)
     if errors(found):
         raise Invalid(found)
     door = next(n for n, node in site.spec.nodes.items() if node.frontDoor)
-    return Compiled(site, nodes[door].config, tuple(found), nodes, placed)
+    return Compiled(site, parts[door].config, tuple(found), parts, placed)
 
 
 def _wanted(root: Path, site: Site) -> list[FileSource]:
@@ -254,18 +255,26 @@ def files_of(root: Path, compiled: Compiled) -> dict[str, bytes]:
 
 def _node_files(root: Path, compiled: Compiled, placed: Placement) -> dict[str, bytes]:
     """out/ for a site with several nodes (halogen.compiler.render.nodes)."""
-    from halogen.compiler.render import kube, manifests, nodes
+    from halogen.compiler.render import kube, manifests
+    from halogen.compiler.render import nodes as render_nodes
 
-    outputs = {
-        node_id: nodes.NodeOutput(
+    site = compiled.site
+    outputs = {}
+    for node_id, part in compiled.nodes.items():
+        helped = placed.helped_by(node_id)
+        rpc = None
+        if helped:
+            backend = site.spec.backends[checks.backend_of(site, site.models[helped[0].model]) or ""]
+            held = sum(placed.nodes[node_id].held.values())
+            rpc = render_nodes.RpcServer(backend, held, tuple(sorted({s.main for s in helped})))
+        outputs[node_id] = render_nodes.NodeOutput(
             part.site,
             llamaswap_io.dump(part.config, manifests.HEADER + "\n"),
             _wanted(root, part.site),
             budget.environment(part.site),
+            rpc,
         )
-        for node_id, part in compiled.nodes.items()
-    }
-    files = nodes.render(compiled.site, placed, outputs)
+    files = render_nodes.render(site, outputs)
     manifests_only = {n: t for n, t in files.items() if not n.endswith("/" + image.CONFIG_FILE)}
     problems = kube.validate(
         manifests_only, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc

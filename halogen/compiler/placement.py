@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from halogen.compiler import budget as budgets
 from halogen.compiler import facts
 from halogen.compiler.budget import gib
+from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.load import Site
-from halogen.compiler.site.nodes import backend_of, node_backends
+from halogen.compiler.site.nodes import node_backends
 from halogen.diagnostics import Diagnostic
 
 LOAD_SECONDS_PER_GIB = 4.0
@@ -89,6 +90,30 @@ class Placement:
         return [s for _, s in sorted(self.splits.items()) if node in s.helpers]
 
 
+@dataclass(frozen=True)
+class Need:
+    """What placement knows of one model."""
+
+    id: str
+    size: int | None  # its estimate in bytes; None when halogen.lock does not know its file
+    load: float  # seconds to load it
+    candidates: tuple[str, ...]  # the nodes that run its backend, in id order
+    node: str | None = None  # `node:`
+    split: tuple[str, ...] | None = None  # `split:`
+    splittable: bool = True  # a raw `cmd` cannot be given --rpc
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A model placement could not place, and the numbers of the nodes it tried."""
+
+    model: str
+    size: int
+    nodes: tuple[str, ...]
+    split: bool  # it was to be split over `nodes`, which together hold too little
+    numbers: str
+
+
 def load_seconds(site: Site, model_id: str, size: int) -> float:
     """How long the model takes to load, from its file's size in halogen.lock (else its estimate)."""
     path = facts.file_of(site, site.models[model_id])
@@ -96,9 +121,56 @@ def load_seconds(site: Site, model_id: str, size: int) -> float:
     return (entry.size if entry is not None else size) / budgets.GiB * LOAD_SECONDS_PER_GIB
 
 
-def order(site: Site, sizes: Mapping[str, int]) -> list[str]:
-    """Models with an estimate, the slowest to load first; ties by id."""
-    return sorted(sizes, key=lambda m: (-load_seconds(site, m, sizes[m]), m))
+def arrange(amounts: Mapping[str, int], needs: Sequence[Need]) -> tuple[Placement, list[Refusal]]:
+    """The placement of `needs` on nodes of `amounts` bytes each; pure. Whatever it could not
+    place is refused, with the numbers."""
+    plans = {n: NodePlan(n, amounts[n]) for n in sorted(amounts)}
+    placement = Placement(plans, {}, {})
+    by_id = {need.id: need for need in needs}
+    slowest = [n.id for n in sorted((n for n in needs if n.size is not None), key=lambda n: (-n.load, n.id))]
+    unknown = sorted(n.id for n in needs if n.size is None)
+    refused: list[Refusal] = []
+    # 1. Splits: named ones, then models no node holds alone.
+    for model_id in [*(m for m in slowest if by_id[m].split), *(m for m in unknown if by_id[m].split)]:
+        need = by_id[model_id]
+        refusal = _split(placement, need, need.split or ())
+        if refusal is not None:
+            refused.append(refusal)
+    for model_id in slowest:
+        need = by_id[model_id]
+        size = need.size or 0
+        if need.split or need.node or not need.candidates:
+            continue
+        if size > max(plans[n].for_models for n in need.candidates):
+            nodes = _widest(placement, need.candidates, size)
+            if nodes is None or not need.splittable:
+                refused.append(
+                    Refusal(model_id, size, need.candidates, False, _rooms(placement, need.candidates, size))
+                )
+            elif (refusal := _split(placement, need, nodes)) is not None:
+                refused.append(refusal)
+    # 2. Pinned models, 3. the rest, slowest first; then those of unknown size.
+    done = {r.model for r in refused}
+    for model_id in [*(m for m in slowest if by_id[m].node), *slowest]:
+        need = by_id[model_id]
+        if model_id in placement.home or model_id in done or not need.candidates:
+            continue  # placed already (pinned, or split), refused, or no node runs its backend
+        pool = (need.node,) if need.node else need.candidates
+        chosen = _best_fit(placement, pool, need.size or 0)
+        if chosen is None:
+            done.add(model_id)
+            refused.append(Refusal(model_id, need.size or 0, pool, False, _rooms(placement, pool, need.size)))
+            continue
+        _put(placement, model_id, chosen, need.size or 0)
+    for model_id in unknown:
+        need = by_id[model_id]
+        pool = (need.node,) if need.node else need.candidates
+        if model_id in placement.home or not pool:
+            continue  # split, or no node runs its backend: the checks said why
+        chosen = min(pool, key=lambda n: (len(plans[n].models), n))
+        plans[chosen].models.append(model_id)
+        placement.home[model_id] = chosen
+    return placement, refused
 
 
 def _budgets(site: Site) -> tuple[dict[str, int], list[Diagnostic]]:
@@ -120,62 +192,56 @@ def _budgets(site: Site) -> tuple[dict[str, int], list[Diagnostic]]:
     return found, problems
 
 
+def needs(site: Site) -> list[Need]:
+    """What placement knows of each model of the site."""
+    sizes = {m: e.total for m, e in budgets.needs(site).items()}
+    out = []
+    for model_id in sorted(site.models):
+        model = site.models[model_id]
+        size = sizes.get(model_id)
+        backend = backend_of(site, model)
+        out.append(
+            Need(
+                model_id,
+                size,
+                load_seconds(site, model_id, size or 0),
+                tuple(n for n in sorted(site.spec.nodes) if backend in node_backends(site, n)),
+                model.spec.node,
+                tuple(model.spec.split) if model.spec.split else None,
+                model.spec.cmd is None,
+            )
+        )
+    return out
+
+
 def place(site: Site) -> tuple[Placement | None, list[Diagnostic]]:
     """The placement of every model, or None and why it cannot be made, with the numbers."""
     amounts, problems = _budgets(site)
     if problems:
         return None, problems
-    sizes = {m: e.total for m, e in budgets.needs(site).items()}
-    plans = {n: NodePlan(n, amounts[n]) for n in sorted(amounts)}
-    placement = Placement(plans, {}, {})
-    candidates = {
-        m: [n for n in sorted(plans) if backend_of(site, model) in node_backends(site, n)]
-        for m, model in site.models.items()
-    }
-    slowest = order(site, sizes)
-    unknown = sorted(m for m in site.models if m not in sizes)
-    refused: set[str] = set()
-    # 1. Splits: named ones, then models no node holds alone.
-    for model_id in [
-        *(m for m in slowest if site.models[m].spec.split),
-        *(m for m in unknown if site.models[m].spec.split),
-    ]:
-        problems += _split(
-            site, placement, model_id, tuple(site.models[model_id].spec.split or ()), sizes.get(model_id)
-        )
-    for model_id in slowest:
-        spec = site.models[model_id].spec
-        if spec.split or spec.node or not candidates[model_id]:
-            continue
-        if sizes[model_id] > max(plans[n].for_models for n in candidates[model_id]):
-            nodes = _widest(placement, candidates[model_id], sizes[model_id])
-            if nodes is None or spec.cmd is not None:
-                problems.append(_nowhere(site, placement, model_id, sizes[model_id], candidates[model_id]))
-                refused.add(model_id)
-            else:
-                problems += _split(site, placement, model_id, nodes, sizes[model_id])
-    # 2. Pinned models, 3. the rest, slowest first; then those of unknown size.
-    for model_id in [*(m for m in slowest if site.models[m].spec.node), *slowest]:
-        spec = site.models[model_id].spec
-        if model_id in placement.home or model_id in refused or not candidates[model_id]:
-            continue  # placed already (pinned, or split), refused, or no node runs its backend
-        pool = [spec.node] if spec.node else candidates[model_id]
-        chosen = _best_fit(placement, pool, sizes[model_id])
-        if chosen is None:
-            refused.add(model_id)
-            problems.append(_nowhere(site, placement, model_id, sizes[model_id], pool))
-            continue
-        _put(placement, model_id, chosen, sizes[model_id])
-    for model_id in unknown:
-        spec = site.models[model_id].spec
-        if model_id in placement.home:
-            continue
-        pool = [spec.node] if spec.node else candidates[model_id]
-        if not pool:
-            continue  # the backend check said why
-        chosen = min(pool, key=lambda n: (len(plans[n].models), n))
-        plans[chosen].models.append(model_id)
-        placement.home[model_id] = chosen
+    placement, refused = arrange(amounts, needs(site))
+    for refusal in refused:
+        model = site.models[refusal.model]
+        if refusal.split:
+            problems.append(
+                model.doc.diagnostic(
+                    ("split",) if model.spec.split else ("file",),
+                    f"needs {gib(refusal.size)}, more than its nodes hold together: {refusal.numbers}",
+                    "raise the nodes' memoryBudget, add a node to `split`, lower contextSize or pick a "
+                    "smaller quantization",
+                )
+            )
+        else:
+            key = ("node",) if model.spec.node else ("contextSize",) if model.spec.contextSize else ("file",)
+            problems.append(
+                model.doc.diagnostic(
+                    key,
+                    f"needs {gib(refusal.size)} and fits on no node: {refusal.numbers or 'no node runs its backend'}",
+                    "raise a node's memoryBudget, split it over several nodes (`split: [main, helper]`), lower "
+                    "contextSize, or pick a smaller quantization"
+                    + (", or pin it to another node" if model.spec.node else ""),
+                )
+            )
     return (None, problems) if problems else (placement, [])
 
 
@@ -214,42 +280,20 @@ def _widest(placement: Placement, pool: Sequence[str], size: int) -> tuple[str, 
     return None
 
 
-def _split(
-    site: Site, placement: Placement, model_id: str, nodes: tuple[str, ...], size: int | None
-) -> list[Diagnostic]:
+def _split(placement: Placement, need: Need, nodes: tuple[str, ...]) -> Refusal | None:
     plans = placement.nodes
     weights = tuple(max(0, plans[n].for_models) for n in nodes)
-    model = site.models[model_id]
-    if not all(weights):
-        empty = [n for n, w in zip(nodes, weights, strict=True) if not w]
-        return [
-            model.doc.diagnostic(
-                ("split",),
-                f"node {empty[0]!r} has no room left for a share of it: {_rooms(placement, nodes)}",
-                "split it over other nodes, or raise the nodes' memoryBudget",
-            )
-        ]
+    size = need.size or 0
     total = sum(weights)
-    shares = tuple(-(-(size or 0) * w // total) for w in weights)
-    short = [
-        (n, s - plans[n].for_models) for n, s in zip(nodes, shares, strict=True) if s > plans[n].for_models
-    ]
-    if short:
-        return [
-            model.doc.diagnostic(
-                ("split",) if model.spec.split else ("file",),
-                f"needs {gib(size or 0)}, more than its nodes hold together: {_rooms(placement, nodes)}",
-                "raise the nodes' memoryBudget, add a node to `split`, lower contextSize or pick a smaller "
-                "quantization",
-            )
-        ]
-    split = Split(model_id, nodes, weights, shares)
-    placement.splits[model_id] = split
+    shares = tuple(-(-size * w // total) for w in weights) if total else weights
+    if not all(weights) or any(s > plans[n].for_models for n, s in zip(nodes, shares, strict=True)):
+        return Refusal(need.id, size, nodes, True, _rooms(placement, nodes, max(shares, default=0) or None))
+    split = Split(need.id, nodes, weights, shares)
+    placement.splits[need.id] = split
     for node, share in zip(nodes[1:], shares[1:], strict=True):
-        plans[node].held[model_id] = share
-    _put(placement, model_id, nodes[0], shares[0])
-    # The main node's share is its own proxy's model; it must also fit beside nothing else.
-    return []
+        plans[node].held[need.id] = share
+    _put(placement, need.id, nodes[0], shares[0])
+    return None
 
 
 def _rooms(placement: Placement, nodes: Sequence[str], size: int | None = None) -> str:
@@ -270,18 +314,6 @@ def _rooms(placement: Placement, nodes: Sequence[str], size: int | None = None) 
             text += f", {gib(size - max(0, plan.for_models))} short"
         parts.append(text)
     return "; ".join(parts)
-
-
-def _nowhere(site: Site, placement: Placement, model_id: str, size: int, pool: Sequence[str]) -> Diagnostic:
-    model = site.models[model_id]
-    key = ("node",) if model.spec.node else ("contextSize",) if model.spec.contextSize else ("file",)
-    where = _rooms(placement, pool, size) if pool else "no node runs its backend"
-    return model.doc.diagnostic(
-        key,
-        f"needs {gib(size)} and fits on no node: {where}",
-        "raise a node's memoryBudget, split it over several nodes (`split: [main, helper]`), lower contextSize, "
-        "or pick a smaller quantization" + (", or pin it to another node" if model.spec.node else ""),
-    )
 
 
 def summary(placement: Placement) -> Iterator[str]:

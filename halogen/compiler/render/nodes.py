@@ -15,14 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from halogen.compiler import cluster
-from halogen.compiler.placement import Placement
 from halogen.compiler.render import manifests
 from halogen.compiler.render.manifests import Device
-from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.inputs import Backend
 from halogen.compiler.site.load import Site
-from halogen.compiler.site.nodes import hostname
+from halogen.compiler.site.nodes import deployment_name, hostname, rpc_name
 from halogen.modelfiles import FileSource
 
 FOLDER = "nodes"
@@ -34,24 +31,28 @@ RPC_MANIFESTS = ("rpc-server.yaml", "rpc-service.yaml", "rpc-networkpolicy.yaml"
 
 
 @dataclass(frozen=True)
+class RpcServer:
+    """A node's rpc-server, when it holds shares of split models (halogen.compiler.placement)."""
+
+    backend: Backend  # of the split models it holds: its env and devices
+    held: int  # bytes of their shares
+    mains: tuple[str, ...]  # the nodes whose llama-server connects to it
+
+
+@dataclass(frozen=True)
 class NodeOutput:
-    """What render needs of one node: its view of the site and its config's text."""
+    """What render needs of one node: its view of the site, its config's text, its rpc-server."""
 
     view: Site
     config_text: str
     wanted: Sequence[FileSource]
     environment: Mapping[str, str]
+    rpc: RpcServer | None
 
 
-def rpc_backend(site: Site, placement: Placement, node: str) -> Backend | None:
-    """The backend the node's rpc-server runs as (its env and devices): that of the split models
-    it helps, which the pipeline checks are one."""
-    ids = sorted({backend_of(site, site.models[s.model]) or "" for s in placement.helped_by(node)})
-    return site.spec.backends[ids[0]] if ids else None
-
-
-def _rpc(site: Site, placement: Placement, node: str, backend: Backend) -> dict[str, Any]:
-    name = cluster.rpc_name(site, node)
+def _rpc(site: Site, node: str, rpc: RpcServer) -> dict[str, Any]:
+    backend = rpc.backend
+    name = rpc_name(site, node)
     selector = {"app": name}
     labels = {
         **selector,
@@ -60,8 +61,7 @@ def _rpc(site: Site, placement: Placement, node: str, backend: Backend) -> dict[
         "app.kubernetes.io/name": name,
     }
     port = site.spec.nodes[node].rpcPort
-    helped = placement.helped_by(node)
-    held = sum(placement.nodes[node].held.values())
+    held = rpc.held
     devices = [
         Device(
             p,
@@ -77,7 +77,6 @@ def _rpc(site: Site, placement: Placement, node: str, backend: Backend) -> dict[
         resources["requests"] = {"memory": str(held)}
     if backend.resources:
         resources["limits"] = dict(sorted(backend.resources.items()))
-    mains = sorted({s.main for s in helped})
     return {
         "name": name,
         "selector": selector,
@@ -91,11 +90,11 @@ def _rpc(site: Site, placement: Placement, node: str, backend: Backend) -> dict[
         "devices": devices,
         "supplemental_groups": sorted(backend.supplementalGroups),
         "resources": resources,
-        "clients": [{"app": cluster.deployment_name(site, m)} for m in mains],
+        "clients": [{"app": deployment_name(site, m)} for m in rpc.mains],
     }
 
 
-def render(site: Site, placement: Placement, outputs: Mapping[str, NodeOutput]) -> dict[str, str]:
+def render(site: Site, outputs: Mapping[str, NodeOutput]) -> dict[str, str]:
     env = manifests.templates()
     files: dict[str, str] = {}
     pulled = []
@@ -115,13 +114,12 @@ def render(site: Site, placement: Placement, outputs: Mapping[str, NodeOutput]) 
         if any(n.startswith("pull/") for n in rendered):
             files[f"pull/{node}/kustomization.yaml"] = rendered["pull/kustomization.yaml"]
             pulled.append(node)
-        backend = rpc_backend(site, placement, node)
-        if backend is not None:
+        if output.rpc is not None:
             context = {
                 "header": manifests.HEADER,
                 "d": site.spec.deployment,
                 "node_selector": selector,
-                "rpc": _rpc(site, placement, node, backend),
+                "rpc": _rpc(site, node, output.rpc),
             }
             for name in RPC_MANIFESTS:
                 files[f"{folder}/{name}"] = env.get_template(f"{name}.j2").render(context)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from halogen import image, models_folder
-from halogen.compiler.site import flags, nodes
+from halogen.compiler.site import flags
 from halogen.compiler.site.inputs import GPU_RESOURCES
 from halogen.compiler.site.load import Model, Site
 from halogen.diagnostics import Diagnostic
@@ -56,7 +56,6 @@ def check(site: Site) -> list[Diagnostic]:
         *_models(site),
         *_flags(site),
         *_deployment(site),
-        *nodes.check(site),
     ]
 
 

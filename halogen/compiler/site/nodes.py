@@ -8,6 +8,7 @@ import difflib
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.load import Model, Site
 from halogen.diagnostics import Diagnostic
 
@@ -17,16 +18,20 @@ SPLIT_FLAGS = frozenset({"--rpc", "-ts", "--tensor-split", "-sm", "--split-mode"
 """llama-server's flags that halogen writes for a split model (common/arg.cpp, llama.cpp)."""
 
 
-def backend_of(site: Site, model: Model) -> str | None:
-    from halogen.compiler.site.checks import backend_of as named
-
-    return named(site, model)
-
-
 def node_backends(site: Site, node_id: str) -> list[str]:
     """The backends a node runs: those it names, else every backend of the site."""
     named = site.spec.nodes[node_id].backends
     return list(site.spec.backends) if named is None else named
+
+
+def deployment_name(site: Site, node: str) -> str:
+    """The name of a node's proxy: its Deployment, Service and (with -config) ConfigMap."""
+    return f"{site.spec.deployment.name}-{node}"
+
+
+def rpc_name(site: Site, node: str) -> str:
+    """The name of a node's rpc-server: its Deployment, Service and NetworkPolicy."""
+    return f"{deployment_name(site, node)}{RPC_SUFFIX}"
 
 
 def hostname(site: Site, node_id: str) -> str:
