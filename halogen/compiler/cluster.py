@@ -129,7 +129,8 @@ def node_site(site: Site, placement: Placement, node: str) -> Site:
     view = spec.model_copy(
         update={
             "deployment": _deployment(site, node),
-            "memoryBudget": plan.for_models,
+            # As written when the node holds no share of another's model, so messages quote it.
+            "memoryBudget": plan.for_models if plan.held else spec.nodes[node].memoryBudget,
             "nodes": {},
             "peers": {**spec.peers, **_peers(site, placement, node)},
             "llamaSwap": swap,

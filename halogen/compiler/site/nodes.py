@@ -125,6 +125,16 @@ def _site(site: Site) -> Iterator[Diagnostic]:
                 "host:port up to the first ':' (ggml-rpc.cpp, parse_endpoint)",
                 "give an IPv4 address or a DNS name, or leave address out: the cluster's Service names are used",
             )
+        elif node.address is not None:
+            yield site.doc.diagnostic(
+                ("nodes", node_id, "address"),
+                f"the other nodes reach {node_id!r} at {node.address} (its proxy's port "
+                f"{node.port or spec.deployment.port}, its rpc-server's {node.rpcPort}), which out/ does "
+                "not open on the node: in the cluster, its Services are reached by name",
+                "leave address out in a cluster; give it for nodes that run `halogen serve` outside "
+                f"Kubernetes (out/nodes/{node_id}/config.yaml)",
+                severity="warning",
+            )
         host = node.hostname or node_id
         if host in hostnames:
             yield site.doc.diagnostic(
