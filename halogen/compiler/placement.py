@@ -237,7 +237,7 @@ def place(site: Site) -> tuple[Placement | None, list[Diagnostic]]:
                 model.doc.diagnostic(
                     key,
                     f"needs {gib(refusal.size)} and fits on no node: {refusal.numbers or 'no node runs its backend'}",
-                    "raise a node's memoryBudget, split it over several nodes (`split: [main, helper]`), lower "
+                    "raise a node's memoryBudget, split it over several nodes with `split: [main, helper]`, lower "
                     "contextSize, or pick a smaller quantization"
                     + (", or pin it to another node" if model.spec.node else ""),
                 )
