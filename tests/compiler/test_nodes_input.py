@@ -22,7 +22,10 @@ HALOGEN = Path(sys.executable).with_name("halogen")  # the installed console scr
 
 SITE_NODES: dict[str, Any] = {
     **{k: v for k, v in SITE.items() if k != "groups"},
-    "backends": {**SITE["backends"], "rocm": {"args": ["-ngl", "999"], "supplementalGroups": [44]}},
+    "backends": {
+        **SITE["backends"],
+        "rocm": {"args": ["-ngl", "999"], "devices": ["/dev/dri", "/dev/kfd"], "supplementalGroups": [44]},
+    },
     "nodes": {
         "halo-a": {"memoryBudget": "110Gi", "frontDoor": True},
         "halo-b": {"memoryBudget": "110Gi", "backends": ["cpu"]},
@@ -162,10 +165,8 @@ def test_an_address_is_where_the_other_nodes_go_and_a_warning_says_out_does_not_
             "halo-b": {"memoryBudget": "7Gi", "address": "127.0.0.1", "port": 8082, "rpcPort": 50053},
         }
     )
-    t = tree(
-        site=site,
-        models={"tiny": {**PLAIN, "split": ["halo-a", "halo-b"]}, "small": {**PLAIN, "node": "halo-b"}},
-    )
+    split = {**PLAIN, "backend": "rocm", "split": ["halo-a", "halo-b"]}  # a GPU main: no layer count needed
+    t = tree(site=site, models={"tiny": split, "small": {**PLAIN, "node": "halo-b"}})
     compiled = compile_config(t.root)
     a = compiled.nodes["halo-a"].config
     assert a.peers["halo-b"].proxy == "http://127.0.0.1:8082"
@@ -183,3 +184,12 @@ def test_two_nodes_at_one_address_and_port_are_refused(tree: Callable[..., SiteT
     )
     problems = _problems(tree(site=site, models={"tiny": PLAIN}))
     assert any("nodes.halo-b.port: 127.0.0.1:8080 is already the proxy of 'halo-a'" in p for p in problems)
+
+
+def test_a_split_on_a_cpu_main_needs_the_locks_layer_count(tree: Callable[..., SiteTree]) -> None:
+    t = tree(site=SITE_NODES, models={"tiny": {**PLAIN, "split": ["halo-a", "halo-b"]}})
+    [problem] = _problems(t)
+    assert problem.startswith(
+        "models.d/tiny.yaml:5:1: split: 'halo-a' keeps its share of the layers on the CPU"
+    )
+    assert "run `halogen lock`" in problem
