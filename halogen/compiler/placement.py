@@ -112,6 +112,7 @@ class Refusal:
     nodes: tuple[str, ...]
     split: bool  # it was to be split over `nodes`, which together hold too little
     numbers: str
+    busy: tuple[str, str] | None = None  # a helper node, and the split model its rpc-server serves
 
 
 def load_seconds(site: Site, model_id: str, size: int) -> float:
@@ -222,7 +223,18 @@ def place(site: Site) -> tuple[Placement | None, list[Diagnostic]]:
     placement, refused = arrange(amounts, needs(site))
     for refusal in refused:
         model = site.models[refusal.model]
-        if refusal.split:
+        if refusal.busy is not None:
+            node, other = refusal.busy
+            problems.append(
+                model.doc.diagnostic(
+                    ("split",) if model.spec.split else ("file",),
+                    f"node {node!r} already runs the rpc-server of {other!r}, and an rpc-server serves one "
+                    "llama-server at a time: it takes the next client when the last one leaves "
+                    "(ggml_backend_rpc_start_server, ggml-rpc.cpp in llama.cpp)",
+                    "split it over nodes that help no other split model, or make one of the two fit fewer nodes",
+                )
+            )
+        elif refusal.split:
             problems.append(
                 model.doc.diagnostic(
                     ("split",) if model.spec.split else ("file",),
@@ -268,13 +280,17 @@ def _roomiest(placement: Placement, pool: Sequence[str], size: int) -> str | Non
 
 
 def _widest(placement: Placement, pool: Sequence[str], size: int) -> tuple[str, ...] | None:
-    """The fewest nodes, those with the most room first, whose room together holds `size`."""
+    """The fewest nodes, those with the most room first, whose room together holds `size`; the
+    helpers among those whose rpc-server serves no other split model yet (it serves one client
+    at a time: ggml_backend_rpc_start_server in ggml-rpc.cpp accepts the next when the last leaves)."""
     plans = placement.nodes
     chosen: list[str] = []
     room = 0
     for node in sorted(pool, key=lambda n: (-plans[n].for_models, n)):
         if plans[node].for_models <= 0:
             break
+        if chosen and plans[node].held:
+            continue
         chosen.append(node)
         room += plans[node].for_models
         if room >= size and len(chosen) > 1:
@@ -286,6 +302,9 @@ def _split(placement: Placement, need: Need, nodes: tuple[str, ...]) -> Refusal 
     plans = placement.nodes
     weights = tuple(max(0, plans[n].for_models) for n in nodes)
     size = need.size or 0
+    busy = next(((n, next(iter(plans[n].held))) for n in nodes[1:] if plans[n].held), None)
+    if busy is not None:
+        return Refusal(need.id, size, nodes, True, "", busy)
     total = sum(weights)
     shares = tuple(-(-size * w // total) for w in weights) if total else weights
     if not all(weights) or any(s > plans[n].for_models for n, s in zip(nodes, shares, strict=True)):

@@ -293,3 +293,16 @@ def test_halogen_fit_says_where_the_models_went_and_each_nodes_fit(site: Path) -
     document = yaml.safe_load(as_json.stdout)
     assert document["placement"]["splits"][BIG]["nodes"] == ["halo-a", "halo-b"]
     assert set(document["nodes"]) == {"halo-a", "halo-b"}
+
+
+def test_a_helper_already_serving_a_split_model_is_refused_for_a_second(site: Path) -> None:
+    for model_id in (BIG, "qwen2.5-coder-32b-instruct-q5_k_m"):
+        path = site / "models.d" / f"{model_id}.yaml"
+        path.write_text(path.read_text() + "split: [halo-a, halo-b]\n")
+    with pytest.raises(Invalid) as raised:
+        compile_config(site)
+    [problem] = [d.text() for d in raised.value.diagnostics if d.severity == "error"]
+    assert problem.startswith(
+        "models.d/qwen2.5-coder-32b-instruct-q5_k_m.yaml:4:1: split: node 'halo-b' already runs the rpc-server of "
+        f"'{BIG}', and an rpc-server serves one llama-server at a time"
+    )

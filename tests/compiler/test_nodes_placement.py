@@ -37,6 +37,7 @@ def shape(placement: Placement) -> tuple[object, ...]:
 def within_budgets(placement: Placement) -> None:
     for plan in placement.nodes.values():
         assert sum(plan.held.values()) <= plan.budget
+        assert len(plan.held) <= 1  # an rpc-server serves one llama-server at a time
         for model_id, size in plan.sizes.items():
             assert size <= plan.for_models, (plan.id, model_id)
 
@@ -136,3 +137,30 @@ def test_placement_never_exceeds_a_budget_and_places_or_refuses_every_model(
     shuffled = list(needs)
     random.Random(seed).shuffle(shuffled)
     assert shape(arrange(nodes, shuffled)[0]) == shape(placement)
+
+
+def test_a_node_helps_one_split_model_at_most_since_its_rpc_server_serves_one_client() -> None:
+    nodes = ("a", "b", "c")
+    placement, refused = arrange(
+        {"a": 100 * GiB, "b": 100 * GiB, "c": 100 * GiB},
+        [need("x", 150, nodes=nodes), need("y", 120, nodes=nodes)],
+    )
+    assert refused == []
+    assert placement.splits["x"].nodes == ("a", "b")
+    # b helps x already: y goes to a (which runs x, and may run y too) with c as its helper.
+    assert placement.splits["y"].nodes == ("a", "c")
+    # Two nodes: a and b's left-over room would hold y, but b's rpc-server is x's.
+    placement, refused = arrange({"a": 100 * GiB, "b": 100 * GiB}, [need("x", 150), need("y", 110)])
+    assert list(placement.splits) == ["x"] and [r.model for r in refused] == ["y"]
+    # With a third, smaller node, y passes over b (more room, but busy) for c.
+    placement, refused = arrange(
+        {"a": 100 * GiB, "b": 100 * GiB, "c": 20 * GiB},
+        [need("x", 150, nodes=nodes), need("y", 110, nodes=nodes)],
+    )
+    assert refused == [] and placement.splits["y"].nodes == ("a", "c")
+    _, refused = arrange(
+        {"a": 100 * GiB, "b": 100 * GiB, "c": 100 * GiB},
+        [need("x", 150, nodes=nodes, split=("a", "b")), need("y", 20, nodes=nodes, split=("c", "b"))],
+    )
+    [refusal] = refused
+    assert refusal.model == "y" and refusal.busy == ("b", "x")
