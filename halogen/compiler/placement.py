@@ -308,7 +308,9 @@ def _split(placement: Placement, need: Need, nodes: tuple[str, ...]) -> Refusal 
     total = sum(weights)
     shares = tuple(-(-size * w // total) for w in weights) if total else weights
     if not all(weights) or any(s > plans[n].for_models for n, s in zip(nodes, shares, strict=True)):
-        return Refusal(need.id, size, nodes, True, _rooms(placement, nodes, max(shares, default=0) or None))
+        return Refusal(
+            need.id, size, nodes, True, _rooms(placement, nodes, dict(zip(nodes, shares, strict=True)))
+        )
     split = Split(need.id, nodes, weights, shares)
     placement.splits[need.id] = split
     for node, share in zip(nodes[1:], shares[1:], strict=True):
@@ -317,12 +319,13 @@ def _split(placement: Placement, need: Need, nodes: tuple[str, ...]) -> Refusal 
     return None
 
 
-def _rooms(placement: Placement, nodes: Sequence[str], size: int | None = None) -> str:
+def _rooms(placement: Placement, nodes: Sequence[str], size: int | Mapping[str, int] | None = None) -> str:
     """Each node's numbers: budget, split shares held for other nodes, models placed, room, and
-    by how much `size` misses it."""
+    by how much `size` (the model, or each node's share of it) misses it."""
     parts = []
     for node in nodes:
         plan = placement.nodes[node]
+        wanted = size.get(node) if isinstance(size, Mapping) else size
         held = sum(plan.held.values())
         placed = (
             f"{len(plan.models)} model{'s' if len(plan.models) != 1 else ''} placed ({gib(plan.together)})"
@@ -331,8 +334,8 @@ def _rooms(placement: Placement, nodes: Sequence[str], size: int | None = None) 
         if held:
             text += f", {gib(held)} held for split models' shares"
         text += f", {placed}, room for one model {gib(max(0, plan.for_models))}"
-        if size is not None and size > plan.for_models:
-            text += f", {gib(size - max(0, plan.for_models))} short"
+        if wanted is not None and wanted > plan.for_models:
+            text += f", {gib(wanted - max(0, plan.for_models))} short"
         parts.append(text)
     return "; ".join(parts)
 

@@ -164,3 +164,11 @@ def test_a_node_helps_one_split_model_at_most_since_its_rpc_server_serves_one_cl
     )
     [refusal] = refused
     assert refusal.model == "y" and refusal.busy == ("b", "x")
+
+
+def test_a_split_its_nodes_cannot_hold_says_what_each_node_misses() -> None:
+    _, [refusal] = arrange({"a": 50 * GiB, "b": 50 * GiB}, [need("x", 130, split=("a", "b"))])
+    assert refusal.split and refusal.numbers == (
+        "a: budget 50.0 GiB, 0 models placed (0.0 GiB), room for one model 50.0 GiB, 15.0 GiB short; "
+        "b: budget 50.0 GiB, 0 models placed (0.0 GiB), room for one model 50.0 GiB, 15.0 GiB short"
+    )
