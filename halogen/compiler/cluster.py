@@ -13,6 +13,8 @@ names also survive a node's address changing, and go only to a pod that is ready
 
 from __future__ import annotations
 
+import ipaddress
+
 from halogen.compiler import facts
 from halogen.compiler.placement import Placement, Split
 from halogen.compiler.site.checks import backend_of
@@ -112,13 +114,21 @@ def _peers(site: Site, placement: Placement, node: str) -> dict[str, SitePeer]:
     return peers
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _deployment(site: Site, node: str) -> Deployment:
     d = site.spec.deployment
     spec = site.spec.nodes[node]
     service = d.service if spec.frontDoor else Service()
     hosts = list(d.allowHosts)
-    if spec.address and not spec.address.replace(".", "").isdigit() and spec.address not in hosts:
-        hosts.append(spec.address)  # the other nodes' requests name it in Host
+    if spec.address and not _is_ip(spec.address) and spec.address not in hosts:
+        hosts.append(spec.address)  # the other nodes' requests name it in Host; serve answers any IP
     return d.model_copy(
         update={
             "name": deployment_name(site, node),

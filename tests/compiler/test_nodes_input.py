@@ -231,3 +231,23 @@ def test_halogen_validate_checks_a_two_node_site_from_a_sub_folder(tree: Callabl
         [HALOGEN, "validate"], cwd=t.root / "models.d", capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 1 and "node 'halo-z' is not declared" in done.stderr
+
+
+def test_a_node_reached_by_a_dns_name_answers_to_it(tree: Callable[..., SiteTree]) -> None:
+    import yaml
+
+    from halogen.compiler.pipeline import build
+
+    site = _site(
+        **{
+            "halo-a": {"memoryBudget": "7Gi", "frontDoor": True},
+            "halo-b": {"memoryBudget": "7Gi", "address": "halo-b.lan"},
+        }
+    )
+    files, _ = build(tree(site=site, models={"tiny": {**PLAIN, "node": "halo-b"}}).root)
+    command = yaml.safe_load(files["nodes/halo-b/deployment.yaml"])["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert "halo-b.lan" in command["command"]  # the Host the other nodes' requests name
+    config = yaml.safe_load(files["nodes/halo-a/config.yaml"])
+    assert config["peers"]["halo-b"]["proxy"] == "http://halo-b.lan:8080"

@@ -43,7 +43,6 @@ def _block(mapping: Mapping[str, Any], indent: int) -> str:
     return "\n".join(pad + line for line in text.splitlines())
 
 
-@cache
 def templates() -> Any:
     """The jinja2 environment of `templates/`, with the `q` and `block` filters."""
     return _environment()
@@ -74,7 +73,8 @@ def _used_backends(site: Site) -> list[Backend]:
     return [site.spec.backends[b] for b in sorted({backend_of(site, m) or "" for m in site.models.values()})]
 
 
-def _devices(backends: Sequence[Backend]) -> list[Device]:
+def devices(backends: Sequence[Backend]) -> list[Device]:
+    """The host devices the backends mount, each as a hostPath volume of its own."""
     paths = sorted({dev for backend in backends for dev in backend.devices})
     return [
         Device(
@@ -168,7 +168,7 @@ def render(
         ),
         "service_annotations": dict(sorted(service_annotations.items())),
         "strategy": strategy,
-        "devices": _devices(backends),
+        "devices": devices(backends),
         "supplemental_groups": sorted({g for b in backends for g in b.supplementalGroups}),
         "resources": _resources(site, backends),
         "manifests": list(MANIFESTS),

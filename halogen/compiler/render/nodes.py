@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from halogen.compiler.render import manifests
-from halogen.compiler.render.manifests import Device
 from halogen.compiler.site.inputs import Backend
 from halogen.compiler.site.load import Site
 from halogen.compiler.site.nodes import deployment_name, hostname, rpc_name
@@ -62,14 +61,6 @@ def _rpc(site: Site, node: str, rpc: RpcServer) -> dict[str, Any]:
     }
     port = site.spec.nodes[node].rpcPort
     held = rpc.held
-    devices = [
-        Device(
-            p,
-            "dev-" + p.removeprefix("/dev/").replace("/", "-").replace(".", "-").lower(),
-            "Directory" if p == "/dev/dri" else "CharDevice",
-        )
-        for p in sorted(backend.devices)
-    ]
     resources: dict[str, dict[str, Any]] = {}
     if held:
         # A request, not a limit: the scheduler counts the shares; a limit under what llama.cpp
@@ -87,7 +78,7 @@ def _rpc(site: Site, node: str, rpc: RpcServer) -> dict[str, Any]:
         "command": [RPC_SERVER, "-H", "0.0.0.0", "-p", str(port), "-c"],
         "env": sorted({**site.spec.deployment.env, **backend.env, "LLAMA_CACHE": RPC_CACHE}.items()),
         "cache": RPC_CACHE,
-        "devices": devices,
+        "devices": manifests.devices([backend]),
         "supplemental_groups": sorted(backend.supplementalGroups),
         "resources": resources,
         "clients": [{"app": deployment_name(site, m)} for m in rpc.mains],
