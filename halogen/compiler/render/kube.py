@@ -20,7 +20,7 @@ def validate(files: Mapping[str, str], version: str, site: Document) -> list[Dia
     for name, text in sorted(files.items()):
         if name.endswith("kustomization.yaml"):
             continue  # not a Kubernetes object; `kubectl kustomize` checks it in the tests
-        if name == "podmonitor.yaml":
+        if name.rsplit("/", 1)[-1] == "podmonitor.yaml":
             continue  # a CRD's object, unknown to kubernetes-validate: checked in the tests
             # against the CRD's schema (schemas/podmonitor.monitoring.coreos.com-v1.schema.json)
         data = yaml.load(text)

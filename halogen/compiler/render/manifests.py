@@ -45,6 +45,11 @@ def _block(mapping: Mapping[str, Any], indent: int) -> str:
     return "\n".join(pad + line for line in text.splitlines())
 
 
+def templates() -> Any:
+    """The jinja2 environment of `templates/`, with the `q` and `block` filters."""
+    return _environment()
+
+
 @cache
 def _environment() -> Any:
     import jinja2
@@ -70,7 +75,8 @@ def _used_backends(site: Site) -> list[Backend]:
     return [site.spec.backends[b] for b in sorted({backend_of(site, m) or "" for m in site.models.values()})]
 
 
-def _devices(backends: Sequence[Backend]) -> list[Device]:
+def devices(backends: Sequence[Backend]) -> list[Device]:
+    """The host devices the backends mount, each as a hostPath volume of its own."""
     paths = sorted({dev for backend in backends for dev in backend.devices})
     return [
         Device(
@@ -110,10 +116,13 @@ def render(
     config_text: str,
     wanted: Sequence[FileSource] = (),
     environment: Mapping[str, str] | None = None,
+    node_selector: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every manifest by file name, plus the kustomization that lists them; out/pull/ when
-    models name their sources, and out/smoke/ when the site asks for the check. `environment`: the variables the budget gives the pod
-    (halogen.compiler.budget.environment)."""
+    models name their sources, and out/smoke/ when the site asks for the check. `environment`:
+    the variables the budget gives the pod (halogen.compiler.budget.environment);
+    `node_selector`: the node the pods must run on, when the site has several
+    (halogen.compiler.render.nodes)."""
     d = site.spec.deployment
     selector = {"app": d.name}
     labels = {**selector, "app.kubernetes.io/managed-by": "halogen", "app.kubernetes.io/name": d.name}
@@ -162,12 +171,13 @@ def render(
         ),
         "service_annotations": dict(sorted(service_annotations.items())),
         "strategy": strategy,
-        "devices": _devices(backends),
+        "devices": devices(backends),
         "supplemental_groups": sorted({g for b in backends for g in b.supplementalGroups}),
         "resources": _resources(site, backends),
         "podmonitor_labels": {**labels, **d.podMonitor.labels},
         # /metrics asks for a key when the clients must send one: Prometheus sends the first.
         "metrics_key": site.spec.apiKeys[0] if site.spec.apiKeys else None,
+        "node_selector": dict(node_selector or {}),
     }
     manifests = [*MANIFESTS, PODMONITOR] if d.podMonitor.enabled else list(MANIFESTS)
     context["manifests"] = manifests
