@@ -57,4 +57,8 @@ WORDS: Final = {
     r"^[^\s\x00]{1,256}$": "a model name without spaces, at most 256 characters",
     r"^https?://[^\s/]+(/[^\s]*)?$": "an http:// or https:// URL without spaces, e.g. http://box2.lan:8080",
     r"^https?://[^\s\x00]+$": "an http:// or https:// URL without spaces",
+    r"^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|[0-9a-fA-F:.]+)$": "an IP "
+    "address or a DNS name, without scheme or port, e.g. 192.168.68.101 or halo-b.lan",
+    r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$": "a label value: letters, digits, '-', '_' and '.', "
+    "starting and ending with a letter or digit",
 }

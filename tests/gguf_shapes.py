@@ -79,6 +79,13 @@ GPT_OSS_20B = Shape("gpt-oss", "gpt-oss 20b (synthetic)", gguf.LlamaFileType.MOS
 GPT_OSS_120B = Shape("gpt-oss", "gpt-oss 120b (synthetic)", gguf.LlamaFileType.MOSTLY_MXFP4_MOE, Q.Q8_0,
                      36, 2880, 2880, 64, 8, 201088, 131072, head_dim=64, experts=128, experts_used=4,
                      expert_ff=2880, expert_weight=Q.MXFP4, sliding_window=128)  # fmt: skip
+# Qwen/Qwen3-235B-A22B config.json: hidden_size 4096, num_hidden_layers 94, num_attention_heads 64,
+# num_key_value_heads 4, head_dim 128, num_experts 128, num_experts_per_tok 8,
+# moe_intermediate_size 1536 (every layer MoE), intermediate_size 12288, vocab_size 151936,
+# max_position_embeddings 40960. At Q4_K_M: a file of about 132 GiB, too big for one 128 GB box.
+QWEN3_235B = Shape("qwen3moe", "Qwen3 235B A22B (synthetic)", gguf.LlamaFileType.MOSTLY_Q4_K_M, Q.Q4_K,
+                   94, 4096, 12288, 64, 4, 151936, 40960, head_dim=128, experts=128, experts_used=8,
+                   expert_ff=1536, expert_weight=Q.Q4_K)  # fmt: skip
 
 
 def _tensors(s: Shape) -> list[tuple[str, tuple[int, ...], Q]]:
@@ -202,6 +209,12 @@ SEED: dict[str, tuple[Shape, str, int]] = {
 GPT_OSS_120B_MODEL = (
     "gpt-oss-120b",
     (GPT_OSS_120B, "unsloth/gpt-oss-120b-GGUF/gpt-oss-120b-F16.gguf", 131072),
+)
+
+# Not in the seed either: a model too big for either of two 128 GB boxes (the nodes example).
+QWEN3_235B_MODEL = (
+    "qwen3-235b-a22b-q4_k_m",
+    (QWEN3_235B, "unsloth/Qwen3-235B-A22B-GGUF/Qwen3-235B-A22B-Q4_K_M.gguf", 32768),
 )
 
 

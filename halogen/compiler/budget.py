@@ -8,6 +8,8 @@ checked). Pure.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -124,10 +126,22 @@ def needs(site: Site) -> dict[str, memory.Estimate]:
         model = site.models[model_id]
         known = facts.facts_of(site, model)
         if known is not None:
-            out[model_id] = memory.estimate(
-                known, facts.server_args(site, model), facts.server_env(site, model)
-            )
+            found = memory.estimate(known, facts.server_args(site, model), facts.server_env(site, model))
+            share = site.shares.get(model_id)
+            out[model_id] = found if share is None else _share(found, share)
     return out
+
+
+def _share(whole: memory.Estimate, fraction: float) -> memory.Estimate:
+    """What one node of a split model holds: llama.cpp splits layers, their weights and KV cache,
+    by --tensor-split (src/llama-model.cpp), and each device keeps buffers of its own; taking the
+    same fraction of every term is the estimate halogen makes of that."""
+    part = {
+        f.name: math.ceil(getattr(whole, f.name) * fraction)
+        for f in dataclasses.fields(whole)
+        if f.name != "context"
+    }
+    return dataclasses.replace(whole, **part)
 
 
 def together(sizes: Mapping[str, int], members: Sequence[str], swap: bool) -> tuple[int, list[str]]:
@@ -142,6 +156,8 @@ def together(sizes: Mapping[str, int], members: Sequence[str], swap: bool) -> tu
 
 
 def check(site: Site) -> Iterator[Diagnostic]:
+    if site.spec.nodes:
+        return  # each node's budget is checked on that node's view of the site (cluster.py)
     written = site.spec.memoryBudget
     limit_text = site.spec.deployment.resources.limits.get("memory")
     large = False

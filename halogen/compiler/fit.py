@@ -125,6 +125,8 @@ def fitted(site: Site) -> tuple[ls.Router | None, list[Diagnostic]]:
     from halogen.compiler import budget as budgets
 
     found = budgets.budget_of(site)
+    if site.spec.nodes:
+        return None, []  # each node is fitted on its own view of the site (cluster.py)
     if found is None or site.spec.memoryBudget is None or site.spec.groups or site.spec.matrix is not None:
         return None, []
     estimates = budgets.needs(site)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from halogen import image
-from halogen.compiler import budget, coverage, facts, fit
-from halogen.compiler.site import checks, sources
+from halogen.compiler import budget, cluster, coverage, facts, fit, placement
+from halogen.compiler.placement import Placement
+from halogen.compiler.site import checks, nodes, sources
 from halogen.compiler.site.load import Site, load
 from halogen.diagnostics import Diagnostic, Invalid, errors
 from halogen.llamaswap import config as ls
@@ -18,10 +19,22 @@ from halogen.modelfiles import FileSource
 
 
 @dataclass(frozen=True)
+class NodeCompiled:
+    """One node of a site with several: its view of the site and its config."""
+
+    site: Site
+    config: ls.Config
+
+
+@dataclass(frozen=True)
 class Compiled:
     site: Site
     config: ls.Config
     warnings: tuple[Diagnostic, ...]
+    # With `nodes:`, each node's view and config by node id (`config` is the front door's), and
+    # where the models went.
+    nodes: dict[str, NodeCompiled] = field(default_factory=dict)
+    placement: Placement | None = None
 
 
 def _site_path(site: Site, path: FieldPath) -> FieldPath | None:
@@ -117,6 +130,7 @@ def _sourced(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
     if site is None:
         raise Invalid(found)
     found += checks.check(site)
+    found += nodes.check(site)
     files, problems = sources.sources(site)
     return site, files, found + problems
 
@@ -135,14 +149,22 @@ def pulled(root: Path) -> tuple[Site, list[FileSource], list[Diagnostic]]:
 
 def compile_config(root: Path) -> Compiled:
     """Everything `halogen validate` checks; raises `Invalid` with every error found."""
-    from halogen.compiler.render import config as render_config
-
     site, _, found = _sourced(root)
     found += facts.check(site)
     found += budget.check(site)
     found += coverage.check(site)
+    if site.spec.nodes and not errors(found):
+        return _compile_nodes(site, found)
+    config, found = _compile_view(site, found)
+    return Compiled(site, config, tuple(found))
+
+
+def _compile_view(site: Site, found: list[Diagnostic]) -> tuple[ls.Config, list[Diagnostic]]:
+    """The config of one proxy (the site's, or one node's view of it), checked as it runs."""
+    from halogen.compiler.render import config as render_config
+
     routing, problems = fit.fitted(site)
-    found += problems
+    found = found + problems
     if errors(found):
         raise Invalid(found)
     config = render_config.render(site, {mid: facts.metadata(site, m) for mid, m in site.models.items()})
@@ -158,7 +180,51 @@ def compile_config(root: Path) -> Compiled:
         found += budget.matrix_check(site, resolved.matrix.program, sizes)
     if errors(found):
         raise Invalid(found)
-    return Compiled(site, config, tuple(found))
+    return config, found
+
+
+def _rpc_backends(site: Site, placed: Placement) -> list[Diagnostic]:
+    """A node's one rpc-server runs with one backend's env and devices: the split models it
+    helps must share it."""
+    out = []
+    for node_id in placed.nodes:
+        first: tuple[str, str] | None = None
+        for split in placed.helped_by(node_id):
+            model = site.models[split.model]
+            backend = checks.backend_of(site, model) or ""
+            if first is None:
+                first = (backend, split.model)
+            elif backend != first[0]:
+                out.append(
+                    model.doc.diagnostic(
+                        ("split",) if model.spec.split else ("backend",),
+                        f"node {node_id!r} runs one rpc-server, with backend {first[0]!r} for {first[1]!r}, "
+                        f"and this split model uses {backend!r}",
+                        "split the models a node helps with one backend, or over other nodes",
+                    )
+                )
+    return out
+
+
+def _compile_nodes(site: Site, found: list[Diagnostic]) -> Compiled:
+    """Place the models, then compile each node's view as a site of its own."""
+    placed, problems = placement.place(site)
+    if placed is None:
+        raise Invalid(found + problems)
+    parts = {}
+    for node_id in placed.nodes:
+        view = cluster.node_site(site, placed, node_id)
+        mine = list(budget.check(view))
+        if errors(mine):
+            raise Invalid(found + mine)
+        config, seen = _compile_view(view, [])
+        found += [d for d in [*mine, *seen] if d not in found]
+        parts[node_id] = NodeCompiled(view, config)
+    found += _rpc_backends(site, placed)
+    if errors(found):
+        raise Invalid(found)
+    door = next(n for n, node in site.spec.nodes.items() if node.frontDoor)
+    return Compiled(site, parts[door].config, tuple(found), parts, placed)
 
 
 def _wanted(root: Path, site: Site) -> list[FileSource]:
@@ -175,6 +241,8 @@ def files_of(root: Path, compiled: Compiled) -> dict[str, bytes]:
     """The bytes of every file in out/, checked with strict kubernetes-validate."""
     from halogen.compiler.render import kube, manifests
 
+    if compiled.placement is not None:
+        return _node_files(root, compiled, compiled.placement)
     config_text = llamaswap_io.dump(compiled.config, manifests.HEADER + "\n")
     site = compiled.site
     files = manifests.render(site, config_text, _wanted(root, site), budget.environment(site))
@@ -183,6 +251,37 @@ def files_of(root: Path, compiled: Compiled) -> dict[str, bytes]:
         raise Invalid(list(compiled.warnings) + problems)
     out = {image.CONFIG_FILE: config_text, **files}
     return {name: text.encode("utf-8") for name, text in sorted(out.items())}
+
+
+def _node_files(root: Path, compiled: Compiled, placed: Placement) -> dict[str, bytes]:
+    """out/ for a site with several nodes (halogen.compiler.render.nodes)."""
+    from halogen.compiler.render import kube, manifests
+    from halogen.compiler.render import nodes as render_nodes
+
+    site = compiled.site
+    outputs = {}
+    for node_id, part in compiled.nodes.items():
+        helped = placed.helped_by(node_id)
+        rpc = None
+        if helped:
+            backend = site.spec.backends[checks.backend_of(site, site.models[helped[0].model]) or ""]
+            held = sum(placed.nodes[node_id].held.values())
+            rpc = render_nodes.RpcServer(backend, held, tuple(sorted({s.main for s in helped})))
+        outputs[node_id] = render_nodes.NodeOutput(
+            part.site,
+            llamaswap_io.dump(part.config, manifests.HEADER + "\n"),
+            _wanted(root, part.site),
+            budget.environment(part.site),
+            rpc,
+        )
+    files = render_nodes.render(site, outputs)
+    manifests_only = {n: t for n, t in files.items() if not n.endswith("/" + image.CONFIG_FILE)}
+    problems = kube.validate(
+        manifests_only, compiled.site.spec.deployment.kubernetesVersion, compiled.site.doc
+    )
+    if problems:
+        raise Invalid(list(compiled.warnings) + problems)
+    return {name: text.encode("utf-8") for name, text in sorted(files.items())}
 
 
 def build(root: Path) -> tuple[dict[str, bytes], tuple[Diagnostic, ...]]:

@@ -44,6 +44,12 @@ def _block(mapping: Mapping[str, Any], indent: int) -> str:
 
 
 @cache
+def templates() -> Any:
+    """The jinja2 environment of `templates/`, with the `q` and `block` filters."""
+    return _environment()
+
+
+@cache
 def _environment() -> Any:
     import jinja2
 
@@ -108,10 +114,12 @@ def render(
     config_text: str,
     wanted: Sequence[FileSource] = (),
     environment: Mapping[str, str] | None = None,
+    node_selector: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every manifest by file name, plus the kustomization that lists them; and out/pull/
     when models name their sources. `environment`: the variables the budget gives the pod
-    (halogen.compiler.budget.environment)."""
+    (halogen.compiler.budget.environment); `node_selector`: the node the pods must run on, when
+    the site has several (halogen.compiler.render.nodes)."""
     d = site.spec.deployment
     selector = {"app": d.name}
     labels = {**selector, "app.kubernetes.io/managed-by": "halogen", "app.kubernetes.io/name": d.name}
@@ -164,6 +172,7 @@ def render(
         "supplemental_groups": sorted({g for b in backends for g in b.supplementalGroups}),
         "resources": _resources(site, backends),
         "manifests": list(MANIFESTS),
+        "node_selector": dict(node_selector or {}),
     }
     env = _environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in MANIFESTS}

@@ -302,6 +302,49 @@ class SitePeer(_Input):
     timeouts: PeerTimeouts = PeerTimeouts()
 
 
+NODE_ID = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A DNS name (RFC 1123 labels) or an IP address: where the other nodes reach a node.
+NODE_ADDRESS = (
+    r"^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|[0-9a-fA-F:.]+)$"
+)
+# A label value (kubernetes.io/hostname is one): at most 63, alphanumeric at both ends.
+LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+DEFAULT_RPC_PORT = 50052  # rpc-server's own default (llama.cpp tools/rpc/rpc-server.cpp)
+
+
+class Node(_Input):
+    """One machine of the cluster: the build places models on it, gives it its own proxy
+    Deployment (pinned by kubernetes.io/hostname) and, when it helps a split model, an rpc-server."""
+
+    hostname: Annotated[str, StringConstraints(pattern=LABEL_VALUE, max_length=63)] | None = Field(
+        None, description="The node's kubernetes.io/hostname label; default: the node id."
+    )
+    address: Annotated[str, StringConstraints(pattern=NODE_ADDRESS, max_length=253)] | None = Field(
+        None,
+        description="Where the other nodes reach this one's proxy and rpc-server (an IP or a DNS name), "
+        "for nodes that run `halogen serve` outside the cluster's Services. Default, and what a "
+        "cluster wants: its Services' cluster DNS names, which keep the rpc-server's NetworkPolicy "
+        "able to tell the main node's pod by its labels.",
+    )
+    memoryBudget: Quantity = Field(
+        description="How much memory this node's models (and its shares of split models) may hold together."
+    )
+    backends: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None, description="The backends (ids from `backends:`) this node can run; default: all."
+    )
+    frontDoor: bool = Field(
+        False,
+        description="Exactly one node is the front door: the Service's LoadBalancer address stays on it.",
+    )
+    rpcPort: int = Field(
+        DEFAULT_RPC_PORT,
+        ge=1,
+        le=65535,
+        description="The port of its rpc-server when it helps a split model.",
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="Its proxy's port; default deployment.port.")
+
+
 class SiteFile(_Input):
     """`halogen.yaml`."""
 
@@ -325,6 +368,11 @@ class SiteFile(_Input):
     )
     # A backend id is a macro name in the written config, so it obeys llama-swap's macro rules.
     backends: dict[Annotated[str, StringConstraints(pattern=BACKEND_ID)], Backend] = Field(min_length=1)
+    nodes: dict[Annotated[str, StringConstraints(pattern=NODE_ID, max_length=40)], Node] = Field(
+        {},
+        description="The machines the site runs on, when more than one: the build places each model "
+        "on a node (or splits it over several with llama.cpp's rpc-server), and writes a proxy per node.",
+    )
 
 
 class Metadata(_Input):
@@ -426,6 +474,16 @@ class ModelFile(_Input):
         "the file is placed on the node by hand.",
     )
     llamaSwap: ModelLlamaSwap = ModelLlamaSwap()
+    node: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        None,
+        description="The node (an id from halogen.yaml's `nodes:`) to run on; default: placed by memory.",
+    )
+    split: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None,
+        min_length=2,
+        description="Run split over these nodes with llama.cpp's RPC: the first runs llama-server, "
+        "the others an rpc-server holding their share of its layers.",
+    )
 
     @model_validator(mode="after")
     def _command_source(self) -> ModelFile:

@@ -29,6 +29,9 @@ class Site:
     doc: yamlio.Document
     models: dict[str, Model] = field(default_factory=dict)
     lock: Lock = field(default_factory=Lock)  # halogen.lock: what the model files are
+    # With several nodes, one node's view of the site (halogen.compiler.cluster): the fraction of
+    # each split model that this node's llama-server holds, by model id.
+    shares: dict[str, float] = field(default_factory=dict)
 
 
 def _read(path: Path, label: str, found: list[Diagnostic]) -> yamlio.Document | None:
