@@ -117,10 +117,11 @@ def listen_port(config: Path) -> int:
 
 
 @contextlib.contextmanager
-def halogen_serve(config: Path, log: Path, *extra: str) -> Iterator[Serving]:
-    """`halogen serve` on a free loopback port, its output in `log`, once it answers
-    /health; stopped as the kubelet stops it when the block ends."""
-    port = listen_port(config)
+def halogen_serve(config: Path, log: Path, *extra: str, port: int | None = None) -> Iterator[Serving]:
+    """`halogen serve` on a free loopback port (or `port`: a node's, that the other nodes'
+    configs name), its output in `log`, once it answers /health; stopped as the kubelet stops
+    it when the block ends."""
+    port = port or listen_port(config)
     argv = serve_argv(config, "--listen", f"127.0.0.1:{port}", *extra)
     with log.open("wb") as out:
         process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -202,11 +203,11 @@ def listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def rpc_serving(binary: Path, log: Path, *extra: str) -> Iterator[RpcServer]:
-    """rpc-server bound to 127.0.0.1 on a free port (`-H 127.0.0.1 -p PORT -t 1`), with
+def rpc_serving(binary: Path, log: Path, *extra: str, port: int | None = None) -> Iterator[RpcServer]:
+    """rpc-server bound to 127.0.0.1 on `port` or a free one (`-H 127.0.0.1 -p PORT -t 1`), with
     GGML_RPC_DEBUG set so that it logs what it allocates; once it listens. Killed when the block
     ends (it handles no signal: SIGTERM ends it)."""
-    (port,) = free_ports(1)
+    port = port or free_ports(1)[0]
     argv = [str(binary), "-H", "127.0.0.1", "-p", str(port), "-t", "1", *extra]
     env = {**os.environ, "GGML_RPC_DEBUG": "1"}
     with log.open("wb") as out:
