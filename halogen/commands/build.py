@@ -50,7 +50,13 @@ def _one(root: Path, out: Path, *, check: bool, fmt: Format) -> list[Diagnostic]
             err=True,
         )
         if site is not None and sys.stdout.isatty():  # for a person at a terminal: the fit just written
-            click.echo(fit_report.text(fit_report.report(site)), nl=False)
+            if site.spec.nodes:  # where the models went, and each node's fit
+                compiled = pipeline.compile_config(root)
+                views = {node_id: part.site for node_id, part in compiled.nodes.items()}
+                if compiled.placement is not None:
+                    click.echo(fit_report.nodes_text(views, compiled.placement), nl=False)
+            else:
+                click.echo(fit_report.text(fit_report.report(site)), nl=False)
     return found
 
 

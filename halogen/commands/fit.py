@@ -29,6 +29,16 @@ def run(paths: Sequence[Path], src: Path | None, *, fmt: Format) -> int:
         summary(shown, fmt, writes=False)
         return 1
     found = sites.relocate(compiled.warnings, root, fmt)
+    if compiled.placement is not None:  # a site with several nodes: each node's fit
+        views = {node_id: part.site for node_id, part in compiled.nodes.items()}
+        if fmt == "json":
+            document = fit_report.nodes_document(views, compiled.placement)
+            document["diagnostics"] = [d.__dict__ for d in found]
+            click.echo(json.dumps(document, indent=2))
+            return 0
+        emit(found, fmt)
+        click.echo(fit_report.nodes_text(views, compiled.placement), nl=False)
+        return 1 if errors(found) else 0
     report = fit_report.report(compiled.site)
     if fmt == "json":
         document = fit_report.document(report)

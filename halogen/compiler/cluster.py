@@ -19,6 +19,7 @@ from halogen.compiler.site.checks import backend_of
 from halogen.compiler.site.inputs import Deployment, PeerKey, Service, SitePeer
 from halogen.compiler.site.load import Model, Site
 from halogen.compiler.site.nodes import deployment_name, rpc_name
+from halogen.diagnostics import Diagnostic
 
 MiB = 1024 * 1024
 
@@ -76,6 +77,23 @@ def split_args(site: Site, split: Split) -> list[str]:
     return [*args, "--n-gpu-layers", str(offloaded), "--tensor-split", ",".join(map(str, weights[1:]))]
 
 
+def split_problems(site: Site, placement: Placement) -> list[Diagnostic]:
+    """A split whose main node has no GPU says its share in layers, which only halogen.lock knows."""
+    out = []
+    for model_id, split in sorted(placement.splits.items()):
+        model = site.models[model_id]
+        if not offloads(site, model) and facts.facts_of(site, model) is None:
+            out.append(
+                model.doc.diagnostic(
+                    ("split",),
+                    f"{split.main!r} keeps its share of the layers on the CPU, and halogen.lock does not "
+                    "know how many layers the model has",
+                    "run `halogen lock` where the model file is, and commit halogen.lock",
+                )
+            )
+    return out
+
+
 def _peers(site: Site, placement: Placement, node: str) -> dict[str, SitePeer]:
     """The other nodes as llama-swap peers, each with the names its models answer to, so a
     request for any model reaches it from any node, by its plain id (a bare name that exactly
@@ -129,7 +147,8 @@ def node_site(site: Site, placement: Placement, node: str) -> Site:
     view = spec.model_copy(
         update={
             "deployment": _deployment(site, node),
-            "memoryBudget": plan.for_models,
+            # As written when the node holds no share of another's model, so messages quote it.
+            "memoryBudget": plan.for_models if plan.held else spec.nodes[node].memoryBudget,
             "nodes": {},
             "peers": {**spec.peers, **_peers(site, placement, node)},
             "llamaSwap": swap,

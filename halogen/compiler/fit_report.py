@@ -9,11 +9,13 @@ when together they need more than the budget.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from halogen.compiler import budget as budgets
-from halogen.compiler import coverage, fit, memory
+from halogen.compiler import coverage, fit, memory, placement
+from halogen.compiler.placement import Placement
 from halogen.compiler.site.load import Site
 from halogen.compiler.site.lock import LOCK_FILE
 
@@ -171,4 +173,25 @@ def document(r: Report) -> dict[str, Any]:
         ],
         "apart": [{"models": list(a.models), "total": a.total} for a in r.apart],
         "unknown": r.unknown,
+    }
+
+
+def nodes_text(views: Mapping[str, Site], placed: Placement) -> str:
+    """The fit of each node of a site with several, after where the models went."""
+    lines = ["placement:", *(f"  {line}" for line in placement.summary(placed))]
+    for node_id, view in views.items():
+        lines += ["", f"node {node_id}:", text(report(view)).rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def nodes_document(views: Mapping[str, Site], placed: Placement) -> dict[str, Any]:
+    return {
+        "placement": {
+            "home": dict(sorted(placed.home.items())),
+            "splits": {
+                m: {"nodes": list(s.nodes), "shares": list(s.shares)}
+                for m, s in sorted(placed.splits.items())
+            },
+        },
+        "nodes": {node_id: document(report(view)) for node_id, view in views.items()},
     }

@@ -211,6 +211,9 @@ def _compile_nodes(site: Site, found: list[Diagnostic]) -> Compiled:
     placed, problems = placement.place(site)
     if placed is None:
         raise Invalid(found + problems)
+    problems = cluster.split_problems(site, placed)
+    if problems:
+        raise Invalid(found + problems)
     parts = {}
     for node_id in placed.nodes:
         view = cluster.node_site(site, placed, node_id)

@@ -13,10 +13,10 @@ matrix (fit.py), as on a single box. So placement decides which models may stay 
    loaded, and its own proxy cannot see when that is).
 2. Then models pinned with `node:`.
 3. Then the rest, the slowest to load first (its file's size at bench/replay.py's 4 s/GiB; ties
-   by id): on the node whose room fits it most tightly (best fit decreasing, which keeps the
-   most of the slow-to-load models loaded together), else, when it fits beside no node's other
-   models, on the node with the most room, where it swaps with them. Only nodes that run the
-   model's backend are candidates.
+   by id): on the node with the most room left beside the models placed there (worst fit
+   decreasing: the slow-to-load models spread out and each node keeps room for the small ones),
+   else, when it fits beside no node's models, on the node with the most room, where it swaps
+   with them. Only nodes that run the model's backend are candidates.
 
 Models the lock does not know have no estimate: they go, after the others, to the candidate
 node holding the fewest models (ties by node id), and their memory is not checked (coverage.py
@@ -25,7 +25,7 @@ says so).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from halogen.compiler import budget as budgets
@@ -156,7 +156,7 @@ def arrange(amounts: Mapping[str, int], needs: Sequence[Need]) -> tuple[Placemen
         if model_id in placement.home or model_id in done or not need.candidates:
             continue  # placed already (pinned, or split), refused, or no node runs its backend
         pool = (need.node,) if need.node else need.candidates
-        chosen = _best_fit(placement, pool, need.size or 0)
+        chosen = _roomiest(placement, pool, need.size or 0)
         if chosen is None:
             done.add(model_id)
             refused.append(Refusal(model_id, need.size or 0, pool, False, _rooms(placement, pool, need.size)))
@@ -237,7 +237,7 @@ def place(site: Site) -> tuple[Placement | None, list[Diagnostic]]:
                 model.doc.diagnostic(
                     key,
                     f"needs {gib(refusal.size)} and fits on no node: {refusal.numbers or 'no node runs its backend'}",
-                    "raise a node's memoryBudget, split it over several nodes (`split: [main, helper]`), lower "
+                    "raise a node's memoryBudget, split it over several nodes with `split: [main, helper]`, lower "
                     "contextSize, or pick a smaller quantization"
                     + (", or pin it to another node" if model.spec.node else ""),
                 )
@@ -252,13 +252,15 @@ def _put(placement: Placement, model_id: str, node: str, size: int) -> None:
     placement.home[model_id] = node
 
 
-def _best_fit(placement: Placement, pool: Sequence[str], size: int) -> str | None:
-    """The node whose room beside its models fits `size` most tightly; else the one with the
-    most room where it fits alone (it swaps with the others there); else None."""
+def _roomiest(placement: Placement, pool: Sequence[str], size: int) -> str | None:
+    """The node with the most room left beside its models once `size` is in (worst fit: the
+    slow-to-load models spread over the nodes, and each keeps room for the small ones that
+    follow; bench/placement.py measured it against best fit); else the one with the most room
+    where it fits alone (it swaps with the others there); else None. Ties go to the first id."""
     plans = placement.nodes
     beside = [n for n in pool if plans[n].together + size <= plans[n].for_models]
     if beside:
-        return min(beside, key=lambda n: (plans[n].for_models - plans[n].together - size, n))
+        return min(beside, key=lambda n: (plans[n].together - plans[n].for_models, n))
     alone = [n for n in pool if size <= plans[n].for_models]
     if alone:
         return min(alone, key=lambda n: (plans[n].together - plans[n].for_models, n))
@@ -316,9 +318,20 @@ def _rooms(placement: Placement, nodes: Sequence[str], size: int | None = None) 
     return "; ".join(parts)
 
 
-def summary(placement: Placement) -> Iterator[str]:
-    """One line per node, for the build's report."""
+def summary(placement: Placement) -> list[str]:
+    """Where the models went, a line per node and per split, for `halogen build` and `halogen fit`."""
+    lines = []
     for node_id, plan in placement.nodes.items():
-        held = ", ".join(f"{m} ({gib(s)})" for m, s in sorted(plan.held.items()))
-        models = ", ".join(plan.models) or "no models"
-        yield f"{node_id}: {models}" + (f"; rpc-server for {held}" if held else "")
+        models = ", ".join(sorted(plan.models)) or "no model"
+        line = f"{node_id} (budget {gib(plan.budget)}): {models}"
+        if plan.held:
+            held = ", ".join(f"{m} {gib(s)}" for m, s in sorted(plan.held.items()))
+            line += f"; its rpc-server holds {held}, leaving {gib(plan.for_models)} to its own models"
+        lines.append(line)
+    for model_id, split in sorted(placement.splits.items()):
+        parts = [f"{n} {gib(s)}" for n, s in zip(split.nodes, split.shares, strict=True)]
+        lines.append(
+            f"{model_id}: split, llama-server on {split.main} with {parts[0].split(' ', 1)[1]}, "
+            f"rpc-server on {', '.join(parts[1:])}"
+        )
+    return lines

@@ -277,3 +277,19 @@ def test_halogen_build_runs_from_inside_a_two_node_site_without_flags(site: Path
         [HALOGEN, "build", "--check"], cwd=site / where, capture_output=True, text=True, timeout=120
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_halogen_fit_says_where_the_models_went_and_each_nodes_fit(site: Path) -> None:
+    done = subprocess.run(
+        [HALOGEN, "fit"], cwd=site / "models.d", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("placement:\n  halo-a (budget 120.0 GiB): ")
+    assert f"{BIG}: split, llama-server on halo-a with 64.7 GiB, rpc-server on halo-b 64.7 GiB" in done.stdout
+    assert "\nnode halo-b:\nmemory budget 55.3 GiB (memoryBudget); routing: fitted\n" in done.stdout
+    as_json = subprocess.run(
+        [HALOGEN, "fit", "--format", "json"], cwd=site, capture_output=True, text=True, timeout=120
+    )
+    document = yaml.safe_load(as_json.stdout)
+    assert document["placement"]["splits"][BIG]["nodes"] == ["halo-a", "halo-b"]
+    assert set(document["nodes"]) == {"halo-a", "halo-b"}

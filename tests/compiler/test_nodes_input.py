@@ -22,7 +22,10 @@ HALOGEN = Path(sys.executable).with_name("halogen")  # the installed console scr
 
 SITE_NODES: dict[str, Any] = {
     **{k: v for k, v in SITE.items() if k != "groups"},
-    "backends": {**SITE["backends"], "rocm": {"args": ["-ngl", "999"], "supplementalGroups": [44]}},
+    "backends": {
+        **SITE["backends"],
+        "rocm": {"args": ["-ngl", "999"], "devices": ["/dev/dri", "/dev/kfd"], "supplementalGroups": [44]},
+    },
     "nodes": {
         "halo-a": {"memoryBudget": "110Gi", "frontDoor": True},
         "halo-b": {"memoryBudget": "110Gi", "backends": ["cpu"]},
@@ -65,8 +68,8 @@ def test_a_node_named_twice_in_a_split_is_an_error(tree: Callable[..., SiteTree]
 def test_two_front_doors_are_an_error_at_the_second(tree: Callable[..., SiteTree]) -> None:
     site = _site(
         **{
-            "halo-a": {"memoryBudget": "8Gi", "frontDoor": True},
-            "halo-b": {"memoryBudget": "8Gi", "frontDoor": True},
+            "halo-a": {"memoryBudget": "7Gi", "frontDoor": True},
+            "halo-b": {"memoryBudget": "7Gi", "frontDoor": True},
         }
     )
     [problem] = _problems(tree(site=site, models={"tiny": PLAIN}))
@@ -76,7 +79,7 @@ def test_two_front_doors_are_an_error_at_the_second(tree: Callable[..., SiteTree
 
 
 def test_no_front_door_is_an_error_at_nodes(tree: Callable[..., SiteTree]) -> None:
-    site = _site(**{"halo-a": {"memoryBudget": "8Gi"}, "halo-b": {"memoryBudget": "8Gi"}})
+    site = _site(**{"halo-a": {"memoryBudget": "7Gi"}, "halo-b": {"memoryBudget": "7Gi"}})
     [problem] = _problems(tree(site=site, models={"tiny": PLAIN}))
     assert re.match(r"halogen\.yaml:\d+:\d+: nodes: no node is the front door \(set frontDoor: true", problem)
 
@@ -99,7 +102,7 @@ def test_a_split_over_a_node_that_lacks_its_backend_is_an_error_at_that_item(
 
 
 def test_a_node_naming_an_unknown_backend_is_an_error_at_it(tree: Callable[..., SiteTree]) -> None:
-    site = _site(**{"halo-a": {"memoryBudget": "8Gi", "frontDoor": True, "backends": ["cpu", "rcom"]}})
+    site = _site(**{"halo-a": {"memoryBudget": "7Gi", "frontDoor": True, "backends": ["cpu", "rcom"]}})
     [problem] = _problems(tree(site=site, models={"tiny": PLAIN}))
     assert (
         "nodes.halo-a.backends[1]: backend 'rcom' is not declared in halogen.yaml (did you mean 'rocm'?"
@@ -128,7 +131,7 @@ def test_node_without_nodes_is_an_error(tree: Callable[..., SiteTree]) -> None:
 
 
 def test_a_node_id_that_is_no_kubernetes_name_is_refused(tree: Callable[..., SiteTree]) -> None:
-    site = _site(**{"Halo_A": {"memoryBudget": "8Gi", "frontDoor": True}})
+    site = _site(**{"Halo_A": {"memoryBudget": "7Gi", "frontDoor": True}})
     t = tree(site=site, models={"tiny": PLAIN})
     with pytest.raises(Invalid) as raised:
         compile_config(t.root)
@@ -145,3 +148,48 @@ def test_the_console_script_reports_a_bad_node_with_exit_1_and_no_traceback(
     assert done.returncode == 1, done.stderr
     assert "models.d/tiny.yaml:5:1: node: node 'halo-c' is not declared" in done.stderr
     assert "Traceback" not in done.stderr and not t.out.exists()
+
+
+def test_an_ipv6_address_is_refused_since_rpc_cannot_take_it(tree: Callable[..., SiteTree]) -> None:
+    site = _site(**{"halo-a": {"memoryBudget": "7Gi", "frontDoor": True, "address": "fd00::1"}})
+    [problem] = _problems(tree(site=site, models={"tiny": PLAIN}))
+    assert "nodes.halo-a.address: fd00::1 is an IPv6 address, which llama.cpp's --rpc cannot take" in problem
+
+
+def test_an_address_is_where_the_other_nodes_go_and_a_warning_says_out_does_not_open_it(
+    tree: Callable[..., SiteTree],
+) -> None:
+    site = _site(
+        **{
+            "halo-a": {"memoryBudget": "7Gi", "frontDoor": True, "address": "127.0.0.1", "port": 8081},
+            "halo-b": {"memoryBudget": "7Gi", "address": "127.0.0.1", "port": 8082, "rpcPort": 50053},
+        }
+    )
+    split = {**PLAIN, "backend": "rocm", "split": ["halo-a", "halo-b"]}  # a GPU main: no layer count needed
+    t = tree(site=site, models={"tiny": split, "small": {**PLAIN, "node": "halo-b"}})
+    compiled = compile_config(t.root)
+    a = compiled.nodes["halo-a"].config
+    assert a.peers["halo-b"].proxy == "http://127.0.0.1:8082"
+    assert "--rpc 127.0.0.1:50053" in a.models["tiny"].cmd
+    warned = [d.text() for d in compiled.warnings if d.field.startswith("nodes.")]
+    assert any("nodes.halo-b.address: the other nodes reach 'halo-b' at 127.0.0.1" in w for w in warned)
+
+
+def test_two_nodes_at_one_address_and_port_are_refused(tree: Callable[..., SiteTree]) -> None:
+    site = _site(
+        **{
+            "halo-a": {"memoryBudget": "7Gi", "frontDoor": True, "address": "127.0.0.1"},
+            "halo-b": {"memoryBudget": "7Gi", "address": "127.0.0.1"},
+        }
+    )
+    problems = _problems(tree(site=site, models={"tiny": PLAIN}))
+    assert any("nodes.halo-b.port: 127.0.0.1:8080 is already the proxy of 'halo-a'" in p for p in problems)
+
+
+def test_a_split_on_a_cpu_main_needs_the_locks_layer_count(tree: Callable[..., SiteTree]) -> None:
+    t = tree(site=SITE_NODES, models={"tiny": {**PLAIN, "split": ["halo-a", "halo-b"]}})
+    [problem] = _problems(t)
+    assert problem.startswith(
+        "models.d/tiny.yaml:5:1: split: 'halo-a' keeps its share of the layers on the CPU"
+    )
+    assert "run `halogen lock`" in problem

@@ -41,14 +41,22 @@ def within_budgets(placement: Placement) -> None:
             assert size <= plan.for_models, (plan.id, model_id)
 
 
-def test_the_slowest_to_load_go_first_each_where_it_fits_most_tightly() -> None:
+def test_the_slowest_to_load_go_first_each_where_most_room_is_left() -> None:
     placement, refused = arrange(
-        {"a": 10 * GiB, "b": 10 * GiB}, [need("small", 5), need("big", 8), need("mid", 6)]
+        {"a": 10 * GiB, "b": 10 * GiB, "c": 12 * GiB},
+        [need(m, g, nodes=("a", "b", "c")) for m, g in (("small", 3), ("big", 8), ("mid", 6), ("tiny", 1))],
     )
     assert refused == []
-    # big: both nodes leave 2 GiB, tie to a; mid: only b holds it beside the others; small
-    # fits beside no one, and goes where it overflows least (b's 4 GiB left, a's 2).
-    assert placement.home == {"big": "a", "mid": "b", "small": "b"}
+    # big: c has the most room (12 GiB); mid: a and b have 10, tie to a; small: b (10 left);
+    # tiny: b (7 left) over a (4) and c (4).
+    assert placement.home == {"big": "c", "mid": "a", "small": "b", "tiny": "b"}
+
+
+def test_a_model_that_fits_beside_no_one_goes_where_it_overflows_least() -> None:
+    placement, refused = arrange({"a": 10 * GiB, "b": 10 * GiB}, [need("x", 8), need("y", 7), need("z", 5)])
+    assert refused == []
+    # x on a, y on b; z fits beside neither (2 and 3 GiB left): b, with more room, takes it.
+    assert placement.home == {"x": "a", "y": "b", "z": "b"}
 
 
 def test_the_same_needs_in_any_order_give_the_same_placement() -> None:

@@ -77,7 +77,7 @@ def _site(site: Site) -> Iterator[Diagnostic]:
         yield site.doc.diagnostic(
             ("nodes",),
             "no node is the front door",
-            "set frontDoor: true on the node whose Service holds the site's address (deployment.service)",
+            "set frontDoor: true on the node whose Service holds the site's address, deployment.service",
         )
     for extra in doors[1:]:
         yield site.doc.diagnostic(
@@ -96,7 +96,7 @@ def _site(site: Site) -> Iterator[Diagnostic]:
         yield site.doc.diagnostic(
             ("matrix",),
             "a hand-written matrix names models that `nodes:` may place on different nodes",
-            "remove it: each node gets a matrix fitted to its own budget (or declare groups)",
+            "remove it: each node gets a matrix fitted to its own budget, or declare groups",
         )
     for peer in sorted(set(spec.peers) & set(spec.nodes)):
         yield site.doc.diagnostic(
@@ -125,12 +125,22 @@ def _site(site: Site) -> Iterator[Diagnostic]:
                 "host:port up to the first ':' (ggml-rpc.cpp, parse_endpoint)",
                 "give an IPv4 address or a DNS name, or leave address out: the cluster's Service names are used",
             )
+        elif node.address is not None:
+            yield site.doc.diagnostic(
+                ("nodes", node_id, "address"),
+                f"the other nodes reach {node_id!r} at {node.address} (its proxy's port "
+                f"{node.port or spec.deployment.port}, its rpc-server's {node.rpcPort}), which out/ does "
+                "not open on the node: in the cluster, its Services are reached by name",
+                "leave address out in a cluster; give it for nodes that run `halogen serve` outside "
+                f"Kubernetes, on out/nodes/{node_id}/config.yaml",
+                severity="warning",
+            )
         host = node.hostname or node_id
         if host in hostnames:
             yield site.doc.diagnostic(
                 ("nodes", node_id, "hostname"),
                 f"node {hostnames[host]!r} already runs on hostname {host!r}",
-                "give each node its own machine (its kubernetes.io/hostname label)",
+                "give each node its own machine: its kubernetes.io/hostname label",
             )
         hostnames.setdefault(host, node_id)
         for i, backend in enumerate(node.backends or []):
