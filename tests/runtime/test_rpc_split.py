@@ -35,7 +35,8 @@ HELPERS = SPLIT[1:]
 def site(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> NodesSite:
     root = tmp_path_factory.mktemp("split")
     models = models_folder(root / "models", smollm2_gguf)
-    model = {"file": smollm2_gguf.name, "contextSize": 512, "split": SPLIT}
+    # -lv 4: llama-server then logs each device's buffers (load_tensors in src/llama-model.cpp).
+    model = {"file": smollm2_gguf.name, "contextSize": 512, "split": SPLIT, "args": ["-lv", "4"]}
     return build_site(root / "site", models, SPLIT, {"smol": model})
 
 
@@ -78,7 +79,7 @@ def test_the_compiled_command_runs_the_model_over_both_helpers_rpc_servers(site:
     assert endpoints == [site.nodes[n].rpc_endpoint for n in HELPERS]
     # The last --n-gpu-layers wins (common/arg.cpp sets the field again): the split's, not the
     # cpu backend's 0, which would leave every layer on the main node.
-    assert argv[len(argv) - 1 - argv[::-1].index("--n-gpu-layers") + 1] != "0"
+    assert argv[len(argv) - argv[::-1].index("--n-gpu-layers")] != "0"
     assert len(argv[argv.index("--tensor-split") + 1].split(",")) == len(HELPERS)
 
 
@@ -102,6 +103,14 @@ def test_a_split_model_answers_the_openai_client_with_its_layers_on_both_rpc_ser
         assert grown > weights, (
             f"{node}'s rpc-server grew {grown / MiB:.1f} MiB for {weights / MiB:.1f} MiB of weights"
         )
+    # llama-server's own account, in the proxy's log history: the layers it offloaded, and a
+    # model buffer on each rpc-server (named RPC<device>[endpoint], ggml-rpc.cpp).
+    logs = httpx.get(f"{split.serving.url}/logs", headers={"Host": "127.0.0.1"}, timeout=30).text
+    argv = split.site.argv("n-a", "smol")
+    offloaded = argv[len(argv) - argv[::-1].index("--n-gpu-layers")]
+    assert f"load_tensors: offloaded {offloaded}/31 layers to GPU" in logs, logs[-3000:]
+    for helper in split.helpers.values():
+        assert f"RPC0[{helper.endpoint}] model buffer size" in logs
     # Together less than the whole file: the main node kept its own layers and the embeddings.
     held = sum(helper.allocations()[0] for helper in split.helpers.values())
     assert held < split.site.models_dir.joinpath("SmolLM2-135M-Instruct.Q4_1.gguf").stat().st_size
