@@ -27,8 +27,8 @@ SITE_NODES: dict[str, Any] = {
         "rocm": {"args": ["-ngl", "999"], "devices": ["/dev/dri", "/dev/kfd"], "supplementalGroups": [44]},
     },
     "nodes": {
-        "halo-a": {"memoryBudget": "110Gi", "frontDoor": True},
-        "halo-b": {"memoryBudget": "110Gi", "backends": ["cpu"]},
+        "halo-a": {"memoryBudget": "7Gi", "frontDoor": True},
+        "halo-b": {"memoryBudget": "7Gi", "backends": ["cpu"]},
     },
 }
 PLAIN = {**{k: v for k, v in MODEL.items() if k != "group"}, "backend": "cpu"}
@@ -193,3 +193,41 @@ def test_a_split_on_a_cpu_main_needs_the_locks_layer_count(tree: Callable[..., S
         "models.d/tiny.yaml:5:1: split: 'halo-a' keeps its share of the layers on the CPU"
     )
     assert "run `halogen lock`" in problem
+
+
+def test_a_node_whose_names_would_pass_63_characters_is_refused(tree: Callable[..., SiteTree]) -> None:
+    long_id = "n" * 40
+    site = _site(**{long_id: {"memoryBudget": "7Gi", "frontDoor": True}})
+    site["deployment"] = {**SITE["deployment"], "name": "a" * 20}
+    [problem] = _problems(tree(site=site, models={"tiny": PLAIN}))
+    assert (
+        f"nodes.{long_id}: the name '{'a' * 20}-{long_id}-rpc' of its rpc-server's Service is 65 characters"
+        in problem
+    )
+
+
+def test_a_node_budget_that_is_no_memory_size_is_an_error_at_it(tree: Callable[..., SiteTree]) -> None:
+    site = _site(**{"halo-a": {"memoryBudget": "100000000000000000000Gi", "frontDoor": True}})
+    [problem] = _problems(tree(site=site, models={"tiny": PLAIN}))
+    assert "nodes.halo-a.memoryBudget: '100000000000000000000Gi' is more than the 2^63 - 1 bytes" in problem
+
+
+def test_the_nodes_send_each_other_the_sites_api_key_from_its_secret(tree: Callable[..., SiteTree]) -> None:
+    site = {**SITE_NODES, "apiKeys": [{"secret": "llm-keys", "key": "token", "env": "LLM_KEY"}]}
+    t = tree(site=site, models={"tiny": {**PLAIN, "node": "halo-a"}, "small": {**PLAIN, "node": "halo-b"}})
+    compiled = compile_config(t.root)
+    assert compiled.nodes["halo-b"].config.peers["halo-a"].apiKey == "${env.LLM_KEY}"
+    assert compiled.nodes["halo-b"].config.apiKeys == ["${env.LLM_KEY}"]
+
+
+def test_halogen_validate_checks_a_two_node_site_from_a_sub_folder(tree: Callable[..., SiteTree]) -> None:
+    t = tree(site=SITE_NODES, models={"tiny": {**PLAIN, "node": "halo-b"}})
+    done = subprocess.run(
+        [HALOGEN, "validate"], cwd=t.root / "models.d", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    t.model("tiny", {**PLAIN, "node": "halo-z"})
+    done = subprocess.run(
+        [HALOGEN, "validate"], cwd=t.root / "models.d", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "node 'halo-z' is not declared" in done.stderr
