@@ -12,6 +12,8 @@ that much. The main node, a CPU one, keeps the layers `--n-gpu-layers` leaves it
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,9 @@ import httpx
 import openai
 import pytest
 
-from .harness import until
+from .harness import free_ports, until
 from .nodes_site import NodesSite, build_site, models_folder
-from .processes import RpcServer, Serving, halogen_serve, rpc_serving
+from .processes import RpcServer, Serving, halogen_serve, listening, rpc_serving
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -131,6 +133,32 @@ def test_unloading_the_split_model_closes_its_connections_to_the_rpc_servers(spl
             return out.count("Accepted client connection") == out.count("Client connection closed") > 0
 
         until(closed, lambda helper=helper: f"llama-server kept its connection:\n{helper.output()[-2000:]}")
+
+
+def test_an_rpc_server_held_by_one_llama_server_keeps_a_second_waiting_until_it_leaves(
+    split: Split, llama_server: Path, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    # ggml_backend_rpc_start_server (ggml-rpc.cpp) accepts a client and serves it to the end
+    # before it accepts the next: one rpc-server holds one split model's share at a time.
+    split.openai().chat.completions.create(
+        model="smol", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    helper = split.helpers["n-b"]
+    (port,) = free_ports(1)
+    argv = [str(llama_server), "-m", str(smollm2_gguf), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["-c", "256", "-t", "1", "--rpc", helper.endpoint, "--n-gpu-layers", "99"]
+    with (tmp_path / "second.log").open("wb") as out:
+        second = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert not listening(port), "a second llama-server started while the first held the rpc-server"
+            time.sleep(0.1)
+        httpx.post(f"{split.serving.url}/unload", headers={"Host": "127.0.0.1"}, timeout=60)
+        until(lambda: listening(port), lambda: (tmp_path / "second.log").read_text(errors="replace")[-2000:])
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
 
 
 def test_a_helper_whose_rpc_server_is_down_is_a_502_naming_its_endpoint(split: Split) -> None:
