@@ -9,6 +9,7 @@ for name in (
     "bench.runtime",
     "bench.matrix",
     "bench.memory",
+    "bench.rpc",
     "bench.fit",
     "bench.replay",
     "bench.pull",

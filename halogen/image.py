@@ -31,6 +31,10 @@ LLAMA_SERVER: Final[Mapping[BaseKind, str]] = MappingProxyType(
     }
 )
 
+RPC_SERVER: Final = "/usr/local/bin/rpc-server"
+"""llama.cpp's tools/rpc server from the base's own build, linked here by the Containerfile: what
+a split model's helper node runs."""
+
 PRESTOP_SECONDS: Final = 5
 """The pod sleeps this long before SIGTERM, so that the Service stops sending it requests first."""
 SHUTDOWN_MARGIN: Final = 5

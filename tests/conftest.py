@@ -1,4 +1,5 @@
-"""What the real-server tests (runtime and image) share: llama-server and the SmolLM2 GGUF."""
+"""What the real-server tests (runtime and image) share: llama-server, rpc-server and the SmolLM2
+GGUF."""
 
 from __future__ import annotations
 
@@ -23,8 +24,17 @@ def fetched(script: str) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
+    """llama-server, built with -DGGML_RPC=ON (so it takes `--rpc`)."""
     path = fetched("fetch-llama-server")
     assert os.access(path, os.X_OK), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def rpc_server(llama_server: Path) -> Path:
+    """rpc-server (llama.cpp's tools/rpc), from the same build as `llama_server`, beside it."""
+    path = llama_server.with_name("rpc-server")
+    assert os.access(path, os.X_OK), f"{path}: scripts/fetch-llama-server builds it beside llama-server"
     return path
 
 

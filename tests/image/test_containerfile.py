@@ -83,3 +83,25 @@ def test_the_labels_carry_source_version_and_revision_from_build_args(
     assert found["org.opencontainers.image.source"] == "${SOURCE}"
     assert found["org.opencontainers.image.version"] == "${VERSION}"
     assert found["org.opencontainers.image.revision"] == "${REVISION}"
+
+
+def test_rpc_server_is_the_bases_own_linked_where_the_rpc_deployment_runs_it(
+    instructions: list[Instruction],
+) -> None:
+    from halogen.compiler.render import nodes
+
+    run = " ".join(i.args for i in instructions if i.keyword == "RUN")
+    # The rpc-server Deployment's command names the image's path.
+    assert nodes.RPC_SERVER == image.RPC_SERVER
+    # Where kyuz0's toolboxes install it: cmake --install puts the ggml-rpc-server target
+    # (tools/rpc/CMakeLists.txt) in the prefix's bin, /usr/local (ROCm) or /usr (Vulkan).
+    candidates = re.search(r"for found in ([^;]+); do", run)
+    assert candidates is not None, run
+    assert candidates[1].split() == [
+        "/usr/local/bin/ggml-rpc-server",
+        "/usr/bin/ggml-rpc-server",
+        "/usr/bin/rpc-server",
+    ]
+    assert f'ln -s "$found" {image.RPC_SERVER};' in run
+    # A base without one is refused, not shipped without it.
+    assert re.search(rf"if \[ ! -x {re.escape(image.RPC_SERVER)} \]; then echo [^;]*>&2; exit 1; fi", run)

@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 MODEL_ID = "smollm2"
+BASE_RPC_SERVER = "/usr/local/bin/ggml-rpc-server"
 
 
 class Buildah:
@@ -108,7 +109,7 @@ class Base:
 
 
 @pytest.fixture(scope="module")
-def base(buildah: Buildah, figures: list[str]) -> Base:
+def base(buildah: Buildah, rpc_server: Path, figures: list[str]) -> Base:
     tarball = Path(run([str(SCRIPTS / "debian-base"), "--print-name"]).strip())
     cached = tarball.is_file()
     started = time.monotonic()
@@ -122,6 +123,8 @@ def base(buildah: Buildah, figures: list[str]) -> Base:
     name = f"localhost/halogen-test-base:{tarball.stem.removeprefix('debian-base-')}"
     container = buildah("from", "scratch").strip()
     buildah("add", "--quiet", container, str(tarball), "/")
+    # Where the ROCm toolboxes' `cmake --install` puts llama.cpp's rpc-server (its target's name).
+    buildah("copy", "--quiet", "--chown", "0:0", container, str(rpc_server), BASE_RPC_SERVER)
     buildah("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", container)
     buildah("commit", "--quiet", "--rm", container, name)
     probe = buildah("from", name).strip()
@@ -249,6 +252,34 @@ def test_halogen_adds_one_layer_over_the_base(
         f"layer halogen adds over the base: {mib(ours['size'])} uncompressed, {mib(compressed)} gzipped"
     )
     assert ours["size"] < 80 * 2**20, "the halogen layer grew past 80 MiB: something extra got in"
+
+
+def test_the_bases_rpc_server_runs_as_the_images_rpc_server(buildah: Buildah, built: str) -> None:
+    container = buildah("from", built).strip()
+    try:
+        linked = buildah.run_in(container, "readlink", image.RPC_SERVER)
+        usage = buildah.run_in(container, image.RPC_SERVER, "--help")
+    finally:
+        buildah("rm", container)
+    assert linked.stdout.strip() == BASE_RPC_SERVER, linked.stderr
+    # tools/rpc/rpc-server.cpp's usage, on stderr; -H and -p are what the Deployment passes.
+    assert usage.returncode == 0, usage.stderr
+    assert "-H, --host HOST" in usage.stderr and "-p, --port PORT" in usage.stderr
+
+
+def test_a_base_without_rpc_server_is_refused_by_the_build(buildah: Buildah, base: Base) -> None:
+    container = buildah("from", base.name).strip()
+    removed = buildah.run_in(container, "rm", BASE_RPC_SERVER)
+    assert removed.returncode == 0, removed.stderr
+    bare = f"{base.name}-no-rpc"
+    buildah("commit", "--quiet", "--rm", container, bare)
+    argv = [str(SCRIPTS / "build-image"), "--engine", "buildah", "--base", bare, "--python", base.python]
+    argv += ["--tag", f"localhost/halogen-test-no-rpc:{halogen.__version__}"]
+    result = subprocess.run(argv, env=buildah.env, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode != 0, result.stdout
+    assert "the base has no rpc-server (llama.cpp built with -DGGML_RPC=ON)" in result.stderr, result.stderr[
+        -3000:
+    ]
 
 
 @dataclass

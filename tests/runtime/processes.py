@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,10 +117,11 @@ def listen_port(config: Path) -> int:
 
 
 @contextlib.contextmanager
-def halogen_serve(config: Path, log: Path, *extra: str) -> Iterator[Serving]:
-    """`halogen serve` on a free loopback port, its output in `log`, once it answers
-    /health; stopped as the kubelet stops it when the block ends."""
-    port = listen_port(config)
+def halogen_serve(config: Path, log: Path, *extra: str, port: int | None = None) -> Iterator[Serving]:
+    """`halogen serve` on a free loopback port (or `port`: a node's, that the other nodes'
+    configs name), its output in `log`, once it answers /health; stopped as the kubelet stops
+    it when the block ends."""
+    port = port or listen_port(config)
     argv = serve_argv(config, "--listen", f"127.0.0.1:{port}", *extra)
     with log.open("wb") as out:
         process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -156,3 +158,73 @@ def stop_serving(process: subprocess.Popen[Any]) -> None:
         for child in running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child, signal.SIGKILL)
+
+
+# rpc-server (tools/rpc/rpc-server.cpp, llama.cpp): with GGML_RPC_DEBUG set, ggml-rpc.cpp's
+# rpc_server::alloc_buffer logs each buffer a client has it allocate, as
+# "[alloc_buffer] device: 0, size: 48234496 -> remote_ptr: ..., remote_size: ...".
+ALLOCATED = re.compile(r"\[alloc_buffer\] device: \d+, size: (\d+) -> remote_ptr")
+
+
+@dataclass
+class RpcServer:
+    """One rpc-server on loopback, its output (stdout and stderr) in `log`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def endpoint(self) -> str:
+        """What llama-server's `--rpc` names it by."""
+        return f"127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def allocations(self) -> list[int]:
+        """The sizes (bytes) of the buffers clients had it allocate, in order."""
+        return [int(size) for size in ALLOCATED.findall(self.output())]
+
+    def rss(self) -> int:
+        """Its resident memory now, in bytes (VmRSS in /proc/PID/status)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"rpc-server {self.process.pid} has no VmRSS")
+
+
+def listening(port: int) -> bool:
+    """Whether a socket listens on 127.0.0.1:`port` (/proc/net/tcp, state 0A), asked without
+    connecting: rpc-server serves one client at a time and logs each it accepts."""
+    wanted = f"0100007F:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(row.split()[1] == wanted and row.split()[3] == "0A" for row in rows)
+
+
+@contextlib.contextmanager
+def rpc_serving(binary: Path, log: Path, *extra: str, port: int | None = None) -> Iterator[RpcServer]:
+    """rpc-server bound to 127.0.0.1 on `port` or a free one (`-H 127.0.0.1 -p PORT -t 1`), with
+    GGML_RPC_DEBUG set so that it logs what it allocates; once it listens. Killed when the block
+    ends (it handles no signal: SIGTERM ends it)."""
+    port = port or free_ports(1)[0]
+    argv = [str(binary), "-H", "127.0.0.1", "-p", str(port), "-t", "1", *extra]
+    env = {**os.environ, "GGML_RPC_DEBUG": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = RpcServer(process, port, log)
+    try:
+
+        def up() -> bool:
+            assert process.poll() is None, f"rpc-server exited {process.returncode}:\n{server.output()}"
+            return listening(port)
+
+        until(up, lambda: f"rpc-server never listened on {port}:\n{server.output()}")
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

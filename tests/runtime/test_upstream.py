@@ -59,6 +59,25 @@ async def test_a_start_fails_at_once_when_the_child_exits_with_its_last_output(t
     assert up.state is State.STOPPED
 
 
+async def test_a_start_that_llama_cpp_aborts_says_the_aborts_message_though_a_backtrace_follows(
+    tmp_path: Path,
+) -> None:
+    # ggml_abort (ggml/src/ggml.c) writes "<file>:<line>: <message>", then a backtrace (gdb's,
+    # when gdb is there: 25 lines for llama-server's failed --rpc connection), then aborts.
+    site = Site(tmp_path)
+    abort = "/src/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:547: Failed to connect to 127.0.0.1:50052"
+    script = f'echo {shlex.quote(abort)} >&2; for i in $(seq 40); do echo "#$i 0x0 in frame ()"; done; kill -ABRT $$'
+    site.models["m"] = {"cmd": shlex.join(["sh", "-c", script]), "proxy": "http://127.0.0.1:9"}
+    up = upstream(site, "m", timeout=3600)
+    with pytest.raises(StartFailed) as failure:
+        await up.start()
+    assert failure.value.message == (
+        "model 'm' exited with code -6 before it was ready: "
+        "Failed to connect to 127.0.0.1:50052 (ggml-rpc.cpp:547)"
+    )
+    assert abort not in failure.value.log_tail  # the tail alone would not have said it
+
+
 async def test_a_start_fails_after_the_health_check_timeout_and_the_child_is_stopped(tmp_path: Path) -> None:
     site = Site(tmp_path)
     fake = site.fake("m", "--never-ready", unloadTimeout=1)

@@ -41,6 +41,10 @@ TAIL_LINES = 20
 OUTPUT_DRAIN = 1.0
 # How long to try connecting to a model's port before its start, to see whether it is taken.
 PORT_PROBE = 1.0
+# llama.cpp's GGML_ABORT writes "<source file>:<line>: <message>" and then a backtrace, which
+# can push the message out of the tail (ggml_abort in ggml/src/ggml.c): e.g. ggml-rpc.cpp's
+# "Failed to connect to <host:port>" when an rpc-server that `--rpc` names does not answer.
+ABORTED = re.compile(r"(?:\S*/)?([\w.+-]+\.(?:c|cc|cpp|cu|h|m)):(\d+): (\S.*)")
 
 
 class State(enum.StrEnum):
@@ -108,6 +112,15 @@ class Upstream:
 
     def tail(self, count: int = TAIL_LINES) -> list[str]:
         return self.output.tail(count)
+
+    def abort_reason(self) -> str | None:
+        """The message of the last GGML_ABORT in the output kept, with the source line it
+        names; None when the process wrote none."""
+        for line in reversed(self.output.lines()):
+            found = ABORTED.fullmatch(line.strip())
+            if found:
+                return f"{found[3]} ({found[1]}:{found[2]})"
+        return None
 
     async def last_words(self, patience: float = 0.5) -> list[str]:
         """The log tail after a failed exchange. When the failure was the process dying, its
@@ -248,8 +261,10 @@ class Upstream:
         began = loop.time()
         while True:
             if exit_task.done():
+                reason = self.abort_reason()
                 raise StartFailed(
-                    f"model {self.id!r} exited with code {exit_task.result()} before it was ready",
+                    f"model {self.id!r} exited with code {exit_task.result()} before it was ready"
+                    + (f": {reason}" if reason else ""),
                     self.tail(),
                 )
             remaining = deadline - loop.time()
