@@ -18,7 +18,7 @@ import ipaddress
 from halogen.compiler import facts
 from halogen.compiler.placement import Placement, Split
 from halogen.compiler.site.checks import backend_of
-from halogen.compiler.site.inputs import Deployment, PeerKey, Service, SitePeer
+from halogen.compiler.site.inputs import Deployment, PeerKey, PeerTimeouts, Service, SitePeer
 from halogen.compiler.site.load import Model, Site
 from halogen.compiler.site.nodes import deployment_name, rpc_name
 from halogen.diagnostics import Diagnostic
@@ -110,7 +110,16 @@ def _peers(site: Site, placement: Placement, node: str) -> dict[str, SitePeer]:
         for model_id in sorted(plan.models):
             spec = site.models[model_id].spec
             names += [model_id, *sorted(spec.aliases), *(f"{model_id}:{v}" for v in sorted(spec.variants))]
-        peers[other] = SitePeer(proxy=proxy_url(site, other), models=names, apiKey=key)
+        # No limit on the answer's headers (a peer's default is 60 s): the other node may first
+        # wait for a running model and then load this one, which for a model large enough to
+        # split takes minutes, as a model of this node's own would. A node that is down is still
+        # found at once: the connect timeout stays.
+        peers[other] = SitePeer(
+            proxy=proxy_url(site, other),
+            models=names,
+            apiKey=key,
+            timeouts=PeerTimeouts(responseHeader=0),
+        )
     return peers
 
 

@@ -118,6 +118,10 @@ def test_each_node_lists_the_others_models_as_peers_by_plain_id(files: dict[str,
     resolved = resolve(Config.model_validate(b))
     route = resolved.peer(BIG)  # the plain id routes to the peer that runs it
     assert route is not None and route.peer == "halo-a" and route.model == BIG
+    # A split model loads for minutes on the other node: no 60 s limit on the answer's headers;
+    # a node that is down is still found within the connect timeout, which keeps its default.
+    assert a["peers"]["halo-b"]["timeouts"] == {"responseHeader": 0}
+    assert route.timeouts.responseHeader == 0  # what the proxy waits with (forward/target.py)
 
 
 def test_each_node_has_its_own_deployment_pinned_to_its_host_with_its_own_config_hash(

@@ -393,8 +393,8 @@ class Node(_Input):
     """One machine of the cluster: the build places models on it, gives it its own proxy
     Deployment (pinned by kubernetes.io/hostname) and, when it helps a split model, an rpc-server."""
 
-    hostname: Annotated[str, StringConstraints(pattern=LABEL_VALUE, min_length=1, max_length=63)] | None = Field(
-        None, description="The node's kubernetes.io/hostname label; default: the node id."
+    hostname: Annotated[str, StringConstraints(pattern=LABEL_VALUE, min_length=1, max_length=63)] | None = (
+        Field(None, description="The node's kubernetes.io/hostname label; default: the node id.")
     )
     address: Annotated[str, StringConstraints(pattern=NODE_ADDRESS, max_length=253)] | None = Field(
         None,
