@@ -87,6 +87,15 @@ class Unauthorized(Refusal):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class BrowserUnauthorized(Unauthorized):
+    """A browser without the key: a Basic challenge makes it ask its user (the key is the
+    password; any user name), then send it with every request to the page's origin, fetches and
+    EventSource included, as llama-swap's CreateAuthMiddleware does (internal/server/auth.go)."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="halogen", charset="UTF-8"'}
+
+
 class Overloaded(Refusal):
     status = 429
     kind = "rate_limit_error"

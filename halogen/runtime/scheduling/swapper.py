@@ -213,6 +213,11 @@ class Swapper:
         """Requests waiting in the queue for each model."""
         return {mid: self._queued[mid] for mid in self._slots}
 
+    def waiting(self) -> list[tuple[int, str, int]]:
+        """The queue as it stands: (position from 1, model id, priority) of each waiting
+        request, numbered as `queue_position` numbers them (the web UI's Memory page)."""
+        return [(at, w.model_id, w.priority) for at, w in enumerate(self._queue, 1)]
+
     def queue_position(self, task: asyncio.Task[Any] | None) -> int | None:
         """Where the request running as `task` waits in the queue, from 1 (all models' requests
         counted, as llama-swap's broadcastQueuePositions numbers them); None when it waits in

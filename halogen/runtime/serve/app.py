@@ -16,6 +16,7 @@ from halogen.runtime.forward.context import RUNTIME, Runtime
 from halogen.runtime.serve import connections, hosts, origin
 from halogen.runtime.serve.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.serve.middleware import access_middleware, error_middleware, key_middleware
+from halogen.runtime.ui import routes as ui_routes
 
 
 def build(
@@ -51,4 +52,5 @@ def build(
     anthropic_routes.register(app)
     management.register(app)
     ollama_routes.register(app)
+    ui_routes.register(app)
     return app

@@ -1,7 +1,11 @@
-"""The `apiKeys` check: `Authorization: Bearer <key>` or `x-api-key: <key>`."""
+"""The `apiKeys` check: `Authorization: Bearer <key>`, `x-api-key: <key>`, or the password of
+`Authorization: Basic` (what a browser sends once its user answered the prompt; llama-swap's
+swaputil.ExtractAPIKey reads the same three)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Mapping, Sequence
 
@@ -11,8 +15,21 @@ def presented(headers: Mapping[str, str]) -> str | None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
+    if scheme.lower() == "basic" and token.strip():
+        try:
+            pair = base64.b64decode(token.strip(), validate=True).decode("utf-8", "surrogateescape")
+        except (binascii.Error, ValueError):
+            return None
+        _, colon, password = pair.partition(":")
+        return password if colon and password else None
     key = headers.get("x-api-key", "").strip()
     return key or None
+
+
+def from_browser(headers: Mapping[str, str]) -> bool:
+    """Browsers send Sec-Fetch-Mode on every request (navigations, fetches, EventSource); the
+    API clients send none."""
+    return "Sec-Fetch-Mode" in headers
 
 
 def allowed(headers: Mapping[str, str], keys: Sequence[str]) -> bool:
