@@ -27,6 +27,7 @@ LLAMA_SWAP_ROUTES = {
     "/api/models/unload/{model}",
     "/api/profiles",
     "/api/profiles/active",
+    "/api/halogen/memory",
 }
 
 NOPE = {"model": "nope"}
@@ -77,8 +78,13 @@ OWN_ERROR: dict[tuple[str, str], Any] = {
     ("POST", "/api/copy"): WRONG_METHOD,
     ("DELETE", "/api/delete"): WRONG_METHOD,
     ("*", "/api/blobs/{digest}"): None,
+    # The web UI (halogen/runtime/ui).
+    ("GET", "/ui"): WRONG_METHOD,
+    ("GET", "/ui/"): WRONG_METHOD,
+    ("GET", "/ui/{asset}"): "/ui/nope.js",
+    ("GET", "/api/halogen/memory"): WRONG_METHOD,
 }
-SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy"}
+SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy", "asset": "app.js"}
 
 
 def family(template: str) -> str:

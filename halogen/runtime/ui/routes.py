@@ -66,11 +66,14 @@ ASSETS = web.AppKey("ui_assets", dict)
 
 def register(application: web.Application) -> None:
     application[ASSETS] = load_assets()
-    router = shapes.Routes(application, shapes.llama_swap)
-    router.add_get("/ui", to_ui)
-    router.add_get("/ui/", page)
-    router.add_get("/ui/{asset:.+}", page)
-    router.add_get("/api/halogen/memory", memory.memory)
+    # As management.register: llama-swap's routes outside /api/ answer errors in the OpenAI shape,
+    # those under /api/ as llama-swap does.
+    pages = shapes.Routes(application, shapes.openai)
+    pages.add_get("/ui", to_ui)
+    pages.add_get("/ui/", page)
+    pages.add_get("/ui/{asset:.+}", page)
+    api = shapes.Routes(application, shapes.llama_swap)
+    api.add_get("/api/halogen/memory", memory.memory)
 
 
 async def to_ui(request: web.Request) -> web.Response:
