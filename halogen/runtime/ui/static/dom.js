@@ -77,8 +77,15 @@ export function table(caption, headers, rows, empty = "Nothing yet.") {
   );
 }
 
+// A path on this server as an absolute URL. Relative to the page it would carry the user:key of
+// an address typed with credentials, which fetch refuses; location.origin never holds them, and
+// the browser adds the credentials it was given itself.
+export function here(path) {
+  return location.origin + path;
+}
+
 export async function json(url, options = {}) {
-  const response = await fetch(url, { credentials: "same-origin", ...options });
+  const response = await fetch(here(url), { credentials: "same-origin", ...options });
   if (!response.ok) {
     const error = new Error(`${url}: ${response.status}`);
     error.status = response.status;
@@ -88,7 +95,7 @@ export async function json(url, options = {}) {
 }
 
 export function post(url, body) {
-  return fetch(url, {
+  return fetch(here(url), {
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json" },

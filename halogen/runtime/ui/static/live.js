@@ -2,7 +2,7 @@
 // data}, data a JSON string) and, for what only halogen knows, /api/halogen/memory once a second;
 // without an event stream the models' states come from that document too.
 
-import { json } from "./dom.js";
+import { here, json } from "./dom.js";
 
 const POLL_MS = 1000;
 
@@ -52,7 +52,7 @@ function applyEvent(message) {
 }
 
 export function connect() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource(here("/api/events"));
   source.onopen = () => {
     live.events = "connected";
     live.inflight = [];

@@ -2,7 +2,7 @@
 // coloured as the terminal would show them.
 
 import { toNodes } from "../ansi.js";
-import { h, replace } from "../dom.js";
+import { h, here, replace } from "../dom.js";
 
 const KEEP = 2000; // lines shown at most
 
@@ -10,7 +10,7 @@ const KEEP = 2000; // lines shown at most
 export function follow(url, onText) {
   const abort = new AbortController();
   (async () => {
-    const response = await fetch(url, { credentials: "same-origin", signal: abort.signal });
+    const response = await fetch(here(url), { credentials: "same-origin", signal: abort.signal });
     if (!response.ok || !response.body) {
       onText(`(${url}: ${response.status})\n`);
       return;

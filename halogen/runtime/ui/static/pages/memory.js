@@ -59,8 +59,8 @@ function draw(node, doc) {
       { "data-model": m.id },
       h("th", { scope: "row" }, m.id),
       h("td", {}, stateCell(m.state)),
-      h("td", { class: "num", "data-field": "estimate" }, bytes(m.estimate)),
-      h("td", { class: `num${over ? " warn" : ""}`, "data-field": "observed" }, bytes(m.observed)),
+      h("td", { class: "num", "data-field": "estimate", "data-bytes": m.estimate }, bytes(m.estimate)),
+      h("td", { class: `num${over ? " warn" : ""}`, "data-field": "observed", "data-bytes": m.observed }, bytes(m.observed)),
       h("td", { class: "num hide-narrow" }, m.pid ?? "—"),
       h("td", { class: "num hide-narrow" }, `${m.inFlight} / ${m.queued}`),
     );
@@ -82,7 +82,7 @@ function draw(node, doc) {
   );
 
   const pools = [
-    ["Budget (HALOGEN_MEMORY_BUDGET)", budget === null ? "not set" : bytes(budget)],
+    ["Budget (HALOGEN_MEMORY_BUDGET)", budget === null ? "not set" : bytes(budget), budget],
     ["Running models' estimates", bytes(planned)],
     ["Running models' PSS", bytes(observed)],
     ["Pod cgroup memory", doc.cgroup.current === null ? "—" : `${bytes(doc.cgroup.current)} of ${doc.cgroup.max === null ? "no limit" : bytes(doc.cgroup.max)}`],
@@ -91,7 +91,7 @@ function draw(node, doc) {
 
   replace(
     node,
-    h("section", { "aria-labelledby": "budget-h" }, h("h2", { id: "budget-h" }, "Budget"), bar, legend, h("dl", { class: "facts", id: "pools" }, pools.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    h("section", { "aria-labelledby": "budget-h" }, h("h2", { id: "budget-h" }, "Budget"), bar, legend, h("dl", { class: "facts", id: "pools" }, pools.map(([k, v, raw]) => [h("dt", {}, k), h("dd", { "data-bytes": raw }, v)]))),
     h("h2", {}, "Models"),
     table("Each model's estimate beside its process's memory", ["Model", "State", ["Estimate", "num"], ["Observed (PSS)", "num"], ["PID", "num hide-narrow"], ["Serving / waiting", "num hide-narrow"]], rows),
     h("h2", {}, doc.router === "matrix" ? "Sets (the matrix)" : "Groups"),

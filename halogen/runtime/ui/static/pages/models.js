@@ -2,7 +2,7 @@
 // facts halogen.lock gave the build, its memory and its own log.
 
 import { toNodes } from "../ansi.js";
-import { bytes, h, json, post, replace, stateCell, table } from "../dom.js";
+import { bytes, h, here, json, post, replace, stateCell, table } from "../dom.js";
 import { live, subscribe } from "../live.js";
 import { follow } from "./logs.js";
 
@@ -67,7 +67,7 @@ export function show(main, selected) {
 async function load(id, status) {
   status.textContent = `Loading ${id}…`;
   // As llama-swap's UI loads a model: any request through /upstream/ starts it.
-  const response = await fetch(`/upstream/${encodeURIComponent(id)}/health`, { credentials: "same-origin" });
+  const response = await fetch(here(`/upstream/${encodeURIComponent(id)}/health`), { credentials: "same-origin" });
   status.textContent = response.ok ? `${id} is loaded.` : `${id} did not load: ${response.status}`;
 }
 

@@ -1,27 +1,28 @@
 // Playground: a streaming chat with any model, through the OpenAI chat completions, Anthropic
 // messages or OpenAI Responses API (the page's choice): the same routes a client calls.
 
-import { h, json, replace } from "../dom.js";
+import { h, here, json, replace } from "../dom.js";
 
 const APIS = {
   chat: {
     label: "OpenAI chat completions",
     url: "/v1/chat/completions",
-    body: (model, messages) => ({ model, messages, stream: true }),
+    body: (model, messages, max) => ({ model, messages, max_tokens: max, stream: true }),
     delta: (event) => event.choices?.[0]?.delta?.content ?? event.choices?.[0]?.delta?.reasoning_content ?? "",
   },
   messages: {
     label: "Anthropic messages",
     url: "/v1/messages",
-    body: (model, messages) => ({ model, messages, max_tokens: 1024, stream: true }),
+    body: (model, messages, max) => ({ model, messages, max_tokens: max, stream: true }),
     delta: (event) => (event.type === "content_block_delta" ? event.delta?.text ?? "" : ""),
   },
   responses: {
     label: "OpenAI responses",
     url: "/v1/responses",
-    body: (model, messages) => ({
+    body: (model, messages, max) => ({
       model,
       input: messages.map((m) => ({ role: m.role, content: m.content })),
+      max_output_tokens: max,
       stream: true,
     }),
     delta: (event) => (event.type === "response.output_text.delta" ? event.delta ?? "" : ""),
@@ -37,6 +38,7 @@ export function show(main) {
     { id: "pg-api" },
     Object.entries(APIS).map(([key, a]) => h("option", { value: key }, a.label)),
   );
+  const max = h("input", { id: "pg-max", type: "number", min: "1", max: "32768", value: "512", inputmode: "numeric" });
   const prompt = h("textarea", { id: "pg-prompt", rows: "3", placeholder: "Say something" });
   const send = h("button", { type: "submit", class: "primary" }, "Send");
   const stop = h("button", { type: "button", disabled: true }, "Stop");
@@ -52,6 +54,8 @@ export function show(main) {
       model,
       h("label", { for: "pg-api" }, "API "),
       api,
+      h("label", { for: "pg-max" }, "Max tokens "),
+      max,
     ),
     transcript,
     h("label", { for: "pg-prompt", class: "sr" }, "Message"),
@@ -101,9 +105,11 @@ export function show(main) {
     send.disabled = true;
     stop.disabled = false;
     try {
-      await stream(APIS[api.value], model.value, history, abort.signal, (piece) => {
+      let pieces = 0;
+      await stream(APIS[api.value], model.value, history, Number(max.value) || 512, abort.signal, (piece) => {
         reply.content += piece;
         replyNode.textContent = reply.content;
+        replyNode.dataset.pieces = String(++pieces); // how many times the reply grew
       });
     } catch (error) {
       if (error.name !== "AbortError") reply.content += `\n[${error.message}]`;
@@ -118,12 +124,12 @@ export function show(main) {
   return () => abort?.abort();
 }
 
-async function stream(api, model, history, signal, onDelta) {
-  const response = await fetch(api.url, {
+async function stream(api, model, history, maxTokens, signal, onDelta) {
+  const response = await fetch(here(api.url), {
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify(api.body(model, history)),
+    body: JSON.stringify(api.body(model, history, maxTokens)),
     signal,
   });
   if (!response.ok) {

@@ -1,0 +1,235 @@
+"""The web UI in a real browser (Debian's chromium, headless) against `halogen serve` on a site
+with SmolLM2 in a real llama-server: what a person sees and does on the pages, and what another
+client's requests change on a page already open. Waits are explicit (WebDriverWait)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.runtime.harness import PATIENCE, fake_argv, free_ports, process_exists
+from tests.runtime.processes import Serving, serving_config
+
+from .browser import available, chromium
+from .site import BUDGET, served_site
+
+pytestmark = [pytest.mark.real, pytest.mark.skipif(available() is not None, reason=str(available()))]
+LIVE = 2.0  # seconds a change may take to reach an open page
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path, llama_server: Path
+) -> Iterator[Serving]:
+    with served_site(tmp_path_factory.mktemp("ui"), smollm2_gguf, llama_server) as serving:
+        yield serving
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def get(url: str) -> object:
+    request = urllib.request.Request(url, headers={"Host": "127.0.0.1"})
+    with urllib.request.urlopen(request, timeout=PATIENCE) as response:
+        return json.load(response)
+
+
+def memory(served: Serving) -> dict[str, dict[str, object]]:
+    doc = get(served.url + "/api/halogen/memory")
+    assert isinstance(doc, dict)
+    return {m["id"]: m for m in doc["models"]}
+
+
+def open_page(driver: WebDriver, url: str, page: str) -> None:
+    driver.get(f"{url}/ui/#{page}")
+    WebDriverWait(driver, PATIENCE).until(ec.presence_of_element_located((By.CSS_SELECTOR, "main h1")))
+
+
+def state_on_page(driver: WebDriver, model: str) -> str:
+    cells = driver.find_elements(By.CSS_SELECTOR, f'tr[data-model="{model}"] [data-state]')
+    return cells[0].text if cells else ""
+
+
+def chat(served: Serving, model: str, **extra: object) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", timeout=PATIENCE * 4)
+    return client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        temperature=0,
+        **extra,
+    )
+
+
+def test_the_models_page_lists_the_sites_models_and_follows_another_clients_chat_live(
+    served: Serving, browser: WebDriver
+) -> None:
+    open_page(browser, served.url, "models")
+    wait = WebDriverWait(browser, PATIENCE)
+    wait.until(lambda d: state_on_page(d, "smol") == "stopped" and state_on_page(d, "smol-b") == "stopped")
+    names = [th.text.splitlines()[0] for th in browser.find_elements(By.CSS_SELECTOR, "tbody th[scope=row]")]
+    assert names == ["smol", "smol-b"]
+    chat(served, "smol")  # the official openai client, not the page
+    WebDriverWait(browser, LIVE).until(lambda d: state_on_page(d, "smol") == "ready")
+    assert (
+        browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    )  # no reload
+
+
+def test_unload_on_the_page_stops_the_models_process(served: Serving, browser: WebDriver) -> None:
+    chat(served, "smol")
+    pid = memory(served)["smol"]["pid"]
+    assert isinstance(pid, int) and process_exists(pid)
+    open_page(browser, served.url, "models")
+    button = WebDriverWait(browser, PATIENCE).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, 'tr[data-model="smol"] td.actions button'))
+    )
+    assert button.text.startswith("Unload")
+    button.click()
+    WebDriverWait(browser, PATIENCE).until(lambda d: not process_exists(pid))
+    WebDriverWait(browser, LIVE).until(lambda d: state_on_page(d, "smol") == "stopped")
+
+
+@pytest.mark.parametrize("api", ["chat", "messages", "responses"])
+def test_the_playground_streams_a_reply(served: Serving, browser: WebDriver, api: str) -> None:
+    open_page(browser, served.url, "playground")
+    wait = WebDriverWait(browser, PATIENCE)
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "pg-model")).options) >= 2)
+    Select(browser.find_element(By.ID, "pg-model")).select_by_value("smol")
+    Select(browser.find_element(By.ID, "pg-api")).select_by_value(api)
+    limit = browser.find_element(By.ID, "pg-max")
+    limit.clear()
+    limit.send_keys("12")
+    browser.find_element(By.ID, "pg-prompt").send_keys("Name three colours.")
+    browser.find_element(By.CSS_SELECTOR, "form.playground button[type=submit]").click()
+    reply = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".msg.assistant .content")))
+    wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".msg.assistant").get_attribute("aria-busy") == "false"
+    )
+    assert reply.text.strip() and "[" not in reply.text[:1], reply.text
+    # The reply grew piece by piece as the stream came in, not at once.
+    assert int(reply.get_attribute("data-pieces") or 0) > 1
+    browser.find_element(By.XPATH, "//button[text()='Clear']").click()
+
+
+def test_the_memory_page_shows_the_budget_and_the_running_models_estimate(
+    served: Serving, browser: WebDriver
+) -> None:
+    chat(served, "smol-b")
+    estimate = memory(served)["smol-b"]["estimate"]
+    config = yaml.safe_load((Path(served.log).parent / "site" / "out" / "config.yaml").read_text())
+    assert estimate == config["models"]["smol-b"]["metadata"]["memory"]  # halogen.lock's, through the build
+    open_page(browser, served.url, "memory")
+    wait = WebDriverWait(browser, PATIENCE)
+    budget = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#pools dd[data-bytes]")))
+    assert int(budget.get_attribute("data-bytes")) == BUDGET and budget.text == "1.00 GiB"
+    cell = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, 'tr[data-model="smol-b"] td[data-field="estimate"]'))
+    )
+    assert int(cell.get_attribute("data-bytes")) == estimate and cell.text.endswith("MiB")
+    wait.until(
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, 'tr[data-model="smol-b"] td[data-field="observed"]'
+        ).get_attribute("data-bytes")
+    )
+    assert browser.find_element(By.CSS_SELECTOR, "tr.current th").text.startswith("(default)")
+    assert browser.find_elements(By.CSS_SELECTOR, ".bar .seg")  # the budget as a bar
+
+
+def activity_api(served: Serving) -> bool:
+    try:
+        get(served.url + "/api/metrics/activity")
+    except urllib.error.HTTPError as error:
+        return error.code != 404
+    return True
+
+
+def test_activity_shows_a_request_with_its_token_counts_and_its_capture_opens(
+    served: Serving, browser: WebDriver
+) -> None:
+    if not activity_api(served):
+        pytest.skip("this halogen serves no /api/metrics/activity yet (llama-swap's activity API)")
+    answer = chat(served, "smol")
+    assert answer.usage is not None
+    open_page(browser, served.url, "activity")
+    wait = WebDriverWait(browser, PATIENCE)
+    row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-activity]")))
+    assert row.find_element(By.CSS_SELECTOR, "th").text == "smol"
+    assert row.find_element(By.CSS_SELECTOR, '[data-field="input"]').text == str(answer.usage.prompt_tokens)
+    assert row.find_element(By.CSS_SELECTOR, '[data-field="output"]').text == str(
+        answer.usage.completion_tokens
+    )
+    opens = browser.find_elements(By.XPATH, "//tr[@data-activity]//button[starts-with(., 'Open')]")
+    if not opens:
+        pytest.skip("this halogen records no captures yet")
+    opens[0].click()
+    title = wait.until(ec.visibility_of_element_located((By.ID, "capture-title")))
+    assert "/v1/chat/completions" in title.text
+    assert "Say hello." in browser.find_element(By.CSS_SELECTOR, "dialog.capture").text
+
+
+# --- keys, and text from the server ------------------------------------------------------------
+
+HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
+    root = tmp_path_factory.mktemp("keyed")
+    ports = free_ports(2)
+    config = {
+        "apiKeys": ["sk-ui-test"],
+        "models": {
+            name: {"cmd": " ".join(fake_argv(port, "fake", None)), "proxy": f"http://127.0.0.1:{port}"}
+            for name, port in zip(("plain", HOSTILE), ports, strict=True)
+        },
+    }
+    with serving_config(root, config) as serving:
+        yield serving
+
+
+def test_with_api_keys_the_page_without_a_key_shows_no_data_and_with_it_does(keyed: Serving) -> None:
+    driver = chromium()
+    try:
+        driver.get(keyed.url + "/ui/#models")
+        assert not driver.find_elements(By.CSS_SELECTOR, "tr[data-model]")
+        assert "plain" not in driver.page_source
+        # The key as the password of Basic credentials, as a person types it into the prompt.
+        host = keyed.url.removeprefix("http://")
+        driver.get(f"http://user:sk-ui-test@{host}/ui/#models")
+        WebDriverWait(driver, PATIENCE).until(lambda d: state_on_page(d, "plain") == "stopped")
+        assert "sk-ui-test" not in keyed.output()  # never logged
+    finally:
+        driver.quit()
+
+
+def test_a_model_id_with_markup_renders_as_text(keyed: Serving) -> None:
+    driver = chromium()
+    try:
+        host = keyed.url.removeprefix("http://")
+        driver.get(f"http://user:sk-ui-test@{host}/ui/#models")
+        wait = WebDriverWait(driver, PATIENCE)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr[data-model]")) == 2)
+        names = {a.text for a in driver.find_elements(By.CSS_SELECTOR, "tbody th a")}
+        assert HOSTILE in names
+        assert not driver.find_elements(By.CSS_SELECTOR, "main img, main script")
+        assert driver.execute_script("return window.pwned === undefined")
+    finally:
+        driver.quit()
