@@ -160,11 +160,13 @@ async def test_with_api_keys_a_browser_is_asked_for_the_key_as_the_basic_passwor
         for path in ("/ui/", "/api/halogen/memory", "/v1/models"):
             async with proxy.client.get(path, headers=browser) as response:
                 assert response.status == 401, path
-                assert response.headers["WWW-Authenticate"].startswith('Basic realm="halogen"')
+                assert response.headers["WWW-Authenticate"] == 'Basic realm="llama-swap"'
                 assert "sk-ui" not in await response.text()
-        # An API client keeps the Bearer challenge it always had.
-        async with proxy.client.get("/api/halogen/memory") as response:
+        # An API client keeps the Bearer challenge it always had, but on llama-swap's /api/ routes.
+        async with proxy.client.get("/v1/models") as response:
             assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+        async with proxy.client.get("/api/halogen/memory") as response:
+            assert response.status == 401 and response.headers["WWW-Authenticate"] == 'Basic realm="llama-swap"'
         for user in ("", "anyone"):
             async with proxy.client.get(
                 "/ui/", headers={**browser, "Authorization": basic(user, "sk-ui")}

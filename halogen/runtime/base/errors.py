@@ -78,6 +78,14 @@ class ProfileNotFound(Refusal):
     code = "profile_not_found"
 
 
+class NotFound(Refusal):
+    """A thing an API names that is not there (an in-flight request, a capture)."""
+
+    status = 404
+    kind = "invalid_request_error"
+    code = "not_found"
+
+
 class Unauthorized(Refusal):
     status = 401
     kind = "authentication_error"
@@ -88,12 +96,12 @@ class Unauthorized(Refusal):
 
 
 class BrowserUnauthorized(Unauthorized):
-    """A browser without the key: a Basic challenge makes it ask its user (the key is the
-    password; any user name), then send it with every request to the page's origin, fetches and
-    EventSource included, as llama-swap's CreateAuthMiddleware does (internal/server/auth.go)."""
+    """llama-swap's answer (CreateAuthMiddleware, internal/server/auth.go) on the routes its web
+    UI calls: a browser asks for the key as a password, then sends it with every request, the
+    event stream's too (an EventSource cannot set a header)."""
 
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Basic realm="halogen", charset="UTF-8"'}
+        return {"WWW-Authenticate": 'Basic realm="llama-swap"'}
 
 
 class Overloaded(Refusal):

@@ -15,7 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from halogen.llamaswap.resolved import Resolved
+from halogen.runtime.base import events
 from halogen.runtime.base.errors import NotReady, Refusal
+from halogen.runtime.base.inflight import Entry, Inflight
 from halogen.runtime.base.logs import Logs
 from halogen.runtime.base.metrics import Metrics
 from halogen.runtime.forward import jsonbody, proxy
@@ -28,6 +30,8 @@ from halogen.runtime.scheduling.swapper import Swapper
 
 # The model a request went to, for the access log.
 MODEL = web.RequestKey("model", str)
+# The request's row among those in flight (llama-swap's UI).
+IN_FLIGHT = web.RequestKey("in_flight", Entry)
 
 
 @dataclass
@@ -44,9 +48,17 @@ class Runtime:
     swapper: Swapper
     created: int = field(default_factory=lambda: int(time.time()))
     naming: Naming = field(init=False)
+    # llama-swap's UI: what /api/events publishes, and the requests in flight.
+    events: events.Hub = field(default_factory=events.Hub)
+    inflight: Inflight = field(default_factory=Inflight)
 
     def __post_init__(self) -> None:
         self.naming = Naming(self.swapper)
+        self.inflight.publish = self._publish_inflight
+
+    def _publish_inflight(self, update: dict[str, Any]) -> None:
+        if len(self.events):
+            self.events.publish(events.INFLIGHT, events.payload(update))
 
     @property
     def resolved(self) -> Resolved:
@@ -72,10 +84,19 @@ class Runtime:
             raise NotReady(f"[{model_id}] process is not ready")
 
     @contextlib.contextmanager
-    def counted(self, model_id: str) -> Iterator[Counted]:
+    def counted(self, request: web.Request, model_id: str) -> Iterator[Counted]:
         """Count one request to `model_id` under the status the body sets, a refusal's own,
-        or 499 when the client goes away."""
+        or 499 when the client goes away; listed in flight meanwhile."""
         counted = Counted()
+        entry = self.inflight.add(
+            model_id,
+            request.path,
+            request.method,
+            request.headers,
+            request.remote or "",
+            asyncio.current_task(),
+        )
+        request[IN_FLIGHT] = entry
         try:
             yield counted
         except Refusal as exc:
@@ -85,6 +106,7 @@ class Runtime:
             counted.status = 499  # the client went away
             raise
         finally:
+            self.inflight.remove(entry)
             self.metrics.request(model_id, counted.status)
 
     @contextlib.asynccontextmanager
@@ -94,7 +116,7 @@ class Runtime:
         """Hold `model_id` (started or swapped in as needed) for one request, counted under
         the status the block sets (see `counted`); `keep_alive` as `Swapper.acquire` takes it."""
         request[MODEL] = model_id
-        with self.counted(model_id) as counted:
+        with self.counted(request, model_id) as counted:
             async with self.swapper.acquire(model_id, keep_alive) as upstream:
                 yield counted, upstream
 
@@ -112,7 +134,7 @@ class Runtime:
         place a request's way asks "local or peer?"."""
         request[MODEL] = named.model_id
         if named.peer is not None:
-            with self.counted(named.model_id) as counted:
+            with self.counted(request, named.model_id) as counted:
                 yield counted, Peer.of(request, named.peer), 0
             return
         waited = time.monotonic_ns()

@@ -145,7 +145,10 @@ class Swapper:
         self._refusing = False  # draining for shutdown: only requests that hold a model go on
         self._background: set[asyncio.Task[None]] = set()
         # The active profile (llama-swap's /api/profiles/active): none at start or after a reload.
-        self.profile = ""
+        self._profile = ""
+        # Called after each change a model's phase or the profile may show in (llama-swap's
+        # ProcessStateChangeEvent): the UI's event stream compares and publishes.
+        self.watchers: list[Callable[[], None]] = []
 
     @property
     def health_check_timeout(self) -> float:
@@ -405,6 +408,7 @@ class Swapper:
         stops = [self._begin_stop(victim, "make room for " + repr(mid)) for victim in victims]
         slot.start = asyncio.create_task(self._start(slot, stops))
         slot.start.add_done_callback(lambda _: self._started(slot))
+        self._watched()
 
     async def _start(self, slot: Slot, stops: Iterable[asyncio.Task[None]]) -> None:
         await asyncio.gather(*(asyncio.shield(s) for s in stops))
@@ -439,6 +443,20 @@ class Swapper:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         self._walk()
+        self._watched()
+
+    @property
+    def profile(self) -> str:
+        return self._profile
+
+    @profile.setter
+    def profile(self, name: str) -> None:
+        self._profile = name
+        self._watched()
+
+    def _watched(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     # --- stopping -----------------------------------------------------------------------
 
@@ -449,6 +467,7 @@ class Swapper:
         self.logs.proxy(f"stopping model {slot.runnable.id!r} ({why})")
         slot.stop = asyncio.create_task(slot.upstream.stop())
         slot.stop.add_done_callback(lambda _: self._stopped(slot))
+        self._watched()
         return slot.stop
 
     def _stopped(self, slot: Slot) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from halogen.runtime.apis import anthropic as anthropic_routes
-from halogen.runtime.apis import management, observed
+from halogen.runtime.apis import management, observed, ui_api
 from halogen.runtime.apis import openai as openai_routes
 from halogen.runtime.apis.ollama import routes as ollama_routes
 from halogen.runtime.forward import peers
@@ -51,6 +51,7 @@ def build(
     peers.register(app)
     anthropic_routes.register(app)
     management.register(app)
+    ui_api.register(app)
     ollama_routes.register(app)
     ui_routes.register(app)
     return app

@@ -1,6 +1,5 @@
-"""The `apiKeys` check: `Authorization: Bearer <key>`, `x-api-key: <key>`, or the password of
-`Authorization: Basic` (what a browser sends once its user answered the prompt; llama-swap's
-swaputil.ExtractAPIKey reads the same three)."""
+"""The `apiKeys` check: `Authorization: Bearer <key>`, `Authorization: Basic` with the key as
+the password, or `x-api-key: <key>` (ExtractAPIKey in internal/swaputil/http.go, llama-swap)."""
 
 from __future__ import annotations
 
@@ -10,26 +9,28 @@ import hmac
 from collections.abc import Mapping, Sequence
 
 
+def _basic_password(credentials: str) -> str | None:
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon and password else None
+
+
 def presented(headers: Mapping[str, str]) -> str | None:
+    """The key a request offers: Basic's password first, then Bearer, then x-api-key, as
+    llama-swap prefers them."""
     authorization = headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        password = _basic_password(token)
+        if password is not None:
+            return password
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    if scheme.lower() == "basic" and token.strip():
-        try:
-            pair = base64.b64decode(token.strip(), validate=True).decode("utf-8", "surrogateescape")
-        except (binascii.Error, ValueError):
-            return None
-        _, colon, password = pair.partition(":")
-        return password if colon and password else None
     key = headers.get("x-api-key", "").strip()
     return key or None
-
-
-def from_browser(headers: Mapping[str, str]) -> bool:
-    """Browsers send Sec-Fetch-Mode on every request (navigations, fetches, EventSource); the
-    API clients send none."""
-    return "Sec-Fetch-Mode" in headers
 
 
 def allowed(headers: Mapping[str, str], keys: Sequence[str]) -> bool:
