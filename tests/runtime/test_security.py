@@ -38,7 +38,14 @@ PACKAGE = ROOT / "halogen"
 
 # Values for the router's path parameters; a route with a parameter not named here fails the
 # walk, so whoever adds it decides what it takes.
-SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy", "id": "1", "asset": "app.js"}
+SAMPLES = {
+    "model": "m",
+    "tail": "m/props",
+    "digest": "sha256-0",
+    "source": "proxy",
+    "id": "1",
+    "asset": "app.js",
+}
 # Routes that never read a request body, so no body can cost them memory.
 WITHOUT_BODY = {
     "/unload",

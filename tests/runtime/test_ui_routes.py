@@ -166,7 +166,9 @@ async def test_with_api_keys_a_browser_is_asked_for_the_key_as_the_basic_passwor
         async with proxy.client.get("/v1/models") as response:
             assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
         async with proxy.client.get("/api/halogen/memory") as response:
-            assert response.status == 401 and response.headers["WWW-Authenticate"] == 'Basic realm="llama-swap"'
+            assert (
+                response.status == 401 and response.headers["WWW-Authenticate"] == 'Basic realm="llama-swap"'
+            )
         for user in ("", "anyone"):
             async with proxy.client.get(
                 "/ui/", headers={**browser, "Authorization": basic(user, "sk-ui")}

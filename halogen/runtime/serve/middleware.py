@@ -89,7 +89,8 @@ async def key_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         # internal/server/auth.go) on the web UI's pages and on llama-swap's /api/ routes; Sec-Fetch-Mode
         # says a browser sent the request (navigations, fetches, EventSource), which no API client
         # sends, so their Bearer challenge stays.
-        if "Sec-Fetch-Mode" in request.headers or await shapes.shape_of(request) is shapes.llama_swap:
+        page = request.path == "/ui" or request.path.startswith("/ui/")
+        if page or "Sec-Fetch-Mode" in request.headers or await shapes.shape_of(request) is shapes.llama_swap:
             raise BrowserUnauthorized("unauthorized: invalid or missing API key")
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key> or x-api-key)")
     return await handler(request)
