@@ -56,5 +56,9 @@ setupTheme();
 showConnection();
 connect();
 poll();
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  route();
+  // A keyboard user who picked a page lands on it, not back on the navigation.
+  document.getElementById("main").focus({ preventScroll: true });
+});
 route();

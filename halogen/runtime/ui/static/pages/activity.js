@@ -29,7 +29,8 @@ export function show(main) {
       renderTotals(totals, stats);
       renderRows(rows, page.data ?? [], dialog);
     } catch (error) {
-      replace(rows, h("p", { class: "muted" }, `No activity to show (${error.message}).`));
+      const why = error.status === 404 ? "this server keeps no activity log" : error.message;
+      replace(rows, h("p", { class: "muted" }, `No activity to show: ${why}.`));
     }
   }
 
