@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,18 @@ async def test_with_api_keys_a_browser_is_asked_for_the_key_as_the_basic_passwor
         ):
             async with proxy.client.get("/ui/", headers={**browser, "Authorization": wrong}) as response:
                 assert response.status == 401, wrong
+
+
+def test_every_asset_is_listed_as_package_data_so_the_image_installs_it() -> None:
+    root = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "halogen.runtime.ui" in data["tool"]["setuptools"]["packages"]
+    globs = data["tool"]["setuptools"]["package-data"]["halogen.runtime.ui"]
+    static = root / "halogen" / "runtime" / "ui"
+    files = [p.relative_to(static).as_posix() for p in (static / "static").rglob("*") if p.is_file()]
+    assert files
+    unlisted = [
+        f for f in files if not any(fnmatch.fnmatchcase(f, g) and f.count("/") == g.count("/") for g in globs)
+    ]
+    assert unlisted == []
+    assert set(load_assets()) == {f.removeprefix("static/") for f in files}

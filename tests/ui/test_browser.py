@@ -233,3 +233,24 @@ def test_a_model_id_with_markup_renders_as_text(keyed: Serving) -> None:
         assert driver.execute_script("return window.pwned === undefined")
     finally:
         driver.quit()
+
+
+def test_log_colours_become_spans_and_log_text_stays_text(served: Serving, browser: WebDriver) -> None:
+    open_page(browser, served.url, "logs")
+    html = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import(location.origin + "/ui/ansi.js").then(({ toNodes }) => {
+          const box = document.createElement("pre");
+          box.append(...toNodes(arguments[0]));
+          done(box.innerHTML);
+        });
+        """,
+        "\x1b[31mred <b>x</b>\x1b[0m plain \x1b[1;92mbold green\x1b[22m green\x1b[0m\x1b[2K end",
+    )
+    assert html == (
+        '<span class="fg1">red &lt;b&gt;x&lt;/b&gt;</span> plain '
+        '<span class="fg10 b">bold green</span><span class="fg10"> green</span> end'
+    )
+    log = WebDriverWait(browser, PATIENCE).until(lambda d: d.find_element(By.CSS_SELECTOR, "pre.log").text)
+    assert "listening on" in log
