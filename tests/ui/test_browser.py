@@ -254,3 +254,22 @@ def test_log_colours_become_spans_and_log_text_stays_text(served: Serving, brows
     )
     log = WebDriverWait(browser, PATIENCE).until(lambda d: d.find_element(By.CSS_SELECTOR, "pre.log").text)
     assert "listening on" in log
+
+
+def test_the_performance_page_charts_the_running_models_memory(served: Serving, browser: WebDriver) -> None:
+    chat(served, "smol")
+    open_page(browser, served.url, "performance")
+
+    # One sample a second: after two, the line has two points.
+    def memory_chart(driver: WebDriver) -> object:
+        for figure in driver.find_elements(By.CSS_SELECTOR, "figure.chart"):
+            label = figure.find_element(By.CSS_SELECTOR, "figcaption").text
+            lines = figure.find_elements(By.CSS_SELECTOR, "polyline.s0")
+            points = lines[0].get_attribute("points") if lines else ""
+            if label.startswith("Memory of the running models") and points.count(",") >= 2:
+                return figure
+        return None
+
+    figure = WebDriverWait(browser, PATIENCE).until(memory_chart)
+    label = figure.find_element(By.CSS_SELECTOR, "svg").get_attribute("aria-label")
+    assert "held (PSS) up to" in label and "MiB" in label, label

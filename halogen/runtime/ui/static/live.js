@@ -5,11 +5,13 @@
 import { here, json } from "./dom.js";
 
 const POLL_MS = 1000;
+const HISTORY = 600; // samples kept: ten minutes since the page opened
 
 export const live = {
   models: [], // [{id, name, description, state, ...}]
   memory: null, // the /api/halogen/memory document
   inflight: [], // llama-swap's InflightRequestEntry rows
+  history: [], // one sample of the running models' memory per poll: {t, pss, estimate}
   activityRevision: 0,
   events: "connecting", // connected | connecting | polling
 };
@@ -77,6 +79,13 @@ export async function poll() {
   if (document.visibilityState === "visible") {
     try {
       live.memory = await json("/api/halogen/memory");
+      const running = live.memory.models.filter((m) => m.state !== "stopped");
+      live.history.push({
+        t: Date.now(),
+        pss: running.reduce((sum, m) => sum + (m.observed ?? 0), 0),
+        estimate: running.reduce((sum, m) => sum + (m.estimate ?? 0), 0),
+      });
+      if (live.history.length > HISTORY) live.history.shift();
       if (live.events !== "connected") {
         live.models = live.memory.models.map((m) => ({ ...m }));
         emit("models");

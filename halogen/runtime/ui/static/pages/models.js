@@ -2,7 +2,7 @@
 // facts halogen.lock gave the build, its memory and its own log.
 
 import { toNodes } from "../ansi.js";
-import { bytes, h, here, json, post, replace, stateCell, table } from "../dom.js";
+import { bytes, h, here, post, replace, stateCell, table } from "../dom.js";
 import { live, subscribe } from "../live.js";
 import { follow } from "./logs.js";
 
@@ -94,11 +94,11 @@ function showDetail(section, id) {
     h("h3", {}, "Log"),
     log,
   );
-  const memory = live.memory?.models.find((m) => m.id === id);
-  renderFacts(facts, id, memory);
-  json("/api/halogen/memory")
-    .then((doc) => renderFacts(facts, id, doc.models.find((m) => m.id === id)))
-    .catch(() => {});
+  const known = h("div");
+  facts.append(known);
+  const refresh = () => renderFacts(known, id, live.memory?.models.find((m) => m.id === id));
+  refresh();
+  const unsubscribe = subscribe((kind) => kind === "memory" && refresh());
   // The GGUF header's keys, as the Ollama API's /api/show gives them from halogen.lock.
   post("/api/show", { model: id })
     .then((r) => (r.ok ? r.json() : null))
@@ -110,10 +110,14 @@ function showDetail(section, id) {
       facts.append(table("GGUF header", ["Key", "Value"], rows));
     })
     .catch(() => {});
-  return follow(`/logs/stream/${encodeURIComponent(id)}`, (text) => {
+  const stop = follow(`/logs/stream/${encodeURIComponent(id)}`, (text) => {
     log.append(...toNodes(text));
     log.scrollTop = log.scrollHeight;
   });
+  return () => {
+    unsubscribe();
+    stop();
+  };
 }
 
 function renderFacts(node, id, memory) {

@@ -2,7 +2,7 @@
 // over time when the server samples them (llama-swap's /api/performance), as hand-drawn SVG.
 
 import { h, json, number, replace } from "../dom.js";
-import { subscribe } from "../live.js";
+import { live, subscribe } from "../live.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -49,8 +49,24 @@ export function chart(title, series, unit) {
 
 export function show(main) {
   const speed = h("div");
+  const memory = h("div");
   const host = h("div");
-  replace(main, h("h1", {}, "Performance"), speed, host);
+  replace(main, h("h1", {}, "Performance"), speed, memory, host);
+  const MiB = 1024 * 1024;
+  const drawMemory = () =>
+    replace(
+      memory,
+      chart(
+        "Memory of the running models since this page opened",
+        [
+          { label: "held (PSS)", points: live.history.map((s) => [s.t, s.pss / MiB]) },
+          { label: "estimated", points: live.history.map((s) => [s.t, s.estimate / MiB]) },
+        ],
+        "MiB",
+      ),
+    );
+  drawMemory();
+  const why = (error) => (error.status === 404 ? "this server does not keep them" : error.message);
 
   async function refresh() {
     try {
@@ -69,7 +85,7 @@ export function show(main) {
         ),
       );
     } catch (error) {
-      replace(speed, h("p", { class: "muted" }, `No request figures (${error.message}).`));
+      replace(speed, h("p", { class: "muted" }, `No request figures: ${why(error)}.`));
     }
     try {
       const perf = await json("/api/performance");
@@ -85,12 +101,15 @@ export function show(main) {
         chart("Host memory", [{ label: "used", points: sys.map((s) => [at(s), s.mem_used_mb / 1024]) }], "GiB"),
       );
     } catch (error) {
-      replace(host, h("p", { class: "muted" }, `No host samples (${error.message}).`));
+      replace(host, h("p", { class: "muted" }, `No host samples: ${why(error)}.`));
     }
   }
   refresh();
   const every = setInterval(refresh, 5000);
-  const unsubscribe = subscribe((kind) => kind === "activity" && refresh());
+  const unsubscribe = subscribe((kind) => {
+    if (kind === "activity") refresh();
+    if (kind === "memory") drawMemory();
+  });
   return () => {
     clearInterval(every);
     unsubscribe();
