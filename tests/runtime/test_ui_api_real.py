@@ -91,7 +91,7 @@ def test_a_chat_is_activity_with_tokens_and_a_cancel_stops_llama_servers_generat
     pieces = 0
     cancelled = False
     try:
-        for chunk in stream:
+        for _chunk in stream:
             pieces += 1
             if pieces == 3:
                 flight = events.of("inflight")
