@@ -246,3 +246,248 @@ async def test_fifty_event_clients_that_never_read_are_dropped_and_never_hold_th
             while await asyncio.wait_for(reader.read(1 << 20), PATIENCE):
                 pass
             writer.close()
+
+
+async def _activity(proxy: Any, query: str = "") -> Any:
+    async with proxy.client.get("/api/metrics/activity" + query) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_each_request_to_a_model_is_one_activity_row_announced_on_the_event_stream(
+    tmp_path: Path,
+) -> None:
+    site = _site(tmp_path)
+    async with serving(site.write()) as proxy, proxy.client.get("/api/events") as response:
+        events = Events(response)
+        await events.until("inflight")
+        assert await proxy.served_by("alpha") == "alpha"
+        first = await events.until("activity")
+        async with await proxy.chat("beta", stream=True) as streamed:
+            await streamed.read()
+        second = await events.until("activity")
+        assert second == {"id": first["id"] + 1}
+        page = await _activity(proxy)
+    assert (page["page"], page["limit"], page["total"], page["total_pages"]) == (1, 25, 2, 1)
+    newest, oldest = page["data"]  # newest first
+    assert newest["id"] == second["id"] and oldest["id"] == first["id"]
+    assert oldest["model"] == "alpha" and oldest["req_path"] == "/v1/chat/completions"
+    assert oldest["resp_status_code"] == 200
+    assert oldest["resp_content_type"].startswith("application/json")
+    # The fake's usage and timings (prompt_n 7, predicted_n 3, cache_n 0; no speeds given).
+    assert oldest["tokens"] == {
+        "cache_tokens": 0,
+        "draft_tokens": -1,
+        "draft_acc_tokens": -1,
+        "input_tokens": 7,
+        "output_tokens": 3,
+        "prompt_per_second": 0.0,
+        "tokens_per_second": 0.0,
+    }
+    assert newest["tokens"]["input_tokens"] == 11 and newest["tokens"]["output_tokens"] == 3
+    assert newest["resp_content_type"] == "text/event-stream"
+    assert oldest["has_capture"] is True and "error_msg" not in oldest
+    assert oldest["timestamp"].endswith("Z")
+
+
+async def test_the_activity_log_keeps_the_newest_metrics_max_in_memory_rows(tmp_path: Path) -> None:
+    site = _site(tmp_path, metricsMaxInMemory=3)
+    async with serving(site.write()) as proxy:
+        for _ in range(5):
+            await proxy.served_by("alpha")
+        page = await _activity(proxy)
+        assert [row["id"] for row in page["data"]] == [5, 4, 3]
+        stats = await (await proxy.client.get("/api/metrics/stats")).json()
+    assert stats["total_requests"] == 3
+    assert (stats["total_input_tokens"], stats["total_output_tokens"], stats["total_cache_tokens"]) == (
+        21,
+        9,
+        0,
+    )
+    assert stats["prompt_histogram"] is None and stats["gen_histogram"] is None  # no speeds given
+
+
+async def test_a_failed_request_is_recorded_with_its_error_and_its_request_captured(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    async with serving(site.write()) as proxy:
+        async with proxy.client.post(
+            "/upstream/alpha/nowhere", data=b"x", headers={"X-Fake-Status": "503"}
+        ) as r:
+            assert r.status == 503
+            await r.read()
+        page = await _activity(proxy)
+        failed = page["data"][0]
+        assert failed["resp_status_code"] == 503 and failed["req_path"] == "/upstream/alpha/nowhere"
+        assert failed["error_msg"] == "fake failure"  # the upstream's error.message
+        assert failed["has_capture"] is True
+        capture = await (await proxy.client.get(f"/api/captures/{failed['id']}")).json()
+    # The request only: the failure is the row's error_msg (record, internal/server/metrics.go).
+    assert capture["req_body"] == "eA==" and capture["resp_body"] == ""
+
+
+async def test_activity_query_parameters_filter_sort_and_refuse_garbage(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    async with serving(site.write()) as proxy:
+        for model in ("alpha", "beta", "alpha"):
+            await proxy.served_by(model)
+        assert [r["id"] for r in (await _activity(proxy, "?model=alpha"))["data"]] == [3, 1]
+        assert [r["id"] for r in (await _activity(proxy, "?model=alpha&model=beta&order=asc"))["data"]] == [
+            1,
+            2,
+            3,
+        ]
+        assert [r["id"] for r in (await _activity(proxy, "?sort=model&order=desc"))["data"]] == [2, 3, 1]
+        paged = await _activity(proxy, "?limit=2&page=2")
+        assert ([r["id"] for r in paged["data"]], paged["total_pages"]) == ([1], 2)
+        assert [r["id"] for r in (await _activity(proxy, "?min_id=2&max_id=2"))["data"]] == [2]
+        assert (await _activity(proxy, "?start=2000-01-01T00:00:00Z&end=2999-01-01T00:00:00%2B02:00"))[
+            "total"
+        ] == 3
+        for query, message in (
+            ("limit=0", "limit must be between 1 and 999"),
+            ("limit=abc", "invalid limit"),
+            ("page=-1", "page must be >= 1"),
+            ("sort=id;DROP TABLE activity", "invalid sort column"),
+            ("order=sideways", "order must be asc or desc"),
+            ("start=yesterday", "invalid 'start' timestamp, use RFC3339 format"),
+            ("start=2026-01-01", "invalid 'start' timestamp, use RFC3339 format"),
+            ("start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z", "start must be before end"),
+            ("min_id=0", "min_id must be >= 1"),
+            ("min_id=3&max_id=2", "min_id must be <= max_id"),
+        ):
+            async with proxy.client.get("/api/metrics/activity?" + query) as response:
+                assert response.status == 400, query
+                assert await response.json() == {"src": "llama-swap", "error": message}
+        assert (await _activity(proxy))["total"] == 3
+
+
+async def test_a_capture_holds_both_bodies_and_hides_the_credentials(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    async with serving(site.write()) as proxy:
+        async with await proxy.chat("alpha", headers={"Authorization": "Bearer sk-not-shown"}) as answer:
+            answered = await answer.read()
+        row = (await _activity(proxy))["data"][0]
+        async with proxy.client.get(f"/api/captures/{row['id']}") as response:
+            capture = await response.json()
+    import base64
+
+    assert set(capture) == {"id", "req_path", "req_headers", "req_body", "resp_headers", "resp_body"}
+    assert capture["id"] == row["id"] and capture["req_path"] == "/v1/chat/completions"
+    assert json.loads(base64.b64decode(capture["req_body"]))["messages"] == [
+        {"role": "user", "content": "hi"}
+    ]
+    assert base64.b64decode(capture["resp_body"]) == answered
+    assert capture["req_headers"]["Authorization"] == "[REDACTED]"
+    assert "sk-not-shown" not in json.dumps(capture)
+
+
+async def test_capture_ids_that_are_no_number_or_not_kept_are_refused(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    async with serving(site.write()) as proxy:
+        for raw, status, message in (
+            ("1", 404, "capture not found"),
+            ("-1", 404, "capture not found"),
+            ("abc", 400, "invalid capture ID"),
+            ("1.5", 400, "invalid capture ID"),
+            ("99999999999999999999999", 400, "invalid capture ID"),
+            ("%20", 400, "invalid capture ID"),
+        ):
+            async with proxy.client.get(f"/api/captures/{raw}") as response:
+                assert response.status == status, raw
+                assert await response.json() == {"src": "llama-swap", "error": message}
+
+
+async def test_captures_are_off_at_zero_and_a_body_bigger_than_the_buffer_is_not_kept(tmp_path: Path) -> None:
+    site = _site(tmp_path, captureBuffer=0)
+    async with serving(site.write()) as proxy:
+        await proxy.served_by("alpha")
+        row = (await _activity(proxy))["data"][0]
+        assert row["has_capture"] is False
+        assert (await proxy.client.get(f"/api/captures/{row['id']}")).status == 404
+    site = _site(tmp_path, captureBuffer=1)
+    async with serving(site.write()) as proxy:
+        huge = "y" * (2 * 1024 * 1024)  # 2 MB: more than the whole 1 MB buffer
+        async with await proxy.chat("alpha", messages=[{"role": "user", "content": huge}]) as answer:
+            assert answer.status == 200
+        await proxy.served_by("alpha")
+        big, small = (await _activity(proxy))["data"][1], (await _activity(proxy))["data"][0]
+        assert big["has_capture"] is False and small["has_capture"] is True
+
+
+def _get_json(url: str) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Host": "127.0.0.1"})
+    with urllib.request.urlopen(request, timeout=PATIENCE) as response:
+        return json.loads(response.read())
+
+
+def _chat(url: str, model: str) -> None:
+    import urllib.request
+
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = urllib.request.Request(
+        url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=PATIENCE) as response:
+        assert response.status == 200
+
+
+def test_with_store_path_the_activity_survives_a_restart_of_halogen_serve(tmp_path: Path) -> None:
+    from tests.runtime.processes import halogen_serve
+
+    store = tmp_path / "state" / "activity.sqlite"
+    store.parent.mkdir()
+    site = _site(tmp_path, store={"path": str(store)})
+    config = site.write()
+    with halogen_serve(config, tmp_path / "first.log", "--no-watch") as first:
+        _chat(first.url, "alpha")
+        _chat(first.url, "beta")
+        before = _get_json(first.url + "/api/metrics/activity")
+        assert first.stop() == 0
+    assert [row["model"] for row in before["data"]] == ["beta", "alpha"]
+    with halogen_serve(config, tmp_path / "second.log", "--no-watch") as second:
+        after = _get_json(second.url + "/api/metrics/activity")
+        _chat(second.url, "alpha")
+        newest = _get_json(second.url + "/api/metrics/activity?limit=1")["data"][0]
+    kept = [{k: v for k, v in row.items() if k != "has_capture"} for row in after["data"]]
+    assert kept == [{k: v for k, v in row.items() if k != "has_capture"} for row in before["data"]]
+    assert newest["id"] == 3  # ids go on from the file's
+
+
+def test_a_store_path_that_cannot_be_opened_is_refused_with_its_name(tmp_path: Path) -> None:
+    from tests.runtime.processes import runtime
+
+    site = _site(tmp_path, store={"path": str(tmp_path)})  # a directory
+    done = runtime(site.write())
+    assert done.returncode == 1
+    assert f"halogen serve: store.path {tmp_path}:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_ui_keys_are_checked_as_llama_swap_checks_them(tmp_path: Path) -> None:
+    import pytest
+
+    from halogen.diagnostics import Invalid
+    from halogen.llamaswap import io
+
+    models = "models:\n  m: {cmd: 's --port ${PORT}'}\n"
+    for text, field in (
+        ("store: {path: ''}\n", "store.path"),
+        ("store: {path: '   '}\n", "store.path"),
+        ("store: {}\n", "store.path"),
+        ("performance: {every: 4s}\n", "performance.every"),
+        ("performance: {every: soon}\n", "performance.every"),
+        ("captureBuffer: -1\n", "captureBuffer"),
+        ("ui: {activity: {session_id: X-Session-ID}}\n", "ui.activity.session_id"),
+        ("ui: {theme: dark}\n", "ui.theme"),
+    ):
+        path = tmp_path / "config.yaml"
+        path.write_text(text + models)
+        with pytest.raises(Invalid) as caught:
+            io.load(path)
+        assert [d.field for d in caught.value.diagnostics] == [field], text
+        assert caught.value.diagnostics[0].line == 1
+    path.write_text("ui: null\nperformance: {every: 1m30s}\nstore: null\ncaptureBuffer: 0\n" + models)
+    resolved, _ = io.load(path)
+    assert resolved.performance_every == 90.0 and resolved.capture_mb == 0 and resolved.store_path == ""

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from halogen import __version__
+from halogen.runtime.apis import perf
 from halogen.runtime.apis.openai import render_capabilities
 from halogen.runtime.base import events
 from halogen.runtime.base.inflight import UPDATE_INTERVAL
@@ -108,6 +110,8 @@ class Watch:
 
 
 WATCH = web.AppKey("ui_watch", Watch)
+SAMPLER = web.AppKey("perf_sampler", perf.Sampler)
+HARDWARE = web.AppKey("hardware", dict[str, Any])
 
 
 async def _publish_lines(runtime: Runtime, source: str) -> None:
@@ -139,8 +143,18 @@ async def feed(app: web.Application) -> AsyncIterator[None]:
     runtime.swapper.watchers.append(watch)
     tasks = [asyncio.create_task(_publish_lines(runtime, s)) for s in (PROXY_LINES, UPSTREAM_LINES)]
     tasks.append(asyncio.create_task(_tick(runtime)))
+    every = runtime.resolved.performance_every
+    if every > 0:
+        sampler = perf.Sampler(every)
+        app[SAMPLER] = sampler
+        tasks.append(asyncio.create_task(sampler.run()))
+    try:
+        app[HARDWARE] = await asyncio.to_thread(perf.hardware, version=__version__)
+    except (OSError, ValueError) as exc:
+        runtime.logs.proxy(f"hardware detection failed: {exc}", "warn")
     yield
     runtime.swapper.watchers.remove(watch)
+    await runtime.activity.close()
     for task in tasks:
         task.cancel()
     for task in tasks:

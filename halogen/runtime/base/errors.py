@@ -86,6 +86,14 @@ class NotFound(Refusal):
     code = "not_found"
 
 
+class Unavailable(Refusal):
+    """A part of the server that is not running here (hardware detection)."""
+
+    status = 503
+    kind = "server_error"
+    code = "unavailable"
+
+
 class Unauthorized(Refusal):
     status = 401
     kind = "authentication_error"

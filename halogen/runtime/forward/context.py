@@ -10,12 +10,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from halogen.llamaswap.resolved import Resolved
-from halogen.runtime.base import events
+from halogen.runtime.base import activity, events
+from halogen.runtime.base.captures import Captures
 from halogen.runtime.base.errors import NotReady, Refusal
 from halogen.runtime.base.inflight import Entry, Inflight
 from halogen.runtime.base.logs import Logs
@@ -23,7 +25,8 @@ from halogen.runtime.base.metrics import Metrics
 from halogen.runtime.forward import jsonbody, proxy
 from halogen.runtime.forward.loading import Loading, openai_frame
 from halogen.runtime.forward.naming import Named, Naming
-from halogen.runtime.forward.relay import error_event, relay
+from halogen.runtime.forward.relay import CAPTURE, Outcome, error_event, relay
+from halogen.runtime.forward.relay import sent as relay_sent
 from halogen.runtime.forward.target import Local, Peer, Target
 from halogen.runtime.process.upstream import State, Upstream
 from halogen.runtime.scheduling.swapper import Swapper
@@ -36,9 +39,17 @@ IN_FLIGHT = web.RequestKey("in_flight", Entry)
 
 @dataclass
 class Counted:
-    """The status a request to a model ends with, as /metrics counts it."""
+    """What a request to a model ends with: the status /metrics counts it under, the tokens it
+    counts, and what the activity log shows besides."""
 
     status: int = 500  # what an unforeseen exception is counted as
+    tokens: tuple[int, int] | None = None
+    timings: dict[str, Any] | None = None
+    error: str = ""
+
+    def took(self, outcome: Outcome) -> None:
+        self.status = outcome.counted
+        self.tokens, self.timings, self.error = outcome.tokens, outcome.timings, outcome.error
 
 
 @dataclass
@@ -51,9 +62,13 @@ class Runtime:
     # llama-swap's UI: what /api/events publishes, and the requests in flight.
     events: events.Hub = field(default_factory=events.Hub)
     inflight: Inflight = field(default_factory=Inflight)
+    activity: activity.Activity = field(init=False)
+    captures: Captures = field(init=False)
 
     def __post_init__(self) -> None:
         self.naming = Naming(self.swapper)
+        self.activity = activity.Activity(self.resolved.store_path, self.resolved.metrics_max)
+        self.captures = Captures(self.resolved.capture_mb)
         self.inflight.publish = self._publish_inflight
 
     def _publish_inflight(self, update: dict[str, Any]) -> None:
@@ -97,17 +112,58 @@ class Runtime:
             asyncio.current_task(),
         )
         request[IN_FLIGHT] = entry
+        sink = self.captures.sink(request.path, entry.req_headers)
+        if sink is not None:
+            request[CAPTURE] = sink
         try:
             yield counted
         except Refusal as exc:
             counted.status = exc.status
+            counted.error = exc.message
             raise
         except asyncio.CancelledError:
             counted.status = 499  # the client went away
+            counted.error = "request cancelled" if entry.cancelled else "client went away"
             raise
         finally:
             self.inflight.remove(entry)
             self.metrics.request(model_id, counted.status)
+            self.metrics.tokens(model_id, counted.tokens)
+            self._record(request, model_id, entry, counted)
+
+    def _record(self, request: web.Request, model_id: str, entry: Entry, counted: Counted) -> None:
+        """The request's row in the activity log, and its `activity` event (record in
+        internal/server/metrics.go, llama-swap): the one place a request to a model is recorded."""
+        self.activity.keep = self.resolved.metrics_max
+        took_ms = int(1000 * (time.time() - entry.started))
+        status = counted.status
+        error = counted.error
+        if status >= 400 and not error:
+            error = (
+                f"{status} {HTTPStatus(status).phrase}"
+                if status in HTTPStatus._value2member_map_
+                else f"HTTP {status}"
+            )
+
+        def make(row_id: int) -> activity.Entry:
+            return activity.Entry(
+                id=row_id,
+                timestamp=time.time(),
+                model=model_id,
+                req_path=request.path,
+                resp_content_type=entry.resp_headers.get("Content-Type", ""),
+                resp_status_code=status,
+                tokens=activity.tokens_of(counted.tokens, counted.timings, None),
+                duration_ms=max(took_ms, activity.timings_ms(counted.timings)),
+                error_msg=error if status != 200 else "",
+            )
+
+        row = self.activity.record(make)
+        sink = request.get(CAPTURE)
+        if sink is not None:
+            self.captures.add(row.id, sink, entry.resp_headers, failed=status != 200)
+        if len(self.events):
+            self.events.publish(events.ACTIVITY, events.payload({"id": row.id}))
 
     @contextlib.asynccontextmanager
     async def holding(
@@ -166,12 +222,12 @@ class Runtime:
                 headers = proxy.request_headers(
                     request.headers, drop_credentials=bool(self.resolved.api_keys)
                 )
+                relay_sent(request, body)
                 answer = await target.open(request.method, path_qs, headers, body)
                 response, outcome = await relay(
                     request, target, answer, prepared=None if progress is None else progress.response
                 )
-                counted.status = outcome.counted
-                self.metrics.tokens(model_id, outcome.tokens)
+                counted.took(outcome)
             return response
         except Refusal as exc:
             if progress is None:

@@ -314,13 +314,15 @@ async def _held(
     respond: Respond,
     progress: Loading | None,
 ) -> web.StreamResponse:
-    model_id, name, started = asked.model_id, asked.name, asked.started
+    name, started = asked.name, asked.started
     runtime = runtime_of(request)
     streaming = stream is not None and bool(payload.get("stream"))
     headers = upstream_headers(request.headers, bool(runtime.resolved.api_keys))
     named = Named(asked.model_id, asked.target, asked.peer)
     async with runtime.reaching(request, named, asked.keep_alive, progress) as (counted, target, load_ns):
-        answer = await target.open("POST", path, headers, proxy.encode(payload))
+        body = proxy.encode(payload)
+        relay.sent(request, body)
+        answer = await target.open("POST", path, headers, body)
         try:
             if answer.status != 200:
                 counted.status = answer.status
@@ -339,14 +341,15 @@ async def _held(
                     relay.Ndjson(stream(name, started, load_ns)),
                     prepared=None if progress is None else progress.response,
                 )
-                runtime.metrics.tokens(model_id, outcome.tokens)
-                counted.status = outcome.counted
+                counted.took(outcome)
                 return response
             try:
                 data = await answer.json(content_type=None)
             except (ValueError, aiohttp.ClientPayloadError) as exc:
                 raise await target.failed("sent no JSON answer", exc) from None
-            runtime.metrics.tokens(model_id, token_counts(data))
+            counted.tokens = token_counts(data)
+            if isinstance(data, dict) and isinstance(data.get("timings"), dict):
+                counted.timings = data["timings"]
             try:
                 translated_answer = respond(name, data, started, load_ns)
             except answers.Untranslatable as exc:
