@@ -98,7 +98,14 @@ OWN_ERROR: dict[tuple[str, str], Any] = {
     ("GET", "/ui/{asset}"): "/ui/nope.js",
     ("GET", "/api/halogen/memory"): WRONG_METHOD,
 }
-SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy", "id": "1", "asset": "app.js"}
+SAMPLES = {
+    "model": "m",
+    "tail": "m/props",
+    "digest": "sha256-0",
+    "source": "proxy",
+    "id": "1",
+    "asset": "app.js",
+}
 
 
 def family(template: str) -> str:
