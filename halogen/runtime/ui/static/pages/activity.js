@@ -97,11 +97,11 @@ function renderRows(node, data, dialog) {
       h("td", {}, time(r.timestamp)),
       h("th", { scope: "row" }, r.model),
       h("td", { class: "hide-narrow" }, r.req_path),
-      h("td", { class: "num" }, String(r.resp_status_code)),
+      h("td", { class: "num hide-narrow" }, String(r.resp_status_code)),
       h("td", { class: "num", "data-field": "input" }, number(r.tokens?.input_tokens)),
       h("td", { class: "num", "data-field": "output" }, number(r.tokens?.output_tokens)),
       h("td", { class: "num hide-narrow" }, number(r.tokens?.cache_tokens)),
-      h("td", { class: "num" }, r.tokens?.prompt_per_second > 0 ? number(r.tokens.prompt_per_second, 1) : "—"),
+      h("td", { class: "num hide-narrow" }, r.tokens?.prompt_per_second > 0 ? number(r.tokens.prompt_per_second, 1) : "—"),
       h("td", { class: "num" }, r.tokens?.tokens_per_second > 0 ? number(r.tokens.tokens_per_second, 1) : "—"),
       h("td", { class: "num" }, duration(r.duration_ms)),
       h(
@@ -117,7 +117,7 @@ function renderRows(node, data, dialog) {
     node,
     table(
       "The last requests, newest first",
-      ["Time", "Model", ["Path", "hide-narrow"], ["Status", "num"], ["In", "num"], ["Out", "num"], ["Cached", "num hide-narrow"], ["Prompt t/s", "num"], ["Gen t/s", "num"], ["Duration", "num"], "Capture"],
+      ["Time", "Model", ["Path", "hide-narrow"], ["Status", "num hide-narrow"], ["In", "num"], ["Out", "num"], ["Cached", "num hide-narrow"], ["Prompt t/s", "num hide-narrow"], ["Gen t/s", "num"], ["Duration", "num"], "Capture"],
       body,
       "No requests yet.",
     ),
