@@ -5,9 +5,11 @@ client's requests change on a page already open. Waits are explicit (WebDriverWa
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -66,14 +68,11 @@ def state_on_page(driver: WebDriver, model: str) -> str:
     return cells[0].text if cells else ""
 
 
-def chat(served: Serving, model: str, **extra: object) -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", timeout=PATIENCE * 4)
+def chat(served: Serving, model: str, **extra: Any) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", timeout=PATIENCE * 4, max_retries=0)
+    body: dict[str, Any] = {"max_tokens": 8, "temperature": 0, **extra}
     return client.chat.completions.create(
-        model=model,
-        messages=[{"role": "user", "content": "Say hello."}],
-        max_tokens=8,
-        temperature=0,
-        **extra,
+        model=model, messages=[{"role": "user", "content": "Say hello."}], **body
     )
 
 
@@ -259,3 +258,36 @@ def test_the_performance_page_charts_the_running_models_memory(served: Serving, 
     figure = WebDriverWait(browser, PATIENCE).until(memory_chart)
     label = figure.find_element(By.CSS_SELECTOR, "svg").get_attribute("aria-label")
     assert "held (PSS) up to" in label and "MiB" in label, label
+
+
+def test_cancel_on_the_activity_page_ends_a_request_in_flight(served: Serving, browser: WebDriver) -> None:
+    open_page(browser, served.url, "activity")
+    outcome: list[object] = []
+
+    def long_chat() -> None:
+        try:
+            outcome.append(chat(served, "smol", max_tokens=4000, extra_body={"ignore_eos": True}))
+        except Exception as error:  # the cancelled request ends however the client sees it
+            outcome.append(error)
+
+    thread = threading.Thread(target=long_chat)
+    thread.start()
+    try:
+        cancel = WebDriverWait(browser, PATIENCE).until(
+            ec.element_to_be_clickable(
+                (
+                    By.XPATH,
+                    "//caption[starts-with(., 'Requests being served')]/..//button[starts-with(., 'Cancel')]",
+                )
+            )
+        )
+        cancel.click()
+        # 4000 tokens take SmolLM2 here a minute; the cut ends the stream at once (0.06 s).
+        thread.join(PATIENCE)
+        assert not thread.is_alive() and outcome, "the request went on after Cancel"
+        assert isinstance(outcome[0], openai.APIConnectionError), outcome  # the answer was cut
+        WebDriverWait(browser, LIVE).until_not(
+            lambda d: d.find_elements(By.XPATH, "//button[starts-with(., 'Cancel')]")
+        )
+    finally:
+        thread.join(PATIENCE * 4)
