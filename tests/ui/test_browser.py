@@ -14,7 +14,9 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -291,3 +293,40 @@ def test_cancel_on_the_activity_page_ends_a_request_in_flight(served: Serving, b
         )
     finally:
         thread.join(PATIENCE * 4)
+
+
+def test_the_keyboard_goes_through_the_header_in_order_and_can_skip_to_the_page(
+    served: Serving, browser: WebDriver
+) -> None:
+    open_page(browser, served.url, "models")
+    WebDriverWait(browser, PATIENCE).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-model]"))
+    )
+    seen = []
+    for _ in range(9):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        focused = browser.switch_to.active_element
+        assert focused.value_of_css_property("outline-style") == "solid", focused.text  # :focus-visible
+        seen.append(focused.text)
+    assert seen[:8] == [
+        "Skip to content",
+        "Activity",
+        "Models",
+        "Playground",
+        "Logs",
+        "Performance",
+        "Memory",
+        "Dark",
+    ]
+    assert seen[8] == "Unload all"
+    browser.refresh()
+    WebDriverWait(browser, PATIENCE).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-model]"))
+    )
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.switch_to.active_element.text == "Skip to content"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
+    assert browser.execute_script("return location.hash") == "#models"  # still the same page
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.switch_to.active_element.text == "Unload all"

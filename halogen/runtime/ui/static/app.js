@@ -52,6 +52,12 @@ function setupTheme() {
   });
 }
 
+// The skip link moves focus to the page without touching the #hash, which names the page.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main").focus();
+});
+
 setupTheme();
 showConnection();
 connect();
