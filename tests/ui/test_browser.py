@@ -295,9 +295,20 @@ def test_cancel_on_the_activity_page_ends_a_request_in_flight(served: Serving, b
         thread.join(PATIENCE * 4)
 
 
+@pytest.fixture
+def fresh() -> Iterator[WebDriver]:
+    """A browser of its own: where keyboard focus starts depends on what a page did before."""
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 def test_the_keyboard_goes_through_the_header_in_order_and_can_skip_to_the_page(
-    served: Serving, browser: WebDriver
+    served: Serving, fresh: WebDriver
 ) -> None:
+    browser = fresh
     open_page(browser, served.url, "models")
     WebDriverWait(browser, PATIENCE).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-model]"))
