@@ -341,3 +341,28 @@ def test_the_keyboard_goes_through_the_header_in_order_and_can_skip_to_the_page(
     assert browser.execute_script("return location.hash") == "#models"  # still the same page
     ActionChains(browser).send_keys(Keys.TAB).perform()
     assert browser.switch_to.active_element.text == "Unload all"
+
+
+def test_the_theme_follows_the_system_until_the_toggle_picks_one_and_keeps_it(served: Serving) -> None:
+    def background(driver: WebDriver) -> str:
+        return str(driver.execute_script("return getComputedStyle(document.documentElement).backgroundColor"))
+
+    for dark in (False, True):
+        driver = chromium(dark=dark)
+        try:
+            open_page(driver, served.url, "models")
+            first = background(driver)
+            assert first == ("rgb(12, 10, 9)" if dark else "rgb(250, 250, 249)")
+            toggle = driver.find_element(By.ID, "theme")
+            assert toggle.get_attribute("aria-pressed") == str(dark).lower()
+            toggle.click()
+            assert (
+                background(driver) != first and toggle.get_attribute("aria-pressed") == str(not dark).lower()
+            )
+            driver.refresh()
+            WebDriverWait(driver, PATIENCE).until(
+                ec.presence_of_element_located((By.CSS_SELECTOR, "main h1"))
+            )
+            assert background(driver) != first  # kept
+        finally:
+            driver.quit()
