@@ -22,6 +22,7 @@ from halogen.runtime.base.inflight import rfc3339
 
 # Rows waiting for the writer; past this the oldest waiting are dropped (and counted).
 MAX_PENDING = 10_000
+FLUSH_EVERY = 0.1  # seconds
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity (
@@ -297,8 +298,10 @@ class Activity:
             del self._pending[0]
             self.dropped += 1
         if not self._flushing:
+            # Rows go to the writer in batches, at most FLUSH_EVERY apart: one wakeup of its
+            # thread per batch, not per request (a read flushes first, so it sees them all).
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_later(FLUSH_EVERY, self._flush)
         return entry
 
     def _flush(self) -> None:

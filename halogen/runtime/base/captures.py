@@ -64,30 +64,68 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     return body
 
 
+# Captures are gathered raw into a block of about this size, then the block is compressed as one
+# zlib stream: one compressor's setup for many captures (it costs more than a chat's bodies take to
+# compress), and requests that look alike compress against each other.
+BLOCK = 64 * 1024
+
+
+def _pack(meta: dict[str, Any], req_body: bytes, resp_body: bytes) -> bytes:
+    head = json.dumps(meta).encode()
+    return len(head).to_bytes(4, "big") + head + req_body + resp_body
+
+
+def _unpack(packed: bytes) -> dict[str, Any]:
+    cut = 4 + int.from_bytes(packed[:4], "big")
+    meta = json.loads(packed[4:cut])
+    bodies = packed[cut:]
+    split = meta.pop("req_len")
+    return {
+        "id": meta["id"],
+        "req_path": meta["req_path"],
+        "req_headers": meta["req_headers"],
+        "req_body": base64.b64encode(bodies[:split]).decode(),
+        "resp_headers": meta["resp_headers"],
+        "resp_body": base64.b64encode(bodies[split:]).decode(),
+    }
+
+
+@dataclass
+class _Block:
+    data: bytes  # zlib
+    index: dict[int, tuple[int, int]]  # capture id -> (offset, length) in the raw block
+
+
 class Captures:
-    """Compressed captures by activity id, at most `megabytes` MB of them; 0 keeps none."""
+    """Captures by activity id, at most `megabytes` MB of them (the block being filled counted
+    raw, sealed blocks compressed); the oldest block goes first. 0 keeps none."""
 
     def __init__(self, megabytes: int) -> None:
         self.limit = megabytes * 1024 * 1024
-        self._items: OrderedDict[int, bytes] = OrderedDict()
-        self._size = 0
+        self._seal_at = min(BLOCK, self.limit // 4)
+        self._open: dict[int, bytes] = {}
+        self._open_size = 0
+        self._blocks: OrderedDict[int, _Block] = OrderedDict()
+        self._sealed_size = 0
+        self._where: dict[int, int] = {}  # capture id -> block number (sealed ones)
+        self._next_block = 0
 
     @property
     def enabled(self) -> bool:
         return self.limit > 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._open) + len(self._where)
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._sealed_size + self._open_size
 
     def sink(self, path: str, req_headers: dict[str, str]) -> Sink | None:
         return Sink(self.limit, path, req_headers) if self.enabled else None
 
     def has(self, capture_id: int) -> bool:
-        return capture_id in self._items
+        return capture_id in self._open or capture_id in self._where
 
     def add(self, capture_id: int, sink: Sink, resp_headers: Mapping[str, str], failed: bool) -> bool:
         """Keep the capture; False when it is not kept (disabled, or bigger than the buffer).
@@ -105,38 +143,53 @@ class Captures:
                 resp_body = _decoded(bytes(sink.resp_body), resp_headers.get("Content-Encoding", ""))
             except zlib.error:
                 resp_body = b""
+        req_body = sink.req_body if keep_req_body else b""
         meta = {
             "id": capture_id,
             "req_path": sink.path,
             "req_headers": sink.req_headers if keep_req_headers else {},
             "resp_headers": headers if keep_resp_headers else {},
-            "req_len": len(sink.req_body) if keep_req_body else 0,
+            "req_len": len(req_body),
         }
-        packed = json.dumps(meta).encode() + b"\n" + (sink.req_body if keep_req_body else b"") + resp_body
-        data = zlib.compress(packed, 1)
-        if len(data) > self.limit:
+        packed = _pack(meta, req_body, resp_body)
+        if len(packed) > self.limit:
             return False
-        self._items[capture_id] = data
-        self._size += len(data)
-        while self._size > self.limit:
-            _, dropped = self._items.popitem(last=False)
-            self._size -= len(dropped)
+        self._open[capture_id] = packed
+        self._open_size += len(packed)
+        if self._open_size >= self._seal_at:
+            self._seal()
+        self._evict()
         return True
+
+    def _seal(self) -> None:
+        index: dict[int, tuple[int, int]] = {}
+        offset = 0
+        for capture_id, packed in self._open.items():
+            index[capture_id] = (offset, len(packed))
+            offset += len(packed)
+        block = _Block(zlib.compress(b"".join(self._open.values()), 1), index)
+        number, self._next_block = self._next_block, self._next_block + 1
+        self._blocks[number] = block
+        self._sealed_size += len(block.data)
+        for capture_id in index:
+            self._where[capture_id] = number
+        self._open, self._open_size = {}, 0
+
+    def _evict(self) -> None:
+        while self.size > self.limit and self._blocks:
+            _, block = self._blocks.popitem(last=False)
+            self._sealed_size -= len(block.data)
+            for capture_id in block.index:
+                del self._where[capture_id]
 
     def get(self, capture_id: int) -> dict[str, Any] | None:
         """ReqRespCapture (ui/src/lib/types.ts): the bodies base64, as Go marshals bytes."""
-        data = self._items.get(capture_id)
-        if data is None:
-            return None
-        packed = zlib.decompress(data)
-        head, _, bodies = packed.partition(b"\n")
-        meta = json.loads(head)
-        cut = meta.pop("req_len")
-        return {
-            "id": meta["id"],
-            "req_path": meta["req_path"],
-            "req_headers": meta["req_headers"],
-            "req_body": base64.b64encode(bodies[:cut]).decode(),
-            "resp_headers": meta["resp_headers"],
-            "resp_body": base64.b64encode(bodies[cut:]).decode(),
-        }
+        packed = self._open.get(capture_id)
+        if packed is None:
+            number = self._where.get(capture_id)
+            if number is None:
+                return None
+            block = self._blocks[number]
+            offset, length = block.index[capture_id]
+            packed = zlib.decompress(block.data)[offset : offset + length]
+        return _unpack(packed)

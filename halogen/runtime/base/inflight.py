@@ -43,14 +43,22 @@ class Entry:
     model: str
     req_path: str
     method: str
-    req_headers: dict[str, str]
+    headers: Mapping[str, str]  # the request's, read (and redacted) only when shown
     remote_ip: str
     task: asyncio.Task[Any] | None
-    resp_headers: dict[str, str] = field(default_factory=dict)
+    answer_headers: Mapping[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     sent: Callable[[], int] | None = None  # bytes of the answer written so far
     emitted_bytes: int = 0
     cancelled: bool = False
+
+    @property
+    def req_headers(self) -> dict[str, str]:
+        return header_map(self.headers)
+
+    @property
+    def resp_headers(self) -> dict[str, str]:
+        return header_map(self.answer_headers)
 
     @property
     def resp_bytes(self) -> int:
@@ -78,10 +86,15 @@ class Inflight:
     """The requests in flight by id; `publish` is told each change as llama-swap's
     InFlightRequestsEvent (`snapshot`, `upsert`, `remove`)."""
 
-    def __init__(self, publish: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        publish: Callable[[dict[str, Any]], None] | None = None,
+        listening: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._entries: dict[str, Entry] = {}
         self._ids = itertools.count(1)
         self.publish = publish
+        self.listening = listening  # whether anyone is told: the rows are only built then
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,22 +115,22 @@ class Inflight:
             model=model,
             req_path=path,
             method=method,
-            req_headers=header_map(headers),
+            headers=headers,
             remote_ip=remote_ip,
             task=task,
             metadata=metadata or {},
         )
         self._entries[entry.id] = entry
-        self._emit({"operation": "upsert", "request": entry.json()})
+        self._upsert(entry)
         return entry
 
     def answered(self, entry: Entry, headers: Mapping[str, str], sent: Callable[[], int]) -> None:
         """The answer's headers went out; `sent` tells the bytes written from then on."""
         if entry.id not in self._entries:
             return
-        entry.resp_headers = header_map(headers)
+        entry.answer_headers = headers
         entry.sent = sent
-        self._emit({"operation": "upsert", "request": entry.json()})
+        self._upsert(entry)
 
     def tick(self) -> None:
         """An `upsert` for each request whose answer grew since the last one (llama-swap sends
@@ -126,7 +139,7 @@ class Inflight:
             sent = entry.resp_bytes
             if sent != entry.emitted_bytes:
                 entry.emitted_bytes = sent
-                self._emit({"operation": "upsert", "request": entry.json()})
+                self._upsert(entry)
 
     def remove(self, entry: Entry) -> None:
         if self._entries.pop(entry.id, None) is not None:
@@ -146,6 +159,10 @@ class Inflight:
         rows = sorted(self._entries.values(), key=lambda e: (e.started, int(e.id)))
         return {"operation": "snapshot", "requests": [e.json() for e in rows]}
 
+    def _upsert(self, entry: Entry) -> None:
+        if self.publish is not None and self.listening():
+            self.publish({"operation": "upsert", "request": entry.json()})
+
     def _emit(self, update: dict[str, Any]) -> None:
-        if self.publish is not None:
+        if self.publish is not None and self.listening():
             self.publish(update)

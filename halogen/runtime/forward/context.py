@@ -70,10 +70,10 @@ class Runtime:
         self.activity = activity.Activity(self.resolved.store_path, self.resolved.metrics_max)
         self.captures = Captures(self.resolved.capture_mb)
         self.inflight.publish = self._publish_inflight
+        self.inflight.listening = lambda: len(self.events) > 0
 
     def _publish_inflight(self, update: dict[str, Any]) -> None:
-        if len(self.events):
-            self.events.publish(events.INFLIGHT, events.payload(update))
+        self.events.publish(events.INFLIGHT, events.payload(update))
 
     @property
     def resolved(self) -> Resolved:
@@ -112,7 +112,7 @@ class Runtime:
             asyncio.current_task(),
         )
         request[IN_FLIGHT] = entry
-        sink = self.captures.sink(request.path, entry.req_headers)
+        sink = self.captures.sink(request.path, entry.req_headers) if self.captures.enabled else None
         if sink is not None:
             request[CAPTURE] = sink
         try:
@@ -151,7 +151,7 @@ class Runtime:
                 timestamp=time.time(),
                 model=model_id,
                 req_path=request.path,
-                resp_content_type=entry.resp_headers.get("Content-Type", ""),
+                resp_content_type=entry.answer_headers.get("Content-Type", ""),
                 resp_status_code=status,
                 tokens=activity.tokens_of(counted.tokens, counted.timings, None),
                 duration_ms=max(took_ms, activity.timings_ms(counted.timings)),
