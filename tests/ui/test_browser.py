@@ -5,6 +5,7 @@ client's requests change on a page already open. Waits are explicit (WebDriverWa
 from __future__ import annotations
 
 import json
+import os
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -260,6 +261,10 @@ def test_the_performance_page_charts_the_running_models_memory(served: Serving, 
     figure = WebDriverWait(browser, PATIENCE).until(memory_chart)
     label = figure.find_element(By.CSS_SELECTOR, "svg").get_attribute("aria-label")
     assert "held (PSS) up to" in label and "MiB" in label, label
+    # The host, as llama-swap's /api/hardware describes it.
+    facts = WebDriverWait(browser, PATIENCE).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#hardware dd"))
+    memory_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert facts[2].text == f"{memory_total / 1024**3:.1f} GiB"
 
 
 def test_cancel_on_the_activity_page_ends_a_request_in_flight(served: Serving, browser: WebDriver) -> None:

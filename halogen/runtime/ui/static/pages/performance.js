@@ -1,7 +1,7 @@
 // Performance: generation and prompt speed of the last requests, and the host's CPU and memory
 // over time when the server samples them (llama-swap's /api/performance), as hand-drawn SVG.
 
-import { h, json, number, replace } from "../dom.js";
+import { bytes, h, json, number, replace } from "../dom.js";
 import { live, subscribe } from "../live.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -14,7 +14,8 @@ function svg(tag, attrs = {}) {
 
 // A line chart of one or more series of [x, y] points; x is a time in ms.
 export function chart(title, series, unit) {
-  const width = 640;
+  // Drawn at the width it is shown at, so its text keeps its size on a phone and a desktop alike.
+  const width = Math.min(1200, Math.max(300, (document.getElementById("main")?.clientWidth ?? 640) - 44));
   const height = 200;
   const pad = { left: 48, right: 8, top: 10, bottom: 22 };
   const all = series.flatMap((s) => s.points);
@@ -38,6 +39,11 @@ export function chart(title, series, unit) {
     label.textContent = number(y1 * frac, y1 < 10 ? 1 : 0);
     root.append(label);
   }
+  for (const [x, anchor] of [[x0, "start"], [x1, "end"]]) {
+    const label = svg("text", { x: X(x), y: height - 4, class: "axis", "text-anchor": anchor });
+    label.textContent = new Date(x).toLocaleTimeString();
+    root.append(label);
+  }
   series.forEach((s, i) => {
     const points = s.points.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(" ");
     root.append(svg("polyline", { points, class: `series s${i}` }));
@@ -51,7 +57,9 @@ export function show(main) {
   const speed = h("div");
   const memory = h("div");
   const host = h("div");
-  replace(main, h("h1", {}, "Performance"), speed, memory, host);
+  const hardware = h("div");
+  replace(main, h("h1", {}, "Performance"), speed, memory, host, h("h2", {}, "Hardware"), hardware);
+  showHardware(hardware);
   const MiB = 1024 * 1024;
   const drawMemory = () =>
     replace(
@@ -114,4 +122,28 @@ export function show(main) {
     clearInterval(every);
     unsubscribe();
   };
+}
+
+// The host as llama-swap's /api/hardware describes it.
+async function showHardware(node) {
+  try {
+    const hw = await json("/api/hardware");
+    const cpu = hw.cpu ?? {};
+    const os = hw.operating_system ?? {};
+    const pairs = [
+      ["CPU", [cpu.vendor, cpu.model].filter(Boolean).join(" ") || "—"],
+      ["Cores / threads", `${cpu.physical_core_count ?? "—"} / ${cpu.logical_thread_count ?? "—"}`],
+      ["Memory", bytes(hw.memory?.capacity_bytes)],
+      ["System", [os.name, os.version, os.kernel && `(kernel ${os.kernel})`].filter(Boolean).join(" ") || "—"],
+      ["Architecture", hw.architecture?.name ?? "—"],
+      ["Runs in", hw.environment?.kind ?? "—"],
+      ...(hw.accelerators ?? []).map((a) => [
+        `Accelerator ${a.index}`,
+        `${[a.vendor, a.model].filter(Boolean).join(" ") || a.kind}, ${bytes(a.memory?.capacity_bytes)} ${a.memory?.kind ?? ""}`.trim(),
+      ]),
+    ];
+    replace(node, h("dl", { class: "facts", id: "hardware" }, pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+  } catch (error) {
+    replace(node, h("p", { class: "muted" }, `Not described: ${error.status === 404 ? "this server does not say" : error.message}.`));
+  }
 }
