@@ -184,6 +184,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     ports = free_ports(2)
     config = {
         "apiKeys": ["sk-ui-test"],
+        "profiles": {"night": {"description": "small at night", "pins": {"best": "plain"}}},
         "models": {
             name: {"cmd": " ".join(fake_argv(port, "fake", None)), "proxy": f"http://127.0.0.1:{port}"}
             for name, port in zip(("plain", HOSTILE), ports, strict=True)
@@ -371,3 +372,30 @@ def test_the_theme_follows_the_system_until_the_toggle_picks_one_and_keeps_it(se
             assert background(driver) != first  # kept
         finally:
             driver.quit()
+
+
+def test_a_profile_picked_on_the_page_is_active_and_one_picked_elsewhere_shows(keyed: Serving) -> None:
+    driver = chromium()
+    key = {"Host": "127.0.0.1", "Authorization": "Bearer sk-ui-test", "Content-Type": "application/json"}
+
+    def active() -> object:
+        request = urllib.request.Request(keyed.url + "/api/profiles", headers=key)
+        with urllib.request.urlopen(request, timeout=PATIENCE) as response:
+            return json.load(response)["active"]
+
+    try:
+        host = keyed.url.removeprefix("http://")
+        driver.get(f"http://user:sk-ui-test@{host}/ui/#models")
+        wait = WebDriverWait(driver, PATIENCE)
+        select = wait.until(ec.presence_of_element_located((By.ID, "profile")))
+        Select(select).select_by_value("night")
+        wait.until(lambda d: active() == "night")
+        request = urllib.request.Request(
+            keyed.url + "/api/profiles/active", data=b'{"name": null}', headers=key, method="PUT"
+        )
+        urllib.request.urlopen(request, timeout=PATIENCE).close()
+        WebDriverWait(driver, LIVE).until(
+            lambda d: Select(d.find_element(By.ID, "profile")).first_selected_option.text == "none"
+        )
+    finally:
+        driver.quit()

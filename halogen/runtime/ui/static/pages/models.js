@@ -2,12 +2,13 @@
 // facts halogen.lock gave the build, its memory and its own log.
 
 import { toNodes } from "../ansi.js";
-import { bytes, h, here, post, replace, stateCell, table } from "../dom.js";
+import { bytes, h, here, json, post, replace, stateCell, table } from "../dom.js";
 import { live, subscribe } from "../live.js";
 import { follow } from "./logs.js";
 
 export function show(main, selected) {
   const status = h("p", { class: "muted", role: "status", "aria-live": "polite" });
+  const profiles = h("div", { class: "controls" });
   const body = h("div");
   const detail = h("section", { class: "detail", "aria-label": "Model details" });
   replace(
@@ -18,10 +19,12 @@ export function show(main, selected) {
       h("h1", {}, "Models"),
       h("button", { type: "button", class: "danger", onclick: () => unloadAll(status) }, "Unload all"),
     ),
+    profiles,
     status,
     body,
     detail,
   );
+  showProfiles(profiles, status);
 
   function render() {
     const rows = live.models
@@ -56,12 +59,44 @@ export function show(main, selected) {
   render();
   const unsubscribe = subscribe((kind) => {
     if (kind === "models" || kind === "memory") render();
+    if (kind === "profileChanged") showProfiles(profiles, status);
   });
   const stopDetail = selected ? showDetail(detail, selected) : null;
   return () => {
     unsubscribe();
     if (stopDetail) stopDetail();
   };
+}
+
+// llama-swap's profiles (/api/profiles): a choice of which models the names point to.
+async function showProfiles(node, status) {
+  let state;
+  try {
+    state = await json("/api/profiles");
+  } catch {
+    node.replaceChildren();
+    return;
+  }
+  if (!state.profiles?.length) {
+    node.replaceChildren();
+    return;
+  }
+  const select = h(
+    "select",
+    { id: "profile" },
+    h("option", { value: "" }, "none"),
+    state.profiles.map((p) => h("option", { value: p.id, selected: p.id === state.active }, p.description ? `${p.id}: ${p.description}` : p.id)),
+  );
+  select.addEventListener("change", async () => {
+    const response = await fetch(here("/api/profiles/active"), {
+      method: "PUT",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name: select.value || null }),
+    });
+    status.textContent = response.ok ? `Profile: ${select.value || "none"}.` : `The profile did not change: ${response.status}`;
+  });
+  replace(node, h("label", { for: "profile" }, "Profile "), select);
 }
 
 async function load(id, status) {
