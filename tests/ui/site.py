@@ -18,7 +18,9 @@ from tests.runtime.processes import Serving, halogen_serve
 
 HALOGEN = Path(sys.executable).parent / "halogen"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUDGET = 1024**3  # HALOGEN_MEMORY_BUDGET, as the Deployment sets it
+# memoryBudget: smol and smol-b fit together in it, smol-c with neither; the build writes the
+# matrix of what fits, and the Deployment hands the budget to the proxy as HALOGEN_MEMORY_BUDGET.
+BUDGET = 300 * 1024**2
 
 
 def build_site(root: Path, smollm2: Path) -> Path:
@@ -39,6 +41,7 @@ def build_site(root: Path, smollm2: Path) -> Path:
                     "models": {"hostPath": "/var/lib/models", "mountPath": "/models"},
                     "resources": {"limits": {"memory": "4Gi"}},
                 },
+                "memoryBudget": "300Mi",
                 "llamaSwap": {"healthCheckTimeout": 60, "startPort": start},
                 "backends": {
                     "cpu": {
@@ -53,6 +56,7 @@ def build_site(root: Path, smollm2: Path) -> Path:
     for model_id, data in {
         "smol": {"name": "SmolLM2", "description": "A tiny chat model", "file": GGUF, "contextSize": 1024},
         "smol-b": {"name": "SmolLM2, shorter context", "file": GGUF, "contextSize": 512},
+        "smol-c": {"name": "SmolLM2, longer context", "file": GGUF, "contextSize": 2048},
     }.items():
         (site / "models.d" / f"{model_id}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     for argv in ([str(HALOGEN), "lock", "--models-dir", str(models)], [str(HALOGEN), "build"]):
@@ -61,11 +65,21 @@ def build_site(root: Path, smollm2: Path) -> Path:
     return site
 
 
+def deployment_budget(site: Path) -> str:
+    """HALOGEN_MEMORY_BUDGET as the built Deployment sets it for the proxy."""
+    for document in yaml.safe_load_all((site / "out" / "deployment.yaml").read_text()):
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            for variable in container.get("env", []):
+                if variable["name"] == "HALOGEN_MEMORY_BUDGET":
+                    return str(variable["value"])
+    raise AssertionError("the Deployment sets no HALOGEN_MEMORY_BUDGET")
+
+
 @contextlib.contextmanager
 def served_site(root: Path, smollm2: Path, llama_server: Path) -> Iterator[Serving]:
     site = build_site(root, smollm2)
     before = os.environ.get("HALOGEN_MEMORY_BUDGET")
-    os.environ["HALOGEN_MEMORY_BUDGET"] = str(BUDGET)
+    os.environ["HALOGEN_MEMORY_BUDGET"] = deployment_budget(site)
     try:
         with halogen_serve(
             site / "out" / "config.yaml",

@@ -100,7 +100,7 @@ function renderRows(node, data, dialog) {
       h("td", { class: "num hide-narrow" }, String(r.resp_status_code)),
       h("td", { class: "num", "data-field": "input" }, number(r.tokens?.input_tokens)),
       h("td", { class: "num", "data-field": "output" }, number(r.tokens?.output_tokens)),
-      h("td", { class: "num hide-narrow" }, number(r.tokens?.cache_tokens)),
+      h("td", { class: "num hide-narrow", "data-field": "cached" }, number(r.tokens?.cache_tokens)),
       h("td", { class: "num hide-narrow" }, r.tokens?.prompt_per_second > 0 ? number(r.tokens.prompt_per_second, 1) : "—"),
       h("td", { class: "num" }, r.tokens?.tokens_per_second > 0 ? number(r.tokens.tokens_per_second, 1) : "—"),
       h("td", { class: "num" }, duration(r.duration_ms)),

@@ -11,7 +11,13 @@ const COLOURS = 6;
 export function show(main) {
   const body = h("div");
   replace(main, h("h1", {}, "Memory"), body);
-  const render = () => (live.memory ? draw(body, live.memory) : replace(body, h("p", { class: "muted" }, "Reading…")));
+  let shown = "";
+  const render = () => {
+    if (!live.memory) return replace(body, h("p", { class: "muted" }, "Reading…"));
+    const key = JSON.stringify(live.memory);
+    if (key !== shown) draw(body, live.memory); // only when something changed
+    shown = key;
+  };
   render();
   return subscribe((kind) => kind === "memory" && render());
 }

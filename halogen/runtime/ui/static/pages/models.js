@@ -26,7 +26,14 @@ export function show(main, selected) {
   );
   showProfiles(profiles, status);
 
+  // Redrawn only when what it shows changed: a redraw replaces the buttons, and with them the
+  // keyboard focus.
+  let shown = "";
   function render() {
+    const local = live.models.filter((m) => !m.peerID);
+    const key = JSON.stringify(local.map((m) => [m.id, m.name, m.description, m.state, live.memory?.models.find((x) => x.id === m.id)?.estimate]));
+    if (key === shown) return;
+    shown = key;
     const rows = live.models
       .filter((m) => !m.peerID)
       .map((m) => {
@@ -81,6 +88,9 @@ async function showProfiles(node, status) {
     node.replaceChildren();
     return;
   }
+  const key = JSON.stringify(state);
+  if (node.dataset.shown === key) return; // unchanged: keep the control, and its focus
+  node.dataset.shown = key;
   const select = h(
     "select",
     { id: "profile" },
