@@ -363,6 +363,15 @@ def test_the_keyboard_goes_through_the_header_in_order_and_can_skip_to_the_page(
     assert browser.execute_script("return location.hash") == "#models"  # still the same page
     ActionChains(browser).send_keys(Keys.TAB).perform()
     assert browser.switch_to.active_element.text == "Unload all"
+    # Tab on to a model's button; the page's live updates (two polls of the memory document)
+    # leave the focus where it is.
+    ActionChains(browser).send_keys(Keys.TAB, Keys.TAB).perform()
+    focused = browser.switch_to.active_element
+    assert focused.tag_name == "button" and focused.text.startswith(("Load", "Unload"))
+    polls = 'return performance.getEntriesByName(location.origin + "/api/halogen/memory").length'
+    before = browser.execute_script(polls)
+    WebDriverWait(browser, PATIENCE).until(lambda d: d.execute_script(polls) >= before + 2)
+    assert browser.switch_to.active_element == focused
 
 
 def test_the_theme_follows_the_system_until_the_toggle_picks_one_and_keeps_it(served: Serving) -> None:
