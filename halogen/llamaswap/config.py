@@ -202,27 +202,17 @@ class Hooks(_Strict):
     on_startup: OnStartup = OnStartup()
 
 
-# Go's time.ParseDuration: a sequence of decimal numbers with a unit each ("1m30s", "1.5h").
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNIT = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
+# A Go duration as llama-swap's config-schema.json spells one: decimal numbers with a unit each
+# ("1m30s", "1.5h"); Go's time.ParseDuration reads each the same.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_DURATION_UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def go_seconds(text: str) -> float:
     """Seconds in a Go duration string; ValueError when it is not one."""
     body = text.strip()
     sign = -1.0 if body.startswith("-") else 1.0
-    body = body.lstrip("+-")
-    if body == "0":
-        return 0.0
+    body = body[1:] if body[:1] in ("+", "-") else body
     total, at = 0.0, 0
     for part in _DURATION_PART.finditer(body):
         if part.start() != at:

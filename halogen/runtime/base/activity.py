@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS activity (
     error_msg TEXT NOT NULL DEFAULT '',
     metadata_json TEXT NOT NULL DEFAULT ''
 );
+"""
+# The file's indexes (llama-swap's migration). The in-memory log has at most metricsMaxInMemory
+# rows, where a scan is cheap and each index would cost every insert and prune.
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS idx_activity_created_id ON activity (ts_created DESC, id DESC);
 CREATE INDEX IF NOT EXISTS idx_activity_model_created_id ON activity (model_id, ts_created DESC, id DESC);
 """
@@ -284,7 +288,7 @@ class Activity:
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"{self.path}: WAL mode not available (got {mode})")
             db.execute("PRAGMA synchronous = NORMAL")
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + (_INDEXES if self.path else ""))
         self._db = db
         (highest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM activity").fetchone()
         return int(highest) + 1

@@ -92,6 +92,9 @@ class Hub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
+    def listened(self) -> bool:
+        return bool(self._subscribers)
+
     def subscribe(self, on_drop: Callable[[], None] | None = None) -> Subscriber:
         subscriber = Subscriber(self, self._queue_size, on_drop)
         self._subscribers.add(subscriber)

@@ -36,7 +36,7 @@ def rfc3339(moment: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     id: str
     started: float  # time.time()

@@ -70,7 +70,7 @@ class Runtime:
         self.activity = activity.Activity(self.resolved.store_path, self.resolved.metrics_max)
         self.captures = Captures(self.resolved.capture_mb)
         self.inflight.publish = self._publish_inflight
-        self.inflight.listening = lambda: len(self.events) > 0
+        self.inflight.listening = self.events.listened
 
     def _publish_inflight(self, update: dict[str, Any]) -> None:
         self.events.publish(events.INFLIGHT, events.payload(update))
