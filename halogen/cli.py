@@ -421,7 +421,7 @@ def serve(
     llama_server: Path | None,
 ) -> None:
     """Run the proxy: start, stop and swap llama-server processes on demand, with the
-    OpenAI and Ollama APIs on one port. Stops every child on SIGTERM, SIGINT or SIGHUP; on Linux the children die with it even when it is killed."""
+    OpenAI and Ollama APIs on one port, and a web UI at /ui/. Stops every child on SIGTERM, SIGINT or SIGHUP; on Linux the children die with it even when it is killed."""
     from halogen.commands import serve as command
 
     limits = Limits(header_timeout, idle_timeout, body_timeout, max_connections)

@@ -233,7 +233,7 @@ def test_halogen_validate_loads_neither_the_manifests_nor_the_hub_nor_the_server
 
 # halogen serve's folders, top to bottom (halogen/runtime/__init__.py): each imports only those
 # below it, so a route never reaches into the server and a process never into a route.
-RUNTIME_LAYERS = ("serve", "apis", "forward", "scheduling", "process", "base")
+RUNTIME_LAYERS = ("serve", "ui", "apis", "forward", "scheduling", "process", "base")
 
 
 def layer_breaches(graph: Mapping[str, Mapping[str, tuple[str, str]]], prefix: str) -> list[str]:

@@ -76,6 +76,19 @@ def read(path: Path) -> tuple[Config, Config, yamlio.Document, list[Note], dict[
                     )
                 )
                 _keep(raw, (key,), value)
+        elif key == "store":
+            # A file on the machine llama-swap ran on: the site's pod has no volume for it.
+            value = data.pop(key)
+            if value not in (None, {}):
+                notes.append(
+                    Note(
+                        "not carried",
+                        at(doc, (key,)),
+                        "`store.path` is a file on the machine llama-swap ran on; the site's pod has "
+                        "no volume for it, so activity is kept in memory (metricsMaxInMemory)",
+                    )
+                )
+                _keep(raw, (key,), value)
         elif key == "ttl" and "globalTTL" not in data and isinstance(data[key], int) and data[key] >= 0:
             ttl = data.pop(key)
             data["globalTTL"] = ttl
@@ -89,7 +102,18 @@ def read(path: Path) -> tuple[Config, Config, yamlio.Document, list[Note], dict[
                 )
             )
     _sweep(doc, data, (), set(Config.model_fields), notes, raw)
-    for key in ("routing", "selectors", "profiles", "peers", "macros", "groups", "hooks", "apiKeys"):
+    for key in (
+        "routing",
+        "selectors",
+        "profiles",
+        "peers",
+        "macros",
+        "groups",
+        "hooks",
+        "apiKeys",
+        "ui",
+        "performance",
+    ):
         if key in data and data[key] is None:
             del data[key]  # llama-swap reads a null section as an empty one
     models = data.get("models")

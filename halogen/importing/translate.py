@@ -420,10 +420,13 @@ class Translation:
             "includeAliasesInList",
             "sendLoadingState",
             "logTimeFormat",
+            "captureBuffer",
+            "ui",
+            "performance",
         ):
             value = getattr(config, key)
             if value != getattr(defaults, key):
-                swap[key] = value
+                swap[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
         if config.healthCheckTimeout < 15:
             swap["healthCheckTimeout"] = 15
             self.note(

@@ -6,9 +6,10 @@ defaults, so dumping with `exclude_defaults` never writes a key that does nothin
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MacroValue = str | int | float | bool
 
@@ -201,6 +202,88 @@ class Hooks(_Strict):
     on_startup: OnStartup = OnStartup()
 
 
+# A Go duration as llama-swap's config-schema.json spells one: decimal numbers with a unit each
+# ("1m30s", "1.5h"); Go's time.ParseDuration reads each the same.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_DURATION_UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_seconds(text: str) -> float:
+    """Seconds in a Go duration string; ValueError when it is not one."""
+    body = text.strip()
+    sign = -1.0 if body.startswith("-") else 1.0
+    body = body[1:] if body[:1] in ("+", "-") else body
+    total, at = 0.0, 0
+    for part in _DURATION_PART.finditer(body):
+        if part.start() != at:
+            break
+        total += float(part.group(1)) * _DURATION_UNIT[part.group(2)]
+        at = part.end()
+    if not body or at != len(body):
+        raise ValueError(f"{text!r} is not a duration (a number and a unit: 5s, 1m30s, 500ms)")
+    return sign * total
+
+
+class Store(_Strict):
+    """Where activity is kept across restarts (Store in internal/config/config.go)."""
+
+    path: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("store.path must not be empty")
+        return value
+
+
+# The request headers the Activity page groups sessions by (load.go, llama-swap).
+DEFAULT_SESSION_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
+
+
+class UiActivity(_Strict):
+    session_id: list[str] = list(DEFAULT_SESSION_HEADERS)
+
+    @field_validator("session_id")
+    @classmethod
+    def _normalized(cls, names: list[str]) -> list[str]:
+        """normalizeHeaderNames (internal/config/load.go, llama-swap): trimmed, blanks dropped,
+        the first of each case-insensitive name kept; an empty list turns the lookup off."""
+        out: list[str] = []
+        seen: set[str] = set()
+        for name in names:
+            name = name.strip()
+            if name and name.lower() not in seen:
+                seen.add(name.lower())
+                out.append(name)
+        return out
+
+
+class Ui(_Strict):
+    activity: UiActivity = UiActivity()
+
+
+# performance.every: llama-swap's default and its floor (internal/config/performance.go).
+PERFORMANCE_EVERY = "5s"
+MIN_PERFORMANCE_SECONDS = 5.0
+
+
+class Performance(_Strict):
+    disabled: bool = False
+    every: str = PERFORMANCE_EVERY
+
+    @field_validator("every")
+    @classmethod
+    def _at_least(cls, every: str) -> str:
+        if go_seconds(every) < MIN_PERFORMANCE_SECONDS:
+            raise ValueError(f"every must be at least 5s, got {every}")
+        return every
+
+    @property
+    def seconds(self) -> float:
+        return go_seconds(self.every)
+
+
 # Go's time layouts by their constant names (internal/logmon/logging.go, llama-swap).
 LogTimeFormat = Literal[
     "",
@@ -227,6 +310,10 @@ class Config(_Strict):
     logLevel: Literal["debug", "info", "warn", "error"] = "info"
     logToStdout: Literal["proxy", "upstream", "both", "none"] = "proxy"
     metricsMaxInMemory: int = Field(1000, ge=1)
+    captureBuffer: int = Field(5, ge=0)  # MB of request/response captures; 0 = none
+    store: Store | None = None
+    ui: Ui = Ui()
+    performance: Performance = Performance()
     startPort: int = Field(5800, ge=1, le=65535)
     globalTTL: int = Field(0, ge=0)
     unloadTimeout: int = Field(10, ge=0)
@@ -266,11 +353,6 @@ def _groups(groups: dict[str, Group]) -> dict[str, Any]:
 
 # Keys llama-swap knows that `halogen serve` does not implement. A hand-written config that
 # sets one (to anything but its default) is refused with the key's name, never half-run.
-UNSUPPORTED_TOP: dict[str, Any] = {
-    "captureBuffer": 5,
-    "store": None,
-    "ui": None,
-    "performance": None,
-}
+UNSUPPORTED_TOP: dict[str, Any] = {}
 UNSUPPORTED_MODEL: dict[str, Any] = {}
 UNSUPPORTED_FILTERS: dict[str, Any] = {}

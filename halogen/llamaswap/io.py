@@ -110,7 +110,7 @@ def _screen(doc: yamlio.Document) -> list[Diagnostic]:
                 del mapping[key]
 
     sweep(data, (), _known_keys(Config), UNSUPPORTED_TOP)
-    for key in ("routing", "selectors", "profiles"):
+    for key in ("routing", "selectors", "profiles", "ui", "performance"):
         if key in data and data[key] is None:
             del data[key]  # llama-swap reads a null section as an empty one
     for mid, model in (data.get("models") or {}).items() if isinstance(data.get("models"), dict) else []:

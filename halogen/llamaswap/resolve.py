@@ -104,6 +104,10 @@ def resolve(config: Config) -> Resolved:
         peers=peers,
         peer_names=tuple(sorted({peer_fqn(r.peer, r.model) for r in peers.values()})),
         log_time_format=config.logTimeFormat,
+        capture_mb=config.captureBuffer,
+        store_path=config.store.path if config.store is not None else "",
+        session_headers=tuple(config.ui.activity.session_id),
+        performance_every=0.0 if config.performance.disabled else config.performance.seconds,
     )
 
 

@@ -154,6 +154,12 @@ class Resolved:
     log_time_format: str = ""
     # The sha256 (hex) of the config file's bytes as read: `halogen build`'s config-version.
     config_version: str = ""
+    # llama-swap's UI side: captureBuffer (MB; 0 = no captures), store.path ("" = in memory),
+    # ui.activity.session_id, performance.every (seconds; 0 = performance.disabled).
+    capture_mb: int = 5
+    store_path: str = ""
+    session_headers: tuple[str, ...] = ("X-Session-ID", "X-Litellm-Session-Id")
+    performance_every: float = 5.0
 
     def peer(self, name: str) -> PeerRoute | None:
         """The peer model a request names, when no local model answers to the name."""

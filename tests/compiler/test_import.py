@@ -165,12 +165,15 @@ def test_llama_swaps_example_reports_what_halogen_cannot_carry_and_keeps_it_raw(
     root, notes = imported(tmp_path, EXAMPLE)
     text = "\n".join(notes)
     for key in ("captureBuffer", "ui", "performance"):
-        assert f"not carried: `{key}` configures llama-swap's web UI" in text
+        assert f"`{key}`" not in text  # carried since issue 20: the site's llamaSwap globals
     assert "model 'unlisted-model' is left out" in text
     assert "group 'group1' names 'llama', no model" in text
     assert "a matrix beside `use: group` is not in use" in text
     report = (root / "import-report.md").read_text()
-    assert "captureBuffer: 15" in report and "session_id:" in report and "every: 15s" in report
+    site = yaml.safe_load((root / "halogen.yaml").read_text())
+    assert site["llamaSwap"]["captureBuffer"] == 15
+    assert site["llamaSwap"]["performance"] == {"disabled": False, "every": "15s"}
+    assert "ui" not in site["llamaSwap"]  # the example's session headers are the default
     assert "models_dir: ${env.HOME}/models" in report
 
 

@@ -258,3 +258,23 @@ async def next_event(response: aiohttp.ClientResponse, limit: float = EVENT_LIMI
         return await asyncio.wait_for(response.content.readuntil(b"\n\n"), limit)
     except TimeoutError:
         raise AssertionError(f"no event within {limit} s: is the stream buffered?") from None
+
+
+# The routes of llama-swap's UI API: a browser is asked for the key (internal/server/auth.go).
+LLAMA_SWAP_UI = (
+    "/api/models/unload",
+    "/api/profiles",
+    "/api/events",
+    "/api/metrics/",
+    "/api/inflight/",
+    "/api/captures/",
+    "/api/performance",
+    "/api/hardware",
+    # halogen's web UI: its pages and its own document (halogen/runtime/ui).
+    "/ui",
+    "/api/halogen/",
+)
+
+
+def challenge(path: str) -> str:
+    return 'Basic realm="llama-swap"' if path.startswith(LLAMA_SWAP_UI) else "Bearer"

@@ -27,6 +27,14 @@ LLAMA_SWAP_ROUTES = {
     "/api/models/unload/{model}",
     "/api/profiles",
     "/api/profiles/active",
+    "/api/halogen/memory",
+    "/api/events",
+    "/api/inflight/{id}/cancel",
+    "/api/metrics/activity",
+    "/api/metrics/stats",
+    "/api/captures/{id}",
+    "/api/performance",
+    "/api/hardware",
 }
 
 NOPE = {"model": "nope"}
@@ -61,6 +69,13 @@ OWN_ERROR: dict[tuple[str, str], Any] = {
     ("POST", "/api/models/unload/{model}"): "/api/models/unload/nope",
     ("GET", "/api/profiles"): WRONG_METHOD,
     ("PUT", "/api/profiles/active"): BAD_JSON,
+    ("GET", "/api/events"): WRONG_METHOD,
+    ("POST", "/api/inflight/{id}/cancel"): "/api/inflight/nope/cancel",
+    ("GET", "/api/metrics/activity"): "/api/metrics/activity?limit=0",
+    ("GET", "/api/metrics/stats"): WRONG_METHOD,
+    ("GET", "/api/captures/{id}"): "/api/captures/nope",
+    ("GET", "/api/performance"): "/api/performance?after=yesterday",
+    ("GET", "/api/hardware"): WRONG_METHOD,
     ("GET", "/"): WRONG_METHOD,
     ("GET", "/api/version"): WRONG_METHOD,
     ("GET", "/api/tags"): WRONG_METHOD,
@@ -77,8 +92,20 @@ OWN_ERROR: dict[tuple[str, str], Any] = {
     ("POST", "/api/copy"): WRONG_METHOD,
     ("DELETE", "/api/delete"): WRONG_METHOD,
     ("*", "/api/blobs/{digest}"): None,
+    # The web UI (halogen/runtime/ui).
+    ("GET", "/ui"): WRONG_METHOD,
+    ("GET", "/ui/"): WRONG_METHOD,
+    ("GET", "/ui/{asset}"): "/ui/nope.js",
+    ("GET", "/api/halogen/memory"): WRONG_METHOD,
 }
-SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy"}
+SAMPLES = {
+    "model": "m",
+    "tail": "m/props",
+    "digest": "sha256-0",
+    "source": "proxy",
+    "id": "1",
+    "asset": "app.js",
+}
 
 
 def family(template: str) -> str:

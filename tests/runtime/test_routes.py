@@ -13,7 +13,7 @@ import pytest
 
 from halogen.runtime.base.logs import Logs
 
-from .harness import PATIENCE, Proxy, Site, metric, serving
+from .harness import PATIENCE, Proxy, Site, challenge, metric, serving
 
 
 async def echo_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -329,7 +329,7 @@ async def test_api_keys_guard_every_route_but_health(tmp_path: Path) -> None:
             ):
                 async with proxy.client.request(method, path, json=body, headers=headers) as response:
                     assert response.status == 401, (method, path, headers)
-                    assert response.headers["WWW-Authenticate"] == "Bearer"
+                    assert response.headers["WWW-Authenticate"] == challenge(path)
                     if method != "HEAD":
                         error = (await response.json())["error"]
                         ollama_route = path == "/" or path.startswith("/api/")

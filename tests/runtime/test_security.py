@@ -30,7 +30,7 @@ from halogen.runtime.apis.anthropic import anthropic_style
 from halogen.runtime.process.upstream import Upstream
 from halogen.runtime.serve import app, auth, server
 
-from .harness import PATIENCE, Proxy, Site, eventually, fake_process, free_ports, serving
+from .harness import PATIENCE, Proxy, Site, challenge, eventually, fake_process, free_ports, serving
 from .processes import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +38,21 @@ PACKAGE = ROOT / "halogen"
 
 # Values for the router's path parameters; a route with a parameter not named here fails the
 # walk, so whoever adds it decides what it takes.
-SAMPLES = {"model": "m", "tail": "m/props", "digest": "sha256-0", "source": "proxy"}
+SAMPLES = {
+    "model": "m",
+    "tail": "m/props",
+    "digest": "sha256-0",
+    "source": "proxy",
+    "id": "1",
+    "asset": "app.js",
+}
 # Routes that never read a request body, so no body can cost them memory.
 WITHOUT_BODY = {
     "/unload",
     "/unload/{model}",
     "/api/models/unload",
     "/api/models/unload/{model}",
+    "/api/inflight/{id}/cancel",
     "/api/pull",
     "/api/push",
     "/api/create",
@@ -128,7 +136,7 @@ async def test_api_keys_guard_every_route_of_the_router_but_health(tmp_path: Pat
                     method, path, json={"model": "m"}, headers=headers
                 ) as response:
                     assert response.status == 401, (method, path, headers)
-                    assert response.headers["WWW-Authenticate"] == "Bearer"
+                    assert response.headers["WWW-Authenticate"] == challenge(path)
                     if method != "HEAD":
                         error = (await response.json())["error"]
                         if ollama_route(path):

@@ -273,6 +273,13 @@ class Globals(_Input):
     preload: list[str] = []
     logTimeFormat: ls.LogTimeFormat = ""
     upstream: Upstream = Upstream()
+    captureBuffer: int = Field(
+        5, ge=0, description="MB of request/response captures kept for the activity API; 0 = none."
+    )
+    ui: ls.Ui = Field(ls.Ui(), description="llama-swap's web UI: ui.activity.session_id headers.")
+    performance: ls.Performance = Field(
+        ls.Performance(), description="CPU, memory and GPU samples: disabled, every (Go duration, >= 5s)."
+    )
 
 
 class Group(_Input):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -67,15 +68,67 @@ def cgroup_memory(
     return None, None
 
 
+@dataclass(frozen=True)
+class Card:
+    """One DRM card as amdgpu's sysfs shows it; None where a file is absent or unreadable."""
+
+    name: str  # card0, card1, ...
+    vendor: str  # the PCI vendor id, 0x1002 for AMD
+    product: str
+    busy_percent: int | None
+    vram_used: int | None
+    vram_total: int | None
+    gtt_used: int | None
+    gtt_total: int | None
+    temp_millic: int | None  # hwmon temp1_input
+    power_microw: int | None  # hwmon power1_average
+    power_cap_microw: int | None  # hwmon power1_cap
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def cards(drm: Path = Path("/sys/class/drm")) -> list[Card]:
+    """Every `cardN` under `drm` (not its connectors, `card0-DP-1`), in number order: the one
+    reader of amdgpu's sysfs for /metrics and /api/performance."""
+    found = [c for c in drm.glob("card*") if c.name[4:].isdigit()]
+    out = []
+    for card in sorted(found, key=lambda c: int(c.name[4:])):
+        device = card / "device"
+        hwmon = next(iter(sorted(device.glob("hwmon/hwmon*"))), None)
+
+        def sensor(name: str, hwmon: Path | None = hwmon) -> int | None:
+            return None if hwmon is None else _read_int(hwmon / name)
+
+        out.append(
+            Card(
+                name=card.name,
+                vendor=_text(device / "vendor").lower(),
+                product=_text(device / "product_name"),
+                busy_percent=_read_int(device / "gpu_busy_percent"),
+                vram_used=_read_int(device / "mem_info_vram_used"),
+                vram_total=_read_int(device / "mem_info_vram_total"),
+                gtt_used=_read_int(device / "mem_info_gtt_used"),
+                gtt_total=_read_int(device / "mem_info_gtt_total"),
+                temp_millic=sensor("temp1_input"),
+                power_microw=sensor("power1_average"),
+                power_cap_microw=sensor("power1_cap"),
+            )
+        )
+    return out
+
+
 def gtt(drm: Path = Path("/sys/class/drm")) -> dict[str, tuple[int, int]]:
     """amdgpu's GTT (used, total) per card, from sysfs mem_info_gtt_*."""
-    out = {}
-    for card in sorted(drm.glob("card[0-9]*")):
-        used = _read_int(card / "device" / "mem_info_gtt_used")
-        total = _read_int(card / "device" / "mem_info_gtt_total")
-        if used is not None and total is not None:
-            out[card.name] = (used, total)
-    return out
+    return {
+        c.name: (c.gtt_used, c.gtt_total)
+        for c in cards(drm)
+        if c.gtt_used is not None and c.gtt_total is not None
+    }
 
 
 def budget_from_env() -> int | None:
@@ -153,3 +206,6 @@ def _gauges(name: str, help_text: str, values: Mapping[str, int], label: str = "
     for key in sorted(values):
         family.add_metric([key], values[key])
     return [family]
+
+
+OBSERVER = web.AppKey("observer", Observer)

@@ -78,6 +78,22 @@ class ProfileNotFound(Refusal):
     code = "profile_not_found"
 
 
+class NotFound(Refusal):
+    """A thing an API names that is not there (an in-flight request, a capture)."""
+
+    status = 404
+    kind = "invalid_request_error"
+    code = "not_found"
+
+
+class Unavailable(Refusal):
+    """A part of the server that is not running here (hardware detection)."""
+
+    status = 503
+    kind = "server_error"
+    code = "unavailable"
+
+
 class Unauthorized(Refusal):
     status = 401
     kind = "authentication_error"
@@ -85,6 +101,15 @@ class Unauthorized(Refusal):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
+
+
+class BrowserUnauthorized(Unauthorized):
+    """llama-swap's answer (CreateAuthMiddleware, internal/server/auth.go) on the routes its web
+    UI calls: a browser asks for the key as a password, then sends it with every request, the
+    event stream's too (an EventSource cannot set a header)."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="llama-swap"'}
 
 
 class Overloaded(Refusal):

@@ -263,7 +263,9 @@ class TokenReader:
         self._overflow = False
         self._prompt: int | None = None
         self._generated: int | None = None
-        self.per_second: float | None = None  # the generation speed llama-server timed
+        # For the activity log: llama-server's last `timings` and an error body's message.
+        self.timings: dict[str, Any] | None = None
+        self.error = ""
 
     @property
     def counts(self) -> tuple[int, int] | None:
@@ -281,7 +283,7 @@ class TokenReader:
                 return
             complete = self._partial + chunk[:cut]
             self._partial = chunk[cut + 1 :]
-            if b'"usage"' in complete or b'"timings"' in complete:
+            if b'"usage"' in complete or b'"timings"' in complete or b'"error"' in complete:
                 for line in complete.split(b"\n"):
                     self._line(line.rstrip(b"\r"))
         elif not self._overflow:
@@ -300,7 +302,7 @@ class TokenReader:
 
     def _line(self, line: bytes) -> None:
         # Only the events that can carry counts are parsed: the final one, usually.
-        if line.startswith(b"data:") and (b'"usage"' in line or b'"timings"' in line):
+        if line.startswith(b"data:") and (b'"usage"' in line or b'"timings"' in line or b'"error"' in line):
             self._found(line[5:])
 
     def _found(self, data: bytes) -> None:
@@ -308,7 +310,10 @@ class TokenReader:
             event = json.loads(data)
         except ValueError:
             return
-        self.per_second = generation_rate(event) or self.per_second
+        if isinstance(event, dict):
+            if isinstance(event.get("timings"), dict):
+                self.timings = event["timings"]
+            self.error = error_message(event) or self.error
         counts = partial_counts(event)
         if counts is None:
             return
@@ -317,3 +322,19 @@ class TokenReader:
             self._prompt = prompt
         if generated is not None and (generated > 0 or self._generated is None):
             self._generated = generated
+
+
+def error_message(event: Mapping[str, Any]) -> str:
+    """The message an error body carries (extractErrorMessage in internal/server/metrics.go,
+    llama-swap: `error.message`, `error`, `message`, `detail`), at most 500 characters."""
+    error = event.get("error")
+    for found in (
+        (error or {}).get("message") if isinstance(error, dict) else None,
+        error,
+        event.get("message"),
+        event.get("detail"),
+    ):
+        if isinstance(found, str) and found.strip():
+            text = found.strip()
+            return text[:500] + "..." if len(text) > 500 else text
+    return ""

@@ -14,7 +14,7 @@ from halogen.runtime.forward import jsonbody, proxy
 from halogen.runtime.forward.carried import Carried
 from halogen.runtime.forward.context import Runtime
 from halogen.runtime.forward.naming import Named
-from halogen.runtime.forward.relay import relay
+from halogen.runtime.forward.relay import relay, sent
 from halogen.runtime.forward.target import SESSIONS
 
 
@@ -88,8 +88,8 @@ async def _relay(
         headers["Content-Type"] = content_type
     named = Named(peer_fqn(route.peer, route.model), route.model, route)
     async with runtime.reaching(request, named) as (counted, peer, _):
+        sent(request, body)
         answer = await peer.open(request.method, path_qs, headers, body)
         response, outcome = await relay(request, peer, answer)
-        counted.status = outcome.counted
-        runtime.answered(peer.model_id, counted, outcome)
+        counted.took(outcome)
         return response

@@ -27,12 +27,22 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from halogen.runtime.base.captures import Sink
 from halogen.runtime.base.metrics import TokenReader
 from halogen.runtime.forward.message_start import MESSAGES, MessageStart
 from halogen.runtime.forward.proxy import encode, is_event_stream, response_headers
 from halogen.runtime.forward.target import Target
 
 NDJSON = "application/x-ndjson"
+# Where a request's capture gathers its bodies (llama-swap's UI, `/api/captures/{id}`), when on.
+CAPTURE = web.RequestKey("capture", Sink)
+
+
+def sent(request: web.Request, body: bytes | None) -> None:
+    """The body the target is sent, for the request's capture."""
+    sink = request.get(CAPTURE)
+    if sink is not None:
+        sink.sent(body)
 
 
 @dataclass
@@ -42,8 +52,9 @@ class Outcome:
     status: int
     tokens: tuple[int, int] | None = None
     broken: bool = False  # the target failed after its answer had begun
-    per_second: float | None = None  # the generation speed the target timed (`generation_rate`)
     first_event_ns: int | None = None  # when an event stream's first bytes arrived (monotonic)
+    timings: dict[str, Any] | None = None  # llama-server's last `timings`, for the activity log
+    error: str = ""  # an error body's message, for the activity log
 
     @property
     def counted(self) -> int:
@@ -209,12 +220,15 @@ async def _copy(
     """Write what the target sends, as it arrives, through `encoder` (bytes as they are when
     None), and end the response: cleanly, with the encoder's failure, or cut off."""
     outcome = Outcome(answer.status)
+    sink = request.get(CAPTURE)
     try:
         async for chunk in answer.content.iter_any():
             if outcome.first_event_ns is None and encoder is not None:
                 outcome.first_event_ns = time.monotonic_ns()
             if tokens is not None:
                 tokens.feed(chunk)
+            if sink is not None:
+                sink.feed(chunk)
             out = chunk if encoder is None else encoder.feed(chunk)
             if out:
                 await response.write(out)
@@ -234,7 +248,7 @@ async def _copy(
         await response.write(tail)
     if tokens is not None:
         outcome.tokens = tokens.close()
-        outcome.per_second = tokens.per_second
+        outcome.timings, outcome.error = tokens.timings, tokens.error
     await response.write_eof()
     return outcome
 

@@ -145,7 +145,10 @@ class Swapper:
         self._refusing = False  # draining for shutdown: only requests that hold a model go on
         self._background: set[asyncio.Task[None]] = set()
         # The active profile (llama-swap's /api/profiles/active): none at start or after a reload.
-        self.profile = ""
+        self._profile = ""
+        # Called after each change a model's phase or the profile may show in (llama-swap's
+        # ProcessStateChangeEvent): the UI's event stream compares and publishes.
+        self.watchers: list[Callable[[], None]] = []
 
     @property
     def health_check_timeout(self) -> float:
@@ -212,6 +215,11 @@ class Swapper:
     def queued(self) -> dict[str, int]:
         """Requests waiting in the queue for each model."""
         return {mid: self._queued[mid] for mid in self._slots}
+
+    def waiting(self) -> list[tuple[int, str, int]]:
+        """The queue as it stands: (position from 1, model id, priority) of each waiting
+        request, numbered as `queue_position` numbers them (the web UI's Memory page)."""
+        return [(at, w.model_id, w.priority) for at, w in enumerate(self._queue, 1)]
 
     def queue_position(self, task: asyncio.Task[Any] | None) -> int | None:
         """Where the request running as `task` waits in the queue, from 1 (all models' requests
@@ -407,6 +415,7 @@ class Swapper:
         stops = [self._begin_stop(victim, "make room for " + repr(mid)) for victim in victims]
         slot.start = asyncio.create_task(self._start(slot, stops))
         slot.start.add_done_callback(lambda _: self._started(slot))
+        self._watched()
 
     async def _start(self, slot: Slot, stops: Iterable[asyncio.Task[None]]) -> None:
         await asyncio.gather(*(asyncio.shield(s) for s in stops))
@@ -441,6 +450,20 @@ class Swapper:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         self._walk()
+        self._watched()
+
+    @property
+    def profile(self) -> str:
+        return self._profile
+
+    @profile.setter
+    def profile(self, name: str) -> None:
+        self._profile = name
+        self._watched()
+
+    def _watched(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     # --- stopping -----------------------------------------------------------------------
 
@@ -451,6 +474,7 @@ class Swapper:
         self.logs.proxy(f"stopping model {slot.runnable.id!r} ({why})")
         slot.stop = asyncio.create_task(slot.upstream.stop())
         slot.stop.add_done_callback(lambda _: self._stopped(slot))
+        self._watched()
         return slot.stop
 
     def _stopped(self, slot: Slot) -> None:

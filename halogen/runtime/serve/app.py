@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from halogen.runtime.apis import anthropic as anthropic_routes
-from halogen.runtime.apis import exposition, management, observed
+from halogen.runtime.apis import exposition, management, observed, ui_api
 from halogen.runtime.apis import openai as openai_routes
 from halogen.runtime.apis.ollama import routes as ollama_routes
 from halogen.runtime.forward import peers
@@ -16,6 +16,7 @@ from halogen.runtime.forward.context import RUNTIME, Runtime
 from halogen.runtime.serve import connections, hosts, origin, version
 from halogen.runtime.serve.listen import DEFAULT_LIMITS, DEFAULT_MAX_BODY, Limits
 from halogen.runtime.serve.middleware import access_middleware, error_middleware, key_middleware
+from halogen.runtime.ui import routes as ui_routes
 
 
 def build(
@@ -45,10 +46,13 @@ def build(
     app.on_response_prepare.append(version.header)
     app[RUNTIME] = runtime
     observer = observed.Observer(observed.budget_from_env(), lambda line: runtime.logs.proxy(line))
+    app[observed.OBSERVER] = observer
     app[exposition.REGISTRY] = exposition.registry(runtime, observer)
     openai_routes.register(app)
     peers.register(app)
     anthropic_routes.register(app)
     management.register(app)
+    ui_api.register(app)
     ollama_routes.register(app)
+    ui_routes.register(app)
     return app

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from halogen.runtime.base import shapes
-from halogen.runtime.base.errors import Refusal, Unauthorized
+from halogen.runtime.base.errors import BrowserUnauthorized, Refusal, Unauthorized
 from halogen.runtime.base.logs import Level
 from halogen.runtime.forward.context import MODEL, runtime_of
 from halogen.runtime.serve import auth
@@ -85,5 +85,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     keys = runtime_of(request).resolved.api_keys
     if keys and request.path not in UNGUARDED and not auth.allowed(request.headers, keys):
+        # A browser is asked for the key (Basic, the key as the password: llama-swap's answer in
+        # internal/server/auth.go) on the web UI's pages and on llama-swap's /api/ routes; Sec-Fetch-Mode
+        # says a browser sent the request (navigations, fetches, EventSource), which no API client
+        # sends, so their Bearer challenge stays.
+        page = request.path == "/ui" or request.path.startswith("/ui/")
+        if page or "Sec-Fetch-Mode" in request.headers or await shapes.shape_of(request) is shapes.llama_swap:
+            raise BrowserUnauthorized("unauthorized: invalid or missing API key")
         raise Unauthorized("a valid API key is required (Authorization: Bearer <key> or x-api-key)")
     return await handler(request)

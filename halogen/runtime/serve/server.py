@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -209,7 +210,12 @@ async def run(
 ) -> int:
     """Serve until SIGTERM, SIGINT or SIGHUP; every child is stopped and reaped before this returns.
     `drain`: seconds the requests in flight get to finish first (a second signal cuts it)."""
-    server = Server(resolved, config_path=config_path, **options)
+    try:
+        server = Server(resolved, config_path=config_path, **options)
+    except sqlite3.Error as exc:
+        # validateStorePath (internal/config/load_posix.go, llama-swap) refuses the config so.
+        print(f"halogen serve: store.path {resolved.store_path}: {exc}", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     draining = 0.0  # no drain unless a signal asked for the stop
     loop = asyncio.get_running_loop()

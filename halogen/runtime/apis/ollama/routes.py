@@ -34,7 +34,7 @@ from halogen.runtime.base.errors import (
     UpstreamAnswered,
     UpstreamFailed,
 )
-from halogen.runtime.base.metrics import generation_rate, token_counts
+from halogen.runtime.base.metrics import token_counts
 from halogen.runtime.forward import jsonbody, peers, proxy, relay
 from halogen.runtime.forward.context import MODEL, read_json, runtime_of
 from halogen.runtime.forward.loading import LOADING_PATHS, Loading
@@ -318,13 +318,15 @@ async def _held(
     respond: Respond,
     progress: Loading | None,
 ) -> web.StreamResponse:
-    model_id, name, started = asked.model_id, asked.name, asked.started
+    name, started = asked.name, asked.started
     runtime = runtime_of(request)
     streaming = stream is not None and bool(payload.get("stream"))
     headers = upstream_headers(request.headers, bool(runtime.resolved.api_keys))
     named = Named(asked.model_id, asked.target, asked.peer)
     async with runtime.reaching(request, named, asked.keep_alive, progress) as (counted, target, load_ns):
-        answer = await target.open("POST", path, headers, proxy.encode(payload))
+        body = proxy.encode(payload)
+        relay.sent(request, body)
+        answer = await target.open("POST", path, headers, body)
         try:
             if answer.status != 200:
                 counted.status = answer.status
@@ -343,16 +345,15 @@ async def _held(
                     relay.Ndjson(stream(name, started, load_ns)),
                     prepared=None if progress is None else progress.response,
                 )
-                runtime.answered(model_id, counted, outcome)
-                counted.status = outcome.counted
+                counted.took(outcome)
                 return response
             try:
                 data = await answer.json(content_type=None)
             except (ValueError, aiohttp.ClientPayloadError) as exc:
                 raise await target.failed("sent no JSON answer", exc) from None
-            runtime.answered(
-                model_id, counted, relay.Outcome(200, token_counts(data), per_second=generation_rate(data))
-            )
+            counted.tokens = token_counts(data)
+            if isinstance(data, dict) and isinstance(data.get("timings"), dict):
+                counted.timings = data["timings"]
             try:
                 translated_answer = respond(name, data, started, load_ns)
             except answers.Untranslatable as exc:
