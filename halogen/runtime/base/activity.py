@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import math
 import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -396,7 +395,3 @@ class Activity:
 
         await loop.run_in_executor(self._pool, shut)
         self._pool.shutdown(wait=True)
-
-
-def now() -> float:
-    return time.time()
