@@ -274,7 +274,8 @@ async def test_each_request_to_a_model_is_one_activity_row_announced_on_the_even
     assert oldest["model"] == "alpha" and oldest["req_path"] == "/v1/chat/completions"
     assert oldest["resp_status_code"] == 200
     assert oldest["resp_content_type"].startswith("application/json")
-    # The fake's usage and timings (prompt_n 7, predicted_n 3, cache_n 0; no speeds given).
+    # The fake's usage and timings (prompt_n 7, predicted_n 3, cache_n 0, predicted_per_second
+    # 800; no prompt speed given).
     assert oldest["tokens"] == {
         "cache_tokens": 0,
         "draft_tokens": -1,
@@ -282,7 +283,7 @@ async def test_each_request_to_a_model_is_one_activity_row_announced_on_the_even
         "input_tokens": 7,
         "output_tokens": 3,
         "prompt_per_second": 0.0,
-        "tokens_per_second": 0.0,
+        "tokens_per_second": 800.0,
     }
     assert newest["tokens"]["input_tokens"] == 11 and newest["tokens"]["output_tokens"] == 3
     assert newest["resp_content_type"] == "text/event-stream"
@@ -304,7 +305,9 @@ async def test_the_activity_log_keeps_the_newest_metrics_max_in_memory_rows(tmp_
         9,
         0,
     )
-    assert stats["prompt_histogram"] is None and stats["gen_histogram"] is None  # no speeds given
+    assert stats["prompt_histogram"] is None  # the fake gives no prompt speed
+    generation = stats["gen_histogram"]  # its predicted_per_second, 800, on each of the three rows
+    assert (generation["min"], generation["max"], sum(generation["bins"])) == (800.0, 800.0, 3)
 
 
 async def test_a_failed_request_is_recorded_with_its_error_and_its_request_captured(tmp_path: Path) -> None:
