@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from halogen.runtime.apis import federation
 from halogen.runtime.base.metrics import FIRST_TOKEN_BUCKETS
+from halogen.runtime.forward.relay import OUTCOME, Outcome
 
 from .harness import PATIENCE, Site, eventually, metric, sample, serving
 from .test_peers import near_site, peer_fake
@@ -298,3 +300,26 @@ def test_a_model_is_asked_for_its_metrics_when_its_command_turns_them_on(
 ) -> None:
     # common/arg.cpp: --metrics, or its variable LLAMA_ARG_ENDPOINT_METRICS.
     assert federation.scraped(runnable(argv=argv, env=env)) is asked
+
+
+async def test_a_client_that_closes_as_the_answer_ends_is_counted_as_answered(tmp_path: Path) -> None:
+    """A client that has read a whole stream may close at once, while the proxy still ends its
+    chunking: the handler is then cancelled, and the request must still count as the 200 it was,
+    with its first token, not as a client gone mid-answer (499). The relay marks the outcome
+    delivered once everything but the chunking's end is written (forward/relay.py)."""
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        runtime = proxy.server.runtime
+        for delivered in (True, False):
+            request = make_mocked_request("POST", "/v1/chat/completions", headers={"Host": "127.0.0.1"})
+            request[OUTCOME] = Outcome(
+                200, tokens=(7, 3), first_event_ns=time.monotonic_ns(), delivered=delivered
+            )
+            with pytest.raises(asyncio.CancelledError), runtime.counted(request, "m"):
+                raise asyncio.CancelledError
+        text = await proxy.metrics()
+    assert metric(text, "halogen_requests_total") == {"m": "2"}
+    assert metric(text, "halogen_request_errors_total") == {"m": "1"}  # the one cut short: 499
+    assert count(text, "halogen_time_to_first_token_seconds", "m") == 1
+    assert metric(text, "halogen_generated_tokens_total") == {"m": "3"}

@@ -25,7 +25,7 @@ from halogen.runtime.base.metrics import Metrics, generation_rate
 from halogen.runtime.forward import jsonbody, proxy
 from halogen.runtime.forward.loading import Loading, openai_frame
 from halogen.runtime.forward.naming import Named, Naming
-from halogen.runtime.forward.relay import CAPTURE, Outcome, error_event, relay
+from halogen.runtime.forward.relay import CAPTURE, OUTCOME, Outcome, error_event, relay
 from halogen.runtime.forward.relay import sent as relay_sent
 from halogen.runtime.forward.target import Local, Peer, Target
 from halogen.runtime.process.upstream import State, Upstream
@@ -125,8 +125,12 @@ class Runtime:
             counted.error = exc.message
             raise
         except asyncio.CancelledError:
-            counted.status = 499  # the client went away
-            counted.error = "request cancelled" if entry.cancelled else "client went away"
+            delivered = request.get(OUTCOME)
+            if delivered is not None and delivered.delivered and not entry.cancelled:
+                counted.took(delivered)  # the client had it all, and closed as it ended
+            else:
+                counted.status = 499  # the client went away
+                counted.error = "request cancelled" if entry.cancelled else "client went away"
             raise
         finally:
             self.inflight.remove(entry)

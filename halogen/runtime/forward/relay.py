@@ -55,11 +55,16 @@ class Outcome:
     first_event_ns: int | None = None  # when an event stream's first bytes arrived (monotonic)
     timings: dict[str, Any] | None = None  # llama-server's last `timings`, for the activity log
     error: str = ""  # an error body's message, for the activity log
+    delivered: bool = False  # the whole answer was written, all but the end of the chunking
 
     @property
     def counted(self) -> int:
         """The status the request is counted under: 502 for an answer cut short."""
         return 502 if self.broken else self.status
+
+
+OUTCOME = web.RequestKey("outcome", Outcome)
+"""The Outcome of the answer being relayed, filled in as it goes."""
 
 
 class Encoder(Protocol):
@@ -220,6 +225,7 @@ async def _copy(
     """Write what the target sends, as it arrives, through `encoder` (bytes as they are when
     None), and end the response: cleanly, with the encoder's failure, or cut off."""
     outcome = Outcome(answer.status)
+    request[OUTCOME] = outcome  # what the request amounted to, even if the client leaves at the end
     sink = request.get(CAPTURE)
     try:
         async for chunk in answer.content.iter_any():
@@ -244,11 +250,14 @@ async def _copy(
         elif request.transport is not None:
             request.transport.abort()  # a body cut short must not look complete
         return outcome
-    if tail:
-        await response.write(tail)
     if tokens is not None:
         outcome.tokens = tokens.close()
         outcome.timings, outcome.error = tokens.timings, tokens.error
+    if tail:
+        await response.write(tail)
+    # A client that has read the whole answer may close at once: the request still counts as
+    # answered, not as a client gone mid-answer (Runtime.counted reads OUTCOME then).
+    outcome.delivered = True
     await response.write_eof()
     return outcome
 
