@@ -9,6 +9,7 @@ never use, and this process never hands one out twice."""
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import socket
 import threading
@@ -28,7 +29,17 @@ def _outside_ephemeral() -> range:
     return range(high + 1, 65536)
 
 
-_PORTS = _outside_ephemeral()
+def _this_workers(ports: range) -> range:
+    """Under pytest-xdist (`make test` runs two workers), each worker takes its own slice, so
+    two processes never hand out the same port."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+    size = len(ports) // max(count, 1)
+    return ports[index * size : (index + 1) * size] if count > 1 else ports
+
+
+_PORTS = _this_workers(_outside_ephemeral())
 _cursor = itertools.count(random.randrange(len(_PORTS)))
 _lock = threading.Lock()
 

@@ -28,3 +28,16 @@ def test_a_port_something_listens_on_is_skipped(monkeypatch: pytest.MonkeyPatch)
         next_in_line = iter(range(ports._PORTS.index(port), 10**9))
         monkeypatch.setattr(ports, "_cursor", next_in_line)
         assert port not in ports.free_ports(2)
+
+
+def test_each_xdist_worker_hands_out_ports_from_its_own_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = range(10_000, 32_768)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    slices = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        slices.append(set(ports._this_workers(whole)))
+    assert not slices[0] & slices[1]
+    assert all(len(s) >= len(whole) // 2 for s in slices) and slices[0] | slices[1] <= set(whole)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    assert ports._this_workers(whole) == whole

@@ -38,6 +38,8 @@ def _a_browser() -> None:
     as one without llama-server would, rather than passing with the page untested."""
     missing = available()
     assert missing is None, missing
+
+
 LIVE = 2.0  # seconds a change may take to reach an open page
 
 
