@@ -27,7 +27,18 @@ def config_of(given: Path | str | None) -> Path:
     if here.is_file():
         return here
     root = site_root(Path.cwd())
-    return root / OUT_DIR / CONFIG_FILE if root is not None else here
+    found = root / OUT_DIR / CONFIG_FILE if root is not None else here
+    nodes = sorted(found.parent.glob(f"nodes/*/{CONFIG_FILE}"))
+    if not found.is_file() and nodes:
+        # A site with `nodes:` has one config per node (halogen.compiler.render.nodes).
+        import click
+
+        raise click.UsageError(
+            f"{found.parent} holds a config per node: serve one with "
+            f"--config {found.parent / 'nodes' / '<node>' / CONFIG_FILE} "
+            f"(nodes: {', '.join(n.parent.name for n in nodes)})"
+        )
+    return found
 
 
 def run(

@@ -284,6 +284,12 @@ def test_halogen_build_runs_from_inside_a_two_node_site_without_flags(site: Path
         [HALOGEN, "build", "--check"], cwd=site / where, capture_output=True, text=True, timeout=120
     )
     assert check.returncode == 0, check.stderr
+    # `halogen serve` without --config finds no out/config.yaml in such a site: it says which
+    # config to pass instead of failing to read one.
+    serve = subprocess.run([HALOGEN, "serve"], cwd=site / where, capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 2, serve.stderr
+    assert "holds a config per node: serve one with --config" in serve.stderr
+    assert "(nodes: halo-a, halo-b)" in serve.stderr and "Traceback" not in serve.stderr
 
 
 def test_halogen_fit_says_where_the_models_went_and_each_nodes_fit(site: Path) -> None:
