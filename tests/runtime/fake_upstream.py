@@ -13,6 +13,7 @@ Per-request behaviour comes from headers the proxy passes through:
   X-Fake-Close: 1           close the connection without answering
   X-Fake-Status: N          answer N with a llama-server error body instead
   X-Fake-Chunk-Bytes: N     pad each streamed content chunk to N bytes
+  X-Fake-Done-Linger: S      end a stream's body S seconds after its `data: [DONE]`
   X-Fake-Events: 1          answer a streamed request on any path (/v1/messages, /v1/responses)
                             with the chat stream, so a test can break it
   X-Fake-Report-Stall: 1    with a small send buffer, record `stalled` (bytes sent so far) the
@@ -349,6 +350,8 @@ class Handler(BaseHTTPRequestHandler):
                 }
             )
             send(b"data: [DONE]\n\n")
+            # X-Fake-Done-Linger: S: the body ends S seconds after its last event.
+            time.sleep(float(self.headers.get("X-Fake-Done-Linger") or 0))
             send(b"")
             if watch_stall:
                 record("streamed", bytes=sent)

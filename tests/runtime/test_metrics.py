@@ -5,9 +5,11 @@ real llama-server in test_metrics_real.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -303,23 +305,62 @@ def test_a_model_is_asked_for_its_metrics_when_its_command_turns_them_on(
 
 
 async def test_a_client_that_closes_as_the_answer_ends_is_counted_as_answered(tmp_path: Path) -> None:
-    """A client that has read a whole stream may close at once, while the proxy still ends its
-    chunking: the handler is then cancelled, and the request must still count as the 200 it was,
-    with its first token, not as a client gone mid-answer (499). The relay marks the outcome
-    delivered once everything but the chunking's end is written (forward/relay.py)."""
+    """A client that has read a whole stream may close at once (the official openai client does,
+    at `data: [DONE]`), while the proxy still waits for the target's body to end: the handler is
+    then cancelled, and the request must still count as the 200 it was, not as a client gone
+    mid-answer (499). The relay marks the outcome delivered once the stream's last event is
+    written (forward/relay.py)."""
     site = Site(tmp_path)
     site.fake("m")
     async with serving(site.write()) as proxy:
         runtime = proxy.server.runtime
-        for delivered in (True, False):
-            request = make_mocked_request("POST", "/v1/chat/completions", headers={"Host": "127.0.0.1"})
-            request[OUTCOME] = Outcome(
-                200, tokens=(7, 3), first_event_ns=time.monotonic_ns(), delivered=delivered
-            )
-            with pytest.raises(asyncio.CancelledError), runtime.counted(request, "m"):
-                raise asyncio.CancelledError
+        # aiohttp cancels the handler of a client that left, or the next write to it fails.
+        for gone in (asyncio.CancelledError, ConnectionResetError):
+            for delivered in (True, False):
+                request = make_mocked_request("POST", "/v1/chat/completions", headers={"Host": "127.0.0.1"})
+                request[OUTCOME] = Outcome(
+                    200, tokens=(7, 3), first_event_ns=time.monotonic_ns(), delivered=delivered
+                )
+                with pytest.raises(gone), runtime.counted(request, "m"):
+                    raise gone
         text = await proxy.metrics()
-    assert metric(text, "halogen_requests_total") == {"m": "2"}
-    assert metric(text, "halogen_request_errors_total") == {"m": "1"}  # the one cut short: 499
+        rows = (await (await proxy.client.get("/api/metrics/activity")).json())["data"]
+    assert metric(text, "halogen_requests_total") == {"m": "4"}
+    assert metric(text, "halogen_request_errors_total") == {"m": "2"}  # the ones cut short
+    # Each had its first token and carried its tokens, cut short or not.
+    assert count(text, "halogen_time_to_first_token_seconds", "m") == 4
+    assert metric(text, "halogen_generated_tokens_total") == {"m": "12"}
+    assert sorted(row["resp_status_code"] for row in rows) == [200, 200, 499, 499]
+
+
+async def test_a_client_that_leaves_at_done_before_the_body_ends_is_an_answered_request(
+    tmp_path: Path,
+) -> None:
+    """The official openai client closes its connection at `data: [DONE]`; llama-server may end
+    its body a moment later. The request is the 200 it was, in /metrics and the activity log."""
+    site = Site(tmp_path)
+    site.fake("m")
+    async with serving(site.write()) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+        writer.write(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Fake-Done-Linger: 2\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        answer = b""
+        async with asyncio.timeout(PATIENCE):
+            while b"data: [DONE]" not in answer:
+                chunk = await reader.read(65536)
+                assert chunk, answer
+                answer += chunk
+        writer.transport.abort()  # gone, while the target's body is still open
+        await eventually(lambda: metric_now(proxy), "the request is counted")
+        rows = (await (await proxy.client.get("/api/metrics/activity")).json())["data"]
+        text = await proxy.metrics()
+    assert [(row["resp_status_code"], row.get("error_msg", "")) for row in rows] == [(200, "")]
+    assert metric(text, "halogen_request_errors_total") in ({}, {"m": "0"})
     assert count(text, "halogen_time_to_first_token_seconds", "m") == 1
-    assert metric(text, "halogen_generated_tokens_total") == {"m": "3"}
+
+
+async def metric_now(proxy: Any) -> bool:
+    return metric(await proxy.metrics(), "halogen_requests_total") == {"m": "1"}

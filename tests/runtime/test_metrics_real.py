@@ -36,6 +36,14 @@ def test_a_chat_is_observed_in_each_histogram_and_llama_servers_own_series_carry
         # read the stream's last event.
         until(lambda: metric(scraped(), "halogen_requests_total") == {"smol": "1"}, "the chat is counted")
         text = scraped()
+        # How the request ended, as the activity log has it: named when an assertion fails.
+        ended = [
+            (row["resp_status_code"], row.get("error_msg", ""))
+            for row in httpx.get(serving.url + "/api/metrics/activity", timeout=PATIENCE).json()["data"]
+        ]
+    # The openai client closes the connection at `data: [DONE]`, which may be before the proxy
+    # has read the end of llama-server's body: still an answered request.
+    assert ended == [(200, "")], ended
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name in (
         "halogen_time_to_first_token_seconds",

@@ -124,12 +124,13 @@ class Runtime:
             counted.status = exc.status
             counted.error = exc.message
             raise
-        except asyncio.CancelledError:
-            delivered = request.get(OUTCOME)
-            if delivered is not None and delivered.delivered and not entry.cancelled:
-                counted.took(delivered)  # the client had it all, and closed as it ended
-            else:
-                counted.status = 499  # the client went away
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away: aiohttp cancels the handler, or a write to it fails.
+            outcome = request.get(OUTCOME)
+            if outcome is not None:
+                counted.took(outcome)  # what it carried: its first token and tokens were real
+            if outcome is None or not outcome.delivered or entry.cancelled:
+                counted.status = 499  # unless the client had it all, and closed as it ended
                 counted.error = "request cancelled" if entry.cancelled else "client went away"
             raise
         finally:

@@ -18,6 +18,7 @@ it never looks complete."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -62,6 +63,11 @@ class Outcome:
         """The status the request is counted under: 502 for an answer cut short."""
         return 502 if self.broken else self.status
 
+
+# The last event of a stream in each API llama-server speaks: OpenAI's chat and completions,
+# Anthropic's messages, OpenAI's responses (tools/server/server-task.cpp, llama.cpp). Once it is
+# written, the client has the whole answer.
+STREAM_ENDS = (b"data: [DONE]", b"event: message_stop", b"response.completed")
 
 OUTCOME = web.RequestKey("outcome", Outcome)
 """The Outcome of the answer being relayed, filled in as it goes."""
@@ -238,7 +244,16 @@ async def _copy(
             out = chunk if encoder is None else encoder.feed(chunk)
             if out:
                 await response.write(out)
+            if encoder is not None and not outcome.delivered:
+                outcome.delivered = any(end in chunk for end in STREAM_ENDS)
         tail = b"" if encoder is None else encoder.close()
+    except (asyncio.CancelledError, ConnectionResetError):
+        # The client left (a client may close as soon as it has read the stream's last event,
+        # before the target's body has ended here): the request keeps what it carried so far.
+        if tokens is not None:
+            outcome.tokens = tokens.counts
+            outcome.timings, outcome.error = tokens.timings, tokens.error
+        raise
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
         # Only reading can raise these (writes to the client raise ConnectionResetError).
         outcome.broken = True
