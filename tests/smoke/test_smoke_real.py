@@ -148,7 +148,9 @@ def test_the_json_report_has_each_models_load_time_ttft_and_speeds(served: tuple
     assert smol["speedFrom"] == "timings"
     assert 1 < smol["promptTokensPerSecond"] < 1e6 and 1 < smol["generationTokensPerSecond"] < 1e6
     assert all(c["passed"] and c["status"] == 200 for c in smol["checks"])
-    assert embed["loadFrom"] == "running" and 0 < embed["loadSeconds"] < PATIENCE
+    # An embedding answers within moments of the load: /running, asked every 50 ms, may not
+    # have said ready by then, and the load is timed to the first byte instead.
+    assert embed["loadFrom"] in ("running", "first-byte") and 0 < embed["loadSeconds"] < PATIENCE
     assert embed["ttftSeconds"] is None and embed["promptTokensPerSecond"] is None
 
 
