@@ -15,6 +15,7 @@ from halogen.runtime.apis.openai import OPENAI_ROUTES
 from halogen.runtime.serve import app
 
 from .harness import Proxy, Site, serving
+from .test_security import SAMPLES  # the path parameters both route walks fill in
 
 KEY = {"Authorization": "Bearer sk-shapes"}
 LIMIT = 4096
@@ -97,14 +98,6 @@ OWN_ERROR: dict[tuple[str, str], Any] = {
     ("GET", "/ui/"): WRONG_METHOD,
     ("GET", "/ui/{asset}"): "/ui/nope.js",
     ("GET", "/api/halogen/memory"): WRONG_METHOD,
-}
-SAMPLES = {
-    "model": "m",
-    "tail": "m/props",
-    "digest": "sha256-0",
-    "source": "proxy",
-    "id": "1",
-    "asset": "app.js",
 }
 
 
